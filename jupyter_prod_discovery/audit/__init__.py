@@ -1,0 +1,1 @@
+"""The tamper-evident audit trail: schemas, chain, sinks, verify/query/report and the kernel shim."""

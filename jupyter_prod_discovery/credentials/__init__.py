@@ -1,0 +1,1 @@
+"""Short-lived Vault/OpenBao credentials: the Vault client, profiles, broker and kernel provisioner."""

@@ -1,0 +1,1 @@
+"""The one-command demo: an embedded OpenBao dev server, a seeded sample database and JupyterLab."""

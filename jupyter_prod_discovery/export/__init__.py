@@ -1,0 +1,1 @@
+"""Export of notebooks into signed, promotable pipeline job bundles."""

@@ -1,0 +1,86 @@
+"""The server extension: traits and wiring only.
+
+Each capability lives in its own subpackage; this module creates them, hands them to each other
+and to the handlers, and starts and stops their background work with the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Unicode
+
+from . import __version__
+from .credentials.vault import VaultClient, VaultError
+from .handlers import default_handlers
+
+SETTINGS_KEY = "prod_discovery"
+
+
+class ProdDiscoveryApp(ExtensionApp):
+    """Prod Discovery guardrails: credentials, audit trail, PII guard and export."""
+
+    name = "jupyter_prod_discovery"
+    description = __doc__
+    load_other_extensions = True
+    classes = [VaultClient]
+
+    environment_name = Unicode(
+        "Prod Discovery",
+        config=True,
+        help="""Name of this environment, shown in the always-visible indicator in JupyterLab and
+        recorded in every audit event. Default 'Prod Discovery'.""",
+    )
+    environment_color = Unicode(
+        "#b3261e",
+        config=True,
+        help="""CSS colour of the environment indicator (any CSS colour). Default '#b3261e'
+        (red: production data).""",
+    )
+    require_vault = Bool(
+        True,
+        config=True,
+        help="""Fail closed: when Vault is configured (VaultClient.url or VAULT_ADDR) but
+        unreachable or the token is invalid, refuse to start the server. Default True. Set False
+        to start anyway with the credential guard inactive (the status endpoint reports why).""",
+    )
+
+    def initialize_settings(self) -> None:
+        self.vault = VaultClient(parent=self)
+        self.vault_error: str | None = None
+        if self.vault.configured:
+            try:
+                self.vault.connect()
+            except VaultError as exc:
+                self.vault_error = str(exc)
+                if self.require_vault:
+                    # Raised here the message reaches the terminal and the server does not start.
+                    raise SystemExit(
+                        f"jupyter_prod_discovery: {exc}. Fix the Vault settings or set "
+                        "c.ProdDiscoveryApp.require_vault = False to start without credentials."
+                    ) from None
+                self.log.error("Vault unavailable, credential guard inactive: %s", exc)
+        self.settings[SETTINGS_KEY] = self
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(default_handlers)
+
+    def guards(self) -> dict[str, bool]:
+        """Which guards are active now, for the status endpoint and the indicator."""
+        return {
+            "credentials": self.vault.configured and self.vault.last_error is None,
+            "audit": False,
+            "pii": False,
+            "export": False,
+        }
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        await super()._start_jupyter_server_extension(serverapp)
+        if self.vault.configured and self.vault_error is None:
+            self.vault.start_renewal()
+
+    async def stop_extension(self) -> None:
+        await self.vault.stop_renewal()
+        await asyncio.sleep(0)

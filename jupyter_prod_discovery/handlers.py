@@ -1,0 +1,102 @@
+"""HTTP only: every handler is authenticated and authorized, and maps known errors once."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+
+from . import __version__
+from .credentials.vault import VaultAuthError, VaultError, VaultUnreachable
+
+if TYPE_CHECKING:
+    from .extension import ProdDiscoveryApp
+
+API = "/prod-discovery/api"
+AUTH_RESOURCE = "prod_discovery"
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def map_errors(method: F) -> F:
+    """Turn the project's known errors into 4xx/5xx JSON answers, in one place.
+
+    Only bugs become 500. Vault failures are 502/503 because the fault lies upstream.
+    """
+
+    @functools.wraps(method)
+    async def wrapper(self: APIHandler, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except web.HTTPError:
+            raise
+        except (ValueError, KeyError) as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        except PermissionError as exc:
+            raise web.HTTPError(403, str(exc)) from None
+        except FileNotFoundError as exc:
+            raise web.HTTPError(404, str(exc)) from None
+        except VaultUnreachable as exc:
+            raise web.HTTPError(503, str(exc)) from None
+        except (VaultAuthError, VaultError) as exc:
+            raise web.HTTPError(502, str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class ProdDiscoveryHandler(ExtensionHandlerMixin, APIHandler):
+    """Base of every handler: JSON in and out, access to the app."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def app(self) -> ProdDiscoveryApp:
+        return self.extensionapp  # type: ignore[no-any-return]
+
+    def write_json(self, payload: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(payload, default=str))
+
+    def get_json_body_dict(self) -> dict[str, Any]:
+        body = self.get_json_body()
+        if body is None:
+            return {}
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "the request body must be a JSON object")
+        return body
+
+
+class StatusHandler(ProdDiscoveryHandler):
+    """What the indicator shows: environment, active guards, Vault reachability and identity."""
+
+    @web.authenticated
+    @authorized
+    @map_errors
+    async def get(self) -> None:
+        app = self.app
+        vault = await asyncio.to_thread(app.vault.health)
+        if app.vault_error and not vault.get("error"):
+            vault["error"] = app.vault_error
+        user = self.current_user
+        self.write_json(
+            {
+                "version": __version__,
+                "environment": {"name": app.environment_name, "color": app.environment_color},
+                "guards": app.guards(),
+                "vault": vault,
+                "user": {"name": getattr(user, "username", None)},
+            }
+        )
+
+
+default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
+    (rf"{API}/status", StatusHandler),
+]

@@ -1,0 +1,1 @@
+"""A pure PII scanner: text in, findings out, no I/O."""

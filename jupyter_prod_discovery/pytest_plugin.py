@@ -1,0 +1,112 @@
+"""Pytest fixtures for this project and for anyone deploying it: real OpenBao, real PostgreSQL.
+
+Nothing here mocks Vault or PostgreSQL. ``openbao`` starts a real ``bao server -dev`` on a free even
+loopback port (``-dev-no-store-token``) and stops it after the test. ``postgres_dsn`` connects to
+the DSN in ``PROD_DISCOVERY_TEST_DSN`` (default postgresql://postgres@127.0.0.1:5432/postgres): when
+it is unreachable the test is skipped on a workstation, but under ``CI=true`` it fails, so a
+CI run can never go green by skipping the database.
+
+``prod_discovery_server_config`` is the jupyter-server config with the extension enabled and
+unauthenticated access refused; a conftest uses it to override pytest-jupyter's
+``jp_server_config``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .demo.openbao import DevServer
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip on a workstation, fail under CI=true: a real dependency is missing."""
+    if condition:
+        return
+    if _in_ci():
+        pytest.fail(f"{reason} (CI=true: missing dependencies fail the run)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def openbao() -> Iterator[DevServer]:
+    """A fresh, real OpenBao dev server for one test; ``.address`` and ``.root_token``."""
+    server = DevServer()
+    try:
+        server.start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        require(False, f"OpenBao dev server could not start: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_dsn() -> str:
+    """DSN of a reachable PostgreSQL superuser connection (see module docstring)."""
+    import psycopg
+
+    dsn = os.environ.get("PROD_DISCOVERY_TEST_DSN", DEFAULT_DSN)
+    try:
+        with psycopg.connect(dsn, connect_timeout=3) as conn:
+            conn.execute("select 1")
+    except psycopg.Error as exc:
+        require(False, f"PostgreSQL at {dsn} is unreachable: {exc.__class__.__name__}")
+    return dsn
+
+
+@pytest.fixture
+def postgres_database(postgres_dsn: str) -> Iterator[str]:
+    """A throw-away database on the test PostgreSQL, dropped (with its sessions) afterwards."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name = "pd_test_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(postgres_dsn)
+    params["dbname"] = name
+    try:
+        yield make_conninfo(**params)  # type: ignore[arg-type]
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def prod_discovery_extension_config() -> dict[str, Any]:
+    """Extra traitlets config merged into the server config; override it to configure guards."""
+    return {}
+
+
+@pytest.fixture
+def prod_discovery_server_config(
+    prod_discovery_extension_config: dict[str, Any],
+) -> dict[str, Any]:
+    """jupyter-server config: this extension enabled, authentication enforced."""
+    config: dict[str, Any] = {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_prod_discovery": True},
+            "allow_unauthenticated_access": False,
+        },
+    }
+    for section, values in prod_discovery_extension_config.items():
+        config.setdefault(section, {}).update(values)
+    return config
+
+
+@pytest.fixture
+def vault_config(openbao: DevServer) -> dict[str, Any]:
+    """Config pointing the extension's VaultClient at the test's OpenBao (root token)."""
+    return {"VaultClient": {"url": openbao.address, "token": openbao.root_token}}
