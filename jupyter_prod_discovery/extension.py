@@ -13,6 +13,8 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Unicode
 
 from . import __version__
+from .audit.recorder import AuditRecorder, NullRecorder
+from .credentials.secrets import SecretRegistry
 from .credentials.vault import VaultClient, VaultError
 from .handlers import default_handlers
 
@@ -62,6 +64,15 @@ class ProdDiscoveryApp(ExtensionApp):
                         "c.ProdDiscoveryApp.require_vault = False to start without credentials."
                     ) from None
                 self.log.error("Vault unavailable, credential guard inactive: %s", exc)
+        # Shared seams, created before any capability so each can be handed the others.
+        self.secrets = SecretRegistry()
+        self.audit: AuditRecorder = NullRecorder()
+
+        # --- audit wiring (audit/) ---
+        # --- credentials wiring (credentials/) ---
+        # --- PII guard wiring (pii/, guard/) ---
+        # --- export wiring (export/) ---
+
         self.settings[SETTINGS_KEY] = self
 
     def initialize_handlers(self) -> None:
@@ -80,7 +91,9 @@ class ProdDiscoveryApp(ExtensionApp):
         await super()._start_jupyter_server_extension(serverapp)
         if self.vault.configured and self.vault_error is None:
             self.vault.start_renewal()
+        # --- start: background work of each capability ---
 
     async def stop_extension(self) -> None:
+        # --- stop: credentials (revoke everything) before audit (flush last) ---
         await self.vault.stop_renewal()
         await asyncio.sleep(0)

@@ -1,0 +1,93 @@
+"""The command line: ``jupyter prod-discovery SUBCOMMAND``.
+
+Each subcommand's work lives in its capability's subpackage; this module only parses arguments,
+dispatches, and turns known errors into a one-line message and exit status 2 (bad input), so a
+script never has to read a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+
+__all__ = ["build_parser", "main"]
+
+Runner = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """Bad input from the command line: printed as one line, exit status 2."""
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="start OpenBao, a sample production database and JupyterLab with the guards on",
+        description=(
+            "Start an embedded OpenBao dev server on loopback, seed it (policies, a KV secret and, "
+            "when PostgreSQL is reachable, the database secrets engine with a sample production "
+            "database), then start JupyterLab with the extension configured against it. "
+            "Ctrl-C stops everything and leaves nothing behind."
+        ),
+    )
+    p.add_argument("--port", type=int, default=8888, help="JupyterLab port (default 8888)")
+    p.add_argument(
+        "--dsn",
+        default=None,
+        help="PostgreSQL superuser DSN for the sample database "
+        "(default: PROD_DISCOVERY_DEMO_DSN or postgresql://postgres@127.0.0.1:5432/postgres)",
+    )
+    p.add_argument("--root-dir", default=None, help="notebook directory (default: a temp dir)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+
+    def run(args: argparse.Namespace) -> int:
+        from .demo.runner import run_demo
+
+        return run_demo(args)
+
+    p.set_defaults(run=run)
+
+
+# Each capability adds its subcommands here (scan, audit, export).
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _add_demo,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jupyter prod-discovery",
+        description=(
+            "Prod Discovery guardrails for Jupyter: short-lived Vault credentials in kernels, "
+            "a tamper-evident audit trail, PII guarding of outputs and export of notebooks into "
+            "signed pipeline jobs."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Runner | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return 2
+    try:
+        return run(args)
+    except UsageError as exc:
+        print(f"jupyter prod-discovery: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
