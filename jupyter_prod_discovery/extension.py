@@ -7,6 +7,7 @@ and to the handlers, and starts and stops their background work with the server.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
@@ -67,6 +68,9 @@ class ProdDiscoveryApp(ExtensionApp):
         # Shared seams, created before any capability so each can be handed the others.
         self.secrets = SecretRegistry()
         self.audit: AuditRecorder = NullRecorder()
+        # Called by the credential provisioner in pre_launch with (kernel_id, env) so that other
+        # capabilities (the audit shim) can add variables to every kernel's environment.
+        self.kernel_env_hooks: list[Callable[[str, dict[str, str]], None]] = []
 
         # --- audit wiring (audit/) ---
         # --- credentials wiring (credentials/) ---
