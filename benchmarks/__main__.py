@@ -1,0 +1,260 @@
+"""``python -m benchmarks``: run the registered cases A/B and report server CPU per operation.
+
+Two real ``jupyter server`` subprocesses on loopback: "plain" (this extension disabled) and
+"extension" (enabled; by default against a fresh OpenBao dev server so the credential guard is on).
+IOPub rate limits are off on both, otherwise the output cases would measure the limiter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .cases import load_all
+from .core import CASES, CONFIG_HOOKS, BenchEnv, BenchServer, Case, Measure, Sample, merge_config
+
+EXTENSION = "jupyter_prod_discovery"
+RESULTS = Path(__file__).parent / "results" / "latest.json"
+
+BASE_CONFIG: dict[str, dict[str, Any]] = {
+    # Rate limits off: the default 1,000 msg/s and 1 MB/s would drop output and cap the cases.
+    "ServerApp": {"iopub_msg_rate_limit": 0.0, "iopub_data_rate_limit": 0.0},
+    "ZMQChannelsWebsocketConnection": {
+        "iopub_msg_rate_limit": 0.0,
+        "iopub_data_rate_limit": 0.0,
+        "limit_rate": False,
+    },
+    "MappingKernelManager": {"cull_idle_timeout": 0},
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--only", action="append", default=[], help="case name (repeatable, or a,b)")
+    p.add_argument("--repeat", type=int, default=3, help="measured runs per side (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="unmeasured runs per side (default 1)")
+    p.add_argument("--list", action="store_true", help="list the registered cases and exit")
+    p.add_argument(
+        "--no-openbao",
+        action="store_true",
+        help="do not start an OpenBao dev server for the extension side (Vault not configured)",
+    )
+    p.add_argument(
+        "--ext-config",
+        action="append",
+        default=[],
+        metavar="FILE.json",
+        help="extra traitlets config {Section: {trait: value}} for the extension side",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="Section.trait=VALUE",
+        help="one extra trait for the extension side; VALUE is JSON, or else a string",
+    )
+    p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
+    return p.parse_args(argv)
+
+
+def extra_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    config: dict[str, dict[str, Any]] = {}
+    for path in args.ext_config:
+        merge_config(config, json.loads(Path(path).read_text()))
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        section, dot, trait = key.rpartition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--set expects Section.trait=VALUE, got {item!r}")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        config.setdefault(section, {})[trait] = value
+    return config
+
+
+def select(args: argparse.Namespace) -> list[Case]:
+    names = [n for item in args.only for n in item.split(",") if n]
+    if not names:
+        return [c for c in CASES.values() if c.default]
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {unknown}; known: {sorted(CASES)}")
+    return [CASES[n] for n in names]
+
+
+def postgres_dsn() -> str | None:
+    dsn = os.environ.get("PROD_DISCOVERY_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        import psycopg
+
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            conn.execute("select 1")
+    except Exception:
+        return None
+    return dsn
+
+
+async def run_once(c: Case, server: BenchServer) -> Sample:
+    assert server.ps is not None
+    measure = Measure(server.ps)
+    await c.fn(server, measure)
+    if measure.sample is None:
+        raise RuntimeError(f"case {c.name} never entered its measure() block")
+    return measure.sample
+
+
+def summarize(samples: list[Sample]) -> dict[str, Any]:
+    cpu = [s.cpu for s in samples]
+    wall = [s.wall for s in samples]
+    return {
+        "cpu_median_s": statistics.median(cpu),
+        "cpu_min_s": min(cpu),
+        "wall_median_s": statistics.median(wall),
+        "cpu_samples_s": cpu,
+        "wall_samples_s": wall,
+        "ops_per_run": samples[0].ops,
+    }
+
+
+def ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
+
+
+def fmt_time(s: float) -> str:
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.1f} µs"
+
+
+def table(results: dict[str, Any]) -> str:
+    head = (
+        f"{'case':<20} {'unit':<7} {'plain CPU':>11} {'ext CPU':>11} {'CPU ratio':>9}"
+        f" {'plain wall':>11} {'ext wall':>11} {'wall ratio':>10}"
+    )
+    lines = [head, "-" * len(head)]
+    for name, r in results["cases"].items():
+        if "error" in r:
+            lines.append(f"{name:<20} ERROR: {r['error']}")
+            continue
+        p, e = r["plain"], r["extension"]
+        cr = r["cpu_ratio"]
+        wr = r["wall_ratio"]
+        lines.append(
+            f"{name:<20} {r['unit']:<7} {fmt_time(p['cpu_median_s']):>11}"
+            f" {fmt_time(e['cpu_median_s']):>11} {(f'{cr:.2f}' if cr else 'n/a'):>9}"
+            f" {fmt_time(p['wall_median_s']):>11} {fmt_time(e['wall_median_s']):>11}"
+            f" {(f'{wr:.2f}' if wr else 'n/a'):>10}"
+        )
+    lines.append("(medians per op of server-process CPU and wall time; ratio = extension / plain)")
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    cases = select(args)
+    workdir = Path(tempfile.mkdtemp(prefix="pd-bench-"))
+    env = BenchEnv(workdir=workdir, postgres_dsn=postgres_dsn())
+    openbao = None
+    servers: list[BenchServer] = []
+    try:
+        if not args.no_openbao:
+            from jupyter_prod_discovery.demo.openbao import DevServer
+
+            openbao = DevServer().start()
+            env.openbao = openbao
+            # The token reaches the extension server through its environment, never a file.
+            env.extension_env.update(
+                {"VAULT_ADDR": openbao.address, "VAULT_TOKEN": openbao.root_token}
+            )
+        plain_cfg = json.loads(json.dumps(BASE_CONFIG))
+        merge_config(plain_cfg, {"ServerApp": {"jpserver_extensions": {EXTENSION: False}}})
+        ext_cfg = json.loads(json.dumps(BASE_CONFIG))
+        merge_config(ext_cfg, {"ServerApp": {"jpserver_extensions": {EXTENSION: True}}})
+        for hook in CONFIG_HOOKS:
+            merge_config(ext_cfg, hook(env))
+        merge_config(ext_cfg, extra_config(args))
+
+        plain = BenchServer("plain", plain_cfg, workdir)
+        ext = BenchServer("extension", ext_cfg, workdir, env=env.extension_env)
+        servers = [plain, ext]
+        for s in servers:
+            await s.start()
+        if plain.loaded_extension(EXTENSION) or not ext.loaded_extension(EXTENSION):
+            raise RuntimeError("A/B setup wrong: the extension must load on one side only")
+
+        results: dict[str, Any] = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": {
+                "python": sys.version.split()[0],
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+            },
+            "repeat": args.repeat,
+            "warmup": args.warmup,
+            "openbao": openbao is not None,
+            "extension_config_sections": sorted(ext_cfg),
+            "cases": {},
+        }
+        for c in cases:
+            print(f"· {c.name}: {c.description}", file=sys.stderr, flush=True)
+            samples: dict[str, list[Sample]] = {"plain": [], "extension": []}
+            try:
+                for _ in range(args.warmup):
+                    for s in servers:
+                        await run_once(c, s)
+                for r in range(args.repeat):
+                    # ABBA interleaving: drifts of the machine hit both sides alike.
+                    for s in servers if r % 2 == 0 else servers[::-1]:
+                        samples[s.label].append(await run_once(c, s))
+            except Exception as exc:
+                results["cases"][c.name] = {"error": f"{exc.__class__.__name__}: {exc}"[:500]}
+                print(f"  failed: {exc}", file=sys.stderr)
+                continue
+            p, e = summarize(samples["plain"]), summarize(samples["extension"])
+            results["cases"][c.name] = {
+                "description": c.description,
+                "unit": c.unit,
+                "plain": p,
+                "extension": e,
+                "cpu_ratio": ratio(e["cpu_median_s"], p["cpu_median_s"]),
+                "wall_ratio": ratio(e["wall_median_s"], p["wall_median_s"]),
+            }
+    finally:
+        for s in servers:
+            with contextlib.suppress(Exception):
+                await s.stop()
+        if openbao is not None:
+            openbao.stop()
+
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"JSON: {args.output}", file=sys.stderr)
+    return 1 if any("error" in r for r in results["cases"].values()) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    load_all()
+    if args.list:
+        for c in CASES.values():
+            print(f"{c.name:<24} {'' if c.default else '(opt-in) '}{c.description}")
+        return 0
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Contents API: what every notebook open and save pays (the audit trail hooks these)."""
+
+from __future__ import annotations
+
+import nbformat
+
+from benchmarks.core import BenchServer, Measure, case
+
+
+def _notebook(target_bytes: int) -> dict:
+    """A valid notebook of about ``target_bytes``: code cells with plain-text outputs."""
+    nb = nbformat.v4.new_notebook()
+    line = "row 0123456789 some harmless sample output text\n"
+    per_cell = "".join(line for _ in range(200))  # ~10 KB per cell
+    while len(nbformat.writes(nb)) < target_bytes:
+        cell = nbformat.v4.new_code_cell("print(df.head())")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=per_cell)]
+        nb.cells.append(cell)
+    return nbformat.from_dict(nb)
+
+
+@case("contents_get_small", description="GET /api/contents of a small notebook (with content)")
+async def contents_get_small(server: BenchServer, measure: Measure) -> None:
+    nb = _notebook(4_000)
+    await server.json("PUT", "/api/contents/small.ipynb", {"type": "notebook", "content": nb})
+    n = 40  # one op is a few ms: batch so the 10 ms CPU clock tick does not dominate
+    async with measure(ops=n):
+        for _ in range(n):
+            await server.request("GET", "/api/contents/small.ipynb?content=1")
+
+
+@case("contents_put_1mb", description="PUT /api/contents of a 1 MB notebook (a save)")
+async def contents_put_1mb(server: BenchServer, measure: Measure) -> None:
+    nb = _notebook(1_000_000)
+    import json
+
+    body = json.dumps({"type": "notebook", "content": nb}).encode()
+    await server.request("PUT", "/api/contents/big.ipynb", body)
+    n = 5
+    async with measure(ops=n):
+        for _ in range(n):
+            await server.request("PUT", "/api/contents/big.ipynb", body)

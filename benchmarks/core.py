@@ -1,0 +1,408 @@
+"""The benchmark machinery: a case registry, real server subprocesses, clients and measurement.
+
+Why server CPU and not wall time: on a shared 2-core box wall time mostly measures the neighbours.
+The CPU time the *server process* spends (psutil user+system, before/after the measured block) is
+what the extension adds to every request and every kernel message, and it is what a deployment
+pays. Wall time is reported too, for orientation. Kernels are child processes of the server and are
+not counted: the extension's overhead lives in the server.
+
+A case is an async function ``case(server, measure)``: it prepares what it needs (unmeasured),
+then wraps exactly the operation under test in ``async with measure(ops=N):``. The runner calls it
+on the plain server and on the extension server alternately (A/B, then B/A), so slow drifts of the
+machine hit both sides equally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+__all__ = [
+    "CASES",
+    "CONFIG_HOOKS",
+    "BenchEnv",
+    "BenchServer",
+    "Case",
+    "Kernel",
+    "Measure",
+    "case",
+    "server_config",
+]
+
+V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------
+
+CaseFn = Callable[["BenchServer", "Measure"], Awaitable[None]]
+
+
+@dataclass
+class Case:
+    """One registered benchmark case."""
+
+    name: str
+    fn: CaseFn
+    description: str
+    unit: str = "op"
+    # Cases in the default set run without --only; heavy or experimental ones can opt out.
+    default: bool = True
+
+
+CASES: dict[str, Case] = {}
+
+
+def case(
+    name: str, *, description: str = "", unit: str = "op", default: bool = True
+) -> Callable[[CaseFn], CaseFn]:
+    """Register ``fn`` as benchmark case ``name`` (a module in ``benchmarks/cases/`` does this)."""
+
+    def register(fn: CaseFn) -> CaseFn:
+        if name in CASES:
+            raise ValueError(f"benchmark case {name!r} is registered twice")
+        CASES[name] = Case(name, fn, description or (fn.__doc__ or "").strip(), unit, default)
+        return fn
+
+    return register
+
+
+@dataclass
+class BenchEnv:
+    """What config hooks may use to build the extension server's config."""
+
+    openbao: Any | None = None  # jupyter_prod_discovery.demo.openbao.DevServer, when started
+    postgres_dsn: str | None = None  # reachable PostgreSQL superuser DSN, when any
+    workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    # Values put here reach the extension server's environment only (never written to disk).
+    extension_env: dict[str, str] = field(default_factory=dict)
+
+
+ConfigHook = Callable[[BenchEnv], dict[str, dict[str, Any]]]
+CONFIG_HOOKS: list[ConfigHook] = []
+
+
+def server_config(fn: ConfigHook) -> ConfigHook:
+    """Register a hook returning extra traitlets config (``{Section: {trait: value}}``) for the
+    extension side. Capabilities use it to turn their guard on in the benchmark."""
+    CONFIG_HOOKS.append(fn)
+    return fn
+
+
+def merge_config(base: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]) -> None:
+    """Merge ``extra`` into ``base`` one section deep (later hooks win per trait)."""
+    for section, values in extra.items():
+        base.setdefault(section, {}).update(values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurement
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    cpu: float  # server CPU seconds per op
+    wall: float  # wall seconds per op
+    ops: int
+
+
+class Measure:
+    """``async with measure(ops=N):`` records server CPU and wall time of the block, per op."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self._process = process
+        self.sample: Sample | None = None
+
+    def _cpu(self) -> float:
+        t = self._process.cpu_times()
+        return float(t.user + t.system)
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, ops: int = 1) -> AsyncIterator[None]:
+        if self.sample is not None:
+            raise RuntimeError("a benchmark case may measure only one block per run")
+        # Let the server settle (finish writing previous responses) before the first reading.
+        await asyncio.sleep(0.05)
+        cpu0, wall0 = self._cpu(), time.perf_counter()
+        yield
+        wall1 = time.perf_counter()
+        await asyncio.sleep(0.02)  # the last response may still be leaving the server
+        cpu1 = self._cpu()
+        self.sample = Sample(cpu=(cpu1 - cpu0) / ops, wall=(wall1 - wall0) / ops, ops=ops)
+
+
+# ---------------------------------------------------------------------------------------------
+# Server processes and clients
+# ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class BenchServer:
+    """A real ``jupyter server`` subprocess on loopback, with its own dirs, token and config."""
+
+    def __init__(
+        self,
+        label: str,
+        config: dict[str, dict[str, Any]],
+        workdir: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.label = label
+        self.config = config
+        self.dir = workdir / label
+        self.root_dir = self.dir / "root"
+        self.port = free_port()
+        self.token = secrets.token_hex(16)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._extra_env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ps: psutil.Process | None = None
+        self.http = AsyncHTTPClient(max_body_size=512 * 1024 * 1024)
+
+    async def start(self, timeout: float = 60.0) -> None:
+        for d in ("root", "config", "data", "runtime"):
+            (self.dir / d).mkdir(parents=True, exist_ok=True)
+        config = json.loads(json.dumps(self.config))
+        sa = config.setdefault("ServerApp", {})
+        sa.update(
+            {
+                "ip": "127.0.0.1",
+                "port": self.port,
+                "port_retries": 0,
+                "open_browser": False,
+                "root_dir": str(self.root_dir),
+                "allow_unauthenticated_access": False,
+                "allow_root": True,  # containers and CI run as root
+            }
+        )
+        cfg_file = self.dir / "config" / "jupyter_server_config.json"
+        cfg_file.write_text(json.dumps(config, indent=1))
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "JUPYTER"))
+        }
+        env.update(
+            {
+                "JUPYTER_CONFIG_DIR": str(self.dir / "config"),
+                "JUPYTER_RUNTIME_DIR": str(self.dir / "runtime"),
+                "JUPYTER_TOKEN": self.token,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self._extra_env)
+        self._log = (self.dir / "server.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_server", f"--config={cfg_file}"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=self.root_dir,
+            start_new_session=True,  # a process group of its own: kernels die with it
+        )
+        self.ps = psutil.Process(self.proc.pid)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.label} server exited: {self.log_tail()}")
+            with contextlib.suppress(OSError, Exception):
+                r = await self.request("GET", "/api/status", raise_error=False)
+                if r.code == 200:
+                    return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{self.label} server did not start in {timeout}s: {self.log_tail()}")
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return (self.dir / "server.log").read_bytes()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def loaded_extension(self, name: str) -> bool:
+        """Whether the server log says extension ``name`` was loaded (a sanity check of A/B)."""
+        return f"{name} | extension was successfully loaded" in self.log_tail(10**7)
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            for _ in range(150):
+                if proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything left in its group (kernels)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        self._log.close()
+        self.proc = None
+
+    # -- HTTP -----------------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raise_error: bool = True,
+        timeout: float = 120.0,
+    ) -> HTTPResponse:
+        """An authenticated REST call; ``body`` (not bytes) is sent as JSON."""
+        data: bytes | None
+        if body is None:
+            data = b"{}" if method in ("POST", "PUT", "PATCH") else None
+        elif isinstance(body, bytes):
+            data = body
+        else:
+            data = json.dumps(body).encode()
+        req = HTTPRequest(
+            self.url + path,
+            method=method,
+            body=data,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            request_timeout=timeout,
+            allow_nonstandard_methods=True,
+        )
+        return await self.http.fetch(req, raise_error=raise_error)
+
+    async def json(self, method: str, path: str, body: Any = None) -> Any:
+        r = await self.request(method, path, body)
+        return json.loads(r.body) if r.body else None
+
+    # -- kernels --------------------------------------------------------------------------------
+
+    async def start_kernel(self, name: str = "python3") -> Kernel:
+        """POST /api/kernels and open its websocket (JupyterLab's v1 protocol)."""
+        model = await self.json("POST", "/api/kernels", {"name": name})
+        k = Kernel(self, model["id"])
+        await k.connect()
+        return k
+
+
+class Kernel:
+    """A kernel reached the way JupyterLab reaches it: one websocket, v1 subprotocol."""
+
+    def __init__(self, server: BenchServer, kernel_id: str) -> None:
+        self.server = server
+        self.id = kernel_id
+        self.session = uuid.uuid4().hex
+        self.ws: WebSocketClientConnection | None = None
+
+    async def connect(self) -> None:
+        s = self.server
+        req = HTTPRequest(
+            f"ws://127.0.0.1:{s.port}/api/kernels/{self.id}/channels?session_id={self.session}",
+            headers={"Authorization": f"token {s.token}"},
+        )
+        self.ws = await websocket_connect(
+            req, subprotocols=[V1_PROTOCOL], max_message_size=512 * 1024 * 1024
+        )
+
+    def _send(self, channel: str, msg_type: str, content: dict[str, Any]) -> str:
+        from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
+
+        msg_id = uuid.uuid4().hex
+        header = {
+            "msg_id": msg_id,
+            "msg_type": msg_type,
+            "session": self.session,
+            "username": "bench",
+            "date": "2026-01-01T00:00:00.000000Z",
+            "version": "5.3",
+        }
+        parts = [json.dumps(x).encode() for x in (header, {}, {}, content)]
+        assert self.ws is not None
+        self.ws.write_message(serialize_msg_to_ws_v1(parts, channel), binary=True)
+        return msg_id
+
+    async def _recv(self) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
+        from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
+
+        assert self.ws is not None
+        raw = await self.ws.read_message()
+        if raw is None:
+            raise ConnectionError("kernel websocket closed")
+        if isinstance(raw, str):
+            raise ValueError("expected a binary v1 websocket message")
+        channel, parts = deserialize_msg_from_ws_v1(raw)
+        header, parent, _meta, content = (json.loads(p) for p in parts[:4])
+        return channel, header, parent, content
+
+    async def kernel_info(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Send kernel_info_request until a reply arrives (the first ones may be lost at start)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg_id = self._send("shell", "kernel_info_request", {})
+            try:
+                while True:
+                    _channel, header, parent, content = await asyncio.wait_for(self._recv(), 1.0)
+                    if header["msg_type"] == "kernel_info_reply" and parent.get("msg_id") == msg_id:
+                        return content
+            except TimeoutError:
+                continue
+        raise TimeoutError("no kernel_info_reply")
+
+    async def execute(self, code: str, timeout: float = 600.0) -> dict[str, int]:
+        """Run ``code`` and wait for its idle status; returns counts of output messages/bytes."""
+        msg_id = self._send(
+            "shell",
+            "execute_request",
+            {"code": code, "silent": False, "store_history": False, "allow_stdin": False},
+        )
+        stats = {"messages": 0, "stream_bytes": 0}
+        replied = idle = False
+        errors: list[str] = []
+
+        async def pump() -> None:
+            nonlocal replied, idle
+            while not (replied and idle):
+                _channel, header, parent, content = await self._recv()
+                if parent.get("msg_id") != msg_id:
+                    continue
+                mt = header["msg_type"]
+                stats["messages"] += 1
+                if mt == "stream":
+                    stats["stream_bytes"] += len(content.get("text", ""))
+                elif mt == "error":
+                    errors.append(f"{content.get('ename')}: {content.get('evalue')}")
+                elif mt == "execute_reply":
+                    replied = True
+                elif mt == "status" and content.get("execution_state") == "idle":
+                    idle = True
+
+        await asyncio.wait_for(pump(), timeout)
+        if errors:
+            raise RuntimeError(f"benchmark code failed in the kernel: {errors[0]}")
+        return stats
+
+    async def shutdown(self) -> None:
+        if self.ws is not None:
+            self.ws.close()
+            self.ws = None
+        await self.server.request("DELETE", f"/api/kernels/{self.id}", raise_error=False)
