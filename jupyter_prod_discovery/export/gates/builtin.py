@@ -1,0 +1,296 @@
+"""The built-in promotion gates, in their default order.
+
+Decision on "outputs stripped": the *source* notebook may keep its outputs (that is how people
+work in Discovery); those outputs are scanned by ``no_pii`` and ``no_secrets`` and then stripped
+from the bundled copy, which ``outputs_stripped`` checks. So nothing seen on production data
+leaves Discovery, and a secret or PII printed in an output still refuses the export.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+from nbformat import NotebookNode
+from traitlets import Float, List, Type, Unicode
+
+from ..notebook import split_magics
+from ..pii_scan import PatternPIIScanner, PIIScanner, finding_type
+from .base import ExportContext, GateResult, PromotionGate
+
+__all__ = [
+    "CleanRunGate",
+    "DependenciesLockedGate",
+    "NoInteractiveGate",
+    "NoPIIGate",
+    "NoSecretsGate",
+    "OutputsStrippedGate",
+    "notebook_texts",
+]
+
+
+def _output_text(output: NotebookNode) -> str:
+    if output.get("output_type") == "stream":
+        return str(output.get("text", ""))
+    if output.get("output_type") == "error":
+        return "\n".join([str(output.get("evalue", "")), *output.get("traceback", [])])
+    parts = []
+    for mime, value in (output.get("data") or {}).items():
+        if mime.startswith("text/") or mime.endswith("json"):
+            parts.append(value if isinstance(value, str) else json.dumps(value))
+    return "\n".join(parts)
+
+
+def notebook_texts(nb: NotebookNode) -> Iterator[tuple[str, str]]:
+    """(where, text) for every cell source and output: where is 'cell 3' or 'cell 3 output 0'."""
+    for i, cell in enumerate(nb.cells):
+        yield f"cell {i}", str(cell.source)
+        for j, output in enumerate(cell.get("outputs", []) or []):
+            yield f"cell {i} output {j}", _output_text(output)
+
+
+def _summarize(findings: list[str], limit: int = 5) -> str:
+    more = f" (and {len(findings) - limit} more)" if len(findings) > limit else ""
+    return "; ".join(findings[:limit]) + more
+
+
+class OutputsStrippedGate(PromotionGate):
+    """The bundled notebook carries no output nor execution count."""
+
+    name = "outputs_stripped"
+
+    def check(self, ctx: ExportContext) -> GateResult:
+        left = [
+            f"cell {i}"
+            for i, c in enumerate(ctx.bundled.cells)
+            if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+        ]
+        if left:
+            return self.failed("outputs left in the bundled notebook: " + _summarize(left))
+        n = sum(len(c.get("outputs", []) or []) for c in ctx.source.cells)
+        return self.passed(
+            f"{n} source outputs were scanned by no_pii and no_secrets, "
+            "then stripped from the bundle"
+        )
+
+
+class NoPIIGate(PromotionGate):
+    """No PII in the source notebook's cells, outputs or the export parameters."""
+
+    name = "no_pii"
+
+    scanner_class = Type(
+        default_value=PatternPIIScanner,
+        klass=object,
+        config=True,
+        help="""Class (or import string) of the PII scanner: instantiated without arguments, it
+        must have scan(text) -> list of findings with an entity_type. Default: the pattern scanner
+        of jupyter_prod_discovery.export.pii_scan (US_SSN, EMAIL_ADDRESS, CREDIT_CARD).""",
+    )
+
+    def check(self, ctx: ExportContext) -> GateResult:
+        scanner = cast(PIIScanner, self.scanner_class())
+        findings = []
+        texts = [*notebook_texts(ctx.source), ("parameters", json.dumps(ctx.parameters))]
+        for where, text in texts:
+            types = sorted({finding_type(f) for f in scanner.scan(text)})
+            if types:
+                findings.append(f"{', '.join(types)} in {where}")
+        if findings:
+            return self.failed("PII found: " + _summarize(findings))
+        return self.passed("no PII found in sources, outputs or parameters")
+
+
+class NoSecretsGate(PromotionGate):
+    """No hard-coded secret: detect-secrets plus the exact values issued to the author's kernels.
+
+    Not overridable: an override would put the secret into a signed bundle. A false positive of
+    detect-secrets is silenced in the notebook itself with ``# pragma: allowlist secret``.
+    """
+
+    name = "no_secrets"
+    overridable = False
+
+    def check(self, ctx: ExportContext) -> GateResult:
+        texts = [*notebook_texts(ctx.source), ("parameters", json.dumps(ctx.parameters))]
+        findings: list[str] = []
+        for where, text in texts:
+            if any(value in text for value in ctx.secrets):
+                findings.append(f"a credential issued to {ctx.author}'s kernels in {where}")
+        findings.extend(self._detect_secrets(texts))
+        if findings:
+            return self.failed("hard-coded secret: " + _summarize(findings))
+        return self.passed("no secret found by detect-secrets nor issued credential values")
+
+    @staticmethod
+    def _detect_secrets(texts: list[tuple[str, str]]) -> list[str]:
+        from detect_secrets import SecretsCollection
+        from detect_secrets.settings import default_settings
+
+        out: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="pd-secrets-") as tmp:
+            names: dict[str, str] = {}
+            for n, (where, text) in enumerate(texts):
+                path = Path(tmp) / f"t{n}.py"
+                path.write_text(text)
+                names[str(path)] = where
+            collection = SecretsCollection()
+            with default_settings():
+                for path_name in names:
+                    collection.scan_file(path_name)
+            for filename, secret in collection:
+                out.append(
+                    f"{secret.type} in {names.get(filename, filename)} line {secret.line_number}"
+                )
+        return sorted(set(out))
+
+
+class NoInteractiveGate(PromotionGate):
+    """No construct that needs a person: input(), getpass, shell ``!`` and magics not allowed."""
+
+    name = "no_interactive"
+
+    allowed_magics = List(
+        Unicode(),
+        default_value=["matplotlib", "time", "timeit", "config"],
+        config=True,
+        help="""IPython magics (without %) that may stay in an exported notebook because they run
+        unattended. Default ['matplotlib', 'time', 'timeit', 'config']. Shell escapes (!) are never
+        allowed.""",
+    )
+    forbidden_calls = List(
+        Unicode(),
+        default_value=["input", "raw_input", "getpass", "getpass.getpass", "get_ipython"],
+        config=True,
+        help="""Calls that wait for a person or reach into the interactive shell. Default
+        ['input', 'raw_input', 'getpass', 'getpass.getpass', 'get_ipython'].""",
+    )
+
+    def check(self, ctx: ExportContext) -> GateResult:
+        findings: list[str] = []
+        for i, cell in enumerate(ctx.source.cells):
+            if cell.cell_type != "code":
+                continue
+            code, magics = split_magics(cell.source)
+            for line_no, text in magics:
+                findings.extend(self._judge_magic(i, line_no, text))
+            try:
+                tree = ast.parse(code)
+            except SyntaxError as exc:
+                findings.append(f"cell {i} line {exc.lineno}: not valid Python")
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call):
+                    name = _call_name(node.func)
+                    if name in self.forbidden_calls:
+                        findings.append(f"cell {i} line {node.lineno}: {name}()")
+        if findings:
+            return self.failed("interactive-only constructs: " + _summarize(findings))
+        return self.passed("no input(), getpass, shell escapes or disallowed magics")
+
+    def _judge_magic(self, cell: int, line_no: int, text: str) -> list[str]:
+        match = re.search(r"(%%?|!)(\w*)", text)
+        kind, magic = (match.group(1), match.group(2)) if match else ("!", "")
+        if kind == "!":
+            return [f"cell {cell} line {line_no}: shell escape !"]
+        if magic in self.allowed_magics:
+            return []
+        return [f"cell {cell} line {line_no}: magic {kind}{magic} (not allow-listed)"]
+
+
+def _call_name(func: ast.expr) -> str:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        return f"{func.value.id}.{func.attr}"
+    return ""
+
+
+class DependenciesLockedGate(PromotionGate):
+    """The kernel's packages were locked and every imported module resolves in that kernel."""
+
+    name = "dependencies_locked"
+
+    def check(self, ctx: ExportContext) -> GateResult:
+        packages = ctx.environment.get("packages") or {}
+        if not packages:
+            return self.failed("the kernel's package versions could not be read")
+        missing = ctx.environment.get("missing") or []
+        if missing:
+            return self.failed(
+                "imported but not installed in the kernel: " + ", ".join(sorted(missing))
+            )
+        return self.passed(f"{len(packages)} packages locked from {ctx.kernel_python}")
+
+
+_SENSITIVE_ENV = re.compile(
+    r"(^VAULT_|^BAO_|TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|PRIVATE|^PG|^AWS_|^JUPYTERHUB_API)",
+    re.IGNORECASE,
+)
+
+
+class CleanRunGate(PromotionGate):
+    """The bundled notebook runs top to bottom with papermill in a fresh kernel, in time.
+
+    The kernel gets the server's environment minus anything that looks like a credential and any
+    exact issued value, so a notebook that only works with the author's live credentials fails
+    here instead of in Integration. Errors are reported by cell and exception type only: an
+    exception message may hold data.
+    """
+
+    name = "clean_run"
+    expensive = True
+
+    timeout = Float(
+        300.0,
+        config=True,
+        help="Seconds the whole clean run may take before the gate fails. Default 300.",
+    )
+
+    def check(self, ctx: ExportContext) -> GateResult:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not _SENSITIVE_ENV.search(k) and v not in ctx.secrets
+        }
+        with tempfile.TemporaryDirectory(prefix="pd-cleanrun-") as tmp:
+            src = Path(tmp) / "in.ipynb"
+            out = Path(tmp) / "out.ipynb"
+            src.write_text(json.dumps(ctx.bundled))
+            runner = (
+                "import json, sys, papermill\n"
+                "papermill.execute_notebook(sys.argv[1], sys.argv[2],"
+                " parameters=json.loads(sys.argv[3]), cwd=sys.argv[4], progress_bar=False,"
+                " log_output=False)\n"
+            )
+            args = [sys.executable, "-c", runner, str(src), str(out)]
+            args += [json.dumps(ctx.parameters), str(ctx.source_path.parent)]
+            try:
+                proc = subprocess.run(
+                    args, env=env, capture_output=True, timeout=self.timeout, check=False
+                )
+            except subprocess.TimeoutExpired:
+                return self.failed(f"did not finish within {self.timeout:g} s")
+            if proc.returncode == 0:
+                return self.passed("ran top to bottom with papermill in a clean kernel")
+            return self.failed(_describe_failure(out))
+
+
+def _describe_failure(out: Path) -> str:
+    try:
+        nb: dict[str, Any] = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return "papermill could not run the notebook (kernel did not start or bad notebook)"
+    for i, cell in enumerate(nb.get("cells", [])):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return f"cell {i} raised {output.get('ename', 'an error')} in a clean kernel"
+    return "papermill failed before any cell raised (kernel did not start?)"

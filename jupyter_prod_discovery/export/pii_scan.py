@@ -1,0 +1,62 @@
+"""The PII scanner the ``no_pii`` gate uses, behind a small protocol.
+
+The PII capability (``jupyter_prod_discovery.pii``) owns real detection. Until it exposes a
+scanner, and for the CLI without the server, :class:`PatternPIIScanner` checks the entity types
+that matter most for an export and have near-perfect pattern recall (US SSN, e-mail address,
+payment card with a valid Luhn checksum). Any object with ``scan(text) -> list[finding]`` can be
+configured instead (``NoPIIGate.scanner_class``); a finding is an object or dict with an
+``entity_type`` (or ``type``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["PIIScanner", "PatternPIIScanner", "finding_type"]
+
+
+@runtime_checkable
+class PIIScanner(Protocol):
+    def scan(self, text: str) -> list[Any]:
+        """Findings in ``text`` (empty when none)."""
+
+
+def finding_type(finding: Any) -> str:
+    if isinstance(finding, dict):
+        return str(finding.get("entity_type") or finding.get("type") or "PII")
+    return str(getattr(finding, "entity_type", None) or getattr(finding, "type", None) or "PII")
+
+
+_SSN = re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b")
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+_CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
+# Documentation examples rejected as SSNs by design (as in Presidio).
+_SSN_EXAMPLES = {"078-05-1120", "123-45-6789"}
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+class PatternPIIScanner:
+    """Pattern-only scanner: US_SSN, EMAIL_ADDRESS, CREDIT_CARD (Luhn-checked)."""
+
+    def scan(self, text: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for m in _SSN.finditer(text):
+            if m.group() not in _SSN_EXAMPLES:
+                out.append({"entity_type": "US_SSN", "start": m.start(), "end": m.end()})
+        for m in _EMAIL.finditer(text):
+            out.append({"entity_type": "EMAIL_ADDRESS", "start": m.start(), "end": m.end()})
+        for m in _CARD.finditer(text):
+            digits = re.sub(r"\D", "", m.group())
+            if 13 <= len(digits) <= 19 and _luhn(digits):
+                out.append({"entity_type": "CREDIT_CARD", "start": m.start(), "end": m.end()})
+        return out
