@@ -301,6 +301,14 @@ class VaultClient(LoggingConfigurable):
         try:
             client = self._login()
             identity = self._lookup(client)
+        except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
+            # Vault answers 403 to a lookup with a token it does not know.
+            what = "token" if self.auth_method == "token" else f"{self.auth_method} login"
+            err = VaultAuthError(
+                f"Vault at {self.url} refused the server's {what}: invalid, expired or revoked"
+            )
+            self._last_error = str(err)
+            raise err from None
         except Exception as exc:
             err = translate_error(exc, self.url)
             self._last_error = str(err)
