@@ -2,13 +2,14 @@
 
 jupyter_server prints ``--help-all`` from ``ServerApp.classes`` before any extension is loaded,
 so extension options never appear there. A one-line ``.pth`` file installed with the package
-imports this module at interpreter start-up; only when the command line asks for help it adds a
-tiny import hook (the ``.pth`` line checks ``sys.argv`` itself, so no other process imports anything) that appends our configurable classes to ``ServerApp.classes`` right after
-``jupyter_server.serverapp`` is imported. Every other process pays one ``sys.argv`` check.
+checks ``sys.argv`` at interpreter start-up and, only for ``--help-all``, imports this module,
+which adds a tiny import hook that appends our configurable classes to ``ServerApp.classes`` right after
+``jupyter_server.serverapp`` is imported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import sys
@@ -36,10 +37,9 @@ class _Loader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self._inner.exec_module(module)
-        try:
+        # Help output must never break the server, whatever our import does.
+        with contextlib.suppress(Exception):
             _add_classes(module)
-        except Exception:  # noqa: S110 - help output must never break the server
-            pass
 
 
 class _Finder(importlib.abc.MetaPathFinder):

@@ -58,7 +58,7 @@ class ProdDiscoveryHandler(ExtensionHandlerMixin, APIHandler):
 
     @property
     def app(self) -> ProdDiscoveryApp:
-        return self.extensionapp  # type: ignore[no-any-return]
+        return self.extensionapp  # type: ignore[return-value]
 
     def write_json(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -97,6 +97,38 @@ class StatusHandler(ProdDiscoveryHandler):
         )
 
 
+# --- credentials handlers (credentials/) ---
+class CredentialsHandler(ProdDiscoveryHandler):
+    """The caller's kernels with their credential profiles, lease ids and TTLs (never values)."""
+
+    @web.authenticated
+    @authorized
+    @map_errors
+    async def get(self) -> None:
+        broker = self.app.broker
+        owner = broker.visible_owner(self.current_user)
+        kernels = [k.to_public() for k in broker.kernels(owner)]
+        self.write_json({"active": broker.active, "kernels": kernels})
+
+
+class CredentialsRenewHandler(ProdDiscoveryHandler):
+    """Renew every renewable lease of one of the caller's kernels now."""
+
+    @web.authenticated
+    @authorized
+    @map_errors
+    async def post(self, kernel_id: str) -> None:
+        broker = self.app.broker
+        record = broker.get(kernel_id)
+        owner = broker.visible_owner(self.current_user)
+        if record is None or (owner is not None and record.owner != owner):
+            raise FileNotFoundError(f"kernel {kernel_id} holds no credentials of yours")
+        record = await broker.renew_now(kernel_id)
+        self.write_json(record.to_public())
+
+
 default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"{API}/status", StatusHandler),
+    (rf"{API}/credentials", CredentialsHandler),
+    (rf"{API}/credentials/(?P<kernel_id>[\w-]+)/renew", CredentialsRenewHandler),
 ]

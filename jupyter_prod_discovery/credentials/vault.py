@@ -9,6 +9,7 @@ The token is a secret: it is read from the environment or a file, never logged a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -71,11 +72,15 @@ def translate_error(exc: BaseException, address: str) -> VaultError:
     if isinstance(exc, VaultError):
         return exc
     if isinstance(exc, requests.exceptions.SSLError):
-        return VaultUnreachable(f"TLS error talking to Vault at {address}: {exc.__class__.__name__}")
+        return VaultUnreachable(
+            f"TLS error talking to Vault at {address}: {exc.__class__.__name__}"
+        )
     if isinstance(exc, requests.exceptions.Timeout):
         return VaultUnreachable(f"Vault at {address} did not answer in time")
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return VaultUnreachable(f"Vault at {address} is unreachable (connection refused or no route)")
+        return VaultUnreachable(
+            f"Vault at {address} is unreachable (connection refused or no route)"
+        )
     if isinstance(exc, hvac.exceptions.VaultDown):
         return VaultUnreachable(f"Vault at {address} is sealed or in maintenance")
     if isinstance(exc, hvac.exceptions.Forbidden):
@@ -184,7 +189,9 @@ class VaultClient(LoggingConfigurable):
     def _default_secret_id(self) -> str:
         return os.environ.get("VAULT_SECRET_ID", "")
 
-    jwt_mount = Unicode("jwt", config=True, help="Mount path of the JWT auth method. Default 'jwt'.")
+    jwt_mount = Unicode(
+        "jwt", config=True, help="Mount path of the JWT auth method. Default 'jwt'."
+    )
     jwt_role = Unicode(config=True, help="Role of the JWT auth method to log in as.")
     jwt_path = Unicode(
         config=True,
@@ -286,7 +293,9 @@ class VaultClient(LoggingConfigurable):
         try:
             jwt = Path(self.jwt_path).read_text().strip()
         except OSError as exc:
-            raise VaultAuthError(f"cannot read the JWT file {self.jwt_path}: {exc.strerror}") from None
+            raise VaultAuthError(
+                f"cannot read the JWT file {self.jwt_path}: {exc.strerror}"
+            ) from None
         client.auth.jwt.jwt_login(role=self.jwt_role, jwt=jwt, path=self.jwt_mount)
         return client
 
@@ -304,7 +313,7 @@ class VaultClient(LoggingConfigurable):
         except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
             # Vault answers 403 to a lookup with a token it does not know.
             what = "token" if self.auth_method == "token" else f"{self.auth_method} login"
-            err = VaultAuthError(
+            err: VaultError = VaultAuthError(
                 f"Vault at {self.url} refused the server's {what}: invalid, expired or revoked"
             )
             self._last_error = str(err)
@@ -427,7 +436,5 @@ class VaultClient(LoggingConfigurable):
         task, self._renew_task = self._renew_task, None
         if task is not None:
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
