@@ -1,1 +1,1 @@
-"""The tamper-evident audit trail: schemas, chain, sinks, verify/query/report and the kernel shim."""
+"""The tamper-evident audit trail: schemas, chain, sinks, verify/query/report, kernel shim."""

@@ -9,7 +9,8 @@ Kinds and the keys their ``data`` carries (the schemas in ``event_schemas/`` are
 
 - ``contents``: operation, path, status (ok|denied|not_found|error), size, sha256, to_path
 - ``kernel``: action (start|restart|interrupt|shutdown|cull|dead), kernel_id, kernel_name
-- ``execution``: phase (request|reply), kernel_id, session, msg_id, cell_id, code_sha256, code, status
+- ``execution``: phase (request|reply), kernel_id, session, msg_id, cell_id, code_sha256, code,
+  status
 - ``credential``: action (issue|renew|revoke|failure|expiring|orphan_revoke), kernel_id, profile,
   lease_id, request_id, ttl, error
 - ``datasource``: kernel_id, kind (file|sqlite|socket|dbapi), target, count

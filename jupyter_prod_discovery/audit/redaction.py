@@ -1,0 +1,56 @@
+"""The redaction modifier: live secrets never reach the audit log.
+
+Runs as a jupyter_events modifier on every audit schema, before validation and before the
+record is chained. Any string field containing a value from ``app.secrets.all()`` has that value
+masked; code text that contained one is flagged ``code_redacted`` so that compliance knows the
+stored code is not verbatim (its ``code_sha256`` is still of the original, which lets an
+investigator holding the original prove it). PII values cannot enter through the schemas: the
+``pii`` schema only admits entity types and integer counts, and no schema accepts output text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["MASK", "RedactionModifier"]
+
+MASK = "[REDACTED]"
+
+
+class RedactionModifier:
+    """Callable jupyter_events modifier masking every live secret value in an event."""
+
+    def __init__(self, secrets: Callable[[], frozenset[str]]) -> None:
+        self._secrets = secrets
+
+    def __call__(self, schema_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        values = self._secrets()
+        if not values:
+            return data
+        for key, value in list(data.items()):
+            if isinstance(value, str):
+                masked = _mask(value, values)
+                if masked is not value:
+                    data[key] = masked
+                    if key == "code":
+                        data["code_redacted"] = True
+            elif isinstance(value, dict):
+                data[key] = self(schema_id=schema_id, data=value)
+            elif isinstance(value, list):
+                data[key] = [
+                    self(schema_id=schema_id, data=v)
+                    if isinstance(v, dict)
+                    else (_mask(v, values) if isinstance(v, str) else v)
+                    for v in value
+                ]
+        return data
+
+
+def _mask(text: str, values: frozenset[str]) -> str:
+    out = text
+    # Longest first, so that a secret containing another is masked whole.
+    for secret in sorted(values, key=len, reverse=True):
+        if secret in out:
+            out = out.replace(secret, MASK)
+    return out

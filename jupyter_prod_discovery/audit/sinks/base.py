@@ -1,0 +1,65 @@
+"""The contract every audit sink fulfils (one contract test suite runs against each)."""
+
+from __future__ import annotations
+
+from abc import ABC, ABCMeta, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+from traitlets import MetaHasTraits
+from traitlets.config import LoggingConfigurable
+
+__all__ = ["AuditSink", "SinkUnavailable"]
+
+
+class SinkUnavailable(Exception):
+    """The sink cannot take writes right now; the trail spools and replays later."""
+
+
+class _Meta(ABCMeta, MetaHasTraits):
+    pass
+
+
+class AuditSink(ABC, LoggingConfigurable, metaclass=_Meta):
+    """A store of chained audit records.
+
+    The writer thread is the only caller of the write methods, so implementations need no
+    locking for writes; readers (verify, query) may run in other threads or processes.
+    """
+
+    @property
+    def name(self) -> str:
+        """Short, stable name (used for the spool file and in status)."""
+        return type(self).__name__
+
+    @abstractmethod
+    def open(self) -> None:
+        """Prepare for writing (create files/tables). Raise SinkUnavailable when down."""
+
+    @abstractmethod
+    def write(self, lines: list[str]) -> None:
+        """Append records (canonical JSON lines, in seq order) and make them durable.
+
+        Durability: when this returns, the records survive a crash of the server process
+        (file: written and flushed to the OS, fsynced when ``fsync`` is on; PostgreSQL:
+        committed). Writing a seq that is already stored must not duplicate it (replay after
+        a partial failure). Raise SinkUnavailable when the store cannot be written.
+        """
+
+    @abstractmethod
+    def read_lines(self) -> Iterator[str]:
+        """Every stored record as its JSON line, in storage order (for verify and query)."""
+
+    @abstractmethod
+    def tail(self) -> dict[str, Any] | None:
+        """The record with the highest seq, or None when empty (to resume the chain)."""
+
+    def write_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store a checkpoint (seq, head, mac) in a second place; default: not supported."""
+
+    def read_checkpoints(self) -> list[dict[str, Any]]:
+        """Checkpoints stored by this sink (empty when it keeps none)."""
+        return []
+
+    def close(self) -> None:
+        """Release files and connections."""

@@ -1,0 +1,183 @@
+"""The embedded default sink: an append-only JSON Lines file with size-based rotation."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from jupyter_core.paths import jupyter_data_dir
+from traitlets import Bool, Int, Unicode, default, validate
+from traitlets import TraitError as _TraitError
+
+from .base import AuditSink, SinkUnavailable
+
+__all__ = ["JSONLSink", "segments"]
+
+
+def segments(path: str | os.PathLike[str]) -> list[str]:
+    """Rotated segments (oldest first) followed by the active file, those that exist."""
+    p = Path(path)
+    rotated = sorted(
+        str(x) for x in p.parent.glob(p.name + ".*") if x.name[len(p.name) + 1 :].isdigit()
+    )
+    return [*rotated, str(p)] if p.exists() else rotated
+
+
+def _last_line(path: str) -> str | None:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        chunk = min(size, 1 << 16)
+        while True:
+            f.seek(size - chunk)
+            data = f.read(chunk)
+            lines = [ln for ln in data.split(b"\n") if ln.strip()]
+            if len(lines) > 1 or chunk == size:
+                return lines[-1].decode() if lines else None
+            chunk = min(size, chunk * 4)
+
+
+class JSONLSink(AuditSink):
+    """One JSON record per line; rotated to ``<path>.<last seq>`` past ``max_bytes``."""
+
+    path = Unicode(
+        config=True,
+        help="""File the audit records are appended to. Default
+        <jupyter data dir>/prod_discovery/audit.jsonl. Rotated segments are kept beside it as
+        <path>.<last seq> and never deleted by the server (archiving them is an operator
+        task; verify needs every segment).""",
+    )
+    max_bytes = Int(
+        100 * 1024 * 1024,
+        config=True,
+        help="""Rotate the file when it grows past this many bytes. Default 104857600 (100 MB);
+        0 disables rotation.""",
+    )
+    fsync = Bool(
+        True,
+        config=True,
+        help="""fsync the file after every batch, so that a power loss loses at most the batch
+        being written. Default True. Records are always flushed to the OS before the batch is
+        acknowledged, which survives a crash or SIGKILL of the server.""",
+    )
+    checkpoint_path = Unicode(
+        "",
+        config=True,
+        help="""Second place where checkpoints (seq + head hash, MACed) are appended, so that
+        truncating the log is detectable. Put it on other storage than the log (another volume
+        or host mount). Default '' (this sink keeps no checkpoints; use the PostgreSQL sink or
+        AuditTrail.checkpoint_path).""",
+    )
+
+    @default("path")
+    def _path_default(self) -> str:
+        return str(Path(jupyter_data_dir()) / "prod_discovery" / "audit.jsonl")
+
+    @validate("max_bytes")
+    def _check_max_bytes(self, proposal: Any) -> int:
+        if proposal["value"] < 0:
+            raise _TraitError("JSONLSink.max_bytes must be >= 0")
+        return int(proposal["value"])
+
+    _file: IO[str] | None = None
+    _dirty = False
+
+    @property
+    def name(self) -> str:
+        return "jsonl"
+
+    def open(self) -> None:
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise SinkUnavailable(f"cannot open {self.path}: {exc.strerror}") from exc
+
+    def write(self, lines: list[str]) -> None:
+        if self._dirty:
+            lines = self._unwritten(lines)
+        try:
+            if self._file is None:
+                self.open()
+            assert self._file is not None
+            self._file.write("".join(line + "\n" for line in lines))
+            self._file.flush()
+            if self.fsync:
+                os.fsync(self._file.fileno())
+            self._dirty = False
+        except (OSError, SinkUnavailable) as exc:
+            self._dirty = True
+            self.close()
+            raise SinkUnavailable(f"cannot write {self.path}: {exc}") from exc
+        if self.max_bytes and self._file.tell() >= self.max_bytes:
+            self._rotate()
+
+    def _unwritten(self, lines: list[str]) -> list[str]:
+        """After a failed write, skip what already reached the file (replay is idempotent)."""
+        last = self.tail()
+        done = last["seq"] if last else 0
+        return [ln for ln in lines if json.loads(ln)["seq"] > done]
+
+    def _rotate(self) -> None:
+        last = self.tail()
+        self.close()
+        if last is not None:
+            Path(self.path).replace(f"{self.path}.{last['seq']:012d}")
+        self.open()
+
+    def read_lines(self) -> Iterator[str]:
+        for seg in segments(self.path):
+            with open(seg, encoding="utf-8") as f:
+                yield from (ln.rstrip("\n") for ln in f if ln.strip())
+
+    def tail(self) -> dict[str, Any] | None:
+        for seg in reversed(segments(self.path)):
+            line = _last_line(seg)
+            if line:
+                try:
+                    rec: dict[str, Any] = json.loads(line)
+                except ValueError:
+                    return None
+                return rec
+        return None
+
+    def write_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if not self.checkpoint_path:
+            return
+        append_checkpoint(self.checkpoint_path, checkpoint)
+
+    def read_checkpoints(self) -> list[dict[str, Any]]:
+        return read_checkpoint_file(self.checkpoint_path) if self.checkpoint_path else []
+
+    def close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+
+
+def append_checkpoint(path: str, checkpoint: dict[str, Any]) -> None:
+    """Append one checkpoint line and fsync it."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(checkpoint, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_checkpoint_file(path: str) -> list[dict[str, Any]]:
+    """Checkpoints from a file (missing file: none)."""
+    if not Path(path).exists():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out

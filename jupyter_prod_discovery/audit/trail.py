@@ -1,0 +1,476 @@
+"""AuditTrail: the real recorder behind ``app.audit``.
+
+Flow of one event: ``record()`` (request thread, microseconds) builds the envelope and emits it
+through a private jupyter_events ``EventLogger`` (redaction modifier, schema validation); a
+logging handler puts it on a queue with a ticket number. One writer thread drains the queue in
+batches, chains each record (seq, prev, hash, MAC), appends the batch to every sink, and
+periodically writes a checkpoint (seq + head hash) to the sinks that keep them.
+
+Durability policy
+-----------------
+- A batch is acknowledged when every sink has written it (file: flushed to the OS and, with
+  ``JSONLSink.fsync``, fsynced; PostgreSQL: committed) or, for a sink that is down, when it is
+  appended and fsynced to that sink's local spool file. Spools are replayed in order when the
+  sink returns; nothing is dropped.
+- Requests that touch data (contents, /files/, kernels) wait for their record's acknowledgment
+  before they are answered (``wait_for_write``), so every answered request is on disk even if the
+  server is SIGKILLed right after answering.
+- With ``fail_closed`` on, data access is refused (503) while any sink is down or the writer is
+  not running, and such a request is itself recorded as ``denied``.
+- Checkpoints are written every ``checkpoint_interval`` seconds when the head moved, and on stop.
+  A truncation of the tail after the last checkpoint cannot be detected: keep the interval short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import queue
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_events import EventLogger
+from traitlets import Bool, Float, Int, List, Type, Unicode, default, validate
+from traitlets import TraitError as _TraitError
+from traitlets.config import LoggingConfigurable
+
+from .chain import Chain, VerifyResult, verify
+from .recorder import AUDIT_KINDS
+from .redaction import RedactionModifier
+from .sinks import AuditSink, JSONLSink, SinkUnavailable
+from .sinks.jsonl import append_checkpoint, read_checkpoint_file
+from .spool import Spool
+
+__all__ = ["SCHEMA_DIR", "AuditTrail", "schema_id", "user_info"]
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "event_schemas"
+KEY_ENV = "PROD_DISCOVERY_AUDIT_KEY"
+_STOP = object()
+
+
+def schema_id(kind: str) -> str:
+    return f"https://events.prod-discovery.dev/{kind}/v1"
+
+
+def user_info(user: Any) -> dict[str, Any] | None:
+    """The identity provider's view of a user: username, display name, JupyterHub groups."""
+    if user is None:
+        return None
+    if isinstance(user, str):
+        return {"username": user}
+    if isinstance(user, dict):
+        return {k: user[k] for k in ("username", "name", "groups") if k in user}
+    out: dict[str, Any] = {"username": str(getattr(user, "username", user))}
+    name = getattr(user, "name", None)
+    if name:
+        out["name"] = str(name)
+    hub = getattr(user, "hub_user", None)
+    if isinstance(hub, dict) and isinstance(hub.get("groups"), list):
+        out["groups"] = [str(g) for g in hub["groups"]]
+    return out
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class _SinkState:
+    sink: AuditSink
+    spool: Spool
+    down: bool = False
+    error: str | None = None
+    next_retry: float = 0.0
+
+
+class AuditTrail(LoggingConfigurable):
+    """Schema-validated, redacted, chained, MACed audit records in one or more sinks."""
+
+    sink_classes = List(
+        Type(klass=AuditSink),
+        default_value=[JSONLSink],
+        config=True,
+        help="""Sinks every record is written to, all at once (classes or import strings of
+        AuditSink subclasses). Default [JSONLSink]. Built in: JSONLSink,
+        PostgresSink (jupyter_prod_discovery.audit.sinks.PostgresSink). Verification and the
+        query API read the first one.""",
+    )
+    mac_key = Unicode(
+        config=True,
+        help="""Key of the HMAC-SHA256 on every record and checkpoint (at least 16 characters).
+        Default: the PROD_DISCOVERY_AUDIT_KEY environment variable; when unset a random key for
+        this process only is used (the trail then cannot be verified after the server stops,
+        and a warning says so). Keep it away from the log (a secret store or the
+        environment); never logged.""",
+    )
+    fail_closed = Bool(
+        False,
+        config=True,
+        help="""Refuse data access (contents API and /files/: 503) while the trail cannot be
+        written to every sink (a sink down and spooling, or the writer stopped). Default False
+        (spool and keep serving).""",
+    )
+    wait_for_write = Bool(
+        True,
+        config=True,
+        help="""Answer an audited request only after its record is acknowledged (see the
+        durability policy). Default True; False answers at once and may lose the last
+        batch on a crash.""",
+    )
+    ack_timeout = Float(
+        10.0,
+        config=True,
+        help="""Seconds a request waits for its record's acknowledgment before it is answered
+        anyway (or refused with 503 when fail_closed). Default 10.""",
+    )
+    batch_size = Int(
+        1000,
+        config=True,
+        help="Most records written per batch. Default 1000; at least 1.",
+    )
+    checkpoint_interval = Float(
+        5.0,
+        config=True,
+        help="""Seconds between checkpoints (seq + head hash, MACed) to the second place
+        (the sinks that keep checkpoints and checkpoint_path). Default 5; one is also written on
+        stop.""",
+    )
+    checkpoint_path = Unicode(
+        "",
+        config=True,
+        help="""File, on other storage than the log, where checkpoints are appended too (the
+        second place for file-only setups). Default '' (only sinks keep checkpoints).""",
+    )
+    spool_dir = Unicode(
+        config=True,
+        help="""Directory of the per-sink spool files used while a sink is down. Default
+        <jupyter data dir>/prod_discovery/spool.""",
+    )
+    retry_interval = Float(
+        2.0,
+        config=True,
+        help="Seconds between attempts to reach a sink that is down. Default 2.",
+    )
+    record_code = Bool(
+        True,
+        config=True,
+        help="""Store executed code in execution events (secrets masked); its sha256 is always
+        stored. Default True; False keeps only the hash.""",
+    )
+    server_id = Unicode(
+        config=True,
+        help="Identifies this server in every event. Default: '<hostname>:<pid>'.",
+    )
+
+    @default("mac_key")
+    def _mac_key_default(self) -> str:
+        return os.environ.get(KEY_ENV, "")
+
+    @validate("mac_key")
+    def _check_mac_key(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        if value and len(value) < 16:
+            raise _TraitError("AuditTrail.mac_key must have at least 16 characters")
+        return value
+
+    @validate("batch_size")
+    def _check_batch(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise _TraitError("AuditTrail.batch_size must be at least 1")
+        return int(proposal["value"])
+
+    @default("spool_dir")
+    def _spool_default(self) -> str:
+        return str(Path(jupyter_data_dir()) / "prod_discovery" / "spool")
+
+    @default("server_id")
+    def _server_id_default(self) -> str:
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+    def __init__(
+        self, secrets_provider: Callable[[], frozenset[str]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if not self.mac_key:
+            self.log.warning(
+                "AuditTrail.mac_key is not set (nor %s): using a random key for this process; "
+                "the trail cannot be verified after the server stops.",
+                KEY_ENV,
+            )
+            self._key = secrets.token_bytes(32)
+        else:
+            self._key = self.mac_key.encode()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._tickets = itertools.count(1)
+        self._last_ticket = 0
+        # Not parented: the server's EventLogger config (its handlers) must not apply here. The
+        # writer thread emits through it (modifiers + validation cost ~100 us, kept off the
+        # request path) and takes the returned capsule; the handler only keeps emit() going.
+        self.events = EventLogger(handlers=[logging.NullHandler()])
+        redact = RedactionModifier(secrets_provider or frozenset)
+        for kind in AUDIT_KINDS:
+            self.events.register_event_schema(SCHEMA_DIR / kind / "v1.yaml")
+            self.events.add_modifier(schema_id=schema_id(kind), modifier=redact)
+        self.sinks: list[AuditSink] = [cls(parent=self) for cls in self.sink_classes]
+        spool = Path(self.spool_dir)
+        self._states = [_SinkState(s, Spool(spool / f"{s.name}.jsonl")) for s in self.sinks]
+        self._emit_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._written = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._thread: threading.Thread | None = None
+        self._chain = Chain(self._key)
+        self._last_cp = (0, 0.0)
+        self.invalid_events = 0
+
+    # --- the request side -------------------------------------------------------------------
+
+    def record(self, kind: str, data: dict[str, Any], *, user: Any = None) -> int:
+        """Queue one event; returns its ticket for :meth:`wait_written`. Never blocks on I/O.
+
+        Unknown kinds raise ValueError (a bug in the caller); data that fails its schema is
+        logged and counted in ``invalid_events`` by the writer instead of failing the caller's
+        request. The identity and timestamp are taken here, at request time.
+        """
+        if kind not in AUDIT_KINDS:
+            raise ValueError(f"unknown audit event kind {kind!r}")
+        payload = {k: v for k, v in data.items() if v is not None}
+        if kind == "execution" and not self.record_code:
+            payload.pop("code", None)
+        payload["user"] = user_info(user)
+        payload["server_id"] = self.server_id
+        with self._emit_lock:
+            ticket = self._last_ticket = next(self._tickets)
+            self._queue.put((ticket, kind, _now(), payload))
+        return ticket
+
+    async def wait_written(self, ticket: int) -> bool:
+        """Wait until the record with ``ticket`` (and all before it) is acknowledged.
+
+        Returns False when it was not acknowledged within ``ack_timeout`` or the writer is not
+        running.
+        """
+        if ticket <= self._written:
+            return True
+        if self._thread is None or not self._thread.is_alive():
+            return False
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if ticket <= self._written:
+                return True
+            self._waiters.append((ticket, fut))
+        try:
+            await asyncio.wait_for(fut, self.ack_timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def writable(self) -> bool:
+        """True when the writer runs and every sink takes writes directly (not spooling)."""
+        alive = self._thread is not None and self._thread.is_alive()
+        return alive and not any(st.down for st in self._states)
+
+    def status(self) -> dict[str, Any]:
+        """For the status endpoint: never the key or DSNs."""
+        return {
+            "writable": self.writable,
+            "fail_closed": self.fail_closed,
+            "seq": self._chain.seq,
+            "sinks": [{"name": st.sink.name, "down": st.down} for st in self._states],
+            "invalid_events": self.invalid_events,
+        }
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the sinks, resume the chain from the highest stored record, start the writer."""
+        if self._thread is not None:
+            return
+        tails = []
+        for st in self._states:
+            try:
+                st.sink.open()
+                tails.append(st.sink.tail())
+            except SinkUnavailable as exc:
+                self._mark_down(st, str(exc))
+            if st.spool.pending():
+                st.down = True
+                tails.append(st.spool.tail())
+        last = max((t for t in tails if t), key=lambda t: t["seq"], default=None)
+        if last is not None:
+            self._chain = Chain(self._key, last["seq"], last["hash"])
+        self._last_cp = (self._chain.seq, time.monotonic())
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Block until everything recorded so far is acknowledged (tests, CLI, shutdown)."""
+        target = self._last_ticket
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._written < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None or not self._thread.is_alive():
+                    return False
+                self._cond.wait(min(left, 0.5))
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write what is queued, a final checkpoint, and close the sinks."""
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._thread = None
+        for st in self._states:
+            st.sink.close()
+
+    def verify(self, sink_index: int = 0) -> VerifyResult:
+        """Verify one sink's records against every checkpoint the trail knows of."""
+        return verify(self.sinks[sink_index].read_lines(), self._key, self.checkpoints())
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for sink in self.sinks:
+            try:
+                found.extend(sink.read_checkpoints())
+            except SinkUnavailable:
+                continue
+        if self.checkpoint_path:
+            found.extend(read_checkpoint_file(self.checkpoint_path))
+        return found
+
+    # --- the writer thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            wait = self.retry_interval if any(st.down for st in self._states) else None
+            items: list[Any] = []
+            with contextlib.suppress(queue.Empty):
+                items.append(self._queue.get(timeout=min(wait or 1e9, self.checkpoint_interval)))
+            while items and len(items) < self.batch_size:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if any(x is _STOP for x in items):
+                stop = True
+                items = [x for x in items if x is not _STOP]
+            try:
+                if items:
+                    self._write_batch(items)
+                for st in self._states:
+                    if st.down:
+                        if stop:  # a last attempt, whatever the backoff says
+                            st.next_retry = 0.0
+                        self._replay(st)
+                self._checkpoint(force=stop)
+            except Exception:  # a bug must not kill the only writer silently
+                self.log.exception("audit writer failed on a batch")
+
+    def _write_batch(self, items: list[tuple[int, str, str, dict[str, Any]]]) -> None:
+        lines = []
+        for _ticket, kind, ts, payload in items:
+            try:
+                capsule = self.events.emit(schema_id=schema_id(kind), data=payload)
+            except Exception as exc:  # schema violation: a caller's bug, not worth a lost batch
+                self.invalid_events += 1
+                self.log.error("audit event %s rejected: %s", kind, str(exc).split("\n")[0])
+                continue
+            assert capsule is not None
+            body = {
+                "ts": ts,
+                "event_id": uuid.uuid4().hex,
+                "kind": kind,
+                "schema": capsule["__schema__"],
+                "version": int(capsule["__schema_version__"]),
+                "data": {k: v for k, v in capsule.items() if not k.startswith("__")},
+            }
+            lines.append(self._chain.seal(body))
+        if not lines:
+            self._acknowledge(items[-1][0])
+            return
+        for st in self._states:
+            if st.down:
+                self._replay(st)
+            if not st.down:
+                try:
+                    st.sink.write(lines)
+                    continue
+                except SinkUnavailable as exc:
+                    self._mark_down(st, str(exc))
+            try:
+                st.spool.append(lines)
+            except OSError as exc:
+                self.log.critical("audit records LOST for sink %s: %s", st.sink.name, exc)
+        self._acknowledge(items[-1][0])
+
+    def _acknowledge(self, ticket: int) -> None:
+        with self._cond:
+            self._written = ticket
+            ready = [w for w in self._waiters if w[0] <= ticket]
+            self._waiters = [w for w in self._waiters if w[0] > ticket]
+            self._cond.notify_all()
+        for _, fut in ready:
+            fut.get_loop().call_soon_threadsafe(_resolve, fut)
+
+    def _mark_down(self, st: _SinkState, error: str) -> None:
+        if not st.down:
+            self.log.error("audit sink %s is down, spooling locally: %s", st.sink.name, error)
+        st.down, st.error = True, error
+        st.next_retry = time.monotonic() + self.retry_interval
+
+    def _replay(self, st: _SinkState) -> None:
+        if time.monotonic() < st.next_retry:
+            return
+        try:
+            st.sink.open()
+            pending = st.spool.read()
+            for i in range(0, len(pending), self.batch_size):
+                st.sink.write(pending[i : i + self.batch_size])
+            st.spool.clear()
+        except SinkUnavailable as exc:
+            self._mark_down(st, str(exc))
+            return
+        st.down, st.error = False, None
+        self.log.warning("audit sink %s is back: replayed %d records", st.sink.name, len(pending))
+
+    def _checkpoint(self, force: bool = False) -> None:
+        seq, at = self._last_cp
+        if self._chain.seq == seq:
+            return
+        if not force and time.monotonic() - at < self.checkpoint_interval:
+            return
+        cp = self._chain.checkpoint()
+        for st in self._states:
+            if st.down:
+                continue
+            try:
+                st.sink.write_checkpoint(cp)
+            except SinkUnavailable as exc:
+                self._mark_down(st, str(exc))
+        if self.checkpoint_path:
+            try:
+                append_checkpoint(self.checkpoint_path, cp)
+            except OSError as exc:
+                self.log.error("audit checkpoint file not written: %s", exc)
+        self._last_cp = (cp["seq"], time.monotonic())
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

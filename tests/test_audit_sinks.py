@@ -1,0 +1,142 @@
+"""One contract suite for every AuditSink, against the real file system and real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from audit_support import writer_role
+
+from jupyter_prod_discovery.audit.chain import Chain, verify
+from jupyter_prod_discovery.audit.sinks import AuditSink, JSONLSink, PostgresSink, SinkUnavailable
+
+KEY = b"contract-key-0123456789"
+
+
+@pytest.fixture(params=["jsonl", "postgres"])
+def sink(request: Any, tmp_path: Path) -> Iterator[AuditSink]:
+    if request.param == "jsonl":
+        s: AuditSink = JSONLSink(
+            path=str(tmp_path / "log" / "audit.jsonl"),
+            checkpoint_path=str(tmp_path / "elsewhere" / "cp.jsonl"),
+            max_bytes=4000,
+        )
+        s.open()
+        yield s
+        s.close()
+        return
+    database = request.getfixturevalue("postgres_database")
+    with writer_role(database) as dsn:
+        s = PostgresSink(dsn=dsn, create_tables=False)
+        s.open()
+        yield s
+        s.close()
+
+
+def lines_of(n: int, chain: Chain | None = None) -> list[str]:
+    chain = chain or Chain(KEY)
+    return [
+        chain.seal({"kind": "contents", "data": {"path": f"p{i}", "user": {"username": "ann"}}})
+        for i in range(n)
+    ]
+
+
+def test_write_sink_reads_back_in_order(sink: AuditSink) -> None:
+    chain = Chain(KEY)
+    lines = lines_of(30, chain)
+    for i in range(0, 30, 7):
+        sink.write(lines[i : i + 7])
+    got = list(sink.read_lines())
+    assert [json.loads(x)["seq"] for x in got] == list(range(1, 31))
+    assert verify(got, KEY).ok
+    tail = sink.tail()
+    assert tail is not None
+    assert tail["seq"] == 30
+
+
+def test_write_sink_replay_does_not_duplicate(sink: AuditSink) -> None:
+    lines = lines_of(5)
+    sink.write(lines[:3])
+    if isinstance(sink, JSONLSink):
+        sink._dirty = True  # as after a failed write
+    sink.write(lines)
+    assert [json.loads(x)["seq"] for x in sink.read_lines()] == [1, 2, 3, 4, 5]
+
+
+def test_write_sink_checkpoints(sink: AuditSink) -> None:
+    chain = Chain(KEY)
+    sink.write(lines_of(4, chain))
+    cp = chain.checkpoint()
+    sink.write_checkpoint(cp)
+    assert sink.read_checkpoints()[-1] == cp
+    assert verify(sink.read_lines(), KEY, sink.read_checkpoints()).ok
+
+
+def test_tail_sink_empty(sink: AuditSink) -> None:
+    assert sink.tail() is None
+    assert list(sink.read_lines()) == []
+
+
+def test_rotate_jsonl_sink_keeps_every_segment(tmp_path: Path) -> None:
+    sink = JSONLSink(path=str(tmp_path / "a.jsonl"), max_bytes=1000)
+    sink.open()
+    chain = Chain(KEY)
+    for _ in range(10):
+        sink.write(lines_of(3, chain))
+    sink.close()
+    assert len(list(tmp_path.glob("a.jsonl.*"))) > 2
+    assert verify(sink.read_lines(), KEY, [chain.checkpoint()]).records == 30
+
+
+def test_open_jsonl_sink_unwritable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    sink = JSONLSink(path=str(blocker / "audit.jsonl"))
+    with pytest.raises(SinkUnavailable):
+        sink.open()
+    with pytest.raises(SinkUnavailable):
+        sink.write(lines_of(1))
+
+
+def test_write_postgres_sink_refuses_update_delete_truncate(postgres_database: str) -> None:
+    with writer_role(postgres_database) as dsn:
+        sink = PostgresSink(dsn=dsn, create_tables=False)
+        sink.open()
+        sink.write(lines_of(2))
+        sink.close()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for stmt in (
+                "UPDATE prod_discovery_audit SET record = 'x'",
+                "DELETE FROM prod_discovery_audit",
+                "TRUNCATE prod_discovery_audit",
+                "DELETE FROM prod_discovery_audit_checkpoints",
+            ):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(stmt)
+        # Even the owner is stopped by the append-only trigger.
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.RaiseException):
+                conn.execute("UPDATE prod_discovery_audit SET record = 'x'")
+            with pytest.raises(psycopg.errors.RaiseException):
+                conn.execute("DELETE FROM prod_discovery_audit")
+
+
+def test_open_postgres_sink_unreachable() -> None:
+    from audit_support import closed_port_dsn
+
+    sink = PostgresSink(dsn=closed_port_dsn("postgresql://postgres@127.0.0.1/postgres"))
+    with pytest.raises(SinkUnavailable):
+        sink.open()
+    with pytest.raises(SinkUnavailable):
+        sink.write(lines_of(1))
+
+
+def test_validate_postgres_sink_table() -> None:
+    from traitlets import TraitError
+
+    with pytest.raises(TraitError, match=r"PostgresSink\.table"):
+        PostgresSink(table="x; drop table y")

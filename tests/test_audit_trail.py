@@ -1,0 +1,181 @@
+"""The AuditTrail writer: chaining, several sinks, spooling through an outage, redaction."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from audit_support import KEY, closed_port_dsn, writer_role
+from traitlets import TraitError
+from traitlets.config import Config
+
+from jupyter_prod_discovery.audit.chain import verify
+from jupyter_prod_discovery.audit.redaction import MASK
+from jupyter_prod_discovery.audit.sinks import JSONLSink, PostgresSink
+from jupyter_prod_discovery.audit.trail import AuditTrail
+
+
+def make_trail(tmp_path: Path, **extra: Any) -> AuditTrail:
+    sections: dict[str, Any] = {
+        "AuditTrail": {
+            "mac_key": KEY,
+            "spool_dir": str(tmp_path / "spool"),
+            "checkpoint_path": str(tmp_path / "cp" / "checkpoints.jsonl"),
+            "retry_interval": 0.05,
+            **extra.pop("trail", {}),
+        },
+        "JSONLSink": {"path": str(tmp_path / "log" / "audit.jsonl")},
+    }
+    sections.update(extra)
+    secrets = frozenset({"s3cr3t-value-123"})
+    return AuditTrail(config=Config(sections), secrets_provider=lambda: secrets)
+
+
+@pytest.fixture
+def trail(tmp_path: Path) -> Iterator[AuditTrail]:
+    t = make_trail(tmp_path)
+    t.start()
+    yield t
+    t.stop()
+
+
+def records(t: AuditTrail, index: int = 0) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in t.sinks[index].read_lines()]
+
+
+def test_record_trail_chains_and_checkpoints(trail: AuditTrail) -> None:
+    for i in range(20):
+        trail.record("kernel", {"action": "start", "kernel_id": f"k{i}"}, user="ann")
+    assert trail.flush()
+    trail.stop()
+    recs = records(trail)
+    assert [r["seq"] for r in recs] == list(range(1, 21))
+    assert recs[0]["data"]["user"] == {"username": "ann"}
+    assert recs[0]["schema"] == "https://events.prod-discovery.dev/kernel/v1"
+    assert recs[0]["ts"].endswith("Z")
+    result = trail.verify()
+    assert result.ok, result.summary()
+    assert result.checkpoints >= 1
+
+
+def test_record_trail_masks_live_secrets(trail: AuditTrail) -> None:
+    trail.record(
+        "execution",
+        {"phase": "request", "kernel_id": "k", "code": "pw = 's3cr3t-value-123'"},
+        user="ann",
+    )
+    trail.record("denied", {"resource": "s3cr3t-value-123", "action": "read"})
+    assert trail.flush()
+    text = "\n".join(trail.sinks[0].read_lines())
+    assert "s3cr3t-value-123" not in text
+    recs = records(trail)
+    assert recs[0]["data"]["code"] == f"pw = '{MASK}'"
+    assert recs[0]["data"]["code_redacted"] is True
+
+
+def test_record_trail_omits_code_when_configured_off(tmp_path: Path) -> None:
+    t = make_trail(tmp_path, trail={"record_code": False})
+    t.start()
+    t.record("execution", {"phase": "request", "kernel_id": "k", "code": "x", "code_sha256": "h"})
+    assert t.flush()
+    t.stop()
+    assert "code" not in records(t)[0]["data"]
+
+
+def test_record_trail_rejects_unknown_kind_and_invalid_data(trail: AuditTrail) -> None:
+    with pytest.raises(ValueError, match="unknown audit event kind"):
+        trail.record("nope", {})
+    trail.record("pii", {"source": "live", "entities": {"EMAIL": "ann@example.com"}})
+    trail.record("kernel", {"action": "start", "kernel_id": "k"})
+    assert trail.flush()
+    assert trail.invalid_events == 1
+    assert [r["kind"] for r in records(trail)] == ["kernel"]
+
+
+def test_start_trail_resumes_chain(tmp_path: Path) -> None:
+    for _ in range(2):
+        t = make_trail(tmp_path)
+        t.start()
+        t.record("kernel", {"action": "start", "kernel_id": "k"})
+        assert t.flush()
+        t.stop()
+    assert [r["seq"] for r in records(t)] == [1, 2]
+    assert t.verify().ok
+
+
+def test_validate_trail_mac_key() -> None:
+    with pytest.raises(TraitError, match=r"AuditTrail\.mac_key"):
+        AuditTrail(mac_key="short")
+
+
+async def test_wait_written_trail(trail: AuditTrail) -> None:
+    ticket = trail.record("kernel", {"action": "start", "kernel_id": "k"})
+    assert await trail.wait_written(ticket)
+    assert records(trail)[-1]["data"]["kernel_id"] == "k"
+
+
+async def test_wait_written_trail_stopped(tmp_path: Path) -> None:
+    t = make_trail(tmp_path)
+    ticket = t.record("kernel", {"action": "start", "kernel_id": "k"})
+    assert not await t.wait_written(ticket)
+    assert not t.writable
+
+
+def test_record_trail_postgres_outage_burst(tmp_path: Path, postgres_database: str) -> None:
+    """PostgreSQL unreachable for a burst of 1,000 events: all arrive, in order, chain intact."""
+    with writer_role(postgres_database) as dsn:
+        t = make_trail(
+            tmp_path,
+            trail={"sink_classes": [JSONLSink, PostgresSink]},
+            PostgresSink={"dsn": dsn, "create_tables": False},
+        )
+        t.start()
+        t.record("kernel", {"action": "start", "kernel_id": "before"})
+        assert t.flush()
+        pg = t.sinks[1]
+        assert isinstance(pg, PostgresSink)
+        pg.close()
+        pg.dsn = closed_port_dsn(dsn)
+        for i in range(1000):
+            t.record("contents", {"operation": "get", "path": f"f{i}.csv", "status": "ok"})
+        assert t.flush(60)
+        assert not t.writable
+        assert t.status()["sinks"][1]["down"] is True
+        pg.dsn = dsn
+        t.record("kernel", {"action": "shutdown", "kernel_id": "after"})
+        assert t.flush(60)
+        for _ in range(600):  # the writer retries every retry_interval (0.05 s)
+            if t.writable:
+                break
+            time.sleep(0.05)
+        assert t.writable
+        t.stop()
+        got = records(t, 1)
+        assert [r["seq"] for r in got] == list(range(1, 1003))
+        assert [r["data"]["path"] for r in got[1:1001]] == [f"f{i}.csv" for i in range(1000)]
+        result = verify(pg.read_lines(), KEY.encode(), pg.read_checkpoints())
+        assert result.ok, result.summary()
+        assert records(t, 0) == got
+        pg.close()
+
+
+def test_start_trail_replays_spool_left_by_previous_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocked"
+    blocker.write_text("")
+    t = make_trail(tmp_path, JSONLSink={"path": str(blocker / "audit.jsonl")})
+    t.start()
+    t.record("kernel", {"action": "start", "kernel_id": "k1"})
+    assert t.flush()
+    t.stop()
+    assert not (blocker.parent / "log").exists()
+    t2 = make_trail(tmp_path)
+    t2.start()
+    t2.record("kernel", {"action": "start", "kernel_id": "k2"})
+    assert t2.flush()
+    t2.stop()
+    assert [r["data"]["kernel_id"] for r in records(t2)] == ["k1", "k2"]
+    assert t2.verify().ok
