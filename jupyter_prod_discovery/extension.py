@@ -15,6 +15,7 @@ from traitlets import Bool, Unicode
 
 from . import __version__
 from .audit.recorder import AuditRecorder, NullRecorder
+from .credentials.broker import CredentialBroker
 from .credentials.secrets import SecretRegistry
 from .credentials.vault import VaultClient, VaultError
 from .handlers import default_handlers
@@ -28,7 +29,7 @@ class ProdDiscoveryApp(ExtensionApp):
     name = "jupyter_prod_discovery"
     description = __doc__
     load_other_extensions = True
-    classes = [VaultClient]
+    classes = [VaultClient, CredentialBroker]
 
     environment_name = Unicode(
         "Prod Discovery",
@@ -74,6 +75,7 @@ class ProdDiscoveryApp(ExtensionApp):
 
         # --- audit wiring (audit/) ---
         # --- credentials wiring (credentials/) ---
+        self.broker = CredentialBroker(parent=self, app=self)
         # --- PII guard wiring (pii/, guard/) ---
         # --- export wiring (export/) ---
 
@@ -85,19 +87,32 @@ class ProdDiscoveryApp(ExtensionApp):
     def guards(self) -> dict[str, bool]:
         """Which guards are active now, for the status endpoint and the indicator."""
         return {
-            "credentials": self.vault.configured and self.vault.last_error is None,
+            "credentials": self.broker.active and self.vault.last_error is None,
             "audit": False,
             "pii": False,
             "export": False,
         }
+
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        super()._link_jupyter_server_extension(serverapp)
+        # --- link: server-level settings of each capability (never override the user's) ---
+        factory = serverapp.config.get("KernelProvisionerFactory", {})
+        if "default_provisioner_name" not in factory:
+            from .credentials.provisioner import PROVISIONER_NAME
+
+            serverapp.config.KernelProvisionerFactory.default_provisioner_name = PROVISIONER_NAME
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         await super()._start_jupyter_server_extension(serverapp)
         if self.vault.configured and self.vault_error is None:
             self.vault.start_renewal()
         # --- start: background work of each capability ---
+        if self.broker.active:
+            await asyncio.to_thread(self.broker.revoke_orphans)
+            self.broker.start()
 
     async def stop_extension(self) -> None:
         # --- stop: credentials (revoke everything) before audit (flush last) ---
+        await self.broker.stop()
         await self.vault.stop_renewal()
         await asyncio.sleep(0)

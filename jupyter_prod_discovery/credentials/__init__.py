@@ -1,1 +1,1 @@
-"""Short-lived Vault/OpenBao credentials: the Vault client, profiles, broker and kernel provisioner."""
+"""Short-lived Vault/OpenBao credentials: Vault client, profiles, broker, kernel provisioner."""

@@ -1,0 +1,280 @@
+"""Kernels started through the REST API get their own database credentials and lose them on
+every kind of stop. Real OpenBao, real PostgreSQL, real kernels."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from credentials_support import (
+    QUERY,
+    ListRecorder,
+    Warehouse,
+    drop_leftover_roles,
+    eventually,
+    make_warehouse,
+    run_code,
+)
+from jupyter_client.provisioning.factory import KernelProvisionerFactory
+from tornado.httpclient import HTTPClientError
+
+
+@pytest.fixture(autouse=True)
+def _fresh_provisioner_factory() -> Iterator[None]:
+    # A process singleton: each test's server must configure its own default provisioner.
+    KernelProvisionerFactory.clear_instance()
+    yield
+    KernelProvisionerFactory.clear_instance()
+
+
+@pytest.fixture
+def warehouse(openbao: Any, postgres_database: str) -> Iterator[Warehouse]:
+    wh = make_warehouse(openbao, postgres_database)
+    try:
+        yield wh
+    finally:
+        drop_leftover_roles(wh)
+
+
+@pytest.fixture
+def extra_config() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+def prod_discovery_extension_config(
+    vault_config: dict[str, Any], warehouse: Warehouse, tmp_path: Path, extra_config: dict[str, Any]
+) -> dict[str, Any]:
+    broker = {
+        "profiles": warehouse.profiles(),
+        "state_dir": str(tmp_path / "state"),
+        "check_interval": 0.2,
+        **extra_config.get("CredentialBroker", {}),
+    }
+    rest = {k: v for k, v in extra_config.items() if k != "CredentialBroker"}
+    return {**vault_config, "CredentialBroker": broker, **rest}
+
+
+def app_of(serverapp: Any) -> Any:
+    return serverapp.web_app.settings["prod_discovery"]
+
+
+async def start_kernel(jp_fetch: Any) -> str:
+    response = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": "python3"}))
+    return str(json.loads(response.body)["id"])
+
+
+async def credentials(jp_fetch: Any) -> dict[str, Any]:
+    response = await jp_fetch("prod-discovery", "api", "credentials")
+    return dict(json.loads(response.body))
+
+
+def leases_of(app: Any, kernel_id: str) -> dict[str, str]:
+    record = app.broker.get(kernel_id)
+    return {lease.profile: lease.lease_id for lease in record.leases} if record else {}
+
+
+async def test_start_kernel_injects_credentials_and_delete_revokes(
+    jp_fetch: Any, jp_serverapp: Any, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    app = app_of(jp_serverapp)
+    kid = await start_kernel(jp_fetch)
+    out = await run_code(jp_serverapp, kid, QUERY)
+    count, user, token_head = out.split()
+    assert count == "3"
+    assert warehouse.roles() == {user}
+    assert token_head == "s." or token_head.startswith(("s.", "hvs"))
+    leases = leases_of(app, kid)
+    assert warehouse.lease_alive(leases["warehouse"])
+    assert warehouse.accessor_alive(leases["vault"])
+
+    listing = await credentials(jp_fetch)
+    (kernel,) = listing["kernels"]
+    assert kernel["kernel_id"] == kid
+    assert kernel["profiles"] == ["warehouse", "vault"]
+    by_profile = {lease["profile"]: lease for lease in kernel["leases"]}
+    assert by_profile["warehouse"]["lease_id"] == leases["warehouse"]
+    assert 0 < by_profile["warehouse"]["ttl_left"] <= 600
+    assert by_profile["warehouse"]["renewable"] is True
+    secrets = app.secrets.get(kid)
+    assert secrets  # the output guard gets the exact values
+    state_text = "".join(p.read_text() for p in (tmp_path / "state").glob("*.json"))
+    assert leases["warehouse"] in state_text
+    for secret in secrets:
+        assert secret not in json.dumps(listing)
+        assert secret not in state_text
+    mode = next((tmp_path / "state").glob("*.json")).stat().st_mode & 0o777
+    assert mode == 0o600
+
+    renewed = await jp_fetch(
+        "prod-discovery", "api", "credentials", kid, "renew", method="POST", body=""
+    )
+    assert json.loads(renewed.body)["kernel_id"] == kid
+
+    await jp_fetch("api", "kernels", kid, method="DELETE")
+    assert warehouse.roles() == set()
+    assert not warehouse.lease_alive(leases["warehouse"])
+    assert not warehouse.accessor_alive(leases["vault"])
+    assert warehouse.leases() == []
+    assert app.secrets.get(kid) == frozenset()
+    assert list((tmp_path / "state").glob("*.json")) == []
+    assert (await credentials(jp_fetch))["kernels"] == []
+
+
+async def test_get_credentials_refuses_anonymous(jp_fetch: Any) -> None:
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("prod-discovery", "api", "credentials", headers={"Authorization": ""})
+    assert err.value.code == 403
+
+
+async def test_renew_credentials_unknown_kernel_is_404(jp_fetch: Any) -> None:
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch(
+            "prod-discovery",
+            "api",
+            "credentials",
+            "no-such-kernel",
+            "renew",
+            method="POST",
+            body="",
+        )
+    assert err.value.code == 404
+
+
+async def test_restart_kernel_issues_new_credentials_and_revokes_old(
+    jp_fetch: Any, jp_serverapp: Any, warehouse: Warehouse
+) -> None:
+    app = app_of(jp_serverapp)
+    kid = await start_kernel(jp_fetch)
+    first_user = (await run_code(jp_serverapp, kid, QUERY)).split()[1]
+    first = leases_of(app, kid)
+    await jp_fetch("api", "kernels", kid, "restart", method="POST", body="")
+    second_user = (await run_code(jp_serverapp, kid, QUERY)).split()[1]
+    assert second_user != first_user
+    assert warehouse.roles() == {second_user}
+    assert not warehouse.lease_alive(first["warehouse"])
+    assert not warehouse.accessor_alive(first["vault"])
+    await jp_fetch("api", "kernels", kid, method="DELETE")
+    assert warehouse.roles() == set()
+    assert warehouse.leases() == []
+
+
+async def test_crash_kernel_autorestart_revokes_old_credentials(
+    jp_fetch: Any, jp_serverapp: Any, warehouse: Warehouse
+) -> None:
+    app = app_of(jp_serverapp)
+    kid = await start_kernel(jp_fetch)
+    out = await run_code(jp_serverapp, kid, "import os; print(os.getpid())")
+    first = leases_of(app, kid)
+    os.kill(int(out.strip()), signal.SIGKILL)
+    await eventually(
+        lambda: leases_of(app, kid) and leases_of(app, kid) != first, what="auto-restart"
+    )
+    assert not warehouse.lease_alive(first["warehouse"])
+    new_user = (await run_code(jp_serverapp, kid, QUERY)).split()[1]
+    assert warehouse.roles() == {new_user}
+    await jp_fetch("api", "kernels", kid, method="DELETE")
+    assert warehouse.roles() == set()
+
+
+@pytest.mark.parametrize(
+    "extra_config",
+    [{"MappingKernelManager": {"cull_idle_timeout": 2, "cull_interval": 1}}],
+)
+async def test_cull_idle_kernel_revokes_credentials(
+    jp_fetch: Any, jp_serverapp: Any, warehouse: Warehouse
+) -> None:
+    app = app_of(jp_serverapp)
+    kid = await start_kernel(jp_fetch)
+    await run_code(jp_serverapp, kid, QUERY)
+    lease = leases_of(app, kid)["warehouse"]
+    await eventually(lambda: kid not in jp_serverapp.kernel_manager, what="culling")
+    await eventually(lambda: not warehouse.roles(), what="role dropped")
+    assert not warehouse.lease_alive(lease)
+    assert app.broker.outstanding() == 0
+
+
+async def test_stop_extension_revokes_every_kernel(
+    jp_fetch: Any, jp_serverapp: Any, warehouse: Warehouse
+) -> None:
+    app = app_of(jp_serverapp)
+    kids = [await start_kernel(jp_fetch) for _ in range(2)]
+    assert len(warehouse.roles()) == 2
+    await app.broker.stop()  # what stop_extension does first on server stop
+    assert warehouse.roles() == set()
+    assert warehouse.leases() == []
+    for kid in kids:
+        await jp_fetch("api", "kernels", kid, method="DELETE")
+
+
+async def test_start_kernel_fails_closed_when_vault_down(
+    jp_fetch: Any, jp_serverapp: Any, openbao: Any
+) -> None:
+    openbao.stop()
+    with pytest.raises(HTTPClientError) as err:
+        await start_kernel(jp_fetch)
+    assert err.value.code == 503
+    body = json.loads(err.value.response.body)
+    assert "unreachable" in body["message"]
+    assert openbao.address in body["message"]
+    # The server stays up and holds no half-started kernel.
+    kernels = json.loads((await jp_fetch("api", "kernels")).body)
+    assert kernels == []
+    status = json.loads((await jp_fetch("prod-discovery", "api", "status")).body)
+    assert status["vault"]["reachable"] is False
+
+
+@pytest.mark.parametrize(
+    "extra_config", [{"CredentialBroker": {"start_without_credentials": True}}]
+)
+async def test_start_kernel_without_credentials_when_configured(
+    jp_fetch: Any, jp_serverapp: Any, openbao: Any
+) -> None:
+    openbao.stop()
+    recorder = ListRecorder()
+    app_of(jp_serverapp).audit = recorder
+    kid = await start_kernel(jp_fetch)
+    out = await run_code(
+        jp_serverapp,
+        kid,
+        "import os; print(repr(os.environ.get('PGUSER')), 'VAULT_TOKEN' in os.environ)",
+    )
+    assert out.split() == ["None", "False"]
+    assert recorder.actions("failure")
+    await jp_fetch("api", "kernels", kid, method="DELETE")
+
+
+async def test_random_kernel_lifecycles_leave_no_lease(
+    jp_fetch: Any, jp_serverapp: Any, warehouse: Warehouse
+) -> None:
+    import asyncio
+
+    app = app_of(jp_serverapp)
+    rng = random.Random(20261121)
+    peak = 0
+
+    async def life(index: int) -> None:
+        nonlocal peak
+        kid = await start_kernel(jp_fetch)
+        peak = max(peak, app.broker.outstanding())
+        for _ in range(rng.randint(0, 2)):
+            await jp_fetch("api", "kernels", kid, "restart", method="POST", body="")
+        if rng.random() < 0.8:
+            await jp_fetch("api", "kernels", kid, method="DELETE")
+        # the others stay up until the server stops
+
+    for batch in range(5):
+        await asyncio.gather(*(life(batch * 10 + i) for i in range(10)))
+    assert peak > 0
+    await app.broker.stop()
+    assert app.broker.outstanding() == 0
+    assert warehouse.leases() == []
+    assert warehouse.roles() == set()
+    for kid in list(jp_serverapp.kernel_manager.list_kernel_ids()):
+        await jp_fetch("api", "kernels", kid, method="DELETE")
