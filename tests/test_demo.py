@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import hvac
+import psutil
 import psycopg
 import pytest
 import requests
 
+from jupyter_prod_discovery.demo.binder import write_user_config
 from jupyter_prod_discovery.demo.openbao import DevServer
 from jupyter_prod_discovery.demo.process import DemoProcess
 from jupyter_prod_discovery.demo.seed import (
@@ -204,3 +211,51 @@ def test_run_demo_help() -> None:
         ["jupyter", "prod-discovery", "demo", "--help"], capture_output=True, text=True, check=True
     )
     assert "--port" in out.stdout
+
+
+# --- binder ----------------------------------------------------------------------------------
+
+
+def test_run_binder_vault_exports_and_config(tmp_path: Path) -> None:
+    """binder/start's helper: OpenBao outlives it, only the env gets the token."""
+    config_dir = tmp_path / "jupyter"
+    config_dir.mkdir()
+    (config_dir / "jupyter_server_config.json").write_text(
+        '{"ServerApp": {"port": 9999, "jpserver_extensions": {"x": true}}}'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    env.update({"HOME": str(tmp_path), "JUPYTER_CONFIG_DIR": str(config_dir)})
+    env.pop("PROD_DISCOVERY_DEMO_DSN", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter_prod_discovery.demo.binder"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    pid = int((tmp_path / ".prod-discovery" / "openbao.pid").read_text())
+    try:
+        exports = dict(
+            line.removeprefix("export ").split("=", 1) for line in out.stdout.splitlines()
+        )
+        assert set(exports) == {"VAULT_ADDR", "VAULT_TOKEN"}
+        client = hvac.Client(url=exports["VAULT_ADDR"], token=exports["VAULT_TOKEN"])
+        assert client.is_authenticated()
+        written = (config_dir / "jupyter_server_config.json").read_text()
+        assert exports["VAULT_TOKEN"] not in written
+        config = json.loads(written)
+        assert config["ServerApp"]["port"] == 9999  # merged, not clobbered
+        assert config["ServerApp"]["jpserver_extensions"] == {
+            "x": True,
+            "jupyter_prod_discovery": True,
+        }
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    psutil.wait_procs([psutil.Process(pid)] if psutil.pid_exists(pid) else [], timeout=10)
+
+
+def test_write_user_config_rejects_invalid_json(tmp_path: Path) -> None:
+    (tmp_path / "jupyter_server_config.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="not valid JSON"):
+        write_user_config(tmp_path, {"ServerApp": {}})
