@@ -259,3 +259,11 @@ def test_write_user_config_rejects_invalid_json(tmp_path: Path) -> None:
     (tmp_path / "jupyter_server_config.json").write_text("{not json")
     with pytest.raises(SystemExit, match="not valid JSON"):
         write_user_config(tmp_path, {"ServerApp": {}})
+
+
+def test_start_openbao_token_not_on_command_line(openbao: DevServer) -> None:
+    assert openbao.process is not None
+    cmdline = " ".join(psutil.Process(openbao.process.pid).cmdline())
+    assert "-dev-no-store-token" in cmdline
+    assert openbao.root_token not in cmdline
+    assert openbao.client().is_authenticated()

@@ -83,6 +83,9 @@ class DevServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
         # No ~/.vault-token even if a future flag default changes: point HOME somewhere harmless.
         env["HOME"] = tempfile.gettempdir()
+        # The root token goes through the environment: on the command line `ps` shows it to
+        # every local user.
+        env["BAO_DEV_ROOT_TOKEN_ID"] = self.root_token
         if self._log_path:
             log = open(self._log_path, "ab")  # noqa: SIM115 - closed in stop()
         else:
@@ -95,7 +98,6 @@ class DevServer:
                 "server",
                 "-dev",
                 "-dev-no-store-token",
-                f"-dev-root-token-id={self.root_token}",
                 f"-dev-listen-address=127.0.0.1:{self.port}",
             ],
             stdout=log,
