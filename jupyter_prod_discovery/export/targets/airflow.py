@@ -52,12 +52,12 @@ def {func}():
 
         values = dict(PARAMETERS)
         values.update({{k: v for k, v in (params or {{}}).items() if k in PARAMETERS}})
-        os.environ.update(fetch_credentials(REFERENCES))
         out = Path(tempfile.mkdtemp(prefix={dag_id!r})) / "output.ipynb"
-        papermill.execute_notebook(
-            str(BUNDLE / NOTEBOOK), str(out), parameters=values, kernel_name={kernel!r},
-            progress_bar=False,
-        )
+        with credentials_env(REFERENCES):
+            papermill.execute_notebook(
+                str(BUNDLE / NOTEBOOK), str(out), parameters=values, kernel_name={kernel!r},
+                progress_bar=False,
+            )
         return str(out)
 
     run_notebook()

@@ -37,10 +37,11 @@ def run_notebook(context):
     values = dict(PARAMETERS)
     values.update(context.op_config["parameters"])
     out = context.op_config["output"] or str(Path(tempfile.mkdtemp()) / "output.ipynb")
-    os.environ.update(fetch_credentials(REFERENCES))
-    papermill.execute_notebook(
-        str(BUNDLE / NOTEBOOK), out, parameters=values, kernel_name={kernel!r}, progress_bar=False
-    )
+    with credentials_env(REFERENCES):
+        papermill.execute_notebook(
+            str(BUNDLE / NOTEBOOK), out, parameters=values, kernel_name={kernel!r},
+            progress_bar=False,
+        )
     context.log.info("notebook written to %s" % out)
     return out
 

@@ -42,10 +42,11 @@ def main(argv):
                 params[key] = raw
         else:
             output = Path(arg)
-    os.environ.update(fetch_credentials(REFERENCES))
-    papermill.execute_notebook(
-        str(NOTEBOOK), str(output), parameters=params, kernel_name={kernel!r}, progress_bar=False
-    )
+    with credentials_env(REFERENCES):
+        papermill.execute_notebook(
+            str(NOTEBOOK), str(output), parameters=params, kernel_name={kernel!r},
+            progress_bar=False,
+        )
     return 0
 
 

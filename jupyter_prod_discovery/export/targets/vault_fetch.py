@@ -38,4 +38,31 @@ def fetch_credentials(references):
             ).upper()
             env[name] = str(value)
     return env
+
+
+class credentials_env:
+    """Put the fetched credentials into os.environ for the kernel papermill starts, then remove
+    them, so they never outlive the run in a long-lived worker process."""
+
+    def __init__(self, references):
+        self.references = references
+        self.saved = {}
+
+    def __enter__(self):
+        import os
+
+        for name, value in fetch_credentials(self.references).items():
+            self.saved[name] = os.environ.get(name)
+            os.environ[name] = value
+        return self
+
+    def __exit__(self, *exc):
+        import os
+
+        for name, old in self.saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+        return False
 '''
