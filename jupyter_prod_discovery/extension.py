@@ -74,6 +74,9 @@ class ProdDiscoveryApp(ExtensionApp):
         self.kernel_env_hooks: list[Callable[[str, dict[str, str]], None]] = []
 
         # --- audit wiring (audit/) ---
+        from .audit import setup as audit_setup
+
+        self.audit = audit_setup.create(self)
         # --- credentials wiring (credentials/) ---
         self.broker = CredentialBroker(parent=self, app=self)
         # --- PII guard wiring (pii/, guard/) ---
@@ -83,12 +86,15 @@ class ProdDiscoveryApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
+        from .audit.api import audit_handlers
+
+        self.handlers.extend(audit_handlers)
 
     def guards(self) -> dict[str, bool]:
         """Which guards are active now, for the status endpoint and the indicator."""
         return {
             "credentials": self.broker.active and self.vault.last_error is None,
-            "audit": False,
+            "audit": bool(getattr(self.audit, "writable", False)),
             "pii": False,
             "export": False,
         }
@@ -96,6 +102,9 @@ class ProdDiscoveryApp(ExtensionApp):
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
         super()._link_jupyter_server_extension(serverapp)
         # --- link: server-level settings of each capability (never override the user's) ---
+        from .audit.setup import link as link_audit
+
+        link_audit(serverapp)
         factory = serverapp.config.get("KernelProvisionerFactory", {})
         if "default_provisioner_name" not in factory:
             from .credentials.provisioner import PROVISIONER_NAME
@@ -107,6 +116,9 @@ class ProdDiscoveryApp(ExtensionApp):
         if self.vault.configured and self.vault_error is None:
             self.vault.start_renewal()
         # --- start: background work of each capability ---
+        from .audit import setup as audit_setup
+
+        await audit_setup.start(self)
         if self.broker.active:
             await asyncio.to_thread(self.broker.revoke_orphans)
             self.broker.start()
@@ -116,3 +128,6 @@ class ProdDiscoveryApp(ExtensionApp):
         await self.broker.stop()
         await self.vault.stop_renewal()
         await asyncio.sleep(0)
+        from .audit import setup as audit_setup
+
+        await audit_setup.stop(self)

@@ -43,8 +43,11 @@ AUDIT_KINDS = (
 class AuditRecorder(Protocol):
     """Anything that accepts audit events."""
 
-    def record(self, kind: str, data: dict[str, Any], *, user: Any = None) -> None:
-        """Queue one event of ``kind``; ``user`` is a jupyter_server ``User`` or None."""
+    def record(self, kind: str, data: dict[str, Any], *, user: Any = None) -> int | None:
+        """Queue one event of ``kind``; ``user`` is a jupyter_server ``User`` or None.
+
+        May return a ticket that ``AuditTrail.wait_written`` accepts (callers may ignore it).
+        """
 
 
 class NullRecorder:

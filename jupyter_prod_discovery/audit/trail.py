@@ -169,6 +169,19 @@ class AuditTrail(LoggingConfigurable):
         help="""Store executed code in execution events (secrets masked); its sha256 is always
         stored. Default True; False keeps only the hash.""",
     )
+    compliance_users = List(
+        Unicode(),
+        config=True,
+        help="""Users who may read the trail through the REST API (in addition to being allowed
+        'read' on 'prod_discovery_audit' by the server's authorizer). Default [] (nobody);
+        '*' admits every user the authorizer allows.""",
+    )
+    compliance_groups = List(
+        Unicode(),
+        config=True,
+        help="""JupyterHub groups whose members may read the trail through the REST API (with
+        the authorizer's permission too). Default [].""",
+    )
     server_id = Unicode(
         config=True,
         help="Identifies this server in every event. Default: '<hostname>:<pid>'.",
@@ -282,6 +295,13 @@ class AuditTrail(LoggingConfigurable):
         """True when the writer runs and every sink takes writes directly (not spooling)."""
         alive = self._thread is not None and self._thread.is_alive()
         return alive and not any(st.down for st in self._states)
+
+    def is_compliance(self, user: Any) -> bool:
+        """Whether ``user`` is in the configured compliance users or groups."""
+        info = user_info(user) or {}
+        if "*" in self.compliance_users or info.get("username") in self.compliance_users:
+            return True
+        return bool(set(info.get("groups", ())) & set(self.compliance_groups))
 
     def status(self) -> dict[str, Any]:
         """For the status endpoint: never the key or DSNs."""

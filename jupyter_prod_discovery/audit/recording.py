@@ -1,0 +1,407 @@
+"""Recording what happens in the server: contents, /files/ downloads, kernels, denied requests.
+
+jupyter_server's own contents events carry no user, only successes and no hashes, so the
+contents manager's methods are wrapped on the instance instead: the wrapper takes the user from
+``CallContext`` (the handler of the current request), records success or failure with the size
+and sha256 of what was read or written, and (``AuditTrail.wait_for_write``) holds the answer until
+the record is acknowledged. Nested calls (``copy`` calling ``get`` and ``save``) record once.
+``/files/`` downloads are served by an auditing subclass of the files handler (set in
+``link``), kernels by wrappers on the kernel manager, and 401/403 answers of any handler through
+the server's ``log_function``.
+
+Not recorded: metadata-only lookups (``content=0``, the file browser's polling), file access
+from kernel code (see ``kernel_shim``), terminals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.call_context import CallContext
+from jupyter_server.base.handlers import AuthenticatedFileHandler
+from jupyter_server.files.handlers import FilesHandler
+from jupyter_server.utils import ensure_async
+from tornado import web
+
+if TYPE_CHECKING:
+    from .trail import AuditTrail
+
+__all__ = ["AuditedFilesHandler", "AuditedStaticFilesHandler", "install", "link"]
+
+SETTINGS_KEY = "prod_discovery"
+_in_audited_call: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "prod_discovery_audited_call", default=False
+)
+_culling: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "prod_discovery_culling", default=False
+)
+_HASH_INLINE_LIMIT = 4 * 1024 * 1024
+_CM_CONFIG_SECTIONS = (
+    "ContentsManager",
+    "FileContentsManager",
+    "AsyncFileContentsManager",
+    "LargeFileManager",
+    "AsyncLargeFileManager",
+)
+
+
+def current_user() -> Any:
+    """The user of the request being handled, or None outside a request."""
+    handler = CallContext.get(CallContext.JUPYTER_HANDLER)
+    if handler is None:
+        return None
+    return handler.__dict__.get("_current_user") or getattr(handler, "current_user", None)
+
+
+def _status_of(exc: BaseException) -> str:
+    code = getattr(exc, "status_code", None)
+    if code == 404 or isinstance(exc, FileNotFoundError):
+        return "not_found"
+    if code in (401, 403) or isinstance(exc, PermissionError):
+        return "denied"
+    return "error"
+
+
+def hash_file(path: str | Path) -> tuple[int, str] | None:
+    """Size and sha256 of a file on disk (None when it is not a regular file)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    digest = hashlib.sha256()
+    size = 0
+    with open(p, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _hash_model(model: dict[str, Any] | None) -> tuple[int, str] | None:
+    """Size and sha256 of a model's content when the manager is not file based."""
+    if not model or model.get("content") is None or model.get("type") == "directory":
+        return None
+    content = model["content"]
+    if model.get("format") == "base64":
+        data = base64.b64decode(content)
+    elif isinstance(content, str):
+        data = content.encode()
+    else:
+        data = json.dumps(content, sort_keys=True).encode()
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+class _ContentsAuditor:
+    """Wraps one contents manager instance's public methods."""
+
+    def __init__(self, cm: Any, trail: AuditTrail) -> None:
+        self.cm = cm
+        self.trail = trail
+        self.on_disk = hasattr(cm, "_get_os_path")
+
+    async def digest(self, path: str, model: dict[str, Any] | None) -> tuple[int, str] | None:
+        """What was read or written: the file on disk when file based, else the model."""
+        if model is not None and model.get("type") == "directory":
+            return None
+        if not self.on_disk:
+            return _hash_model(model)
+        try:
+            os_path = Path(self.cm._get_os_path(path))
+            size = os_path.stat().st_size  # noqa: ASYNC240 - one stat, cheaper than a thread
+        except Exception:
+            return None
+        if size <= _HASH_INLINE_LIMIT:
+            return hash_file(os_path)  # small files: cheaper inline than a thread hop
+        return await asyncio.to_thread(hash_file, os_path)
+
+    def wrap(self, method: str, operation: str, path_arg: int = 0) -> None:
+        original = getattr(self.cm, method)
+
+        @functools.wraps(original)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if _in_audited_call.get():
+                return await ensure_async(original(*args, **kwargs))
+            token = _in_audited_call.set(True)
+            try:
+                return await self._call(original, operation, args, kwargs, path_arg)
+            finally:
+                _in_audited_call.reset(token)
+
+        setattr(self.cm, method, wrapper)
+
+    async def _call(
+        self,
+        original: Callable[..., Any],
+        operation: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        path_arg: int,
+    ) -> Any:
+        trail = self.trail
+        user = current_user()
+        path = _arg(args, kwargs, path_arg, "path", "")
+        data: dict[str, Any] = {"operation": operation, "path": path}
+        if operation in ("rename", "copy"):
+            data["to_path"] = _arg(
+                args, kwargs, 1, "new_path" if operation == "rename" else "to_path", None
+            )
+        model = _arg(args, kwargs, 0, "model", None) if operation in ("save", "new") else None
+        if isinstance(model, dict) and model.get("chunk") is not None:
+            data["operation"] = "upload"
+            data["chunk"] = int(model["chunk"])
+        if operation == "get" and not kwargs.get("content", True):
+            return await ensure_async(original(*args, **kwargs))  # metadata only: not a read
+        await gate(trail, user, "contents", operation)
+        try:
+            result = await ensure_async(original(*args, **kwargs))
+        except BaseException as exc:
+            data["status"] = _status_of(exc)
+            data["error"] = str(getattr(exc, "log_message", None) or exc)[:300]
+            await acknowledge(trail, trail.record("contents", data, user=user))
+            raise
+        data["status"] = "ok"
+        if isinstance(result, dict):
+            if operation == "get" and result.get("type") == "directory":
+                data["operation"] = "list"
+            if operation in ("new", "new_untitled", "copy"):
+                data["path" if operation != "copy" else "to_path"] = result.get("path")
+            data["content_type"] = result.get("type")
+        if operation in ("get", "save", "new", "new_untitled", "copy"):
+            target = data.get("to_path") if operation == "copy" else data["path"]
+            digest = await self.digest(
+                str(target or ""), result if isinstance(result, dict) else model
+            )
+            if digest is not None:
+                data["size"], data["sha256"] = digest
+        if operation == "new_untitled":
+            data["operation"] = "new"
+        await acknowledge(trail, trail.record("contents", data, user=user))
+        return result
+
+
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str, dflt: Any) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    return args[i] if len(args) > i else dflt
+
+
+async def gate(trail: AuditTrail, user: Any, resource: str, action: str) -> None:
+    """Fail closed: refuse (503) and record the refusal while the trail cannot be written."""
+    if trail.fail_closed and not trail.writable:
+        trail.record(
+            "denied",
+            {
+                "resource": resource,
+                "action": action,
+                "reason": "audit trail unavailable (fail-closed)",
+                "status": 503,
+            },
+            user=user,
+        )
+        raise web.HTTPError(503, "the audit trail cannot be written; data access is suspended")
+
+
+async def acknowledge(trail: AuditTrail, ticket: int) -> None:
+    """Hold the answer until the record is durable (see the trail's durability policy)."""
+    if not trail.wait_for_write:
+        return
+    if not await trail.wait_written(ticket) and trail.fail_closed:
+        raise web.HTTPError(503, "the audit trail did not acknowledge the access")
+
+
+_CONTENTS_METHODS = (
+    ("get", "get", 0),
+    ("save", "save", 1),
+    ("delete", "delete", 0),
+    ("rename", "rename", 0),
+    ("copy", "copy", 0),
+    ("new", "new", 1),
+    ("new_untitled", "new_untitled", 0),
+    ("create_checkpoint", "checkpoint_create", 0),
+    ("restore_checkpoint", "checkpoint_restore", 1),
+    ("delete_checkpoint", "checkpoint_delete", 1),
+)
+
+
+def _install_contents(cm: Any, trail: AuditTrail) -> None:
+    from jupyter_server.services.contents.manager import AsyncContentsManager
+
+    if not isinstance(cm, AsyncContentsManager):
+        # Sync managers call their own methods synchronously: async wrappers would break them.
+        trail.log.warning("contents auditing needs an async contents manager; %s is not", cm)
+        return
+    auditor = _ContentsAuditor(cm, trail)
+    for method, operation, path_arg in _CONTENTS_METHODS:
+        auditor.wrap(method, operation, path_arg)
+
+
+async def _audit_download(handler: Any, path: str, os_path: str | None) -> None:
+    app = handler.settings[SETTINGS_KEY]
+    trail: AuditTrail = app.audit
+    user = handler.current_user
+    await gate(trail, user, "files", "download")
+    data: dict[str, Any] = {"operation": "download", "path": path.strip("/")}
+    digest = None
+    if os_path is not None:
+        digest = await asyncio.to_thread(hash_file, os_path)
+    if digest is None and os_path is not None:
+        data["status"] = "not_found"
+    else:
+        data["status"] = "ok"
+        if digest:
+            data["size"], data["sha256"] = digest
+    token = _in_audited_call.set(True)  # the files handler's own cm.get is this download
+    try:
+        await acknowledge(trail, trail.record("contents", data, user=user))
+    finally:
+        _in_audited_call.reset(token)
+
+
+class AuditedStaticFilesHandler(AuthenticatedFileHandler):
+    """``/files/`` for file-based contents managers, each download recorded before serving."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str, include_body: bool = True) -> None:  # type: ignore[override]
+        if include_body:
+            try:
+                os_path: str | None = self.get_absolute_path(self.root, path)
+            except Exception:
+                os_path = None
+            await _audit_download(self, path, os_path)
+        served = super().get(path, include_body=include_body)
+        if served is not None:
+            await served
+
+
+class AuditedFilesHandler(FilesHandler):
+    """``/files/`` for other contents managers (served through ``cm.get``), audited."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str, include_body: bool = True) -> None:  # type: ignore[override]
+        if include_body:
+            await _audit_download(self, path, None)
+        token = _in_audited_call.set(True)
+        try:
+            served = super().get(path, include_body=include_body)
+            if served is not None:
+                await served
+        finally:
+            _in_audited_call.reset(token)
+
+
+def link(serverapp: Any) -> None:
+    """Server-level settings, before the server builds its configurables (never the user's)."""
+    config = serverapp.config
+    if any("files_handler_class" in config.get(s, {}) for s in _CM_CONFIG_SECTIONS):
+        return
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+
+    cm_class = serverapp.contents_manager_class
+    if isinstance(cm_class, type) and issubclass(cm_class, FileContentsManager):
+        config.ContentsManager.files_handler_class = AuditedStaticFilesHandler
+    else:
+        config.ContentsManager.files_handler_class = AuditedFilesHandler
+
+
+def _install_kernels(km: Any, trail: AuditTrail, owners: dict[str, str]) -> None:
+    def kernel_name(kernel_id: str) -> str | None:
+        try:
+            return str(km.get_kernel(kernel_id).kernel_name)
+        except Exception:
+            return None
+
+    def wrap(method: str, action: str) -> None:
+        original = getattr(km, method)
+
+        @functools.wraps(original)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            user = current_user()
+            kid = _arg(args, kwargs, 0, "kernel_id", None)
+            name = kernel_name(kid) if kid else kwargs.get("kernel_name")
+            act = "cull" if action == "shutdown" and _culling.get() else action
+            data: dict[str, Any] = {"action": act, "kernel_id": kid or "", "kernel_name": name}
+            try:
+                result = await ensure_async(original(*args, **kwargs))
+            except BaseException as exc:
+                data["status"], data["error"] = "error", str(exc)[:300]
+                trail.record("kernel", data, user=user)
+                raise
+            if action == "start":
+                data["kernel_id"] = str(result)
+                data["kernel_name"] = kernel_name(str(result)) or name or km.default_kernel_name
+                if user is not None:
+                    owners[str(result)] = str(getattr(user, "username", user))
+            data["status"] = "ok"
+            await acknowledge(trail, trail.record("kernel", data, user=user))
+            if action == "shutdown":
+                owners.pop(str(kid), None)
+            return result
+
+        setattr(km, method, wrapper)
+
+    for method, action in (
+        ("start_kernel", "start"),
+        ("restart_kernel", "restart"),
+        ("interrupt_kernel", "interrupt"),
+        ("shutdown_kernel", "shutdown"),
+    ):
+        wrap(method, action)
+    cull = km.cull_kernel_if_idle
+
+    @functools.wraps(cull)
+    async def cull_wrapper(kernel_id: str) -> Any:
+        token = _culling.set(True)
+        try:
+            return await cull(kernel_id)
+        finally:
+            _culling.reset(token)
+
+    km.cull_kernel_if_idle = cull_wrapper
+
+
+def _install_denied(app: Any, trail: AuditTrail) -> None:
+    web_app = app.serverapp.web_app
+    original = web_app.settings.get("log_function")
+
+    def log_function(handler: web.RequestHandler) -> None:
+        if original is not None:
+            original(handler)
+        status = handler.get_status()
+        if status not in (401, 403) or getattr(handler, "_prod_discovery_denied_recorded", False):
+            return
+        trail.record(
+            "denied",
+            {
+                "resource": handler.request.path,
+                "action": handler.request.method or "",
+                "method": handler.request.method,
+                "status": status,
+                "reason": getattr(handler, "_reason", None),
+            },
+            user=handler.__dict__.get("_current_user"),
+        )
+
+    web_app.settings["log_function"] = log_function
+    # ExtensionApp copies the web app's settings into its own and writes them all back after
+    # initialize_settings: without this the original log_function would win again.
+    app.settings["log_function"] = log_function
+
+
+def install(app: Any, trail: AuditTrail) -> dict[str, str]:
+    """Wire the recorders into the running server; returns the kernel id -> owner map."""
+    serverapp = app.serverapp
+    owners: dict[str, str] = {}
+    _install_contents(serverapp.contents_manager, trail)
+    _install_kernels(serverapp.kernel_manager, trail, owners)
+    _install_denied(app, trail)
+    return owners

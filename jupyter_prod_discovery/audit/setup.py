@@ -1,0 +1,48 @@
+"""Wiring the audit trail into the server (called from the audit section of extension.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from . import recording
+from .trail import AuditTrail
+
+__all__ = ["create", "link", "start", "stop"]
+
+
+def link(serverapp: Any) -> None:
+    """Before the server builds its configurables: the auditing ``/files/`` handler."""
+    recording.link(serverapp)
+
+
+def create(app: Any) -> AuditTrail:
+    """The trail, with contents/kernel/denied recording installed (writer not started yet)."""
+    trail = AuditTrail(parent=app, secrets_provider=app.secrets.all)
+    app.audit_kernel_owners = recording.install(app, trail)
+    try:
+        from .kernel_shim import env_hook
+    except ImportError:  # pragma: no cover - the shim is optional
+        return trail
+    app.kernel_env_hooks.append(env_hook)
+    return trail
+
+
+async def start(app: Any) -> None:
+    """Open the sinks (may connect to PostgreSQL: off the event loop) and start the writer."""
+    await asyncio.to_thread(app.audit.start)
+    shim = getattr(app, "audit_shim_listener", None)
+    if shim is not None:
+        shim.start()
+
+
+async def stop(app: Any) -> None:
+    """Last of all: record kernels going down with the server, flush, checkpoint, close."""
+    trail: AuditTrail = app.audit
+    km = getattr(app.serverapp, "kernel_manager", None)
+    for kid in list(km.list_kernel_ids()) if km is not None else []:
+        trail.record(
+            "kernel",
+            {"action": "shutdown", "kernel_id": kid, "status": "server_stop"},
+        )
+    await asyncio.to_thread(trail.stop)

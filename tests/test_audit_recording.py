@@ -1,0 +1,263 @@
+"""Every event kind reaches both real sinks from a real server; the trail verifies afterwards."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from audit_support import KEY, writer_role
+from tornado.httpclient import HTTPClientError
+
+from jupyter_prod_discovery.audit.sinks import JSONLSink, PostgresSink
+from jupyter_prod_discovery.audit.trail import AuditTrail
+
+
+@pytest.fixture(params=["jsonl", "postgres"])
+def sink_config(request: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    if request.param == "jsonl":
+        yield {
+            "AuditTrail": {"sink_classes": [JSONLSink]},
+            "JSONLSink": {
+                "path": str(tmp_path / "log" / "audit.jsonl"),
+                "checkpoint_path": str(tmp_path / "cp" / "cp.jsonl"),
+            },
+        }
+        return
+    database = request.getfixturevalue("postgres_database")
+    with writer_role(database) as dsn:
+        yield {
+            "AuditTrail": {"sink_classes": [PostgresSink]},
+            "PostgresSink": {"dsn": dsn, "create_tables": False},
+        }
+
+
+@pytest.fixture
+def prod_discovery_extension_config(sink_config: dict[str, Any], tmp_path: Path) -> Any:
+    config = dict(sink_config)
+    config["AuditTrail"] = {
+        **config["AuditTrail"],
+        "mac_key": KEY,
+        "spool_dir": str(tmp_path / "spool"),
+        "compliance_users": [],
+    }
+    return config
+
+
+def trail_of(serverapp: Any) -> AuditTrail:
+    """The server's trail, its writer started (pytest-jupyter never runs the start hooks)."""
+    trail = serverapp.web_app.settings["prod_discovery"].audit
+    assert isinstance(trail, AuditTrail)
+    trail.start()
+    return trail
+
+
+def events(trail: AuditTrail, kind: str | None = None) -> list[dict[str, Any]]:
+    assert trail.flush()
+    recs = [json.loads(x) for x in trail.sinks[0].read_lines()]
+    return [r for r in recs if kind is None or r["kind"] == kind]
+
+
+async def test_record_contents_operations(
+    jp_fetch: Any, jp_serverapp: Any, jp_root_dir: Path
+) -> None:
+    trail = trail_of(jp_serverapp)
+    body = "id,amount\n1,42\n"
+    await jp_fetch(
+        "api",
+        "contents",
+        "data.csv",
+        method="PUT",
+        body=json.dumps({"type": "file", "format": "text", "content": body}),
+    )
+    await jp_fetch("api", "contents", "data.csv", method="GET")
+    await jp_fetch("api", "contents", "", method="GET")
+    await jp_fetch("api", "contents", "data.csv", method="GET", params={"content": "0"})
+    await jp_fetch(
+        "api", "contents", "data.csv", method="PATCH", body=json.dumps({"path": "moved.csv"})
+    )
+    await jp_fetch(
+        "api", "contents", "", method="POST", body=json.dumps({"copy_from": "moved.csv"})
+    )
+    await jp_fetch("api", "contents", "moved.csv", "checkpoints", method="POST", body="")
+    cps = json.loads(
+        (await jp_fetch("api", "contents", "moved.csv", "checkpoints", method="GET")).body
+    )
+    await jp_fetch(
+        "api", "contents", "moved.csv", "checkpoints", cps[0]["id"], method="POST", body=""
+    )
+    chunk = base64.b64encode(b"\x00\x01binary").decode()
+    for n in (1, -1):
+        await jp_fetch(
+            "api",
+            "contents",
+            "up.bin",
+            method="PUT",
+            body=json.dumps({"type": "file", "format": "base64", "content": chunk, "chunk": n}),
+        )
+    await jp_fetch("api", "contents", "moved.csv", method="DELETE")
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("api", "contents", "missing.csv", method="GET")
+    assert err.value.code == 404
+
+    got = events(trail, "contents")
+    ops = [(e["data"]["operation"], e["data"]["status"]) for e in got]
+    assert ops == [
+        ("new", "ok"),
+        ("get", "ok"),
+        ("list", "ok"),
+        ("rename", "ok"),
+        ("copy", "ok"),
+        ("checkpoint_create", "ok"),
+        ("checkpoint_restore", "ok"),
+        ("upload", "ok"),
+        ("upload", "ok"),
+        ("delete", "ok"),
+        ("get", "not_found"),
+    ]
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    assert got[0]["data"]["sha256"] == digest
+    assert got[1]["data"]["sha256"] == digest
+    assert got[1]["data"]["size"] == len(body)
+    assert got[3]["data"]["to_path"] == "moved.csv"
+    assert got[4]["data"]["to_path"] == "moved-Copy1.csv"
+    assert got[8]["data"]["chunk"] == -1
+    # Token auth without a cookie names a new anonymous user per request; each is recorded.
+    assert all(e["data"]["user"]["username"] for e in got)
+    result = trail.verify()
+    assert result.ok, result.summary()
+
+
+async def test_record_files_download(jp_fetch: Any, jp_serverapp: Any, jp_root_dir: Path) -> None:
+    trail = trail_of(jp_serverapp)
+    (jp_root_dir / "report.txt").write_bytes(b"quarterly numbers\n")
+    response = await jp_fetch("files", "report.txt", method="GET")
+    assert response.body == b"quarterly numbers\n"
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("files", "nope.txt", method="GET")
+    assert err.value.code == 404
+    got = [e["data"] for e in events(trail, "contents")]
+    assert [(d["operation"], d["path"], d["status"]) for d in got] == [
+        ("download", "report.txt", "ok"),
+        ("download", "nope.txt", "not_found"),
+    ]
+    assert got[0]["sha256"] == hashlib.sha256(b"quarterly numbers\n").hexdigest()
+    assert got[0]["size"] == 18
+
+
+async def test_record_kernel_lifecycle(jp_fetch: Any, jp_serverapp: Any) -> None:
+    trail = trail_of(jp_serverapp)
+    kernel = json.loads((await jp_fetch("api", "kernels", method="POST", body="{}")).body)
+    kid = kernel["id"]
+    await jp_fetch("api", "kernels", kid, "interrupt", method="POST", body="")
+    await jp_fetch("api", "kernels", kid, "restart", method="POST", body="")
+    await jp_fetch("api", "kernels", kid, method="DELETE")
+    got = [e["data"] for e in events(trail, "kernel")]
+    assert [(d["action"], d["kernel_id"]) for d in got] == [
+        ("start", kid),
+        ("interrupt", kid),
+        ("restart", kid),
+        ("shutdown", kid),
+    ]
+    assert all(d["user"]["username"] for d in got)
+    assert got[0]["kernel_name"]
+
+
+async def test_record_denied_anonymous(jp_fetch: Any, jp_serverapp: Any) -> None:
+    trail = trail_of(jp_serverapp)
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("api", "contents", "x.csv", headers={"Authorization": ""})
+    assert err.value.code == 403
+    denied = [e["data"] for e in events(trail, "denied")]
+    assert denied[-1]["status"] == 403
+    assert denied[-1]["resource"].endswith("/api/contents/x.csv")
+
+
+async def test_get_audit_events_refused_to_ordinary_users(jp_fetch: Any, jp_serverapp: Any) -> None:
+    trail = trail_of(jp_serverapp)
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("prod-discovery", "api", "audit", "events")
+    assert err.value.code == 403
+    denied = [e["data"] for e in events(trail, "denied")]
+    assert [d["resource"] for d in denied] == ["prod_discovery_audit"]
+
+
+async def test_get_audit_events_for_compliance(jp_fetch: Any, jp_serverapp: Any) -> None:
+    trail = trail_of(jp_serverapp)
+    trail.compliance_users = ["*"]
+    await jp_fetch(
+        "api",
+        "contents",
+        "a.txt",
+        method="PUT",
+        body=json.dumps({"type": "file", "format": "text", "content": "x"}),
+    )
+    trail.record("kernel", {"action": "start", "kernel_id": "k-1"}, user="bob")
+    assert trail.flush()
+    response = await jp_fetch(
+        "prod-discovery", "api", "audit", "events", params={"type": "contents", "path": "a.txt"}
+    )
+    body = json.loads(response.body)
+    assert body["count"] == 1
+    assert body["events"][0]["data"]["operation"] == "new"
+    response = await jp_fetch(
+        "prod-discovery", "api", "audit", "events", params={"user": "bob", "kernel": "k-1"}
+    )
+    assert [e["data"]["kernel_id"] for e in json.loads(response.body)["events"]] == ["k-1"]
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("prod-discovery", "api", "audit", "events", params={"since": "yesterday"})
+    assert err.value.code == 400
+
+
+SAMPLES: dict[str, dict[str, Any]] = {
+    "execution": {
+        "phase": "request",
+        "kernel_id": "k",
+        "session": "s",
+        "msg_id": "m",
+        "cell_id": "c",
+        "code_sha256": "0" * 64,
+        "code": "print(1)",
+    },
+    "credential": {
+        "action": "issue",
+        "kernel_id": "k",
+        "profile": "analytics",
+        "lease_id": "db/creds/x/1",
+        "request_id": "r-1",
+        "ttl": 900,
+    },
+    "datasource": {"kernel_id": "k", "kind": "sqlite", "target": "/tmp/x.db", "count": 3},
+    "pii": {
+        "source": "live",
+        "kernel_id": "k",
+        "entities": {"EMAIL_ADDRESS": 2},
+        "action": "redact",
+    },
+    "export": {
+        "action": "export",
+        "path": "a.ipynb",
+        "target": "dagster",
+        "bundle": "b.zip",
+        "manifest_sha256": "1" * 64,
+        "gates": [{"name": "pii", "passed": True, "reason": None}],
+    },
+}
+
+
+async def test_record_capability_events(jp_serverapp: Any) -> None:
+    """The kinds produced by the other capabilities are accepted by the schemas and sinks."""
+    trail = trail_of(jp_serverapp)
+    for kind, data in SAMPLES.items():
+        trail.record(kind, data, user="carol")
+    got = events(trail)
+    assert [e["kind"] for e in got] == list(SAMPLES)
+    assert trail.invalid_events == 0
+    for e in got:
+        assert e["data"]["user"] == {"username": "carol"}
+        assert e["schema"] == f"https://events.prod-discovery.dev/{e['kind']}/v1"
+    assert trail.verify().ok
