@@ -127,8 +127,36 @@ class CredentialsRenewHandler(ProdDiscoveryHandler):
         self.write_json(record.to_public())
 
 
+# --- export handlers (export/) ---
+class ExportsHandler(ProdDiscoveryHandler):
+    """Export a notebook (path relative to the server root) into a signed job bundle.
+
+    201 with the bundle location and gate results; 422 with the gate results when refused.
+    """
+
+    @web.authenticated
+    @authorized
+    @map_errors
+    async def post(self) -> None:
+        from pathlib import Path
+
+        from .export.service import export_for_user
+        from .export.signing import SignatureError
+
+        root = Path(self.settings.get("server_root_dir") or ".")
+        body = self.get_json_body_dict()
+        try:
+            status, payload = await asyncio.to_thread(
+                export_for_user, self.app, root, body, self.current_user
+            )
+        except SignatureError as exc:
+            raise web.HTTPError(503, f"bundle could not be signed: {exc}") from None
+        self.write_json(payload, status)
+
+
 default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"{API}/status", StatusHandler),
     (rf"{API}/credentials", CredentialsHandler),
     (rf"{API}/credentials/(?P<kernel_id>[\w-]+)/renew", CredentialsRenewHandler),
+    (rf"{API}/exports", ExportsHandler),
 ]

@@ -1,0 +1,116 @@
+"""Export through the server: what ``POST /prod-discovery/api/exports`` does, outside HTTP.
+
+The notebook path is relative to the server root and must stay inside it (as must the output);
+the author is the authenticated user; the exact secret values checked are those issued to that
+user's kernels (all kernels on a single-user server, where every caller is the same person).
+The session's credential profiles come from ``app.export_session_provider`` when a capability
+(the audit trail) sets one, else from the credential broker's live kernels of the author, else
+they are empty and the manifest says ``"source": "none"``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .exporter import ExportRefused, ExportRequest, NotebookExporter, SessionProvider
+
+if TYPE_CHECKING:
+    from ..extension import ProdDiscoveryApp
+
+__all__ = ["export_for_user", "resolve_inside"]
+
+DEFAULT_OUTPUT_DIR = ".prod-discovery/exports"
+
+
+def resolve_inside(root: Path, relative: str, what: str) -> Path:
+    """``root / relative`` resolved; PermissionError when it escapes the root."""
+    if not isinstance(relative, str) or not relative.strip():
+        raise ValueError(f"'{what}' must be a non-empty path relative to the server root")
+    root = root.resolve()
+    path = (root / relative.lstrip("/")).resolve()
+    if path != root and root not in path.parents:
+        raise PermissionError(f"{what} {relative!r} is outside the server root")
+    return path
+
+
+def _user_name(user: Any) -> str:
+    return str(getattr(user, "username", None) or user or "anonymous")
+
+
+def _broker_provider(app: ProdDiscoveryApp, owner: str | None) -> SessionProvider | None:
+    broker = getattr(app, "broker", None)
+    if broker is None:
+        return None
+
+    def provider(author: str, path: str) -> dict[str, Any]:
+        used = {p for k in broker.kernels(owner) for p in k.profiles}
+        profiles = [
+            {
+                "name": p.name,
+                "mount": p.mount,
+                "role": p.role,
+                "path": p.path,
+                "policies": list(p.policies),
+            }
+            for p in broker.profile_objects
+            if p.name in used
+        ]
+        return {"data_sources": [], "credential_profiles": profiles}
+
+    return provider
+
+
+def export_for_user(
+    app: ProdDiscoveryApp, root: Path, body: dict[str, Any], user: Any
+) -> tuple[int, dict[str, Any]]:
+    """Run one export (blocking: call it in a thread); return (HTTP status, JSON payload)."""
+    notebook = resolve_inside(root, body.get("path", ""), "path")
+    stem = notebook.stem or "notebook"
+    default_out = f"{DEFAULT_OUTPUT_DIR}/{stem}-{time.strftime('%Y%m%dT%H%M%S')}"
+    output = resolve_inside(root, body.get("output") or default_out, "output")
+    targets = body.get("targets") or [body.get("target") or "papermill"]
+    params = body.get("parameters") or {}
+    overrides = body.get("overrides") or {}
+    if not isinstance(targets, list) or not isinstance(params, dict):
+        raise ValueError("'targets' must be a list and 'parameters' an object")
+    if not isinstance(overrides, dict):
+        raise ValueError("'overrides' must be an object {gate: reason}")
+
+    author = _user_name(user)
+    broker = getattr(app, "broker", None)
+    owner = broker.visible_owner(user) if broker is not None else author
+    secrets = app.secrets.all() if owner is None else app.secrets.for_owner(owner)
+    provider = getattr(app, "export_session_provider", None) or _broker_provider(app, owner)
+    vault = app.vault if app.vault.configured and app.vault_error is None else None
+    exporter = NotebookExporter(
+        parent=app,
+        audit=app.audit,
+        secrets_for=lambda _author: secrets,
+        session_provider=provider,
+        vault=vault,
+    )
+    request = ExportRequest(
+        notebook=notebook,
+        output=output,
+        author=author,
+        targets=[str(t) for t in targets],
+        parameters=params,
+        overrides={str(k): str(v) for k, v in overrides.items()},
+        display_path=notebook.relative_to(root.resolve()).as_posix(),
+    )
+    try:
+        result = exporter.process(request, user=user)
+    except ExportRefused as exc:
+        return 422, {
+            "exported": False,
+            "message": str(exc),
+            "gates": [g.to_dict() for g in exc.gates],
+        }
+    return 201, {
+        "exported": True,
+        "bundle": result.bundle.relative_to(root.resolve()).as_posix(),
+        "manifest_sha256": result.manifest_sha256,
+        "gates": [g.to_dict() for g in result.gates],
+    }
