@@ -141,13 +141,18 @@ with psycopg.connect("", connect_timeout=5) as c:
 
 
 class ListRecorder:
-    """An audit recorder that keeps events in memory for assertions."""
+    """Wraps the app's audit recorder and also keeps the events in memory for assertions."""
 
-    def __init__(self) -> None:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
         self.events: list[tuple[str, dict[str, Any]]] = []
 
     def record(self, kind: str, data: dict[str, Any], *, user: Any = None) -> None:
         self.events.append((kind, dict(data)))
+        self.inner.record(kind, data, user=user)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     def actions(self, action: str) -> list[dict[str, Any]]:
         return [d for k, d in self.events if k == "credential" and d.get("action") == action]

@@ -237,7 +237,7 @@ async def test_start_kernel_without_credentials_when_configured(
     jp_fetch: Any, jp_serverapp: Any, openbao: Any
 ) -> None:
     openbao.stop()
-    recorder = ListRecorder()
+    recorder = ListRecorder(app_of(jp_serverapp).audit)
     app_of(jp_serverapp).audit = recorder
     kid = await start_kernel(jp_fetch)
     out = await run_code(
@@ -278,3 +278,57 @@ async def test_random_kernel_lifecycles_leave_no_lease(
     assert warehouse.roles() == set()
     for kid in list(jp_serverapp.kernel_manager.list_kernel_ids()):
         await jp_fetch("api", "kernels", kid, method="DELETE")
+
+
+async def test_expiring_lease_warns_in_notebook_and_audits(
+    jp_fetch: Any, jp_serverapp: Any, warehouse: Warehouse
+) -> None:
+    from jupyter_prod_discovery.credentials.seeding import configure_database_engine
+
+    configure_database_engine(
+        warehouse.client,
+        warehouse.dsn,
+        role="brief",
+        tables=["customers"],
+        username_prefix=warehouse.prefix,
+        default_ttl="4s",
+        max_ttl="4s",
+    )
+    # pytest-jupyter does not run the server's post-start hook: start the renewal task here.
+    await jp_serverapp.extension_manager.start_all_extensions()
+    app = app_of(jp_serverapp)
+    recorder = ListRecorder(app.audit)
+    app.audit = recorder
+    app.broker.profiles = [
+        {"name": "brief", "type": "database", "role": "brief", "env": {"PGUSER": "{username}"}}
+    ]
+    kid = await start_kernel(jp_fetch)
+    await run_code(jp_serverapp, kid, "1")
+    (issued,) = recorder.actions("issue")
+    assert issued["profile"] == "brief" and issued["request_id"]
+    await eventually(lambda: recorder.actions("expiring"), what="expiry warning")
+    (expiring,) = recorder.actions("expiring")
+    assert expiring["lease_id"] == issued["lease_id"]
+    out = await run_code(jp_serverapp, kid, "print('next cell')")
+    assert "[Prod Discovery] The credentials of profile(s) brief expire" in out
+    assert "next cell" in out
+    await jp_fetch("api", "kernels", kid, method="DELETE")
+    await eventually(lambda: not warehouse.roles(), what="role dropped")
+    for _kind, data in recorder.events:
+        for secret in app.secrets.all():
+            assert secret not in json.dumps(data)
+
+
+@pytest.mark.parametrize("extra_config", [{"KernelRestarter": {"restart_limit": 0}}])
+async def test_dead_kernel_after_restart_limit_revokes_credentials(
+    jp_fetch: Any, jp_serverapp: Any, warehouse: Warehouse
+) -> None:
+    app = app_of(jp_serverapp)
+    kid = await start_kernel(jp_fetch)
+    pid = int((await run_code(jp_serverapp, kid, "import os; print(os.getpid())")).strip())
+    lease = leases_of(app, kid)["warehouse"]
+    os.kill(pid, signal.SIGKILL)
+    await eventually(lambda: kid not in jp_serverapp.kernel_manager, what="kernel dropped")
+    await eventually(lambda: not warehouse.roles(), what="role dropped")
+    assert not warehouse.lease_alive(lease)
+    assert app.broker.outstanding() == 0

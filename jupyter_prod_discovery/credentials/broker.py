@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import hvac
 import hvac.exceptions
-from traitlets import Bool, Float, List, TraitError, Unicode, validate
+from traitlets import Bool, Float, List, TraitError, Unicode, observe, validate
 from traitlets.config import LoggingConfigurable
 
 from .profiles import Profile, ProfileError, parse_profiles, select_profiles
@@ -164,6 +164,11 @@ class CredentialBroker(LoggingConfigurable):
             raise TraitError(f"CredentialBroker.profiles: {exc}") from None
         return list(proposal["value"])
 
+    @observe("profiles")
+    def _profiles_changed(self, change: Any) -> None:
+        # Applies to the next kernel start; running kernels keep what they were issued.
+        self._profiles: list[Profile] = parse_profiles(change["new"])
+
     start_without_credentials = Bool(
         False,
         config=True,
@@ -238,7 +243,7 @@ class CredentialBroker(LoggingConfigurable):
     def __init__(self, app: ProdDiscoveryApp, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.app = app
-        self._profiles: list[Profile] = parse_profiles(self.profiles)
+        self._profiles = parse_profiles(self.profiles)
         self._kernels: dict[str, KernelCredentials] = {}
         self._owners: dict[str, str | None] = {}  # survives restarts: the kernel's first owner
         self._pending_revoke: list[tuple[str, Lease]] = []  # revocation failed: retried
