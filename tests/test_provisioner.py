@@ -332,3 +332,43 @@ async def test_dead_kernel_after_restart_limit_revokes_credentials(
     await eventually(lambda: not warehouse.roles(), what="role dropped")
     assert not warehouse.lease_alive(lease)
     assert app.broker.outstanding() == 0
+
+
+@pytest.mark.parametrize("extra_config", [{"CredentialBroker": {"issue_timeout": 1.0}}])
+async def test_start_kernel_fails_closed_when_vault_hangs(
+    jp_fetch: Any, jp_serverapp: Any, openbao: Any
+) -> None:
+    import socket
+
+    port = openbao.port
+    openbao.stop()
+    # Something accepts connections on Vault's address but never answers.
+    with socket.socket() as silent:
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        silent.bind(("127.0.0.1", port))
+        silent.listen(8)
+        with pytest.raises(HTTPClientError) as err:
+            await start_kernel(jp_fetch)
+    assert err.value.code == 503
+    message = json.loads(err.value.response.body)["message"]
+    assert "did not issue the kernel's credentials within 1 s" in message
+    assert json.loads((await jp_fetch("api", "kernels")).body) == []
+
+
+async def test_start_kernel_fails_when_vault_refuses_naming_profile(
+    jp_fetch: Any, jp_serverapp: Any, warehouse: Warehouse
+) -> None:
+    app = app_of(jp_serverapp)
+    app.broker.profiles = [
+        *warehouse.profiles(),
+        {"name": "missing", "type": "database", "role": "nope", "env": {"X": "{username}"}},
+    ]
+    with pytest.raises(HTTPClientError) as err:
+        await start_kernel(jp_fetch)
+    assert err.value.code == 503
+    message = json.loads(err.value.response.body)["message"]
+    assert "credential profile 'missing'" in message
+    # What was issued before the refusal (warehouse, vault) is revoked again.
+    assert warehouse.roles() == set()
+    assert warehouse.leases() == []
+    assert app.broker.outstanding() == 0
