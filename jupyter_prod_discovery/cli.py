@@ -57,10 +57,17 @@ def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_export(sub)
 
 
+def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .audit.cli import add_audit
+
+    add_audit(sub)
+
+
 # Each capability adds its subcommands here (scan, audit, export).
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_demo,
     _add_export,
+    _add_audit,
 ]
 
 

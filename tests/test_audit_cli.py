@@ -1,0 +1,178 @@
+"""``jupyter prod-discovery audit verify|query|report|init-db`` on real logs and a real database."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from audit_support import KEY, writer_role
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from traitlets.config import Config
+
+from jupyter_prod_discovery.audit.sinks import JSONLSink, PostgresSink
+from jupyter_prod_discovery.audit.trail import AuditTrail
+from jupyter_prod_discovery.cli import main
+
+
+def fill(tmp_path: Path, **sections: Any) -> AuditTrail:
+    config = {
+        "AuditTrail": {
+            "mac_key": KEY,
+            "spool_dir": str(tmp_path / "spool"),
+            "checkpoint_path": str(tmp_path / "cp" / "cp.jsonl"),
+            **sections.pop("AuditTrail", {}),
+        },
+        "JSONLSink": {"path": str(tmp_path / "log" / "audit.jsonl")},
+        **sections,
+    }
+    trail = AuditTrail(config=Config(config))
+    trail.start()
+    trail.record("contents", {"operation": "get", "path": "a.csv", "status": "ok"}, user="ann")
+    trail.record("kernel", {"action": "start", "kernel_id": "k1"}, user="ann")
+    trail.record("credential", {"action": "issue", "kernel_id": "k1", "lease_id": "l1"}, user="ann")
+    trail.record(
+        "pii", {"source": "live", "kernel_id": "k1", "entities": {"EMAIL_ADDRESS": 2}}, user="ann"
+    )
+    trail.record("contents", {"operation": "save", "path": "b.csv", "status": "ok"}, user="bob")
+    assert trail.flush()
+    trail.stop()
+    return trail
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> str:
+    path = tmp_path / "key"
+    path.write_text(KEY + "\n")
+    return str(path)
+
+
+def verify_args(tmp_path: Path, key_file: str) -> list[str]:
+    log, cp = tmp_path / "log" / "audit.jsonl", tmp_path / "cp" / "cp.jsonl"
+    return ["audit", "verify", "--log", str(log), "--checkpoints", str(cp), "--key-file", key_file]
+
+
+def test_verify_cli_intact(tmp_path: Path, key_file: str, capsys: Any) -> None:
+    fill(tmp_path)
+    assert main(verify_args(tmp_path, key_file)) == 0
+    assert "intact: 5 records" in capsys.readouterr().out
+
+
+def test_verify_cli_reports_first_broken_record(tmp_path: Path, key_file: str, capsys: Any) -> None:
+    fill(tmp_path)
+    log = tmp_path / "log" / "audit.jsonl"
+    lines = log.read_text().splitlines()
+    lines[2] = lines[2].replace('"l1"', '"l2"')
+    log.write_text("\n".join(lines) + "\n")
+    assert main(verify_args(tmp_path, key_file)) == 1
+    assert "record #3 (seq 3): modified" in capsys.readouterr().out
+
+
+def test_verify_cli_reports_truncation(tmp_path: Path, key_file: str, capsys: Any) -> None:
+    fill(tmp_path)
+    log = tmp_path / "log" / "audit.jsonl"
+    log.write_text("\n".join(log.read_text().splitlines()[:3]) + "\n")
+    assert main(verify_args(tmp_path, key_file)) == 1
+    assert "truncated" in capsys.readouterr().out
+
+
+def test_verify_cli_without_key(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
+    monkeypatch.delenv("PROD_DISCOVERY_AUDIT_KEY", raising=False)
+    fill(tmp_path)
+    assert main(["audit", "verify", "--log", str(tmp_path / "log" / "audit.jsonl")]) == 2
+    assert "no MAC key" in capsys.readouterr().err
+
+
+def test_verify_cli_missing_log(tmp_path: Path, key_file: str, capsys: Any) -> None:
+    assert (
+        main(["audit", "verify", "--log", str(tmp_path / "x.jsonl"), "--key-file", key_file]) == 2
+    )
+    assert "no audit log" in capsys.readouterr().err
+
+
+def test_query_cli_formats_and_filters(tmp_path: Path, capsys: Any) -> None:
+    fill(tmp_path)
+    log = str(tmp_path / "log" / "audit.jsonl")
+    assert main(["audit", "query", "--log", log, "--user", "ann", "--format", "json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [r["kind"] for r in got] == ["contents", "kernel", "credential", "pii"]
+    assert main(["audit", "query", "--log", log, "--type", "contents", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["user"], r["path"]) for r in rows] == [("ann", "a.csv"), ("bob", "b.csv")]
+    assert main(["audit", "query", "--log", log, "--kernel", "k1"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["seq", "ts", "kind", "user", "what", "path", "kernel_id", "status"]
+    assert len(table) == 4
+    assert main(["audit", "query", "--log", log, "--since", "2999-01-01"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert main(["audit", "query", "--log", log, "--until", "not a date"]) == 2
+
+
+def test_report_cli_html(tmp_path: Path, key_file: str, capsys: Any) -> None:
+    fill(tmp_path)
+    out = tmp_path / "report.html"
+    log = str(tmp_path / "log" / "audit.jsonl")
+    args = ["audit", "report", "--log", log, "--key-file", key_file, "--format", "html"]
+    assert main([*args, "--checkpoints", str(tmp_path / "cp" / "cp.jsonl"), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "intact: 5 records" in text
+    assert "<h2>User ann</h2>" in text
+    assert "<h3>Session k1</h3>" in text
+    assert "PII finding" in text
+    assert "EMAIL_ADDRESS:2" in text
+    assert "credential" in text
+
+
+def test_init_db_cli_then_verify_dsn(
+    tmp_path: Path, key_file: str, postgres_database: str, capsys: Any, monkeypatch: Any
+) -> None:
+    role = "pd_cli_writer_" + uuid.uuid4().hex[:8]
+    monkeypatch.setenv("PROD_DISCOVERY_AUDIT_WRITER_PASSWORD", "pw-123456")
+    assert main(["audit", "init-db", "--dsn", postgres_database, "--writer-role", role]) == 0
+    params = conninfo_to_dict(postgres_database)
+    params.update(user=role, password="pw-123456")
+    dsn = make_conninfo(**params)  # type: ignore[arg-type]
+    try:
+        trail = fill(
+            tmp_path,
+            AuditTrail={"sink_classes": [PostgresSink, JSONLSink]},
+            PostgresSink={"dsn": dsn, "create_tables": False},
+        )
+        assert trail.sinks[0].read_checkpoints()
+        trail.sinks[0].close()
+        args = ["audit", "verify", "--dsn", dsn, "--key-file", key_file]
+        assert main(args) == 0
+        assert "intact: 5 records" in capsys.readouterr().out
+        # A superuser rewrites history (after disabling the trigger): detected.
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            conn.execute("ALTER TABLE prod_discovery_audit DISABLE TRIGGER USER")
+            conn.execute("DELETE FROM prod_discovery_audit WHERE seq = 5")
+        assert main(args) == 1
+        assert "truncated" in capsys.readouterr().out
+        log = str(tmp_path / "log" / "audit.jsonl")
+        assert (
+            main(["audit", "verify", "--log", log, "--checkpoint-dsn", dsn, "--key-file", key_file])
+            == 0
+        )
+    finally:
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_query_cli_dsn(tmp_path: Path, postgres_database: str, capsys: Any) -> None:
+    with writer_role(postgres_database) as dsn:
+        trail = fill(
+            tmp_path,
+            AuditTrail={"sink_classes": [PostgresSink]},
+            PostgresSink={"dsn": dsn, "create_tables": False},
+        )
+        trail.sinks[0].close()
+        assert main(["audit", "query", "--dsn", dsn, "--user", "bob", "--format", "json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        assert [r["data"]["path"] for r in got] == ["b.csv"]
