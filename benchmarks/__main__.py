@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -62,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="Section.trait=VALUE",
         help="one extra trait for the extension side; VALUE is JSON, or else a string",
+    )
+    p.add_argument(
+        "--keep-workdir",
+        action="store_true",
+        help="keep the servers' temp dirs and logs (always kept when a case failed)",
     )
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
     return p.parse_args(argv)
@@ -236,6 +242,11 @@ async def main_async(args: argparse.Namespace) -> int:
         for s in servers:
             with contextlib.suppress(Exception):
                 await s.stop()
+        for cleanup in env.cleanups:
+            try:
+                cleanup()
+            except Exception as exc:
+                print(f"cleanup failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         if openbao is not None:
             openbao.stop()
 
@@ -243,7 +254,12 @@ async def main_async(args: argparse.Namespace) -> int:
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     print(f"JSON: {args.output}", file=sys.stderr)
-    return 1 if any("error" in r for r in results["cases"].values()) else 0
+    failed = any("error" in r for r in results["cases"].values())
+    if failed or args.keep_workdir:
+        print(f"server logs: {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

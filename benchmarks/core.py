@@ -94,6 +94,8 @@ class BenchEnv:
     workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
     # Values put here reach the extension server's environment only (never written to disk).
     extension_env: dict[str, str] = field(default_factory=dict)
+    # Run after both servers stopped, before OpenBao stops (e.g. revoke leases, drop roles).
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
 
 
 ConfigHook = Callable[[BenchEnv], dict[str, dict[str, Any]]]
