@@ -146,10 +146,11 @@ class ListRecorder:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.events: list[tuple[str, dict[str, Any]]] = []
+        self.last_ticket: Any = None
 
     def record(self, kind: str, data: dict[str, Any], *, user: Any = None) -> None:
         self.events.append((kind, dict(data)))
-        self.inner.record(kind, data, user=user)
+        self.last_ticket = self.inner.record(kind, data, user=user)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

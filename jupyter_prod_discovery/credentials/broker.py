@@ -535,7 +535,6 @@ class CredentialBroker(LoggingConfigurable):
                     user,
                     profile=lease.profile,
                     lease_id=lease.display_id,
-                    reason=reason,
                 )
             else:
                 self._pending_revoke.append((kernel_id, lease))
