@@ -1,19 +1,19 @@
 """The PII scanner the ``no_pii`` gate uses, behind a small protocol.
 
-The PII capability (``jupyter_prod_discovery.pii``) owns real detection. Until it exposes a
-scanner, and for the CLI without the server, :class:`PatternPIIScanner` checks the entity types
-that matter most for an export and have near-perfect pattern recall (US SSN, e-mail address,
-payment card with a valid Luhn checksum). Any object with ``scan(text) -> list[finding]`` can be
-configured instead (``NoPIIGate.scanner_class``); a finding is an object or dict with an
-``entity_type`` (or ``type``).
+The PII capability (``jupyter_prod_discovery.pii``) owns real detection: :class:`ProjectPIIScanner`
+(the default) adapts its ``Scanner``. :class:`PatternPIIScanner` is a dependency-free fallback
+(US SSN, e-mail address, Luhn-valid payment card). Any class instantiated as ``cls(entities=...)``
+with ``scan(text) -> list[finding]`` can be configured instead (``NoPIIGate.scanner_class``); a
+finding is an object or dict with an ``entity_type`` (or ``type``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["PIIScanner", "PatternPIIScanner", "finding_type"]
+__all__ = ["PIIScanner", "PatternPIIScanner", "ProjectPIIScanner", "finding_type"]
 
 
 @runtime_checkable
@@ -45,10 +45,33 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+class ProjectPIIScanner:
+    """The project's PII scanner (``jupyter_prod_discovery.pii.Scanner``), pattern entities only.
+
+    Only high-precision entity types are useful on code and outputs alike: URL, DATE_TIME or
+    PHONE_NUMBER would refuse ordinary notebooks.
+    """
+
+    def __init__(self, entities: Iterable[str] = ()) -> None:
+        from ..pii import Scanner
+
+        self._scanner = Scanner(entities=list(entities) or None)
+
+    def scan(self, text: str) -> list[Any]:
+        return list(self._scanner.scan(text))
+
+
 class PatternPIIScanner:
     """Pattern-only scanner: US_SSN, EMAIL_ADDRESS, CREDIT_CARD (Luhn-checked)."""
 
+    def __init__(self, entities: Iterable[str] = ()) -> None:
+        self.entities = frozenset(entities)
+
     def scan(self, text: str) -> list[dict[str, Any]]:
+        found = self._scan(text)
+        return [f for f in found if not self.entities or f["entity_type"] in self.entities]
+
+    def _scan(self, text: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for m in _SSN.finditer(text):
             if m.group() not in _SSN_EXAMPLES:

@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,7 +23,7 @@ from nbformat import NotebookNode
 from traitlets import Float, List, Type, Unicode
 
 from ..notebook import split_magics
-from ..pii_scan import PatternPIIScanner, PIIScanner, finding_type
+from ..pii_scan import PIIScanner, ProjectPIIScanner, finding_type
 from .base import ExportContext, GateResult, PromotionGate
 
 __all__ = [
@@ -88,16 +88,26 @@ class NoPIIGate(PromotionGate):
     name = "no_pii"
 
     scanner_class = Type(
-        default_value=PatternPIIScanner,
+        default_value=ProjectPIIScanner,
         klass=object,
         config=True,
-        help="""Class (or import string) of the PII scanner: instantiated without arguments, it
-        must have scan(text) -> list of findings with an entity_type. Default: the pattern scanner
-        of jupyter_prod_discovery.export.pii_scan (US_SSN, EMAIL_ADDRESS, CREDIT_CARD).""",
+        help="""Class (or import string) of the PII scanner, instantiated as cls(entities=...),
+        with scan(text) -> list of findings having an entity_type. Default: ProjectPIIScanner
+        (the project's jupyter_prod_discovery.pii scanner); alternative PatternPIIScanner
+        (jupyter_prod_discovery.export.pii_scan, no Presidio).""",
+    )
+    entities = List(
+        Unicode(),
+        default_value=["US_SSN", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE"],
+        config=True,
+        help="""Entity types that refuse an export. Default ['US_SSN', 'EMAIL_ADDRESS',
+        'CREDIT_CARD', 'IBAN_CODE']: high-precision types only, since code cells are scanned
+        too (URL or DATE_TIME would refuse ordinary notebooks).""",
     )
 
     def check(self, ctx: ExportContext) -> GateResult:
-        scanner = cast(PIIScanner, self.scanner_class())
+        factory: Callable[..., Any] = self.scanner_class
+        scanner = cast(PIIScanner, factory(entities=list(self.entities)))
         findings = []
         texts = [*notebook_texts(ctx.source), ("parameters", json.dumps(ctx.parameters))]
         for where, text in texts:
