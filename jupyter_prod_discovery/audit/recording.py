@@ -147,12 +147,11 @@ class _ContentsAuditor:
     ) -> Any:
         trail = self.trail
         user = current_user()
-        path = _arg(args, kwargs, path_arg, "path", "")
+        path = str(_arg(args, kwargs, path_arg, "path", "") or "").strip("/")
         data: dict[str, Any] = {"operation": operation, "path": path}
         if operation in ("rename", "copy"):
-            data["to_path"] = _arg(
-                args, kwargs, 1, "new_path" if operation == "rename" else "to_path", None
-            )
+            to = _arg(args, kwargs, 1, "new_path" if operation == "rename" else "to_path", None)
+            data["to_path"] = str(to).strip("/") if to else None
         model = _arg(args, kwargs, 0, "model", None) if operation in ("save", "new") else None
         if isinstance(model, dict) and model.get("chunk") is not None:
             data["operation"] = "upload"
