@@ -89,8 +89,8 @@ def test_export_passes_clean_notebook(bundle: tuple[Path, ListRecorder]) -> None
     }
     assert manifest["environment"]["packages"]["papermill"]
     assert set(manifest["files"]) >= {"clean.ipynb", "clean.py", "run.py", "requirements.txt"}
-    kinds = [(k, d["action"], d.get("status")) for k, d, _ in recorder.events]
-    assert kinds == [("export", "export", "ok")]
+    kinds = [(k, d["action"], d["bundle"] is not None) for k, d, _ in recorder.events]
+    assert kinds == [("export", "export", True)]
 
 
 def test_export_strips_outputs_in_bundle(bundle: tuple[Path, ListRecorder]) -> None:
@@ -192,6 +192,20 @@ def test_verify_bundle_refuses_other_key(bundle: tuple[Path, ListRecorder]) -> N
     assert problems == ["bad signature: signed with a key this verifier does not hold"]
 
 
+def _assert_valid_audit_events(recorder: ListRecorder) -> None:
+    """Every export event fits the audit trail's export schema (which forbids extra keys)."""
+    import jsonschema
+    import yaml
+
+    import jupyter_prod_discovery
+
+    schema_file = Path(jupyter_prod_discovery.__file__).parent / "event_schemas/export/v1.yaml"
+    schema = yaml.safe_load(schema_file.read_text())
+    for kind, data, _ in recorder.events:
+        assert kind == "export"
+        jsonschema.validate({"server_id": "test", "user": None, **data}, schema)
+
+
 REFUSALS = {
     "literal_token": (
         'token = "ghp_1234567890abcdefghijABCDEFGHIJ123456"\nprint(len(token))',
@@ -218,7 +232,9 @@ def test_export_refuses_notebook_naming_gate(case: str, tmp_path: Path) -> None:
     assert gate in str(err.value)
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["nb.ipynb"]  # no partial bundle left
-    assert recorder.events[-1][1]["status"] == "refused"
+    assert recorder.events[-1][1]["bundle"] is None
+    assert recorder.events[-1][1]["reason"].startswith("refused: ")
+    _assert_valid_audit_events(recorder)
     for value in PLANTED:
         assert value not in str(err.value)
         assert value not in json.dumps(recorder.events[-1][1])
@@ -257,6 +273,7 @@ def test_export_override_with_reason_is_audited(tmp_path: Path) -> None:
     assert verify_bundle(result.bundle, HMACSigner(keys=[HMAC_KEY])) == []
     actions = [d["action"] for _, d, _ in recorder.events]
     assert actions == ["override", "export"]
+    _assert_valid_audit_events(recorder)
     assert recorder.events[0][1]["reason"] == "autoreload is harmless in batch"
 
 

@@ -239,12 +239,13 @@ class NotebookExporter(LoggingConfigurable):
             "export",
             {
                 "action": "export",
-                "status": "refused" if isinstance(exc, ExportRefused) else "error",
                 "path": request.display_path or str(request.notebook),
                 "target": ",".join(request.targets),
                 "bundle": None,
                 "gates": gates,
-                "reason": str(exc)[:500],
+                # bundle None marks a failed export; the reason says refused (gates) or error.
+                "reason": ("refused: " if isinstance(exc, ExportRefused) else "error: ")
+                + str(exc)[:500],
             },
             user=user,
         )
@@ -270,7 +271,6 @@ class NotebookExporter(LoggingConfigurable):
             "export",
             {
                 "action": "export",
-                "status": "ok",
                 "path": request.display_path or str(request.notebook),
                 "target": ",".join(request.targets),
                 "bundle": str(result.bundle),
