@@ -86,9 +86,14 @@ class StatusHandler(ProdDiscoveryHandler):
         if app.vault_error and not vault.get("error"):
             vault["error"] = app.vault_error
         user = self.current_user
+        # --- status: what the UI may show this user (labextension/) ---
+        from .audit.api import can_read
+
+        permissions = {"audit": can_read(self)}
         self.write_json(
             {
                 "version": __version__,
+                "permissions": permissions,
                 "environment": {"name": app.environment_name, "color": app.environment_color},
                 "guards": app.guards(),
                 "vault": vault,
