@@ -312,7 +312,12 @@ def link(serverapp: Any) -> None:
         config.ContentsManager.files_handler_class = AuditedFilesHandler
 
 
-def _install_kernels(km: Any, trail: AuditTrail, owners: dict[str, str]) -> None:
+def _install_kernels(
+    km: Any,
+    trail: AuditTrail,
+    owners: dict[str, str],
+    on_shutdown: Callable[[str], None] | None = None,
+) -> None:
     def kernel_name(kernel_id: str) -> str | None:
         try:
             return str(km.get_kernel(kernel_id).kernel_name)
@@ -344,6 +349,8 @@ def _install_kernels(km: Any, trail: AuditTrail, owners: dict[str, str]) -> None
             await acknowledge(trail, trail.record("kernel", data, user=user))
             if action == "shutdown":
                 owners.pop(str(kid), None)
+                if on_shutdown is not None:
+                    on_shutdown(str(kid))
             return result
 
         setattr(km, method, wrapper)
@@ -396,11 +403,16 @@ def _install_denied(app: Any, trail: AuditTrail) -> None:
     app.settings["log_function"] = log_function
 
 
-def install(app: Any, trail: AuditTrail) -> dict[str, str]:
+def install(
+    app: Any,
+    trail: AuditTrail,
+    owners: dict[str, str] | None = None,
+    on_shutdown: Callable[[str], None] | None = None,
+) -> dict[str, str]:
     """Wire the recorders into the running server; returns the kernel id -> owner map."""
     serverapp = app.serverapp
-    owners: dict[str, str] = {}
+    owners = {} if owners is None else owners
     _install_contents(serverapp.contents_manager, trail)
-    _install_kernels(serverapp.kernel_manager, trail, owners)
+    _install_kernels(serverapp.kernel_manager, trail, owners, on_shutdown)
     _install_denied(app, trail)
     return owners

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from . import recording
+from .shim_listener import ShimListener
 from .trail import AuditTrail
 
 __all__ = ["create", "link", "start", "stop"]
@@ -19,21 +20,20 @@ def link(serverapp: Any) -> None:
 def create(app: Any) -> AuditTrail:
     """The trail, with contents/kernel/denied recording installed (writer not started yet)."""
     trail = AuditTrail(parent=app, secrets_provider=app.secrets.all)
-    app.audit_kernel_owners = recording.install(app, trail)
-    try:
-        from .kernel_shim import env_hook
-    except ImportError:  # pragma: no cover - the shim is optional
-        return trail
-    app.kernel_env_hooks.append(env_hook)
+    owners: dict[str, str] = {}
+    listener = ShimListener(trail, owners) if trail.kernel_shim else None
+    app.audit_kernel_owners = recording.install(
+        app, trail, owners, on_shutdown=listener.discard if listener else None
+    )
+    app.audit_shim_listener = listener
+    if listener is not None:
+        app.kernel_env_hooks.append(listener.env_hook)
     return trail
 
 
 async def start(app: Any) -> None:
     """Open the sinks (may connect to PostgreSQL: off the event loop) and start the writer."""
     await asyncio.to_thread(app.audit.start)
-    shim = getattr(app, "audit_shim_listener", None)
-    if shim is not None:
-        shim.start()
 
 
 async def stop(app: Any) -> None:
@@ -45,4 +45,7 @@ async def stop(app: Any) -> None:
             "kernel",
             {"action": "shutdown", "kernel_id": kid, "status": "server_stop"},
         )
+    listener = getattr(app, "audit_shim_listener", None)
+    if listener is not None:
+        listener.close()
     await asyncio.to_thread(trail.stop)

@@ -182,6 +182,13 @@ class AuditTrail(LoggingConfigurable):
         help="""JupyterHub groups whose members may read the trail through the REST API (with
         the authorizer's permission too). Default [].""",
     )
+    kernel_shim = Bool(
+        True,
+        config=True,
+        help="""Load the data-source shim (PEP 578 audit hooks) into every kernel started
+        through the credential provisioner and record what it reports as 'datasource' events.
+        Default True.""",
+    )
     server_id = Unicode(
         config=True,
         help="Identifies this server in every event. Default: '<hostname>:<pid>'.",
