@@ -22,7 +22,10 @@ apt_install() {
   fi
 }
 
-apt_install chromium nodejs npm git
+[ -x /usr/bin/chromium ] || apt_install chromium
+command -v git >/dev/null 2>&1 || apt_install git
+# Node builds the labextension from source; a machine that already has one keeps it.
+command -v node >/dev/null 2>&1 || apt_install nodejs npm
 
 # PostgreSQL is a machine service here; start it if it is installed but stopped.
 if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
