@@ -15,6 +15,7 @@ from traitlets import Bool, Unicode
 
 from . import __version__
 from .audit.recorder import AuditRecorder, NullRecorder
+from .audit.setup import CONFIG_CLASSES as AUDIT_CONFIG_CLASSES
 from .credentials.broker import CredentialBroker
 from .credentials.secrets import SecretRegistry
 from .credentials.vault import VaultClient, VaultError
@@ -29,7 +30,7 @@ class ProdDiscoveryApp(ExtensionApp):
     name = "jupyter_prod_discovery"
     description = __doc__
     load_other_extensions = True
-    classes = [VaultClient, CredentialBroker]
+    classes = [VaultClient, CredentialBroker, *AUDIT_CONFIG_CLASSES]
 
     environment_name = Unicode(
         "Prod Discovery",

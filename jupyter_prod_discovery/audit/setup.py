@@ -7,9 +7,13 @@ from typing import Any
 
 from . import recording
 from .shim_listener import ShimListener
+from .sinks import JSONLSink, PostgresSink
 from .trail import AuditTrail
 
-__all__ = ["create", "link", "start", "stop"]
+__all__ = ["CONFIG_CLASSES", "create", "link", "start", "stop"]
+
+# Configurables of the audit trail, listed in the app's ``classes`` for --help-all.
+CONFIG_CLASSES = [AuditTrail, JSONLSink, PostgresSink]
 
 
 def link(serverapp: Any) -> None:

@@ -1,0 +1,37 @@
+"""Audit trail: configured as in production on the extension side, plus a /files/ download case.
+
+The foundation's ``contents_get_small`` / ``contents_put_1mb`` and the kernel ``execute`` cases
+already run with the audit trail on (it is always on); this module gives it a real key, a JSONL
+sink with fsync per batch and checkpoints in a second file, and adds the download path, which the
+trail records through its own files handler.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from benchmarks.core import BenchEnv, BenchServer, Measure, case, server_config
+
+
+@server_config
+def audit_trail(env: BenchEnv) -> dict:
+    env.extension_env["PROD_DISCOVERY_AUDIT_KEY"] = secrets.token_hex(32)
+    return {
+        "AuditTrail": {
+            "checkpoint_path": str(env.workdir / "audit-checkpoints" / "cp.jsonl"),
+            "spool_dir": str(env.workdir / "audit-spool"),
+        },
+        "JSONLSink": {"path": str(env.workdir / "audit" / "audit.jsonl"), "fsync": True},
+    }
+
+
+@case("files_download_64kb", description="GET /files/ of a 64 KB CSV (audited download)")
+async def files_download_64kb(server: BenchServer, measure: Measure) -> None:
+    text = "id,amount,region\n" + "".join(f"{i},{i * 7 % 1000},eu\n" for i in range(4500))
+    await server.json(
+        "PUT", "/api/contents/sales.csv", {"type": "file", "format": "text", "content": text}
+    )
+    n = 40
+    async with measure(ops=n):
+        for _ in range(n):
+            await server.request("GET", "/files/sales.csv")
