@@ -370,8 +370,14 @@ class Kernel:
                 continue
         raise TimeoutError("no kernel_info_reply")
 
-    async def execute(self, code: str, timeout: float = 600.0) -> dict[str, int]:
-        """Run ``code`` and wait for its idle status; returns counts of output messages/bytes."""
+    async def execute(
+        self, code: str, timeout: float = 600.0, stall: float = 60.0
+    ) -> dict[str, int]:
+        """Run ``code`` and wait for its idle status; returns counts of output messages/bytes.
+
+        Raises TimeoutError when nothing arrives for ``stall`` seconds: a server that drops
+        messages (the idle status among them) must fail the case, not hang the runner.
+        """
         msg_id = self._send(
             "shell",
             "execute_request",
@@ -384,7 +390,14 @@ class Kernel:
         async def pump() -> None:
             nonlocal replied, idle
             while not (replied and idle):
-                _channel, header, parent, content = await self._recv()
+                try:
+                    _channel, header, parent, content = await asyncio.wait_for(self._recv(), stall)
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"no message for {stall:.0f}s (reply={replied}, idle={idle}, "
+                        f"{stats['messages']} messages, {stats['stream_bytes']} bytes so far): "
+                        "output dropped or the server stalled"
+                    ) from None
                 if parent.get("msg_id") != msg_id:
                     continue
                 mt = header["msg_type"]
