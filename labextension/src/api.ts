@@ -20,13 +20,16 @@ export interface IStatus {
     } | null;
   };
   user: { name: string | null };
+  /** What this user may see; absent on servers older than the audit viewer. */
+  permissions?: { audit: boolean };
 }
 
 /** An error answer of the server API with its message. */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
-    message: string
+    message: string,
+    readonly body: any = null
   ) {
     super(message);
   }
@@ -55,12 +58,160 @@ export async function requestAPI<T>(
     }
   }
   if (!response.ok) {
-    const message = (data && (data.message || data.reason)) || response.statusText;
-    throw new ApiError(response.status, message);
+    const message =
+      (data && (data.message || data.reason)) || response.statusText;
+    throw new ApiError(response.status, message, data);
   }
   return data as T;
 }
 
 export function getStatus(): Promise<IStatus> {
   return requestAPI<IStatus>('status');
+}
+
+/** One lease of a kernel, as GET /credentials shows it (never the secret). */
+export interface ILease {
+  profile: string;
+  lease_id: string;
+  ttl_left: number | null;
+  renewable: boolean;
+}
+
+/** One kernel's credentials. */
+export interface IKernelCredentials {
+  kernel_id: string;
+  kernel_name: string;
+  owner: string | null;
+  profiles: string[];
+  leases: ILease[];
+}
+
+export interface ICredentials {
+  active: boolean;
+  kernels: IKernelCredentials[];
+}
+
+export function getCredentials(): Promise<ICredentials> {
+  return requestAPI<ICredentials>('credentials');
+}
+
+export function renewCredentials(
+  kernelId: string
+): Promise<IKernelCredentials> {
+  return requestAPI<IKernelCredentials>(
+    `credentials/${encodeURIComponent(kernelId)}/renew`,
+    { method: 'POST' }
+  );
+}
+
+/** One promotion gate's result. */
+export interface IGateResult {
+  name: string;
+  passed: boolean;
+  reason: string;
+  skipped: boolean;
+  overridden: boolean;
+  override_reason: string | null;
+}
+
+export interface IExportRequest {
+  path: string;
+  targets: string[];
+  parameters: { [key: string]: unknown };
+  overrides: { [gate: string]: string };
+  output?: string;
+}
+
+/** 201 (exported) and 422 (refused) both answer with the gates. */
+export interface IExportResult {
+  exported: boolean;
+  message?: string;
+  bundle?: string;
+  manifest_sha256?: string;
+  gates: IGateResult[];
+}
+
+/** POST /exports; a 422 refusal is a result, not an error. */
+export async function exportNotebook(
+  request: IExportRequest
+): Promise<IExportResult> {
+  try {
+    return await requestAPI<IExportResult>('exports', {
+      method: 'POST',
+      body: JSON.stringify(request)
+    });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 422 && error.body) {
+      return error.body as IExportResult;
+    }
+    throw error;
+  }
+}
+
+/** One chained audit record. */
+export interface IAuditEvent {
+  seq: number;
+  ts: string;
+  kind: string;
+  data: { [key: string]: any };
+  prev?: string;
+  hash?: string;
+  mac?: string;
+}
+
+export interface IAuditFilters {
+  user?: string;
+  type?: string;
+  path?: string;
+  kernel?: string;
+  since?: string;
+  until?: string;
+  limit?: string;
+}
+
+export interface IVerifyResult {
+  ok: boolean;
+  summary: string;
+  records: number;
+  last_seq: number;
+  checkpoints: number;
+  warnings: string[];
+  problem: {
+    index: number;
+    seq: number | null;
+    what: string;
+    detail: string;
+  } | null;
+}
+
+function query(
+  filters: IAuditFilters,
+  extra: { [k: string]: string } = {}
+): string {
+  const params = new URLSearchParams();
+  Object.entries({ ...filters, ...extra }).forEach(([k, v]) => {
+    if (v) {
+      params.set(k, String(v));
+    }
+  });
+  const text = params.toString();
+  return text ? `?${text}` : '';
+}
+
+export function getAuditEvents(
+  filters: IAuditFilters
+): Promise<{ events: IAuditEvent[]; count: number }> {
+  return requestAPI(`audit/events${query(filters)}`);
+}
+
+export function getAuditCSV(filters: IAuditFilters): Promise<string> {
+  return requestAPI<string>(`audit/events${query(filters, { format: 'csv' })}`);
+}
+
+export function getAuditReport(filters: IAuditFilters): Promise<string> {
+  return requestAPI<string>(`audit/report${query(filters)}`);
+}
+
+export function verifyAudit(): Promise<IVerifyResult> {
+  return requestAPI<IVerifyResult>('audit/verify');
 }

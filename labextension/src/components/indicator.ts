@@ -35,7 +35,10 @@ export class EnvironmentIndicator extends Widget {
       label = 'Vault disconnected';
     }
     this.node.dataset.vault = state;
-    this.node.style.setProperty('--jp-prod-discovery-color', status.environment.color);
+    this.node.style.setProperty(
+      '--jp-prod-discovery-color',
+      status.environment.color
+    );
     this.node.textContent = `${status.environment.name} · ${label}`;
     const tip = vault.error ? `${label}: ${vault.error}` : label;
     this.node.title = tip;

@@ -1,0 +1,338 @@
+import { Dialog } from '@jupyterlab/apputils';
+import { Widget } from '@lumino/widgets';
+
+import { exportNotebook, IExportResult, IGateResult } from '../api';
+
+/** Targets the server knows (export/targets/). */
+export const EXPORT_TARGETS = ['papermill', 'airflow', 'dagster', 'kubernetes'];
+
+/** Gates in the order the server runs them, shown as "pending" before the first run. */
+const GATES = [
+  'outputs_stripped',
+  'no_pii',
+  'no_secrets',
+  'no_interactive',
+  'dependencies_locked',
+  'clean_run'
+];
+
+let counter = 0;
+
+function field(label: string, input: HTMLElement, hint?: string): HTMLElement {
+  const id = `jp-ProdDiscovery-export-${++counter}`;
+  input.id = id;
+  const wrap = document.createElement('div');
+  wrap.className = 'jp-ProdDiscovery-field';
+  const lab = document.createElement('label');
+  lab.htmlFor = id;
+  lab.textContent = label;
+  wrap.append(lab, input);
+  if (hint) {
+    const small = document.createElement('small');
+    small.textContent = hint;
+    small.id = `${id}-hint`;
+    input.setAttribute('aria-describedby', small.id);
+    wrap.append(small);
+  }
+  return wrap;
+}
+
+/**
+ * The body of the Export to Integration dialog: target, parameters and output, the gates as a
+ * checklist with reasons, progress while the gates run (the clean run in papermill takes time),
+ * the bundle location and signature when done, and an override with a reason per failed gate.
+ */
+export class ExportForm extends Widget {
+  constructor(path: string) {
+    super();
+    this._path = path;
+    this.addClass('jp-ProdDiscovery-export');
+    const intro = document.createElement('p');
+    intro.textContent = `Export ${path} into a signed pipeline job bundle.`;
+
+    this._targets = document.createElement('fieldset');
+    this._targets.className = 'jp-ProdDiscovery-targets';
+    const legend = document.createElement('legend');
+    legend.textContent = 'Targets';
+    this._targets.append(legend);
+    EXPORT_TARGETS.forEach(t => {
+      const lab = document.createElement('label');
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.value = t;
+      box.checked = t === 'papermill';
+      lab.append(box, ` ${t}`);
+      this._targets.append(lab);
+    });
+
+    this._params = document.createElement('textarea');
+    this._params.rows = 3;
+    this._params.value = '{}';
+    this._params.className = 'jp-mod-styled';
+    this._output = document.createElement('input');
+    this._output.type = 'text';
+    this._output.className = 'jp-mod-styled';
+    this._output.placeholder = '.prod-discovery/exports/<name>-<time>';
+
+    this._run = document.createElement('button');
+    this._run.type = 'button';
+    this._run.className =
+      'jp-Button jp-mod-styled jp-mod-accept jp-ProdDiscovery-runExport';
+    this._run.textContent = 'Run gates and export';
+    this._run.addEventListener('click', () => void this.run());
+
+    this._progress = document.createElement('div');
+    this._progress.className = 'jp-ProdDiscovery-progress';
+    this._progress.setAttribute('role', 'status');
+    this._progress.setAttribute('aria-live', 'polite');
+    this._progress.hidden = true;
+
+    const gatesTitle = document.createElement('h4');
+    gatesTitle.textContent = 'Promotion gates';
+    this._gates = document.createElement('ul');
+    this._gates.className = 'jp-ProdDiscovery-gates';
+    this._gates.setAttribute('aria-label', 'Promotion gates');
+
+    this._result = document.createElement('div');
+    this._result.className = 'jp-ProdDiscovery-exportResult';
+    this._result.setAttribute('role', 'status');
+
+    this.node.append(
+      intro,
+      this._targets,
+      field(
+        'Parameters (JSON object)',
+        this._params,
+        'Injected into the parameters cell.'
+      ),
+      field(
+        'Output folder (optional)',
+        this._output,
+        'Relative to the server root.'
+      ),
+      this._run,
+      this._progress,
+      gatesTitle,
+      this._gates,
+      this._result
+    );
+    this._renderGates(
+      GATES.map(name => ({ name, state: 'pending', reason: 'not run yet' }))
+    );
+  }
+
+  /** Run the export with the form's values and show the outcome. */
+  async run(): Promise<IExportResult | null> {
+    let parameters: { [k: string]: unknown };
+    try {
+      parameters = JSON.parse(this._params.value || '{}');
+      if (
+        typeof parameters !== 'object' ||
+        parameters === null ||
+        Array.isArray(parameters)
+      ) {
+        throw new Error('not an object');
+      }
+    } catch {
+      this._showError(
+        'Parameters must be a JSON object, e.g. {"date": "2026-01-01"}.'
+      );
+      this._params.focus();
+      return null;
+    }
+    const targets = Array.from(
+      this._targets.querySelectorAll('input:checked')
+    ).map(b => (b as HTMLInputElement).value);
+    if (targets.length === 0) {
+      this._showError('Choose at least one target.');
+      return null;
+    }
+    const overrides: { [gate: string]: string } = {};
+    this._gates
+      .querySelectorAll<HTMLInputElement>(
+        'input.jp-ProdDiscovery-overrideReason'
+      )
+      .forEach(input => {
+        const box = input.parentElement?.querySelector<HTMLInputElement>(
+          'input[type=checkbox]'
+        );
+        if (box?.checked && input.value.trim()) {
+          overrides[input.dataset.gate ?? ''] = input.value.trim();
+        }
+      });
+    this._run.disabled = true;
+    this._result.replaceChildren();
+    const started = Date.now();
+    this._progress.hidden = false;
+    const bar = document.createElement('progress');
+    bar.setAttribute('aria-label', 'Export in progress');
+    const label = document.createElement('span');
+    this._progress.replaceChildren(bar, label);
+    const tick = () => {
+      const s = Math.round((Date.now() - started) / 1000);
+      label.textContent = ` Running the gates (a clean run executes the notebook)… ${s}s`;
+    };
+    tick();
+    const timer = window.setInterval(tick, 1000);
+    this._renderGates(
+      GATES.map(name => ({ name, state: 'running', reason: 'running…' }))
+    );
+    try {
+      const result = await exportNotebook({
+        path: this._path,
+        targets,
+        parameters,
+        overrides,
+        ...(this._output.value.trim()
+          ? { output: this._output.value.trim() }
+          : {})
+      });
+      this._showResult(result);
+      return result;
+    } catch (reason) {
+      this._showError(
+        `Export failed: ${String((reason as Error).message ?? reason)}`
+      );
+      this._renderGates([]);
+      return null;
+    } finally {
+      window.clearInterval(timer);
+      this._progress.hidden = true;
+      this._run.disabled = false;
+    }
+  }
+
+  private _showResult(result: IExportResult): void {
+    this._renderGates(
+      result.gates.map(g => ({
+        name: g.name,
+        state: gateState(g),
+        reason: g.overridden
+          ? `${g.reason} — overridden: ${g.override_reason}`
+          : g.reason,
+        gate: g
+      }))
+    );
+    this._result.replaceChildren();
+    this._result.dataset.exported = String(result.exported);
+    if (result.exported) {
+      const h = document.createElement('p');
+      h.className = 'jp-ProdDiscovery-ok';
+      h.textContent = 'Exported and signed.';
+      const dl = document.createElement('dl');
+      const add = (k: string, v: string) => {
+        const dt = document.createElement('dt');
+        dt.textContent = k;
+        const dd = document.createElement('dd');
+        dd.textContent = v;
+        dl.append(dt, dd);
+      };
+      add('Bundle', result.bundle ?? '');
+      add('Signature', `${result.bundle}/signature.json`);
+      add('Manifest sha256', result.manifest_sha256 ?? '');
+      this._result.append(h, dl);
+    } else {
+      const p = document.createElement('p');
+      p.className = 'jp-ProdDiscovery-bad';
+      p.textContent =
+        `Refused: ${result.message ?? 'a gate failed'}. ` +
+        'Fix the notebook, or override a failed gate with a reason where policy allows.';
+      this._result.append(p);
+    }
+  }
+
+  private _showError(message: string): void {
+    this._result.replaceChildren();
+    const p = document.createElement('p');
+    p.className = 'jp-ProdDiscovery-bad';
+    p.setAttribute('role', 'alert');
+    p.textContent = message;
+    this._result.append(p);
+  }
+
+  private _renderGates(
+    gates: { name: string; state: string; reason: string; gate?: IGateResult }[]
+  ): void {
+    this._gates.replaceChildren();
+    gates.forEach(g => {
+      const li = document.createElement('li');
+      li.className = 'jp-ProdDiscovery-gate';
+      li.dataset.gate = g.name;
+      li.dataset.state = g.state;
+      const mark = document.createElement('span');
+      mark.className = 'jp-ProdDiscovery-gateMark';
+      mark.textContent =
+        {
+          passed: '✓',
+          failed: '✗',
+          skipped: '–',
+          overridden: '!',
+          pending: '○',
+          running: '…'
+        }[g.state] ?? '?';
+      mark.setAttribute('aria-hidden', 'true');
+      const name = document.createElement('strong');
+      name.textContent = `${g.name} (${g.state})`;
+      const reason = document.createElement('span');
+      reason.className = 'jp-ProdDiscovery-gateReason';
+      reason.textContent = g.reason;
+      li.append(mark, name, reason);
+      if (g.state === 'failed') {
+        const wrap = document.createElement('div');
+        wrap.className = 'jp-ProdDiscovery-override';
+        const box = document.createElement('input');
+        box.type = 'checkbox';
+        box.id = `jp-ProdDiscovery-override-${g.name}-${++counter}`;
+        const lab = document.createElement('label');
+        lab.htmlFor = box.id;
+        lab.textContent = 'Override with a reason';
+        const text = document.createElement('input');
+        text.type = 'text';
+        text.className = 'jp-mod-styled jp-ProdDiscovery-overrideReason';
+        text.dataset.gate = g.name;
+        text.setAttribute('aria-label', `Reason for overriding ${g.name}`);
+        text.disabled = true;
+        box.addEventListener('change', () => {
+          text.disabled = !box.checked;
+          if (box.checked) {
+            text.focus();
+          }
+        });
+        wrap.append(box, lab, text);
+        li.append(wrap);
+      }
+      this._gates.append(li);
+    });
+  }
+
+  private _path: string;
+  private _targets: HTMLFieldSetElement;
+  private _params: HTMLTextAreaElement;
+  private _output: HTMLInputElement;
+  private _run: HTMLButtonElement;
+  private _progress: HTMLElement;
+  private _gates: HTMLElement;
+  private _result: HTMLElement;
+}
+
+function gateState(g: IGateResult): string {
+  if (g.overridden) {
+    return 'overridden';
+  }
+  if (g.skipped) {
+    return 'skipped';
+  }
+  return g.passed ? 'passed' : 'failed';
+}
+
+/** Open the dialog for the notebook at ``path`` (saved first by the caller). */
+export function showExportDialog(path: string): Promise<unknown> {
+  const dialog = new Dialog({
+    title: 'Export to Integration',
+    body: new ExportForm(path),
+    buttons: [Dialog.cancelButton({ label: 'Close' })],
+    hasClose: true
+  });
+  dialog.addClass('jp-ProdDiscovery-exportDialog');
+  return dialog.launch();
+}
