@@ -63,11 +63,18 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_audit(sub)
 
 
+def _add_hub(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .hub.cli import add_hub
+
+    add_hub(sub)
+
+
 # Each capability adds its subcommands here (scan, audit, export).
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_demo,
     _add_export,
     _add_audit,
+    _add_hub,
 ]
 
 

@@ -79,6 +79,13 @@ def user_info(user: Any) -> dict[str, Any] | None:
     hub = getattr(user, "hub_user", None)
     if isinstance(hub, dict) and isinstance(hub.get("groups"), list):
         out["groups"] = [str(g) for g in hub["groups"]]
+    # --- hub identity (hub/): admin flag, and whose server it is when someone else acts ---
+    if isinstance(hub, dict):
+        if "admin" in hub:
+            out["admin"] = bool(hub["admin"])
+        owner = os.environ.get("JUPYTERHUB_USER")
+        if owner:
+            out["server_owner"] = owner
     return out
 
 

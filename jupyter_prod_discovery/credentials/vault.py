@@ -98,6 +98,24 @@ def translate_error(exc: BaseException, address: str) -> VaultError:
     return VaultError(f"Vault at {address} failed: {exc.__class__.__name__}: {exc}")
 
 
+def _call_jwt_provider(spec: str) -> str:
+    """Import and call a JWT provider; its failures become a VaultAuthError naming it."""
+    from traitlets.utils.importstring import import_item
+
+    try:
+        provider = import_item(spec.replace(":", "."))
+        token = provider()
+    except VaultError:
+        raise
+    except Exception as exc:
+        raise VaultAuthError(
+            f"the JWT provider {spec} failed: {exc.__class__.__name__}: {exc}"
+        ) from None
+    if not isinstance(token, str) or not token.strip():
+        raise VaultAuthError(f"the JWT provider {spec} returned no JWT")
+    return token.strip()
+
+
 class VaultClient(LoggingConfigurable):
     """One authenticated, self-renewing hvac client for the Jupyter server.
 
@@ -203,6 +221,18 @@ class VaultClient(LoggingConfigurable):
     def _default_jwt_path(self) -> str:
         return os.environ.get("PROD_DISCOVERY_VAULT_JWT_PATH", "")
 
+    jwt_provider = Unicode(
+        config=True,
+        help="""Import string ('package.module:function') of a callable returning a fresh JWT,
+        called at every JWT login instead of reading jwt_path: for JWTs that must be fetched,
+        such as the hub-signed ones of jupyter_prod_discovery.hub.singleuser:fetch_jwt.
+        Default: the PROD_DISCOVERY_VAULT_JWT_PROVIDER environment variable, or empty.""",
+    )
+
+    @default("jwt_provider")
+    def _default_jwt_provider(self) -> str:
+        return os.environ.get("PROD_DISCOVERY_VAULT_JWT_PROVIDER", "")
+
     renew_self = Bool(
         True,
         config=True,
@@ -288,14 +318,19 @@ class VaultClient(LoggingConfigurable):
                 mount_point=self.approle_mount,
             )
             return client
-        if not (self.jwt_role and self.jwt_path):
-            raise VaultAuthError("auth_method 'jwt' needs VaultClient.jwt_role and jwt_path")
-        try:
-            jwt = Path(self.jwt_path).read_text().strip()
-        except OSError as exc:
+        if not (self.jwt_role and (self.jwt_path or self.jwt_provider)):
             raise VaultAuthError(
-                f"cannot read the JWT file {self.jwt_path}: {exc.strerror}"
-            ) from None
+                "auth_method 'jwt' needs VaultClient.jwt_role and jwt_path or jwt_provider"
+            )
+        if self.jwt_provider:
+            jwt = _call_jwt_provider(self.jwt_provider)
+        else:
+            try:
+                jwt = Path(self.jwt_path).read_text().strip()
+            except OSError as exc:
+                raise VaultAuthError(
+                    f"cannot read the JWT file {self.jwt_path}: {exc.strerror}"
+                ) from None
         client.auth.jwt.jwt_login(role=self.jwt_role, jwt=jwt, path=self.jwt_mount)
         return client
 

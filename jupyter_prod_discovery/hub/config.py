@@ -1,0 +1,148 @@
+"""``configure_hub(c, ...)``: wire Prod Discovery into a ``jupyterhub_config.py``.
+
+One call adds the JWT issuer as a managed service (with the role to read users' groups), points
+every single-user server's ``VaultClient`` at Vault's JWT auth with the hub-signed JWT, and
+installs a ``post_stop_hook`` that revokes the stopped server's Vault tokens, and with them every
+lease and child token they issued, even when the server died without cleaning up.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import hvac
+
+from .service import SERVICE_NAME
+from .singleuser import JWT_URL_ENV
+
+__all__ = ["configure_hub", "revoke_server_tokens"]
+
+log = logging.getLogger("jupyter_prod_discovery.hub")
+
+
+def revoke_server_tokens(
+    vault_addr: str, hub_token: str, user: str, server_name: str = "", role: str = ""
+) -> int:
+    """Revoke every Vault token a JWT login of ``user``'s server ``server_name`` created.
+
+    Revoking a token revokes its child tokens and the leases issued with it, so this takes back
+    every credential of that server. Needs the ``prod-discovery-hub`` policy (listing accessors is
+    a sudo operation). Returns how many tokens were revoked; blocking (call it in a thread).
+    """
+    client = hvac.Client(url=vault_addr, token=hub_token, timeout=10)
+    try:
+        accessors = client.list("auth/token/accessors")["data"]["keys"]
+    except (hvac.exceptions.VaultError, KeyError, TypeError):
+        return 0
+    revoked = 0
+    for accessor in accessors:
+        try:
+            data = client.auth.token.lookup_accessor(accessor)["data"]
+        except hvac.exceptions.VaultError:
+            continue  # expired or revoked meanwhile
+        meta = data.get("meta") or {}
+        if meta.get("hub_user") != user or meta.get("server_name", "") != server_name:
+            continue
+        if role and meta.get("role") != role:
+            continue
+        try:
+            client.auth.token.revoke_accessor(accessor)
+            revoked += 1
+        except hvac.exceptions.VaultError as exc:
+            log.error("Revoking Vault token %s of %s failed: %s", accessor, user, exc)
+    return revoked
+
+
+def configure_hub(
+    c: Any,
+    *,
+    vault_addr: str,
+    service_port: int,
+    key_file: str,
+    role: str = "prod-discovery-user",
+    mount: str = "jupyterhub",
+    issuer: str = "jupyterhub",
+    audience: str = "prod-discovery-vault",
+    jwt_lifetime: int = 300,
+    hub_vault_token: str = "",
+    service_host: str = "127.0.0.1",
+    jwt_url: str = "",
+) -> None:
+    """Add the JWT service, the single-user Vault settings and the revoking stop hook to ``c``.
+
+    ``jwt_url`` is how single-user servers reach the service's ``token`` endpoint (default:
+    the service's own address; on Kubernetes use the hub's or proxy's service name).
+    ``hub_vault_token`` (a token with the ``prod-discovery-hub`` policy) enables the stop hook.
+    """
+    service_url = f"http://{service_host}:{service_port}"
+    prefix = f"/services/{SERVICE_NAME}/"
+    services = list(c.JupyterHub.services or [])
+    services.append(
+        {
+            "name": SERVICE_NAME,
+            "url": service_url,
+            "command": [sys.executable, "-m", "jupyter_prod_discovery.hub.service"],
+            "environment": {
+                "PROD_DISCOVERY_JWT_KEY_FILE": key_file,
+                "PROD_DISCOVERY_JWT_ISSUER": issuer,
+                "PROD_DISCOVERY_JWT_AUDIENCE": audience,
+                "PROD_DISCOVERY_JWT_LIFETIME": str(jwt_lifetime),
+            },
+        }
+    )
+    c.JupyterHub.services = services
+    roles = list(c.JupyterHub.load_roles or [])
+    roles.append(
+        {
+            "name": "prod-discovery-jwt",
+            "description": "Read users' names, groups and admin flag to sign their JWTs",
+            "scopes": ["read:users", "read:users:groups"],
+            "services": [SERVICE_NAME],
+        }
+    )
+    c.JupyterHub.load_roles = roles
+
+    env = dict(c.Spawner.environment or {})
+    env.update(
+        {
+            "VAULT_ADDR": vault_addr,
+            JWT_URL_ENV: jwt_url or f"{service_url}{prefix}token",
+            "PROD_DISCOVERY_VAULT_JWT_PROVIDER": "jupyter_prod_discovery.hub.singleuser:fetch_jwt",
+        }
+    )
+    c.Spawner.environment = env
+    c.Spawner.args = [
+        *list(c.Spawner.args or []),
+        "--VaultClient.auth_method=jwt",
+        f"--VaultClient.jwt_role={role}",
+        f"--VaultClient.jwt_mount={mount}",
+    ]
+
+    if hub_vault_token:
+        previous = c.Spawner.post_stop_hook if "post_stop_hook" in c.Spawner else None
+
+        async def _revoke_on_stop(spawner: Any) -> None:
+            import asyncio
+
+            if callable(previous):
+                result = previous(spawner)
+                if asyncio.iscoroutine(result):
+                    await result
+            count = await asyncio.to_thread(
+                revoke_server_tokens,
+                vault_addr,
+                hub_vault_token,
+                spawner.user.name,
+                spawner.name or "",
+                role,
+            )
+            spawner.log.info(
+                "Revoked %d Vault token(s) of %s's server %r",
+                count,
+                spawner.user.name,
+                spawner.name,
+            )
+
+        c.Spawner.post_stop_hook = _revoke_on_stop
