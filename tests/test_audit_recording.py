@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from audit_support import KEY, writer_role
+from credentials_support import eventually, run_code
 from tornado.httpclient import HTTPClientError
 
 from jupyter_prod_discovery.audit.sinks import JSONLSink, PostgresSink
@@ -261,3 +264,28 @@ async def test_record_capability_events(jp_serverapp: Any) -> None:
         assert e["data"]["user"] == {"username": "carol"}
         assert e["schema"] == f"https://events.prod-discovery.dev/{e['kind']}/v1"
     assert trail.verify().ok
+
+
+async def test_record_kernel_cull_and_crash(jp_fetch: Any, jp_serverapp: Any) -> None:
+    trail = trail_of(jp_serverapp)
+    km = jp_serverapp.kernel_manager
+    started = []
+    for _ in range(2):
+        body = (await jp_fetch("api", "kernels", method="POST", body="{}")).body
+        started.append(json.loads(body)["id"])
+    crashed, culled = started
+    pid = int((await run_code(jp_serverapp, crashed, "import os; print(os.getpid())")).strip())
+    os.kill(pid, signal.SIGKILL)
+    await eventually(
+        lambda: any(e["data"]["status"] == "auto" for e in events(trail, "kernel")),
+        what="the automatic restart to be recorded",
+    )
+    await run_code(jp_serverapp, culled, "1")
+    km.cull_idle_timeout = 0
+    await km.cull_kernel_if_idle(culled)
+    got = [(e["data"]["action"], e["data"]["kernel_id"]) for e in events(trail, "kernel")]
+    assert ("restart", crashed) in got
+    assert ("cull", culled) in got
+    auto = [e["data"] for e in events(trail, "kernel") if e["data"].get("status") == "auto"]
+    assert auto[0]["user"]["username"]
+    await jp_fetch("api", "kernels", crashed, method="DELETE")

@@ -345,6 +345,7 @@ def _install_kernels(
                 data["kernel_name"] = kernel_name(str(result)) or name or km.default_kernel_name
                 if user is not None:
                     owners[str(result)] = str(getattr(user, "username", user))
+                watch(str(result), data["kernel_name"])
             data["status"] = "ok"
             await acknowledge(trail, trail.record("kernel", data, user=user))
             if action == "shutdown":
@@ -354,6 +355,21 @@ def _install_kernels(
             return result
 
         setattr(km, method, wrapper)
+
+    def watch(kernel_id: str, name: str | None) -> None:
+        """Crashes: the restarter's automatic restarts and the final death, with the owner."""
+
+        def on_event(action: str, status: str) -> None:
+            data = {"action": action, "kernel_id": kernel_id, "kernel_name": name, "status": status}
+            trail.record("kernel", data, user=owners.get(kernel_id))
+            if action == "dead":
+                owners.pop(kernel_id, None)
+                if on_shutdown is not None:
+                    on_shutdown(kernel_id)
+
+        kernel = km.get_kernel(kernel_id)
+        kernel.add_restart_callback(lambda: on_event("restart", "auto"), "restart")
+        kernel.add_restart_callback(lambda: on_event("dead", "restart limit reached"), "dead")
 
     for method, action in (
         ("start_kernel", "start"),
