@@ -155,6 +155,64 @@ def test_serve_demo_refuses_without_token(demo: DemoProcess) -> None:
     assert r.status_code == 403
 
 
+def run_in_kernel(demo: DemoProcess, code: str) -> str:
+    """Start a kernel in the demo, run ``code``, return its stdout (legacy JSON websocket)."""
+    import uuid
+
+    import websocket
+
+    headers = {"Authorization": f"token {demo.token}"}
+    r = requests.post(
+        f"{demo.url}/api/kernels", json={"name": "python3"}, headers=headers, timeout=60
+    )
+    assert r.status_code == 201
+    kid = r.json()["id"]
+    ws = websocket.create_connection(
+        f"ws://{demo.url.removeprefix('http://')}/api/kernels/{kid}/channels",
+        header=[f"Authorization: token {demo.token}"],
+        timeout=60,
+    )
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "msg_type": "execute_request",
+                        "session": uuid.uuid4().hex,
+                        "username": "test",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {"code": code, "silent": False},
+                    "channel": "shell",
+                }
+            )
+        )
+        out = []
+        while True:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                raise AssertionError(msg["content"]["evalue"])
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return "".join(out)
+    finally:
+        ws.close()
+        requests.delete(f"{demo.url}/api/kernels/{kid}", headers=headers, timeout=60)
+
+
+def test_run_demo_kernel_never_sees_root_token(demo: DemoProcess) -> None:
+    # DevServer root tokens start with "root-"; a kernel gets at most a child token.
+    out = run_in_kernel(demo, "import os; print(os.environ.get('VAULT_TOKEN', '')[:5])")
+    assert out.strip() != "root-"
+
+
 def test_stop_demo_leaves_nothing(demo: DemoProcess, postgres_dsn: str) -> None:
     """Ctrl-C with a kernel running: no process of the demo, no role of its database engine."""
     headers = {"Authorization": f"token {demo.token}"}

@@ -156,9 +156,8 @@ def run_demo(args: argparse.Namespace) -> int:
             )
         root_dir = Path(args.root_dir) if args.root_dir else workdir / "notebooks"
         root_dir.mkdir(parents=True, exist_ok=True)
-        welcome = root_dir / "WELCOME.md"
-        if not welcome.exists():
-            welcome.write_text(WELCOME)
+        if not args.root_dir:  # never write into a directory the user chose
+            (root_dir / "WELCOME.md").write_text(WELCOME)
         config_dir = workdir / "config"
         config_dir.mkdir()
         (config_dir / "jupyter_server_config.json").write_text(
