@@ -35,9 +35,9 @@ def make_trail(tmp_path: Path, **extra: Any) -> AuditTrail:
     return AuditTrail(config=Config(sections), secrets_provider=lambda: secrets)
 
 
-@pytest.fixture
-def trail(tmp_path: Path) -> Iterator[AuditTrail]:
-    t = make_trail(tmp_path)
+@pytest.fixture(params=["fast", "jupyter_events"])
+def trail(request: Any, tmp_path: Path) -> Iterator[AuditTrail]:
+    t = make_trail(tmp_path, trail={"validation": request.param})
     t.start()
     yield t
     t.stop()
@@ -68,8 +68,12 @@ def test_record_trail_masks_live_secrets(trail: AuditTrail) -> None:
         {"phase": "request", "kernel_id": "k", "code": "pw = 's3cr3t-value-123'"},
         user="ann",
     )
+    gates = [{"name": "secrets", "passed": False, "reason": "found s3cr3t-value-123"}]
+    export = {"action": "export", "gates": gates}
+    trail.record("export", export)
     trail.record("denied", {"resource": "s3cr3t-value-123", "action": "read"})
     assert trail.flush()
+    assert gates[0]["reason"] == "found s3cr3t-value-123"  # the caller's data is not changed
     text = "\n".join(trail.sinks[0].read_lines())
     assert "s3cr3t-value-123" not in text
     recs = records(trail)
@@ -90,9 +94,11 @@ def test_record_trail_rejects_unknown_kind_and_invalid_data(trail: AuditTrail) -
     with pytest.raises(ValueError, match="unknown audit event kind"):
         trail.record("nope", {})
     trail.record("pii", {"source": "live", "entities": {"EMAIL": "ann@example.com"}})
+    trail.record("pii", {"source": "live", "entities": {}, "text": "ann@example.com"})
     trail.record("kernel", {"action": "start", "kernel_id": "k"})
     assert trail.flush()
-    assert trail.invalid_events == 1
+    assert trail.invalid_events == 2
+    assert "ann@example.com" not in "\n".join(trail.sinks[0].read_lines())
     assert [r["kind"] for r in records(trail)] == ["kernel"]
 
 

@@ -28,23 +28,30 @@ class RedactionModifier:
         values = self._secrets()
         if not values:
             return data
-        for key, value in list(data.items()):
-            if isinstance(value, str):
-                masked = _mask(value, values)
-                if masked is not value:
-                    data[key] = masked
-                    if key == "code":
-                        data["code_redacted"] = True
-            elif isinstance(value, dict):
-                data[key] = self(schema_id=schema_id, data=value)
-            elif isinstance(value, list):
-                data[key] = [
-                    self(schema_id=schema_id, data=v)
-                    if isinstance(v, dict)
-                    else (_mask(v, values) if isinstance(v, str) else v)
-                    for v in value
-                ]
-        return data
+        return _redact_dict(data, values)
+
+
+def _redact_dict(data: dict[str, Any], values: frozenset[str]) -> dict[str, Any]:
+    """A copy of ``data`` with secrets masked (the caller's objects are never changed)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, str):
+            masked = _mask(value, values)
+            out[key] = masked
+            if key == "code" and masked != value:
+                out["code_redacted"] = True
+        elif isinstance(value, dict):
+            out[key] = _redact_dict(value, values)
+        elif isinstance(value, list):
+            out[key] = [
+                _redact_dict(v, values)
+                if isinstance(v, dict)
+                else (_mask(v, values) if isinstance(v, str) else v)
+                for v in value
+            ]
+        else:
+            out[key] = value
+    return out
 
 
 def _mask(text: str, values: frozenset[str]) -> str:
