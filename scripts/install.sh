@@ -45,6 +45,12 @@ log "pip install"
 python -m pip install -q -U pip wheel
 python -m pip install -q -e ".[test,dev,export,ner]"
 
+# configurable-http-proxy for the JupyterHub tests, from the npm registry into .ci/chp.
+if [ -f .ci/chp/package.json ] && [ ! -x .ci/chp/node_modules/.bin/configurable-http-proxy ]; then
+  log "npm install configurable-http-proxy (.ci/chp)"
+  (cd .ci/chp && npm ci --no-audit --no-fund --silent)
+fi
+
 if [ -f .ci/airflow-venv.sh ]; then
   log "Airflow virtualenv"
   bash .ci/airflow-venv.sh

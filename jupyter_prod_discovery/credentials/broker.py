@@ -222,6 +222,15 @@ class CredentialBroker(LoggingConfigurable):
         Default: the Jupyter server's runtime directory.""",
     )
 
+    deny_without_profile = Bool(
+        False,
+        config=True,
+        help="""Refuse to start a kernel for a user whom no profile selects (by user name or
+        JupyterHub group), with a message naming the user and their groups, instead of starting
+        it without credentials. Default False. Set True on JupyterHub, where profiles are
+        selected by hub group and a user in no group should learn why they have no data.""",
+    )
+
     shared_identity = Bool(
         None,
         allow_none=True,
@@ -335,6 +344,13 @@ class CredentialBroker(LoggingConfigurable):
             await self.revoke(kernel_id, reason="reissue")
         groups = user_groups(user)
         selected = select_profiles(self._profiles, kernel_name, owner, groups)
+        if not selected and self.active and self.deny_without_profile:
+            err = CredentialError(
+                f"no credential profile applies to user {owner!r} "
+                f"(groups: {', '.join(groups) or 'none'}); ask your platform team for access"
+            )
+            self._audit("failure", kernel_id, user, error=str(err))
+            raise err
         if not selected or not self.active:
             return {}
         abandoned = threading.Event()
