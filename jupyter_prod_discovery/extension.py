@@ -81,6 +81,9 @@ class ProdDiscoveryApp(ExtensionApp):
         # --- credentials wiring (credentials/) ---
         self.broker = CredentialBroker(parent=self, app=self)
         # --- PII guard wiring (pii/, guard/) ---
+        from .guard import setup as pii_setup
+
+        pii_setup.create(self)
         # --- export wiring (export/) ---
 
         self.settings[SETTINGS_KEY] = self
@@ -96,13 +99,16 @@ class ProdDiscoveryApp(ExtensionApp):
         return {
             "credentials": self.broker.active and self.vault.last_error is None,
             "audit": bool(getattr(self.audit, "writable", False)),
-            "pii": False,
+            "pii": _pii_active(self),
             "export": False,
         }
 
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
         super()._link_jupyter_server_extension(serverapp)
         # --- link: server-level settings of each capability (never override the user's) ---
+        from .guard.setup import link as link_pii
+
+        link_pii(serverapp)
         from .audit.setup import link as link_audit
 
         link_audit(serverapp)
@@ -129,6 +135,15 @@ class ProdDiscoveryApp(ExtensionApp):
         await self.broker.stop()
         await self.vault.stop_renewal()
         await asyncio.sleep(0)
+        from .guard.setup import stop as stop_pii
+
+        stop_pii(self)
         from .audit import setup as audit_setup
 
         await audit_setup.stop(self)
+
+
+def _pii_active(app: ProdDiscoveryApp) -> bool:
+    from .guard.setup import active
+
+    return active(app)

@@ -1,0 +1,45 @@
+"""Wiring of the PII guard into the server, called from the marked sections of extension.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .connection import GuardedWebsocketConnection
+from .live import PIIGuard
+from .save import make_pre_save_hook
+
+__all__ = ["create", "link", "stop"]
+
+
+def link(serverapp: Any) -> None:
+    """Install the guarded websocket connection unless the user configured one explicitly."""
+    if "kernel_websocket_connection_class" not in serverapp.config.get("ServerApp", {}):
+        serverapp.kernel_websocket_connection_class = GuardedWebsocketConnection
+
+
+def create(app: Any) -> PIIGuard:
+    """Create ``app.pii_guard`` and register the save guard on the contents manager."""
+    guard = PIIGuard(parent=app, secrets=app.secrets)
+    app.pii_guard = guard
+    cm = getattr(app.serverapp, "contents_manager", None)
+    if cm is not None:
+        cm.register_pre_save_hook(make_pre_save_hook(guard, app))
+    return guard
+
+
+def active(app: Any) -> bool:
+    """For ``app.guards()['pii']``: the guard is on and the websocket class is ours."""
+    guard = getattr(app, "pii_guard", None)
+    cls = getattr(app.serverapp, "kernel_websocket_connection_class", None)
+    return bool(
+        guard is not None
+        and guard.enabled
+        and isinstance(cls, type)
+        and issubclass(cls, GuardedWebsocketConnection)
+    )
+
+
+def stop(app: Any) -> None:
+    guard = getattr(app, "pii_guard", None)
+    if guard is not None:
+        guard.close()

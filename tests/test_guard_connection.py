@@ -1,0 +1,190 @@
+"""The live guard over a real kernel websocket, in the v1 subprotocol and the legacy JSON one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from guard_support import V1, Recorder, open_kernel, stream_text
+
+from jupyter_prod_discovery.guard.connection import GuardedWebsocketConnection
+
+SSN, EMAIL, CARD = "536-22-1234", "ann.smith@example.com", "4111 1111 1111 1111"
+SECRET = "tok-3f9a8b7c6d5e4f30aa"
+
+
+@pytest.fixture(params=[V1, "legacy"])
+def protocol(request: Any) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def guard_config() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+def prod_discovery_extension_config(guard_config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        # No rate limits (they drop output by design); no per-message debug logging (it slows
+        # the server so much under pytest's log capture that ZMQ drops iopub messages).
+        "ZMQChannelsWebsocketConnection": {"limit_rate": False},
+        "ServerApp": {"log_level": "WARN"},
+        "PIIGuard": {"stream_hold_timeout": 5.0, **guard_config.get("PIIGuard", {})},
+        **{k: v for k, v in guard_config.items() if k != "PIIGuard"},
+    }
+
+
+@pytest.fixture
+def recorder(jp_serverapp: Any) -> Iterator[Recorder]:
+    app = jp_serverapp.web_app.settings["prod_discovery"]
+    original, app.audit = app.audit, Recorder()
+    yield app.audit
+    app.audit = original
+
+
+async def test_link_installs_guarded_connection(jp_serverapp: Any) -> None:
+    assert jp_serverapp.kernel_websocket_connection_class is GuardedWebsocketConnection
+    assert jp_serverapp.web_app.settings["prod_discovery"].guards()["pii"] is True
+
+
+async def test_print_pii_arrives_redacted(
+    jp_fetch: Any, jp_ws_fetch: Any, recorder: Recorder, protocol: str
+) -> None:
+    kid, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
+    code = f"print('ssn {SSN} mail {EMAIL} card {CARD}')\n'reach {EMAIL}'"
+    iopub, reply = await kc.execute(code)
+    assert reply["content"]["status"] == "ok"
+    text = stream_text(iopub)
+    assert "<US_SSN>" in text and "<EMAIL_ADDRESS>" in text and "<CREDIT_CARD>" in text
+    assert SSN not in text and EMAIL not in text and CARD not in text
+    (result,) = [m for m in iopub if m["header"]["msg_type"] == "execute_result"]
+    assert "<EMAIL_ADDRESS>" in result["content"]["data"]["text/plain"]
+    meta = result["content"]["metadata"]["prod_discovery"]
+    assert meta == {"action": "redact", "entities": {"EMAIL_ADDRESS": 1}}
+    pii = recorder.of("pii")
+    assert {"source": "live", "kernel_id": kid, "output": "stream", "action": "redact"}.items() <= (
+        pii[0].items()
+    )
+    assert pii[0]["entities"] == {"US_SSN": 1, "EMAIL_ADDRESS": 1, "CREDIT_CARD": 1}
+    assert all(EMAIL not in str(d) for d in pii)
+
+
+async def test_secret_split_across_flushes_is_redacted(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, protocol: str
+) -> None:
+    kid, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
+    jp_serverapp.web_app.settings["prod_discovery"].secrets.set(kid, [SECRET])
+    half = len(SECRET) // 2
+    code = (
+        "import sys\n"
+        f"sys.stdout.write('key={SECRET[:half]}'); sys.stdout.flush()\n"
+        f"sys.stdout.write('{SECRET[half:]} end\\n'); sys.stdout.flush()\n"
+        f"print('whole {SECRET}')"
+    )
+    iopub, reply = await kc.execute(code)
+    assert reply["content"]["status"] == "ok"
+    streams = [m for m in iopub if m["header"]["msg_type"] == "stream"]
+    assert len(streams) >= 2
+    text = stream_text(iopub)
+    assert SECRET[:half] not in text and SECRET[half:] not in text
+    assert "whole <SECRET>" in text and "end" in text
+
+
+async def test_pii_split_across_flushes_is_redacted(
+    jp_fetch: Any, jp_ws_fetch: Any, protocol: str
+) -> None:
+    _, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
+    code = "import sys\nsys.stdout.write('ssn 536-2'); sys.stdout.flush()\nprint('2-1234 ok')"
+    iopub, _ = await kc.execute(code)
+    text = stream_text(iopub)
+    assert "536-2" not in text and "2-1234" not in text and text.endswith(" ok\n")
+
+
+@pytest.mark.parametrize("guard_config", [{"PIIPolicy": {"actions": {"US_SSN": "block"}}}])
+async def test_blocked_output_shows_notice_and_cell_completes(
+    jp_fetch: Any, jp_ws_fetch: Any, recorder: Recorder, protocol: str
+) -> None:
+    _, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
+    iopub, reply = await kc.execute(
+        f"print('x {SSN}')\nfrom IPython.display import display\n"
+        f"display({{'text/plain': 'y {SSN}'}}, raw=True)"
+    )
+    assert reply["content"]["status"] == "ok"
+    text = stream_text(iopub)
+    assert "output blocked by the PII policy (US_SSN x1)" in text and SSN not in text
+    (disp,) = [m for m in iopub if m["header"]["msg_type"] == "display_data"]
+    assert "blocked" in disp["content"]["data"]["text/plain"]
+    assert disp["content"]["metadata"]["prod_discovery"]["action"] == "block"
+    assert iopub[-1]["content"] == {"execution_state": "idle"}
+    assert {d["action"] for d in recorder.of("pii")} == {"block"}
+
+
+async def test_warn_passes_output_with_notice_metadata(
+    jp_fetch: Any, jp_ws_fetch: Any, protocol: str
+) -> None:
+    _, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
+    iopub, _ = await kc.execute("'from 10.20.30.40'")
+    (result,) = [m for m in iopub if m["header"]["msg_type"] == "execute_result"]
+    assert result["content"]["data"]["text/plain"] == "'from 10.20.30.40'"
+    assert result["content"]["metadata"]["prod_discovery"]["action"] == "warn"
+
+
+async def test_error_traceback_is_redacted(jp_fetch: Any, jp_ws_fetch: Any, protocol: str) -> None:
+    _, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
+    iopub, reply = await kc.execute(f"raise ValueError('bad {EMAIL}')")
+    assert reply["content"]["status"] == "error"
+    (err,) = [m for m in iopub if m["header"]["msg_type"] == "error"]
+    assert EMAIL not in str(err["content"]) and "<EMAIL_ADDRESS>" in err["content"]["evalue"]
+
+
+@pytest.mark.parametrize(
+    "guard_config",
+    [{"PIIGuard": {"inline_limit": 100, "latency_budget": 0.0, "over_budget": "block"}}],
+)
+async def test_over_budget_output_is_withheld(jp_fetch: Any, jp_ws_fetch: Any) -> None:
+    _, kc = await open_kernel(jp_fetch, jp_ws_fetch, V1)
+    iopub, reply = await kc.execute("print('harmless ' * 50)\nprint('short')")
+    assert reply["content"]["status"] == "ok"
+    text = stream_text(iopub)
+    assert "could not be scanned within the latency budget" in text and "harmless" not in text
+
+
+@pytest.mark.parametrize("guard_config", [{"PIIGuard": {"inline_limit": 100}}])
+async def test_large_output_is_scanned_off_loop_in_order(jp_fetch: Any, jp_ws_fetch: Any) -> None:
+    _, kc = await open_kernel(jp_fetch, jp_ws_fetch, V1)
+    code = f"print('a' * 500 + ' {EMAIL}')\nprint('after')\n'{EMAIL}' * 10"
+    iopub, _ = await kc.execute(code)
+    text = stream_text(iopub)
+    assert EMAIL not in text and text.endswith("<EMAIL_ADDRESS>\nafter\n")
+    (result,) = [m for m in iopub if m["header"]["msg_type"] == "execute_result"]
+    assert EMAIL not in result["content"]["data"]["text/plain"]
+
+
+async def test_execute_request_and_reply_are_audited(
+    jp_fetch: Any, jp_ws_fetch: Any, recorder: Recorder, protocol: str
+) -> None:
+    kid, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
+    await kc.execute("1 + 1")
+    req, rep = recorder.of("execution")[-2:]
+    assert req["phase"] == "request" and req["code"] == "1 + 1" and req["cell_id"] == "cell-1"
+    assert req["kernel_id"] == kid and len(req["code_sha256"]) == 64
+    assert rep == {
+        "phase": "reply",
+        "kernel_id": kid,
+        "session": req["session"],
+        "msg_id": req["msg_id"],
+        "status": "ok",
+    }
+
+
+async def test_many_flushed_prints_lose_no_message(
+    jp_fetch: Any, jp_ws_fetch: Any, protocol: str
+) -> None:
+    # 20,000 in the protocol JupyterLab 4 uses; fewer in legacy JSON to keep the suite short.
+    n = 20_000 if protocol == V1 else 5_000
+    _, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
+    iopub, reply = await kc.execute(f"for i in range({n}): print(i, flush=True)", timeout=240)
+    assert reply["content"]["status"] == "ok"
+    assert stream_text(iopub).split() == [str(i) for i in range(n)]
