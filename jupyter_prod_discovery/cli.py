@@ -69,12 +69,19 @@ def _add_hub(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_hub(sub)
 
 
+def _add_scan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .guard.scan_cli import add_scan
+
+    add_scan(sub)
+
+
 # Each capability adds its subcommands here (scan, audit, export).
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_demo,
     _add_export,
     _add_audit,
     _add_hub,
+    _add_scan,
 ]
 
 
