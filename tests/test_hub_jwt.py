@@ -248,3 +248,11 @@ def test_fetch_jwt_without_hub_explains(monkeypatch: Any) -> None:
         fetch_jwt(url="http://127.0.0.1:9/token")
     with pytest.raises(VaultUnreachable, match="unreachable"):
         fetch_jwt(url="http://127.0.0.1:9/token", api_token="x", timeout=2)
+
+
+def test_publish_rotated_keys_in_jwks(tmp_path: Path, monkeypatch: Any) -> None:
+    old = JWTIssuer(key_file=str(tmp_path / "old.pem"))
+    (tmp_path / "old.pub").write_text(old.public_pem())
+    monkeypatch.setenv("PROD_DISCOVERY_JWT_EXTRA_PUBLIC_KEYS", str(tmp_path / "old.pub"))
+    new = JWTIssuer(key_file=str(tmp_path / "new.pem"))
+    assert [k["kid"] for k in new.jwks()["keys"]] == [new.kid, old.kid]

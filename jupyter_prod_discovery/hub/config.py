@@ -19,6 +19,20 @@ from .singleuser import JWT_URL_ENV
 
 __all__ = ["configure_hub", "revoke_server_tokens"]
 
+
+def _current(c: Any, section: str, name: str, empty: Any) -> Any:
+    """The value set so far in config ``c`` (applying .append/.update-style lazy edits)."""
+    from traitlets.config import LazyConfigValue
+
+    sec = c[section]
+    if name not in sec:
+        return empty
+    value = sec[name]
+    if isinstance(value, LazyConfigValue):
+        return value.get_value(empty)
+    return value
+
+
 log = logging.getLogger("jupyter_prod_discovery.hub")
 
 
@@ -68,6 +82,7 @@ def configure_hub(
     jwt_lifetime: int = 300,
     hub_vault_token: str = "",
     service_host: str = "127.0.0.1",
+    bind_ip: str = "",
     jwt_url: str = "",
 ) -> None:
     """Add the JWT service, the single-user Vault settings and the revoking stop hook to ``c``.
@@ -75,10 +90,12 @@ def configure_hub(
     ``jwt_url`` is how single-user servers reach the service's ``token`` endpoint (default:
     the service's own address; on Kubernetes use the hub's or proxy's service name).
     ``hub_vault_token`` (a token with the ``prod-discovery-hub`` policy) enables the stop hook.
+    ``bind_ip`` is where the service listens when ``service_host`` is a name the hub's own
+    process cannot bind (on Kubernetes: ``service_host="hub"``, ``bind_ip="0.0.0.0"``).
     """
     service_url = f"http://{service_host}:{service_port}"
     prefix = f"/services/{SERVICE_NAME}/"
-    services = list(c.JupyterHub.services or [])
+    services = list(_current(c, "JupyterHub", "services", []))
     services.append(
         {
             "name": SERVICE_NAME,
@@ -89,11 +106,12 @@ def configure_hub(
                 "PROD_DISCOVERY_JWT_ISSUER": issuer,
                 "PROD_DISCOVERY_JWT_AUDIENCE": audience,
                 "PROD_DISCOVERY_JWT_LIFETIME": str(jwt_lifetime),
+                "PROD_DISCOVERY_JWT_BIND_IP": bind_ip,
             },
         }
     )
     c.JupyterHub.services = services
-    roles = list(c.JupyterHub.load_roles or [])
+    roles = list(_current(c, "JupyterHub", "load_roles", []))
     roles.append(
         {
             "name": "prod-discovery-jwt",
@@ -104,7 +122,7 @@ def configure_hub(
     )
     c.JupyterHub.load_roles = roles
 
-    env = dict(c.Spawner.environment or {})
+    env = dict(_current(c, "Spawner", "environment", {}))
     env.update(
         {
             "VAULT_ADDR": vault_addr,
@@ -114,14 +132,14 @@ def configure_hub(
     )
     c.Spawner.environment = env
     c.Spawner.args = [
-        *list(c.Spawner.args or []),
+        *list(_current(c, "Spawner", "args", [])),
         "--VaultClient.auth_method=jwt",
         f"--VaultClient.jwt_role={role}",
         f"--VaultClient.jwt_mount={mount}",
     ]
 
     if hub_vault_token:
-        previous = c.Spawner.post_stop_hook if "post_stop_hook" in c.Spawner else None
+        previous = _current(c, "Spawner", "post_stop_hook", None)
 
         async def _revoke_on_stop(spawner: Any) -> None:
             import asyncio

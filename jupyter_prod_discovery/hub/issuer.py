@@ -69,8 +69,8 @@ def load_or_create_key(path: str | Path) -> rsa.RSAPrivateKey:
 class JWTIssuer(LoggingConfigurable):
     """Signs the short-lived JWTs single-user servers log in to Vault with.
 
-    Configure it as ``c.JWTIssuer.<trait>`` in the service's config, or through the
-    ``PROD_DISCOVERY_JWT_*`` environment variables the managed service is started with.
+    The managed service builds it from the ``PROD_DISCOVERY_JWT_*`` environment variables that
+    ``configure_hub`` puts in the service's environment (each trait's default reads one).
     """
 
     key_file = Unicode(
@@ -128,8 +128,15 @@ class JWTIssuer(LoggingConfigurable):
         Unicode(),
         config=True,
         help="""PEM files of further public keys to publish in the JWKS, for key rotation: keep
-        the previous key listed until every JWT it signed has expired. Default [].""",
+        the previous key listed until every JWT it signed has expired. Default: the
+        PROD_DISCOVERY_JWT_EXTRA_PUBLIC_KEYS environment variable (paths separated by ':'),
+        else [].""",
     )
+
+    @default("extra_public_keys")
+    def _default_extra_public_keys(self) -> list[str]:
+        raw = os.environ.get("PROD_DISCOVERY_JWT_EXTRA_PUBLIC_KEYS", "")
+        return [p for p in raw.split(os.pathsep) if p]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

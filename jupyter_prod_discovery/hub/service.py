@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     issuer.log = logging.getLogger(SERVICE_NAME)
     app = make_app(issuer, prefix, api_url, api_token)
     url = urlparse(service_url)
-    app.listen(url.port or 80, url.hostname or "127.0.0.1")
+    # On Kubernetes the service URL names the hub's Service, which the pod cannot bind.
+    bind_ip = os.environ.get("PROD_DISCOVERY_JWT_BIND_IP") or url.hostname or "127.0.0.1"
+    app.listen(url.port or 80, bind_ip)
     issuer.log.info("JWT issuer listening on %s%s (kid %s)", service_url, prefix, issuer.kid)
     with contextlib.suppress(KeyboardInterrupt):
         IOLoop.current().start()
