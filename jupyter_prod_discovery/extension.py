@@ -13,7 +13,6 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Unicode
 
-from . import __version__
 from .audit.recorder import AuditRecorder, NullRecorder
 from .audit.setup import CONFIG_CLASSES as AUDIT_CONFIG_CLASSES
 from .credentials.broker import CredentialBroker
