@@ -139,7 +139,8 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             header = json.loads(parts[0])
             metadata, content = json.loads(parts[2]), json.loads(parts[3])
         else:
-            if "execute_request" not in ws_msg[:4096]:
+            # Binary legacy frames carry buffers (comm data), never an execute_request.
+            if not isinstance(ws_msg, str) or "execute_request" not in ws_msg[:4096]:
                 return
             msg = json.loads(ws_msg)
             header, metadata, content = msg["header"], msg.get("metadata", {}), msg["content"]

@@ -1,0 +1,86 @@
+"""PIIGuard on each payload kind (the websocket tests cover the transport)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_prod_discovery.credentials.secrets import SecretRegistry
+from jupyter_prod_discovery.guard.live import PIIGuard
+from jupyter_prod_discovery.pii import PIIPolicy
+
+EMAIL = "ann.smith@example.com"
+
+
+def test_content_redacts_rich_mime_types() -> None:
+    content: dict[str, Any] = {
+        "data": {
+            "text/plain": f"a {EMAIL}",
+            "text/html": f"<td>{EMAIL}</td>",
+            "text/markdown": f"**{EMAIL}**",
+            "application/json": {"rows": [{"email": EMAIL, "n": 3}]},
+            "image/png": "iVBORw0KGgo=",
+        },
+        "metadata": {},
+        "transient": {"display_id": "d1"},
+    }
+    scan = PIIGuard().content("update_display_data", content, None)
+    assert scan.content is not None
+    data = scan.content["data"]
+    assert EMAIL not in str(data)
+    assert data["application/json"] == {"rows": [{"email": "<EMAIL_ADDRESS>", "n": 3}]}
+    assert data["image/png"] == "iVBORw0KGgo=" and scan.content["transient"] == content["transient"]
+    assert scan.verdict.entities == {"EMAIL_ADDRESS": 4}
+
+
+def test_content_redacts_widget_output_comm_msg() -> None:
+    content = {
+        "comm_id": "c1",
+        "data": {
+            "method": "update",
+            "state": {"outputs": [{"output_type": "stream", "name": "stdout", "text": EMAIL}]},
+        },
+    }
+    scan = PIIGuard().content("comm_msg", content, None)
+    assert scan.content is not None
+    assert scan.content["data"]["state"]["outputs"][0]["text"] == "<EMAIL_ADDRESS>"
+
+
+def test_content_blocks_comm_msg_without_state() -> None:
+    guard = PIIGuard(policy=PIIPolicy(default_action="block"))
+    content = {"comm_id": "c1", "data": {"method": "update", "state": {"value": EMAIL}}}
+    scan = guard.content("comm_msg", content, None)
+    assert scan.content == {"comm_id": "c1", "data": {"method": "update", "state": {}}}
+
+
+def test_content_leaves_clean_output_untouched() -> None:
+    scan = PIIGuard().content("stream", {"name": "stdout", "text": "loss 0.25 at step 100"}, None)
+    assert scan.content is None and scan.verdict.action == "allow"
+
+
+def test_matcher_follows_registry_version() -> None:
+    registry = SecretRegistry()
+    guard = PIIGuard(secrets=registry)
+    registry.set("k1", ["first-secret"])
+    assert guard.text("x first-secret", "k1")[1] == "x <SECRET>"
+    registry.set("k1", ["second-secret"])
+    assert guard.text("x first-secret second-secret", "k1")[1] == "x first-secret <SECRET>"
+    assert guard.text("second-secret", None)[1] == "<SECRET>"
+    assert PIIGuard().matcher("k1").find("second-secret") == []
+
+
+def test_audit_records_counts_and_survives_a_broken_sink() -> None:
+    class Broken:
+        def record(self, kind: str, data: dict[str, Any], *, user: Any = None) -> None:
+            raise RuntimeError("sink down")
+
+    guard = PIIGuard()
+    verdict, _ = guard.text(f"{EMAIL}", None)
+    guard.audit(Broken(), {"source": "live"}, verdict)  # logged, not raised
+    events: list[dict[str, Any]] = []
+
+    class Keep:
+        def record(self, kind: str, data: dict[str, Any], *, user: Any = None) -> None:
+            events.append(data)
+
+    guard.audit(Keep(), {"source": "live"}, verdict)
+    assert events == [{"source": "live", "entities": {"EMAIL_ADDRESS": 1}, "action": "redact"}]
