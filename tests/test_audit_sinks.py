@@ -50,6 +50,7 @@ def test_write_sink_reads_back_in_order(sink: AuditSink) -> None:
     lines = lines_of(30, chain)
     for i in range(0, 30, 7):
         sink.write(lines[i : i + 7])
+    sink.sync()
     got = list(sink.read_lines())
     assert [json.loads(x)["seq"] for x in got] == list(range(1, 31))
     assert verify(got, KEY).ok
@@ -140,3 +141,15 @@ def test_validate_postgres_sink_table() -> None:
 
     with pytest.raises(TraitError, match=r"PostgresSink\.table"):
         PostgresSink(table="x; drop table y")
+
+
+def test_validate_jsonl_sink_fsync_interval(tmp_path: Path) -> None:
+    from traitlets import TraitError
+
+    with pytest.raises(TraitError, match=r"JSONLSink\.fsync_interval"):
+        JSONLSink(fsync_interval=-1)
+    strict = JSONLSink(path=str(tmp_path / "s.jsonl"), fsync_interval=0)
+    strict.open()
+    strict.write(lines_of(2))
+    assert not strict._unsynced  # fsynced before write returned
+    strict.close()

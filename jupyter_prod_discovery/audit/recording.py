@@ -85,6 +85,17 @@ def hash_file(path: str | Path) -> tuple[int, str] | None:
     return size, digest.hexdigest()
 
 
+async def _hash_path(path: str | Path) -> tuple[int, str] | None:
+    """Small files inline (cheaper than a thread hop), large ones in a thread."""
+    try:
+        size = Path(path).stat().st_size  # noqa: ASYNC240 - one stat
+    except OSError:
+        return None
+    if size <= _HASH_INLINE_LIMIT:
+        return hash_file(path)
+    return await asyncio.to_thread(hash_file, path)
+
+
 def _hash_model(model: dict[str, Any] | None) -> tuple[int, str] | None:
     """Size and sha256 of a model's content when the manager is not file based."""
     if not model or model.get("content") is None or model.get("type") == "directory":
@@ -115,12 +126,9 @@ class _ContentsAuditor:
             return _hash_model(model)
         try:
             os_path = Path(self.cm._get_os_path(path))
-            size = os_path.stat().st_size  # noqa: ASYNC240 - one stat, cheaper than a thread
-        except Exception:
+        except Exception:  # a path the manager refuses: recorded without a hash
             return None
-        if size <= _HASH_INLINE_LIMIT:
-            return hash_file(os_path)  # small files: cheaper inline than a thread hop
-        return await asyncio.to_thread(hash_file, os_path)
+        return await _hash_path(os_path)
 
     def wrap(self, method: str, operation: str, path_arg: int = 0) -> None:
         original = getattr(self.cm, method)
@@ -250,7 +258,7 @@ async def _audit_download(handler: Any, path: str, os_path: str | None) -> None:
     data: dict[str, Any] = {"operation": "download", "path": path.strip("/")}
     digest = None
     if os_path is not None:
-        digest = await asyncio.to_thread(hash_file, os_path)
+        digest = await _hash_path(os_path)
     if digest is None and os_path is not None:
         data["status"] = "not_found"
     else:

@@ -8,10 +8,12 @@ periodically writes a checkpoint (seq + head hash) to the sinks that keep them.
 
 Durability policy
 -----------------
-- A batch is acknowledged when every sink has written it (file: flushed to the OS and, with
-  ``JSONLSink.fsync``, fsynced; PostgreSQL: committed) or, for a sink that is down, when it is
-  appended and fsynced to that sink's local spool file. Spools are replayed in order when the
-  sink returns; nothing is dropped.
+- A batch is acknowledged when every sink has written it (file: written to the OS, which
+  survives a crash or SIGKILL of the server, and fsynced at most ``JSONLSink.fsync_interval``
+  seconds later, default 1 s, or before the acknowledgment with ``fsync_interval = 0``;
+  PostgreSQL: committed) or, for a sink that is down, when it is appended and fsynced to that
+  sink's local spool file. Spools are replayed in order when the sink returns; nothing is
+  dropped. A power loss may thus lose the last second of the file sink by default.
 - Requests that touch data (contents, /files/, kernels) wait for their record's acknowledgment
   before they are answered (``wait_for_write``), so every answered request is on disk even if the
   server is SIGKILLed right after answering.
@@ -385,7 +387,7 @@ class AuditTrail(LoggingConfigurable):
         self._thread.join(timeout)
         self._thread = None
         for st in self._states:
-            st.sink.close()
+            st.sink.close()  # closing syncs what the interval deferred
 
     def verify(self, sink_index: int = 0) -> VerifyResult:
         """Verify one sink's records against every checkpoint the trail knows of."""
@@ -407,10 +409,11 @@ class AuditTrail(LoggingConfigurable):
     def _run(self) -> None:
         stop = False
         while not stop:
-            wait = self.retry_interval if any(st.down for st in self._states) else None
+            wait = self.retry_interval if any(st.down for st in self._states) else 1e9
             items: list[Any] = []
             with contextlib.suppress(queue.Empty):
-                items.append(self._queue.get(timeout=min(wait or 1e9, self.checkpoint_interval)))
+                # Wake at least once a second when idle: deferred fsyncs, checkpoints, retries.
+                items.append(self._queue.get(timeout=min(wait, self.checkpoint_interval, 1.0)))
             while items and len(items) < self.batch_size:
                 try:
                     items.append(self._queue.get_nowait())
@@ -422,6 +425,8 @@ class AuditTrail(LoggingConfigurable):
             try:
                 if items:
                     self._write_batch(items)
+                else:
+                    self._sync_idle()
                 for st in self._states:
                     if st.down:
                         if stop:  # a last attempt, whatever the backoff says
@@ -477,6 +482,14 @@ class AuditTrail(LoggingConfigurable):
         data = self._redact(sid, payload)
         self._validators[kind](data)
         return data
+
+    def _sync_idle(self) -> None:
+        for st in self._states:
+            if not st.down:
+                try:
+                    st.sink.sync()
+                except SinkUnavailable as exc:
+                    self._mark_down(st, str(exc))
 
     def _acknowledge(self, ticket: int) -> None:
         with self._cond:

@@ -54,6 +54,10 @@ class AuditSink(ABC, LoggingConfigurable, metaclass=_Meta):
     def tail(self) -> dict[str, Any] | None:
         """The record with the highest seq, or None when empty (to resume the chain)."""
 
+    def sync(self) -> None:
+        """Make written records durable against power loss if ``write`` deferred that (the
+        writer calls it when idle and on stop); default: nothing to do."""
+
     def write_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store a checkpoint (seq, head, mac) in a second place; default: not supported."""
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Bool, Int, Unicode, default, validate
+from traitlets import Bool, Float, Int, Unicode, default, validate
 from traitlets import TraitError as _TraitError
 
 from .base import AuditSink, SinkUnavailable
@@ -60,9 +61,17 @@ class JSONLSink(AuditSink):
     fsync = Bool(
         True,
         config=True,
-        help="""fsync the file after every batch, so that a power loss loses at most the batch
-        being written. Default True. Records are always flushed to the OS before the batch is
-        acknowledged, which survives a crash or SIGKILL of the server.""",
+        help="""fsync the file (see fsync_interval), so that records survive a power loss or an
+        OS crash. Default True. Independently of this, records are always written to the OS
+        before a batch is acknowledged, which survives a crash or SIGKILL of the server.""",
+    )
+    fsync_interval = Float(
+        1.0,
+        config=True,
+        help="""Seconds between fsyncs: 0 fsyncs every batch before it is acknowledged (a
+        power loss then loses no answered request, at ~1 ms of server CPU per audited request
+        on ext4); the default 1.0 fsyncs at most once a second and when idle (a power loss may
+        lose the last second). Must be >= 0.""",
     )
     checkpoint_path = Unicode(
         "",
@@ -83,8 +92,16 @@ class JSONLSink(AuditSink):
             raise _TraitError("JSONLSink.max_bytes must be >= 0")
         return int(proposal["value"])
 
+    @validate("fsync_interval")
+    def _check_fsync_interval(self, proposal: Any) -> float:
+        if proposal["value"] < 0:
+            raise _TraitError("JSONLSink.fsync_interval must be >= 0")
+        return float(proposal["value"])
+
     _file: IO[str] | None = None
     _dirty = False
+    _unsynced = False
+    _synced_at = 0.0
 
     @property
     def name(self) -> str:
@@ -106,8 +123,9 @@ class JSONLSink(AuditSink):
             assert self._file is not None
             self._file.write("".join(line + "\n" for line in lines))
             self._file.flush()
-            if self.fsync:
-                os.fsync(self._file.fileno())
+            self._unsynced = True
+            if self.fsync and time.monotonic() - self._synced_at >= self.fsync_interval:
+                self._sync()
             self._dirty = False
         except (OSError, SinkUnavailable) as exc:
             self._dirty = True
@@ -115,6 +133,20 @@ class JSONLSink(AuditSink):
             raise SinkUnavailable(f"cannot write {self.path}: {exc}") from exc
         if self.max_bytes and self._file.tell() >= self.max_bytes:
             self._rotate()
+
+    def _sync(self) -> None:
+        if self._file is not None and self._unsynced:
+            os.fsync(self._file.fileno())
+        self._unsynced = False
+        self._synced_at = time.monotonic()
+
+    def sync(self) -> None:
+        if not self.fsync:
+            return
+        try:
+            self._sync()
+        except OSError as exc:
+            raise SinkUnavailable(f"cannot fsync {self.path}: {exc.strerror}") from exc
 
     def _unwritten(self, lines: list[str]) -> list[str]:
         """After a failed write, skip what already reached the file (replay is idempotent)."""
@@ -154,6 +186,9 @@ class JSONLSink(AuditSink):
         return read_checkpoint_file(self.checkpoint_path) if self.checkpoint_path else []
 
     def close(self) -> None:
+        if self._file is not None and self.fsync:
+            with contextlib.suppress(OSError):
+                self._sync()
         if self._file is not None:
             with contextlib.suppress(OSError):
                 self._file.close()
