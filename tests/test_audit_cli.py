@@ -176,3 +176,45 @@ def test_query_cli_dsn(tmp_path: Path, postgres_database: str, capsys: Any) -> N
         assert main(["audit", "query", "--dsn", dsn, "--user", "bob", "--format", "json"]) == 0
         got = json.loads(capsys.readouterr().out)
         assert [r["data"]["path"] for r in got] == ["b.csv"]
+
+
+def test_verify_cli_vault_checkpoint(
+    tmp_path: Path, key_file: str, openbao: Any, capsys: Any, monkeypatch: Any
+) -> None:
+    import hvac
+
+    client = hvac.Client(url=openbao.address, token=openbao.root_token)
+    trail = AuditTrail(
+        config=Config(
+            {
+                "AuditTrail": {
+                    "mac_key": KEY,
+                    "spool_dir": str(tmp_path / "spool"),
+                    "checkpoint_vault_path": "secret/prod-discovery/audit-checkpoint",
+                },
+                "JSONLSink": {"path": str(tmp_path / "log" / "audit.jsonl")},
+            }
+        ),
+        vault_client=lambda: client,
+    )
+    trail.start()
+    for i in range(4):
+        trail.record("kernel", {"action": "start", "kernel_id": f"k{i}"}, user="ann")
+    assert trail.flush()
+    trail.stop()
+    assert trail.checkpoints()[0]["seq"] == 4
+    monkeypatch.setenv("VAULT_ADDR", openbao.address)
+    monkeypatch.setenv("VAULT_TOKEN", openbao.root_token)
+    log = tmp_path / "log" / "audit.jsonl"
+    args = ["audit", "verify", "--log", str(log), "--key-file", key_file]
+    args += ["--checkpoint-vault", "secret/prod-discovery/audit-checkpoint"]
+    assert main(args) == 0
+    assert "1 checkpoints matched" in capsys.readouterr().out
+    log.write_text("\n".join(log.read_text().splitlines()[:2]) + "\n")
+    assert main(args) == 1
+    assert "truncated" in capsys.readouterr().out
+    monkeypatch.setenv("VAULT_TOKEN", "not-a-token")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "cannot read the checkpoint from Vault" in err
+    assert openbao.root_token not in err

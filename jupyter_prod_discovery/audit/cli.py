@@ -56,6 +56,11 @@ def _source_args(p: argparse.ArgumentParser, key: bool = True) -> None:
             "--checkpoint-dsn",
             help="PostgreSQL DSN whose <table>_checkpoints vouch for the --log file",
         )
+        p.add_argument(
+            "--checkpoint-vault",
+            metavar="MOUNT/PATH",
+            help="KV v2 secret holding the newest checkpoint (VAULT_ADDR and VAULT_TOKEN)",
+        )
 
 
 def _lines(args: argparse.Namespace) -> Iterator[str]:
@@ -96,6 +101,18 @@ def _checkpoints(args: argparse.Namespace) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for path in args.checkpoints:
         found.extend(read_checkpoint_file(path))
+    if args.checkpoint_vault:
+        import hvac
+
+        from .vault_checkpoints import read_checkpoint
+
+        client = hvac.Client(url=os.environ.get("VAULT_ADDR"), token=os.environ.get("VAULT_TOKEN"))
+        try:
+            found.extend(read_checkpoint(client, args.checkpoint_vault))
+        except ValueError as exc:
+            raise _usage(str(exc)) from None
+        except Exception as exc:  # unreachable, forbidden: one line, never a token
+            raise _usage(f"cannot read the checkpoint from Vault: {type(exc).__name__}") from None
     dsn = args.dsn or args.checkpoint_dsn
     if dsn:
         sink = _pg(dsn, args.table)

@@ -23,7 +23,11 @@ def link(serverapp: Any) -> None:
 
 def create(app: Any) -> AuditTrail:
     """The trail, with contents/kernel/denied recording installed (writer not started yet)."""
-    trail = AuditTrail(parent=app, secrets_provider=app.secrets.all)
+    trail = AuditTrail(
+        parent=app,
+        secrets_provider=app.secrets.all,
+        vault_client=lambda: app.vault.client if app.vault.configured else None,
+    )
     owners: dict[str, str] = {}
     listener = ShimListener(trail, owners) if trail.kernel_shim else None
     app.audit_kernel_owners = recording.install(

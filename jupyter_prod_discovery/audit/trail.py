@@ -50,6 +50,7 @@ from traitlets import Bool, Enum, Float, Int, List, Type, Unicode, default, vali
 from traitlets import TraitError as _TraitError
 from traitlets.config import LoggingConfigurable
 
+from . import vault_checkpoints
 from .chain import Chain, VerifyResult, verify
 from .recorder import AUDIT_KINDS
 from .redaction import RedactionModifier
@@ -164,6 +165,13 @@ class AuditTrail(LoggingConfigurable):
         help="""File, on other storage than the log, where checkpoints are appended too (the
         second place for file-only setups). Default '' (only sinks keep checkpoints).""",
     )
+    checkpoint_vault_path = Unicode(
+        "",
+        config=True,
+        help="""KV v2 secret '<mount>/<path>' in the server's Vault/OpenBao where the newest
+        checkpoint is kept too (needs VaultClient configured and a policy allowing create and
+        update there). Default '' (not used).""",
+    )
     spool_dir = Unicode(
         config=True,
         help="""Directory of the per-sink spool files used while a sink is down. Default
@@ -241,7 +249,10 @@ class AuditTrail(LoggingConfigurable):
         return f"{socket.gethostname()}:{os.getpid()}"
 
     def __init__(
-        self, secrets_provider: Callable[[], frozenset[str]] | None = None, **kwargs: Any
+        self,
+        secrets_provider: Callable[[], frozenset[str]] | None = None,
+        vault_client: Callable[[], Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not self.mac_key:
@@ -253,6 +264,7 @@ class AuditTrail(LoggingConfigurable):
             self._key = secrets.token_bytes(32)
         else:
             self._key = self.mac_key.encode()
+        self._vault_client = vault_client
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._tickets = itertools.count(1)
         self._last_ticket = 0
@@ -402,7 +414,15 @@ class AuditTrail(LoggingConfigurable):
                 continue
         if self.checkpoint_path:
             found.extend(read_checkpoint_file(self.checkpoint_path))
+        client = self._vault()
+        if client is not None:
+            found.extend(vault_checkpoints.read_checkpoint(client, self.checkpoint_vault_path))
         return found
+
+    def _vault(self) -> Any:
+        if not self.checkpoint_vault_path or self._vault_client is None:
+            return None
+        return self._vault_client()
 
     # --- the writer thread ------------------------------------------------------------------
 
@@ -540,6 +560,12 @@ class AuditTrail(LoggingConfigurable):
                 append_checkpoint(self.checkpoint_path, cp)
             except OSError as exc:
                 self.log.error("audit checkpoint file not written: %s", exc)
+        try:
+            client = self._vault()
+            if client is not None:
+                vault_checkpoints.write_checkpoint(client, self.checkpoint_vault_path, cp)
+        except Exception as exc:  # Vault down: the other places still hold checkpoints
+            self.log.error("audit checkpoint not written to Vault: %s", type(exc).__name__)
         self._last_cp = (cp["seq"], time.monotonic())
 
 
