@@ -8,8 +8,11 @@ Vault with a JWT from the hub's JWT service and issues per-kernel credentials by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +38,7 @@ out = {
     "pguser_prefix": pguser[:9],
     "pguser_sha": hashlib.sha256(pguser.encode()).hexdigest(),
     "vault_token": "VAULT_TOKEN" in os.environ,
+    "pid": os.getpid(),
 }
 for table in ("sales", "customers"):
     try:
@@ -217,6 +221,43 @@ def test_refuse_jwt_for_user_token(world: HubWorld) -> None:
     assert requests.post(url, timeout=10).status_code == 401
     resp = requests.post(url, headers={"Authorization": "token not-a-token"}, timeout=10)
     assert resp.status_code == 403
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_stop_killed_server_revokes_leases_from_hub(world: HubWorld) -> None:
+    """The server is SIGKILLed (no cleanup at all): the hub's stop hook still revokes."""
+    kernel_id, probe = _probe(world, "alice")
+    leases = [
+        _event(r)["lease_id"]
+        for r in _records(world, "alice", "credential")
+        if _event(r).get("action") == "issue" and _event(r).get("kernel_id") == kernel_id
+    ]
+    assert leases
+    root = hvac.Client(url=world.bao.address, token=world.bao.root_token)
+    assert root.sys.read_lease(leases[0])["data"]["id"] == leases[0]
+    state = world.api("GET", "/users/alice").json()["servers"][""]["state"]
+    server_pid = int(state["pid"])
+    try:
+        os.kill(server_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while _alive(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        world.stop_server("alice")
+        for lease_id in leases:
+            with pytest.raises(hvac.exceptions.InvalidRequest):
+                root.sys.read_lease(lease_id)
+        assert "Revoked 1 Vault token(s) of alice's server" in world.log_tail(200_000)
+    finally:
+        # The killed server could not stop its kernel: do it here, no orphan survives.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(probe["pid"]), signal.SIGKILL)
 
 
 def _fraud_roles(world: HubWorld) -> int:
