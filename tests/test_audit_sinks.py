@@ -153,3 +153,19 @@ def test_validate_jsonl_sink_fsync_interval(tmp_path: Path) -> None:
     strict.write(lines_of(2))
     assert not strict._unsynced  # fsynced before write returned
     strict.close()
+
+
+def test_open_jsonl_sink_sets_aside_cut_record(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    chain = Chain(KEY)
+    lines = lines_of(3, chain)
+    path.write_text("\n".join(lines) + "\n" + lines_of(1, chain)[0][:40])
+    sink = JSONLSink(path=str(path))
+    sink.open()
+    tail = sink.tail()
+    assert tail is not None
+    assert tail["seq"] == 3
+    sink.close()
+    assert path.read_text() == "\n".join(lines) + "\n"
+    assert len(list(tmp_path.glob("audit.jsonl.partial-*"))) == 1
+    assert verify(sink.read_lines(), KEY).ok

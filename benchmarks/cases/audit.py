@@ -35,3 +35,22 @@ async def files_download_64kb(server: BenchServer, measure: Measure) -> None:
     async with measure(ops=n):
         for _ in range(n):
             await server.request("GET", "/files/sales.csv")
+
+
+EXECUTES = 20
+
+
+@case(
+    "execute_small_x20",
+    description=f"{EXECUTES} small execute_requests (each audited: request with code, reply)",
+)
+async def execute_small_x20(server: BenchServer, measure: Measure) -> None:
+    kernel = await server.start_kernel()
+    try:
+        await kernel.kernel_info()
+        await kernel.execute("x = 0")
+        async with measure(ops=EXECUTES):
+            for i in range(EXECUTES):
+                await kernel.execute(f"x += {i}")
+    finally:
+        await kernel.shutdown()

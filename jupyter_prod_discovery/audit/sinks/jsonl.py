@@ -110,9 +110,34 @@ class JSONLSink(AuditSink):
     def open(self) -> None:
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._set_aside_partial_line()
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             raise SinkUnavailable(f"cannot open {self.path}: {exc.strerror}") from exc
+
+    def _set_aside_partial_line(self) -> None:
+        """A crash in the middle of a write leaves a cut last line (whose request was never
+        answered). Move it to ``<path>.partial-<time>`` for forensics so that the chain resumes
+        after the last complete record instead of after garbage."""
+        p = Path(self.path)
+        if not p.exists() or p.stat().st_size == 0:
+            return
+        with open(p, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return
+            size = f.seek(0, os.SEEK_END)
+            start = max(0, size - (1 << 20))
+            f.seek(start)
+            data = f.read()
+            cut = start + data.rfind(b"\n") + 1 if b"\n" in data else start
+            f.seek(cut)
+            partial = f.read()
+            Path(f"{self.path}.partial-{int(time.time())}").write_bytes(partial)
+            f.truncate(cut)
+            f.flush()
+            os.fsync(f.fileno())
+        self.log.warning("audit log %s ended in a cut record: set aside", self.path)
 
     def write(self, lines: list[str]) -> None:
         if self._dirty:
