@@ -195,6 +195,27 @@ def test_record_hub_user_for_contents_and_leases(world: HubWorld) -> None:
     assert issued[0]["user"]["groups"] == ["analysts"]
 
 
+def test_record_hub_user_for_executions(world: HubWorld) -> None:
+    kernel_id, _ = _probe(world, "alice")
+    executions = [
+        _event(r)
+        for r in _records(world, "alice", "execution")
+        if _event(r).get("kernel_id") == kernel_id
+    ]
+    assert executions, "no execution event recorded"
+    assert {e["user"]["username"] for e in executions} == {"alice"}
+    assert {tuple(e["user"]["groups"]) for e in executions} == {("analysts",)}
+    # ada (admin) runs code in alice's kernel: recorded as ada, on alice's server.
+    asyncio.run(_execute(world, "alice", world.user_token("ada"), kernel_id, "print(1)"))
+    by_ada = [
+        _event(r)
+        for r in _records(world, "alice", "execution")
+        if _event(r).get("kernel_id") == kernel_id and _event(r)["user"]["username"] == "ada"
+    ]
+    assert by_ada, "the admin's execution in alice's kernel was not recorded as the admin"
+    assert {(e["user"]["admin"], e["user"]["server_owner"]) for e in by_ada} == {(True, "alice")}
+
+
 def test_record_admin_acting_on_other_users_server(world: HubWorld) -> None:
     _ready(world, "alice")
     ada = world.user_token("ada")
