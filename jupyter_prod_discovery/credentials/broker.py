@@ -345,12 +345,12 @@ class CredentialBroker(LoggingConfigurable):
         groups = user_groups(user)
         selected = select_profiles(self._profiles, kernel_name, owner, groups)
         if not selected and self.active and self.deny_without_profile:
-            err = CredentialError(
+            denial = CredentialError(
                 f"no credential profile applies to user {owner!r} "
                 f"(groups: {', '.join(groups) or 'none'}); ask your platform team for access"
             )
-            self._audit("failure", kernel_id, user, error=str(err))
-            raise err
+            self._audit("failure", kernel_id, user, error=str(denial))
+            raise denial
         if not selected or not self.active:
             return {}
         abandoned = threading.Event()
