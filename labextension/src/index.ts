@@ -3,7 +3,7 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
+import { ICommandPalette, Notification } from '@jupyterlab/apputils';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { ToolbarButton } from '@jupyterlab/ui-components';
@@ -141,7 +141,15 @@ const toolsPlugin: JupyterFrontEndPlugin<void> = {
     };
     const exportPanel = async (panel: INotebookPanelLike) => {
       if (panel.context.model.dirty) {
-        await (panel.context as any).save();
+        try {
+          await (panel.context as any).save();
+        } catch (reason) {
+          // e.g. the save guard refused: the export checks the last saved version.
+          Notification.warning(
+            `Could not save ${panel.context.path} (${String(reason)}): exporting the saved version.`,
+            { autoClose: 8000 }
+          );
+        }
       }
       await showExportDialog(panel.context.path);
     };

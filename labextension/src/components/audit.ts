@@ -211,8 +211,12 @@ export class AuditViewer extends Widget {
 
   /** Load the events matching the filters and verify the chain. */
   async refresh(): Promise<void> {
+    const request = ++this._request;
     try {
       const { events } = await getAuditEvents(this.filters());
+      if (request !== this._request) {
+        return; // a newer refresh (e.g. other filters) superseded this one
+      }
       this._events = events;
       this._render();
     } catch (error) {
@@ -285,6 +289,7 @@ export class AuditViewer extends Widget {
   private _inputs: { [name: string]: HTMLInputElement | HTMLSelectElement } =
     {};
   private _events: IAuditEvent[] = [];
+  private _request = 0;
   private _verify: HTMLElement;
   private _table: HTMLTableElement;
   private _body: HTMLElement;

@@ -1,0 +1,219 @@
+"""Helpers of the browser tests: a real JupyterLab with the extension on a real OpenBao.
+
+Debian's Chromium only, never a downloaded browser (no ``playwright install``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from jupyter_prod_discovery.demo.openbao import DevServer
+from jupyter_prod_discovery.demo.runner import demo_config
+from jupyter_prod_discovery.demo.seed import seed_vault
+
+CHROMIUM = os.environ.get("PROD_DISCOVERY_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+AUDIT_KEY = "ui-tests-audit-key-0123456789"
+# Generous: JupyterLab's first load on a busy 2-core CI machine is slow.
+LOAD_TIMEOUT = 120_000
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LabOptions:
+    """How a module's JupyterLab is configured."""
+
+    compliance: bool = True
+    vault: bool = True
+    notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Lab:
+    """A running JupyterLab: its URL, token and folders."""
+
+    url: str
+    token: str
+    root: Path
+    audit_log: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"token {self.token}"}
+        return requests.request(method, f"{self.url}/{path}", headers=headers, timeout=30, **kwargs)
+
+
+def notebook(*sources: str) -> dict[str, Any]:
+    """An nbformat 4 notebook with one code cell per source and no outputs."""
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": f"cell-{i}",
+                "source": src,
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+            }
+            for i, src in enumerate(sources)
+        ],
+    }
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM JupyterLab (its kernels stop and leases are revoked), then kill the group."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(30)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
+@contextlib.contextmanager
+def run_lab(options: LabOptions) -> Iterator[Lab]:
+    """Start OpenBao (when asked), seed it, and run JupyterLab on it until the block ends."""
+    work = Path(tempfile.mkdtemp(prefix="pd-ui-"))
+    root = work / "notebooks"
+    root.mkdir()
+    for name, nb in options.notebooks.items():
+        (root / name).write_text(json.dumps(nb))
+    bao = DevServer(log_path=str(work / "openbao.log")) if options.vault else None
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+        config: dict[str, Any] = {
+            "ServerApp": {
+                "jpserver_extensions": {"jupyter_prod_discovery": True},
+                "root_dir": str(root),
+                "open_browser": False,
+                "allow_unauthenticated_access": False,
+            },
+            "ProdDiscoveryApp": {"environment_name": "Prod Discovery (ui-tests)"},
+        }
+        if bao is not None:
+            bao.start()
+            seed = seed_vault(bao.client(), dsn=None)
+            config = demo_config(seed, root)
+            config["ProdDiscoveryApp"] = {"environment_name": "Prod Discovery (ui-tests)"}
+            env.update({"VAULT_ADDR": bao.address, "VAULT_TOKEN": bao.root_token})
+        audit_log = work / "audit" / "audit.jsonl"
+        config["AuditTrail"] = {
+            "mac_key": AUDIT_KEY,
+            "spool_dir": str(work / "spool"),
+            "compliance_users": ["*"] if options.compliance else [],
+        }
+        config["JSONLSink"] = {"path": str(audit_log)}
+        # window.jupyterapp lets the tests run commands as a user would from the palette.
+        config["LabApp"] = {
+            "workspaces_dir": str(work / "workspaces"),
+            "expose_app_in_browser": True,
+        }
+        (work / "config").mkdir()
+        (work / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
+        token = secrets.token_hex(24)
+        port = free_port()
+        env.update(
+            {
+                "JUPYTER_CONFIG_DIR": str(work / "config"),
+                "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+                "JUPYTER_DATA_DIR": str(work / "data"),
+                "JUPYTER_TOKEN": token,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+        ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            cmd.append("--allow-root")
+        log = work / "lab.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        lab = Lab(url, token, root, audit_log, proc, log)
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(requests.RequestException):
+                if lab.api("GET", "api/status").status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"JupyterLab did not serve:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield lab
+    finally:
+        if proc is not None:
+            _stop(proc)
+        if bao is not None:
+            bao.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def shot(page: Any, name: str) -> None:
+    """Save a screenshot under artifacts/ (git-ignored) for the CI artefacts."""
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def ttl_seconds(text: str) -> int:
+    """'4m 05s' / '1h 02m' / '12s' -> seconds."""
+    total = 0
+    for value, unit in re.findall(r"(\d+)([hms])", text):
+        total += int(value) * {"h": 3600, "m": 60, "s": 1}[unit]
+    return total

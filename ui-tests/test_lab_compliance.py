@@ -1,0 +1,155 @@
+"""The JupyterLab experience of a compliance user on a real server with real OpenBao.
+
+The tests of this module share one JupyterLab and one tab and run in order, like a user's
+session: indicator, credentials of the notebook's kernel, a redacted SSN, the export dialog,
+and the audit viewer listing what this session did.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lab_support import Lab, LabOptions, notebook, shot, ttl_seconds
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SSN = "536-22-8721"
+NOTEBOOK = "pii.ipynb"
+
+
+@pytest.fixture(scope="module")
+def lab_options() -> LabOptions:
+    return LabOptions(
+        compliance=True,
+        vault=True,
+        notebooks={NOTEBOOK: notebook(f"print('customer SSN {SSN}')")},
+    )
+
+
+def run_command(page: Any, command: str, args: dict[str, Any] | None = None) -> Any:
+    return page.evaluate(
+        "([c, a]) => window.jupyterapp.commands.execute(c, a)", [command, args or {}]
+    )
+
+
+def open_sidebar(page: Any) -> None:
+    tab = page.locator('li.lm-TabBar-tab[data-id="jp-ProdDiscovery-sidebar"]')
+    if tab.get_attribute("aria-selected") != "true":
+        tab.click()
+    page.locator(".jp-ProdDiscovery-credentials").wait_for(state="visible")
+
+
+def test_show_indicator_configured_name(page: Any) -> None:
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-ProdDiscovery-indicator')]"
+        ".some(n => n.textContent.includes('Vault connected'))"
+    )
+    texts = page.locator(".jp-ProdDiscovery-indicator").all_inner_texts()
+    assert any("Prod Discovery (ui-tests)" in t for t in texts)
+    shot(page, "indicator")
+
+
+def test_list_credentials_ttl_counts_down(page: Any, lab: Lab) -> None:
+    run_command(page, "docmanager:open", {"path": NOTEBOOK})
+    open_sidebar(page)
+    lease = page.locator('.jp-ProdDiscovery-lease[data-profile="vault-token"]').first
+    lease.wait_for(state="visible", timeout=90_000)
+    kernel = page.locator(".jp-ProdDiscovery-kernel").first
+    assert "vault-token" in kernel.inner_text()
+    assert "warehouse-api" in kernel.inner_text()
+    ttl = lease.locator(".jp-ProdDiscovery-ttl")
+    first = ttl_seconds(ttl.inner_text())
+    assert 0 < first <= 30 * 60  # the profile's TTL is 30m
+    page.wait_for_function(
+        "([sel, first]) => { const t = document.querySelector(sel).textContent;"
+        " let s = 0; for (const [, v, u] of t.matchAll(/(\\d+)([hms])/g))"
+        " s += Number(v) * ({h: 3600, m: 60, s: 1})[u]; return s > 0 && s < first; }",
+        arg=[
+            '.jp-ProdDiscovery-lease[data-profile="vault-token"] .jp-ProdDiscovery-ttl',
+            first,
+        ],
+    )
+    assert lease.get_attribute("data-health") == "ok"
+    assert page.get_by_role("button", name=re.compile("Renew the credentials")).first.is_enabled()
+    shot(page, "credentials")
+
+
+def test_print_ssn_redacted_with_notification(page: Any) -> None:
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
+        state="attached", timeout=90_000
+    )
+    run_command(page, "notebook:run-all-cells")
+    output = page.locator(".jp-OutputArea-output", has_text="<US_SSN>").first
+    output.wait_for(state="visible", timeout=60_000)
+    outputs = " ".join(page.locator(".jp-OutputArea").all_inner_texts())
+    assert SSN not in outputs
+    marker = page.locator(".jp-ProdDiscovery-piiMarker").first
+    marker.wait_for(state="visible")
+    assert "US_SSN" in marker.inner_text()
+    assert marker.get_attribute("data-action") == "redact"
+    toast = page.locator(".Toastify__toast", has_text="US_SSN").first
+    toast.wait_for(state="visible", timeout=30_000)
+    assert SSN not in toast.inner_text()
+    finding = page.locator(".jp-ProdDiscovery-finding").first
+    finding.wait_for(state="visible")
+    assert "Cell 1" in finding.inner_text() and "US_SSN" in finding.inner_text()
+    shot(page, "pii-redacted")
+
+
+def test_export_dialog_shows_failing_and_passing_gates(page: Any) -> None:
+    page.locator(".jp-ProdDiscovery-exportButton").first.click()
+    dialog = page.locator(".jp-ProdDiscovery-exportDialog")
+    dialog.wait_for(state="visible")
+    dialog.get_by_role("button", name="Run gates and export").click()
+    failed = dialog.locator('.jp-ProdDiscovery-gate[data-gate="no_pii"][data-state="failed"]')
+    failed.wait_for(state="visible", timeout=120_000)
+    assert "US_SSN" in failed.inner_text()
+    assert SSN not in dialog.inner_text()
+    assert dialog.locator('.jp-ProdDiscovery-gate[data-state="passed"]').count() >= 1
+    assert dialog.locator(".jp-ProdDiscovery-exportResult").get_attribute("data-exported") == (
+        "false"
+    )
+    assert dialog.get_by_role("textbox", name="Reason for overriding no_pii").count() == 1
+    shot(page, "export-gates")
+    dialog.get_by_role("button", name="Close").first.click()
+    dialog.wait_for(state="detached")
+
+
+def test_audit_viewer_lists_own_events_verified(page: Any, lab: Lab) -> None:
+    kernel_id = page.locator(".jp-ProdDiscovery-kernel").first.get_attribute("data-kernel-id")
+    assert kernel_id
+    open_sidebar(page)
+    page.get_by_role("button", name="Open the audit trail").click()
+    viewer = page.locator(".jp-ProdDiscovery-audit")
+    viewer.wait_for(state="visible")
+    viewer.locator('.jp-ProdDiscovery-verify[data-state="verified"]').wait_for(timeout=30_000)
+    assert "Chain verified" in viewer.locator(".jp-ProdDiscovery-verify").inner_text()
+    viewer.get_by_label("Kernel", exact=True).fill(kernel_id)
+    viewer.get_by_role("button", name="Apply filters").click()
+    rows = viewer.locator(".jp-ProdDiscovery-auditTable tbody tr")
+    page.wait_for_function(
+        "(k) => { const rows = [...document.querySelectorAll("
+        "'.jp-ProdDiscovery-auditTable tbody tr')];"
+        " return rows.length > 0 && rows.every(r => r.textContent.includes(k))"
+        " && rows.some(r => r.dataset.kind === 'pii'); }",
+        arg=kernel_id,
+    )
+    kinds = set(
+        page.evaluate(
+            "() => [...document.querySelectorAll('.jp-ProdDiscovery-auditTable tbody tr')]"
+            ".map(r => r.dataset.kind)"
+        )
+    )
+    assert {"kernel", "execution", "pii", "credential"} <= kinds
+    rows.first.focus()
+    page.keyboard.press("Enter")
+    assert kernel_id in viewer.locator(".jp-ProdDiscovery-auditDetails").inner_text()
+    with page.expect_download() as download:
+        viewer.get_by_role("button", name="Download CSV").click()
+    csv_text = Path(download.value.path()).read_text()
+    assert csv_text.startswith("seq,ts,kind,user,what,path,kernel_id,status")
+    assert SSN not in csv_text
+    shot(page, "audit-viewer")
