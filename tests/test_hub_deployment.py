@@ -231,8 +231,8 @@ def test_record_admin_acting_on_other_users_server(world: HubWorld) -> None:
     assert by_ada[-1]["user"]["server_owner"] == "alice"
 
 
-def test_refuse_jwt_for_user_token(world: HubWorld) -> None:
-    """Only a server's own hub token gets a JWT: a user's API token or a service token does not."""
+def test_issue_jwt_only_for_server_token(world: HubWorld) -> None:
+    """Only a server's hub token gets a JWT, for its owner; a user or service token does not."""
     import requests
 
     url = f"http://127.0.0.1:{world.service_port}/services/prod-discovery-jwt/token"
@@ -242,6 +242,17 @@ def test_refuse_jwt_for_user_token(world: HubWorld) -> None:
     assert requests.post(url, timeout=10).status_code == 401
     resp = requests.post(url, headers={"Authorization": "token not-a-token"}, timeout=10)
     assert resp.status_code == 403
+    # A token scoped to exactly bob's server, as the hub gives each server: bob's JWT, only his.
+    resp = world.api("POST", "/users/bob/tokens", json={"scopes": ["access:servers!server=bob/"]})
+    resp.raise_for_status()
+    bob_server_token = resp.json()["token"]
+    resp = requests.post(url, headers={"Authorization": f"token {bob_server_token}"}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert world.issuer is not None
+    claims = world.issuer.verify(resp.json()["jwt"])
+    assert (claims["sub"], claims["groups"], claims["admin"]) == ("bob", ["fraud"], False)
+    assert claims["server_name"] == ""
+    assert claims["exp"] - claims["iat"] == 300
 
 
 def _alive(pid: int) -> bool:
