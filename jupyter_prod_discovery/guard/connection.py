@@ -26,6 +26,7 @@ from jupyter_server.services.kernels.connection.base import deserialize_msg_from
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
 from ..pii import Finding, redact
+from ..pii.scanner import may_match
 from .live import SCANNED_TYPES, PIIGuard, Scan
 
 __all__ = ["GuardedWebsocketConnection"]
@@ -234,7 +235,8 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             e.held = True
             self._pd_held = e
             asyncio.get_running_loop().call_later(guard.stream_hold_timeout, self._expire, e)
-            if big:
+            # Text that cannot hold a pattern entity is cleared inline in microseconds.
+            if big and (guard.policy.ner or may_match(e.text)):
                 self._offload(guard, e, guard.find, e.text, self.kernel_id)
             else:
                 e.findings = guard.find(e.text, self.kernel_id)

@@ -40,7 +40,7 @@ CANDIDATES = re.compile(
   | (?P<ipv4>(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d))
   | (?P<num>(?<![\w.,+-])(?:\+\d{1,3}[ .-]?)?\(?\d(?:[\d().-]|[ ](?=[\d(])){7,}\d(?![\w]|[.,]\d))
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,  # ASCII digits only, like the scanner's gate
 )
 
 # Sub-patterns applied inside one "num" candidate (a few dozen characters).

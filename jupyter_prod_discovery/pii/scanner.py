@@ -17,10 +17,18 @@ from collections.abc import Iterable
 from . import patterns as P
 from .findings import Finding
 
-__all__ = ["Scanner"]
+__all__ = ["Scanner", "may_match"]
 
-# Cheap gate: every pattern entity contains a digit or an '@'.
-_GATE = re.compile(r"[\d@]")
+# Cheap gate: every pattern entity contains an ASCII digit or an '@'. Eleven ``in`` tests run
+# at memchr speed (~15 us per 100 KB), ~100x faster than a character-class regex search.
+_GATE_CHARS = "0123456789@"
+
+
+def may_match(text: str) -> bool:
+    """False when no pattern entity can occur in ``text`` (no ASCII digit, no '@')."""
+    return any(c in text for c in _GATE_CHARS)
+
+
 _TH = re.compile(r"<th[^>]*>(.*?)</th>", re.S | re.I)
 _PHONE_BASE = {"intl": 0.75, "paren": 0.75, "sep": 0.75, "space": 0.5, "plain": 0.3}
 _PRIORITY = {"CREDIT_CARD": 4, "US_SSN": 3, "UK_NHS": 2, "PHONE_NUMBER": 1}
@@ -81,7 +89,7 @@ class Scanner:
 
     def _scan(self, text: str) -> list[Finding]:
         out: list[Finding] = []
-        if _GATE.search(text) is not None:
+        if may_match(text):
             out = self._patterns(text)
         if self.ner:
             from .ner import find_entities
