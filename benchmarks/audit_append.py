@@ -65,7 +65,9 @@ def main() -> None:
     results["chain_only_per_s"] = n / (time.process_time() - t0)
 
     with tempfile.TemporaryDirectory() as tmp:
-        sink = JSONLSink(path=str(Path(tmp) / "audit.jsonl"), fsync=True, max_bytes=0)
+        sink = JSONLSink(
+            path=str(Path(tmp) / "audit.jsonl"), fsync=True, fsync_interval=0, max_bytes=0
+        )
         sink.open()
         chain = Chain(KEY)
         w0, t0 = time.perf_counter(), time.process_time()
