@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from traitlets.config import Configurable
+
 from . import recording
 from .shim_listener import ShimListener
 from .sinks import JSONLSink, PostgresSink
@@ -13,7 +15,7 @@ from .trail import AuditTrail
 __all__ = ["CONFIG_CLASSES", "create", "link", "start", "stop"]
 
 # Configurables of the audit trail, listed in the app's ``classes`` for --help-all.
-CONFIG_CLASSES = [AuditTrail, JSONLSink, PostgresSink]
+CONFIG_CLASSES: list[type[Configurable]] = [AuditTrail, JSONLSink, PostgresSink]
 
 
 def link(serverapp: Any) -> None:
