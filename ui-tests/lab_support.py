@@ -59,6 +59,7 @@ class LabOptions:
     compliance: bool = True
     vault: bool = True
     notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    short_lease: bool = False
 
 
 @dataclass
@@ -136,6 +137,15 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
             bao.start()
             seed = seed_vault(bao.client(), dsn=None)
             config = demo_config(seed, root)
+            if options.short_lease:
+                # A lease inside the UI's expiry warning (120 s by default) from the start.
+                token = next(
+                    p for p in config["CredentialBroker"]["profiles"] if p["type"] == "token"
+                )
+                short = {**token, "name": "short-token", "ttl": "90s"}
+                short["env"] = {"SHORT_VAULT_TOKEN": "{token}"}
+                short.pop("description", None)
+                config["CredentialBroker"]["profiles"].append(short)
             config["ProdDiscoveryApp"] = {"environment_name": "Prod Discovery (ui-tests)"}
             env.update({"VAULT_ADDR": bao.address, "VAULT_TOKEN": bao.root_token})
         audit_log = work / "audit" / "audit.jsonl"
@@ -148,8 +158,13 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
         # window.jupyterapp lets the tests run commands as a user would from the palette.
         config["LabApp"] = {
             "workspaces_dir": str(work / "workspaces"),
+            "user_settings_dir": str(work / "settings"),
             "expose_app_in_browser": True,
         }
+        # No "Jupyter news?" toast over the notifications under test.
+        news = work / "settings" / "@jupyterlab" / "apputils-extension"
+        news.mkdir(parents=True)
+        (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
         (work / "config").mkdir()
         (work / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
         token = secrets.token_hex(24)

@@ -25,6 +25,7 @@ def lab_options() -> LabOptions:
     return LabOptions(
         compliance=True,
         vault=True,
+        short_lease=True,
         notebooks={NOTEBOOK: notebook(f"print('customer SSN {SSN}')")},
     )
 
@@ -73,8 +74,24 @@ def test_list_credentials_ttl_counts_down(page: Any, lab: Lab) -> None:
         ],
     )
     assert lease.get_attribute("data-health") == "ok"
-    assert page.get_by_role("button", name=re.compile("Renew the credentials")).first.is_enabled()
     shot(page, "credentials")
+
+
+def test_warn_lease_about_to_expire(page: Any) -> None:
+    short = page.locator('.jp-ProdDiscovery-lease[data-profile="short-token"]').first
+    short.wait_for(state="visible")
+    assert short.get_attribute("data-health") == "expiring"
+    notice = page.locator(".jp-ProdDiscovery-credentials [role=alert]")
+    assert "about to expire" in notice.inner_text()
+    page.locator(".Toastify__toast", has_text="short-token").first.wait_for(state="visible")
+
+
+def test_renew_credentials_from_panel(page: Any) -> None:
+    renew = page.get_by_role("button", name=re.compile("Renew the credentials")).first
+    renew.focus()
+    page.keyboard.press("Enter")
+    page.locator(".Toastify__toast", has_text="renewed").first.wait_for(state="visible")
+    assert page.locator(".jp-ProdDiscovery-renewError").count() == 0
 
 
 def test_print_ssn_redacted_with_notification(page: Any) -> None:
@@ -113,6 +130,7 @@ def test_export_dialog_shows_failing_and_passing_gates(page: Any) -> None:
         "false"
     )
     assert dialog.get_by_role("textbox", name="Reason for overriding no_pii").count() == 1
+    failed.scroll_into_view_if_needed()
     shot(page, "export-gates")
     dialog.get_by_role("button", name="Close").first.click()
     dialog.wait_for(state="detached")
@@ -153,3 +171,17 @@ def test_audit_viewer_lists_own_events_verified(page: Any, lab: Lab) -> None:
     assert csv_text.startswith("seq,ts,kind,user,what,path,kernel_id,status")
     assert SSN not in csv_text
     shot(page, "audit-viewer")
+
+
+def test_follow_dark_theme(page: Any) -> None:
+    sidebar = page.locator(".jp-ProdDiscovery-sidebar")
+    light = sidebar.evaluate("n => getComputedStyle(n).backgroundColor")
+    run_command(page, "apputils:change-theme", {"theme": "JupyterLab Dark"})
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+    page.wait_for_function(
+        "([sel, light]) => getComputedStyle(document.querySelector(sel)).backgroundColor !== light",
+        arg=[".jp-ProdDiscovery-sidebar", light],
+    )
+    run_command(page, "docmanager:open", {"path": NOTEBOOK})
+    page.locator(".jp-ProdDiscovery-piiMarker").first.wait_for(state="visible")
+    shot(page, "dark-theme")

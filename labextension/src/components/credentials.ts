@@ -171,7 +171,7 @@ export class CredentialsSection extends Widget {
         item.dataset.health = 'static';
         item.append(
           el('span', 'jp-ProdDiscovery-profile', profile),
-          el('span', 'jp-ProdDiscovery-ttl', 'no lease')
+          el('span', 'jp-ProdDiscovery-ttl', 'static, no lease')
         );
         profiles.append(item);
       }
