@@ -145,10 +145,22 @@ async def test_error_traceback_is_redacted(jp_fetch: Any, jp_ws_fetch: Any, prot
 )
 async def test_over_budget_output_is_withheld(jp_fetch: Any, jp_ws_fetch: Any) -> None:
     _, kc = await open_kernel(jp_fetch, jp_ws_fetch, V1)
-    iopub, reply = await kc.execute("print('harmless ' * 50)\nprint('short')")
+    iopub, reply = await kc.execute("print('row 12345 ' * 50)\nprint('short')")
     assert reply["content"]["status"] == "ok"
     text = stream_text(iopub)
-    assert "could not be scanned within the latency budget" in text and "harmless" not in text
+    assert "could not be scanned within the latency budget" in text and "row" not in text
+
+
+@pytest.mark.parametrize(
+    "guard_config",
+    [{"PIIGuard": {"inline_limit": 100, "latency_budget": 0.0, "over_budget": "block"}}],
+)
+async def test_large_output_without_candidates_is_cleared_inline(
+    jp_fetch: Any, jp_ws_fetch: Any
+) -> None:
+    _, kc = await open_kernel(jp_fetch, jp_ws_fetch, V1)
+    iopub, _ = await kc.execute("print('harmless ' * 50)")
+    assert stream_text(iopub) == "harmless " * 50 + "\n"
 
 
 @pytest.mark.parametrize("guard_config", [{"PIIGuard": {"inline_limit": 100}}])
