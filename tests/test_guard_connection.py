@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -200,3 +201,19 @@ async def test_many_flushed_prints_lose_no_message(
     iopub, reply = await kc.execute(f"for i in range({n}): print(i, flush=True)", timeout=240)
     assert reply["content"]["status"] == "ok"
     assert stream_text(iopub).split() == [str(i) for i in range(n)]
+
+
+@pytest.mark.parametrize("guard_config", [{"PIIGuard": {"stream_hold_timeout": 0.1}}])
+async def test_late_stream_output_is_released_by_hold_timer(
+    jp_fetch: Any, jp_ws_fetch: Any
+) -> None:
+    _, kc = await open_kernel(jp_fetch, jp_ws_fetch, V1)
+    await kc.execute("import threading\nthreading.Timer(0.3, print, ('late 536-22-1234',)).start()")
+
+    async def late() -> str:
+        while True:
+            msg = await kc.recv()
+            if msg["header"]["msg_type"] == "stream":
+                return str(msg["content"]["text"])
+
+    assert await asyncio.wait_for(late(), 30) == "late <US_SSN>\n"

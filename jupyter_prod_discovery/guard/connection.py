@@ -86,6 +86,8 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
     _pd_app: Any = None
     _pd_queue: deque[_Out] | None = None
     _pd_held: _Out | None = None
+    _pd_held_since = 0.0
+    _pd_timer: asyncio.TimerHandle | None = None
 
     # --- wiring -------------------------------------------------------------------------------
     @property
@@ -234,7 +236,7 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             self._release_held()
             e.held = True
             self._pd_held = e
-            asyncio.get_running_loop().call_later(guard.stream_hold_timeout, self._expire, e)
+            self._arm_hold_timer(guard.stream_hold_timeout)
             # Text that cannot hold a pattern entity is cleared inline in microseconds.
             if big and (guard.policy.ner or may_match(e.text)):
                 self._offload(guard, e, guard.find, e.text, self.kernel_id)
@@ -291,10 +293,24 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             e.withheld = True
             self._drain()
 
-    def _expire(self, e: _Out) -> None:
-        if self._pd_held is e:
-            self._release_held()
-            self._drain()
+    def _arm_hold_timer(self, timeout: float) -> None:
+        """One timer per connection (not per message): release a chunk held too long."""
+        loop = asyncio.get_running_loop()
+        self._pd_held_since = loop.time()
+        if self._pd_timer is None:
+            self._pd_timer = loop.call_later(timeout, self._expire, timeout)
+
+    def _expire(self, timeout: float) -> None:
+        self._pd_timer = None
+        if self._pd_held is None:
+            return
+        loop = asyncio.get_running_loop()
+        left = self._pd_held_since + timeout - loop.time()
+        if left > 0:
+            self._pd_timer = loop.call_later(left, self._expire, timeout)
+            return
+        self._release_held()
+        self._drain()
 
     def _release_held(self) -> None:
         if self._pd_held is not None:
