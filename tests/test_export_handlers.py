@@ -46,6 +46,11 @@ async def test_post_export_writes_signed_bundle(
     assert payload["bundle"].startswith(".prod-discovery/exports/job-")
     bundle = jp_root_dir / payload["bundle"]
     assert verify_bundle(bundle, HMACSigner(keys=[HMAC_KEY])) == []
+    assert payload["signature"] == {
+        "algorithm": HMACSigner.algorithm,
+        "key_id": HMACSigner.key_id(HMAC_KEY),
+        "file": f"{payload['bundle']}/signature.json",
+    }
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["notebook"]["path"] == "work/job.ipynb"
     assert manifest["author"]  # the authenticated user's name

@@ -40,6 +40,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 AUDIT_KEY = "ui-tests-audit-key-0123456789"
+TRANSIT_KEY = "prod-discovery-export"
 # Generous: JupyterLab's first load on a busy 2-core CI machine is slow.
 LOAD_TIMEOUT = 120_000
 
@@ -137,6 +138,13 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
             bao.start()
             seed = seed_vault(bao.client(), dsn=None)
             config = demo_config(seed, root)
+            # Export signs manifests with OpenBao transit (the exporter's default signer).
+            client = bao.client()
+            client.sys.enable_secrets_engine("transit", path="transit")
+            client.secrets.transit.create_key(name=TRANSIT_KEY, key_type="ed25519")
+            config["NotebookExporter"] = {
+                "signer_class": "jupyter_prod_discovery.export.signing.TransitSigner"
+            }
             if options.short_lease:
                 # A lease inside the UI's expiry warning (120 s by default) from the start.
                 token = next(

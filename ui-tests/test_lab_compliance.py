@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SSN = "536-22-8721"
 NOTEBOOK = "pii.ipynb"
+CLEAN = "clean.ipynb"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,10 @@ def lab_options() -> LabOptions:
         compliance=True,
         vault=True,
         short_lease=True,
-        notebooks={NOTEBOOK: notebook(f"print('customer SSN {SSN}')")},
+        notebooks={
+            NOTEBOOK: notebook(f"print('customer SSN {SSN}')"),
+            CLEAN: notebook("total = sum(range(10))", "print(total)"),
+        },
     )
 
 
@@ -132,6 +136,44 @@ def test_export_dialog_shows_failing_and_passing_gates(page: Any) -> None:
     assert dialog.get_by_role("textbox", name="Reason for overriding no_pii").count() == 1
     failed.scroll_into_view_if_needed()
     shot(page, "export-gates")
+
+    # Override the failed gate with a reason: exported, the gate marked as overridden.
+    dialog.get_by_role("checkbox", name="Override with a reason").check()
+    dialog.get_by_role("textbox", name="Reason for overriding no_pii").fill(
+        "synthetic SSN in a test fixture"
+    )
+    dialog.get_by_role("button", name="Run gates and export").click()
+    result = dialog.locator('.jp-ProdDiscovery-exportResult[data-exported="true"]')
+    result.wait_for(state="visible", timeout=180_000)
+    overridden = dialog.locator('.jp-ProdDiscovery-gate[data-gate="no_pii"]')
+    assert overridden.get_attribute("data-state") == "overridden"
+    assert "synthetic SSN in a test fixture" in overridden.inner_text()
+    dialog.get_by_role("button", name="Close").first.click()
+    dialog.wait_for(state="detached")
+
+
+def test_export_clean_notebook_signed(page: Any, lab: Lab) -> None:
+    run_command(page, "docmanager:open", {"path": CLEAN})
+    page.locator(".jp-NotebookPanel:visible .jp-ProdDiscovery-exportButton").first.click()
+    dialog = page.locator(".jp-ProdDiscovery-exportDialog")
+    dialog.wait_for(state="visible")
+    dialog.get_by_role("button", name="Run gates and export").click()
+    progress = dialog.locator(".jp-ProdDiscovery-progress progress")
+    progress.wait_for(state="visible")
+    result = dialog.locator('.jp-ProdDiscovery-exportResult[data-exported="true"]')
+    result.wait_for(state="visible", timeout=180_000)
+    states = dialog.locator(".jp-ProdDiscovery-gate").evaluate_all(
+        "gates => gates.map(g => g.dataset.state)"
+    )
+    assert states and set(states) == {"passed"}
+    bundle = dialog.locator(".jp-ProdDiscovery-result-bundle").inner_text()
+    assert bundle.startswith(".prod-discovery/exports/clean-")
+    assert (lab.root / bundle / "signature.json").is_file()
+    signature = dialog.locator('.jp-ProdDiscovery-result-signature[data-algorithm="vault-transit"]')
+    signature.wait_for(state="visible")
+    assert "transit/prod-discovery-export" in signature.inner_text()
+    result.scroll_into_view_if_needed()
+    shot(page, "export-signed")
     dialog.get_by_role("button", name="Close").first.click()
     dialog.wait_for(state="detached")
 

@@ -10,11 +10,13 @@ they are empty and the manifest says ``"source": "none"``.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .exporter import ExportRefused, ExportRequest, NotebookExporter, SessionProvider
+from .manifest import SIGNATURE_FILE
 
 if TYPE_CHECKING:
     from ..extension import ProdDiscoveryApp
@@ -108,9 +110,22 @@ def export_for_user(
             "message": str(exc),
             "gates": [g.to_dict() for g in exc.gates],
         }
+    bundle = result.bundle.relative_to(root.resolve()).as_posix()
     return 201, {
         "exported": True,
-        "bundle": result.bundle.relative_to(root.resolve()).as_posix(),
+        "bundle": bundle,
         "manifest_sha256": result.manifest_sha256,
+        "signature": _signature_summary(result.bundle, bundle),
         "gates": [g.to_dict() for g in result.gates],
+    }
+
+
+def _signature_summary(bundle: Path, relative: str) -> dict[str, Any]:
+    """Which key signed the bundle, for the export dialog (the bundle folder is hidden from the
+    contents API, so the UI cannot read ``signature.json`` itself)."""
+    signature = json.loads((bundle / SIGNATURE_FILE).read_text(encoding="utf-8"))
+    return {
+        "algorithm": signature.get("algorithm"),
+        "key_id": signature.get("key_id"),
+        "file": f"{relative}/{SIGNATURE_FILE}",
     }

@@ -128,6 +128,8 @@ export interface IExportResult {
   message?: string;
   bundle?: string;
   manifest_sha256?: string;
+  /** Which key signed the manifest, and where the signature file is. */
+  signature?: { algorithm: string; key_id: string; file: string };
   gates: IGateResult[];
 }
 

@@ -225,11 +225,22 @@ export class ExportForm extends Widget {
         dt.textContent = k;
         const dd = document.createElement('dd');
         dd.textContent = v;
+        dd.className = `jp-ProdDiscovery-result-${k.split(' ')[0].toLowerCase()}`;
         dl.append(dt, dd);
+        return dd;
       };
       add('Bundle', result.bundle ?? '');
-      add('Signature', `${result.bundle}/signature.json`);
       add('Manifest sha256', result.manifest_sha256 ?? '');
+      const sig = result.signature;
+      const signature = add(
+        'Signature',
+        sig
+          ? `${sig.algorithm}, key ${sig.key_id} (${sig.file})`
+          : 'see the bundle'
+      );
+      if (sig) {
+        signature.dataset.algorithm = sig.algorithm;
+      }
       this._result.append(h, dl);
     } else {
       const p = document.createElement('p');
