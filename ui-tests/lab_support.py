@@ -73,6 +73,7 @@ class Lab:
     audit_log: Path
     proc: subprocess.Popen[bytes]
     log: Path
+    bao: DevServer | None = None
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = {"Authorization": f"token {self.token}"}
@@ -209,7 +210,7 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
                 start_new_session=True,
             )
         url = f"http://127.0.0.1:{port}"
-        lab = Lab(url, token, root, audit_log, proc, log)
+        lab = Lab(url, token, root, audit_log, proc, log, bao)
         deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:

@@ -227,3 +227,18 @@ def test_follow_dark_theme(page: Any) -> None:
     run_command(page, "docmanager:open", {"path": NOTEBOOK})
     page.locator(".jp-ProdDiscovery-piiMarker").first.wait_for(state="visible")
     shot(page, "dark-theme")
+
+
+def test_notice_renewal_failed_when_openbao_down(page: Any, lab: Lab) -> None:
+    """Last of the module: stops the real OpenBao so that a renewal really fails."""
+    assert lab.bao is not None
+    open_sidebar(page)
+    lab.bao.stop()
+    page.get_by_role("button", name=re.compile("Renew the credentials")).first.click()
+    page.locator(".jp-ProdDiscovery-renewError").first.wait_for(state="visible")
+    notice = page.locator(".jp-ProdDiscovery-credentials [role=alert]")
+    assert "Renewal failed" in notice.inner_text()
+    page.locator(".Toastify__toast", has_text="Renewing credentials failed").first.wait_for(
+        state="visible"
+    )
+    shot(page, "renewal-failed")
