@@ -44,8 +44,9 @@ __all__ = ["ExportRefused", "ExportRequest", "ExportResult", "NotebookExporter",
 
 #: Optional provider of what the author's Discovery session touched: called with
 #: (author, notebook path) and returning {"data_sources": [...], "credential_profiles": [names or
-#: {"name", "mount", "role", "path", "policies"}]}. The audit capability sets it on the app as
-#: ``app.export_session_provider``; without it both lists are empty and the manifest says so.
+#: {"name", "mount", "role", "path", "policies"}]}. Through the server it reads the audit trail
+#: and the credential broker (export/service.py); without it both lists are empty and the
+#: manifest says so.
 SessionProvider = Callable[[str, str], dict[str, Any]]
 
 _REF_KEYS = ("mount", "role", "path", "policies")

@@ -3,9 +3,9 @@
 The notebook path is relative to the server root and must stay inside it (as must the output);
 the author is the authenticated user; the exact secret values checked are those issued to that
 user's kernels (all kernels on a single-user server, where every caller is the same person).
-The session's credential profiles come from ``app.export_session_provider`` when a capability
-(the audit trail) sets one, else from the credential broker's live kernels of the author, else
-they are empty and the manifest says ``"source": "none"``.
+The session's data sources and credential profiles come from the audit trail (every kernel of
+the author, stopped ones included) and the credential broker's live kernels; with neither, both
+lists are empty and the manifest says ``"source": "none"``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..audit.session import summarize_session
 from .exporter import ExportRefused, ExportRequest, NotebookExporter, SessionProvider
 from .manifest import SIGNATURE_FILE
 
@@ -41,25 +42,40 @@ def _user_name(user: Any) -> str:
     return str(getattr(user, "username", None) or user or "anonymous")
 
 
-def _broker_provider(app: ProdDiscoveryApp, owner: str | None) -> SessionProvider | None:
+def _session_provider(app: ProdDiscoveryApp, owner: str | None) -> SessionProvider | None:
+    """Data sources and profiles of ``owner``'s Discovery session.
+
+    The audit trail remembers every kernel of the session, stopped ones included; the broker adds
+    its live kernels and the references (mount, role, policies) of each profile. With neither,
+    there is no provider and the manifest says ``"source": "none"``.
+    """
     broker = getattr(app, "broker", None)
-    if broker is None:
+    sinks = getattr(getattr(app, "audit", None), "sinks", None)
+    if broker is None and not sinks:
         return None
 
     def provider(author: str, path: str) -> dict[str, Any]:
-        used = {p for k in broker.kernels(owner) for p in k.profiles}
-        profiles = [
-            {
-                "name": p.name,
-                "mount": p.mount,
-                "role": p.role,
-                "path": p.path,
-                "policies": list(p.policies),
+        used: set[str] = set()
+        data_sources: list[dict[str, Any]] = []
+        if sinks:
+            summary = summarize_session(sinks[0].read_lines(), owner)
+            used |= set(summary["credential_profiles"])
+            data_sources = summary["data_sources"]
+        details: dict[str, dict[str, Any]] = {}
+        if broker is not None:
+            used |= {p for k in broker.kernels(owner) for p in k.profiles}
+            details = {
+                p.name: {
+                    "name": p.name,
+                    "mount": p.mount,
+                    "role": p.role,
+                    "path": p.path,
+                    "policies": list(p.policies),
+                }
+                for p in broker.profile_objects
             }
-            for p in broker.profile_objects
-            if p.name in used
-        ]
-        return {"data_sources": [], "credential_profiles": profiles}
+        profiles = [details.get(name, {"name": name}) for name in sorted(used)]
+        return {"data_sources": data_sources, "credential_profiles": profiles}
 
     return provider
 
@@ -84,7 +100,7 @@ def export_for_user(
     broker = getattr(app, "broker", None)
     owner = broker.visible_owner(user) if broker is not None else author
     secrets = app.secrets.all() if owner is None else app.secrets.for_owner(owner)
-    provider = getattr(app, "export_session_provider", None) or _broker_provider(app, owner)
+    provider = _session_provider(app, owner)
     vault = app.vault if app.vault.configured and app.vault_error is None else None
     exporter = NotebookExporter(
         parent=app,
