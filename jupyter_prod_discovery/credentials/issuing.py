@@ -1,0 +1,220 @@
+"""Issuing: a kernel start's credentials, one Vault call per selected profile, by profile type.
+
+Why in a thread with a deadline: a kernel start must fail within ``issue_timeout`` when Vault does
+not answer, yet a call already sent may still succeed after the start gave up; the worker then
+revokes what it issued itself (``abandoned``), so a timed-out start leaks nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import hvac
+
+from .profiles import Profile, ProfileError, select_profiles
+from .records import BrokerState, CredentialError, KernelCredentials, Lease, user_groups, user_name
+from .vault import VaultError, translate_error
+
+__all__ = ["CredentialIssuing"]
+
+
+class CredentialIssuing(BrokerState):
+    """The broker's issuing part: :meth:`issue` and the per-type Vault calls behind it."""
+
+    async def issue(self, kernel_id: str, kernel_name: str, user: Any) -> dict[str, str]:
+        """Issue every selected profile for a kernel start or restart; return the env to inject.
+
+        On restart the kernel keeps its first owner (restarts may be triggered by anyone with
+        access, or by the auto-restarter with no request at all). Raises CredentialError naming
+        the cause; what was issued before the failure is revoked first.
+        """
+        owner = self._owners.get(kernel_id) if kernel_id in self._owners else user_name(user)
+        if kernel_id not in self._owners:
+            self._owners[kernel_id] = owner
+        if kernel_id in self._kernels:  # a start without a cleanup (should not happen): no leak
+            await self.revoke(kernel_id, reason="reissue")
+        groups = user_groups(user)
+        selected = select_profiles(self._profiles, kernel_name, owner, groups)
+        if not selected and self.active and self.deny_without_profile:
+            denial = CredentialError(
+                f"no credential profile applies to user {owner!r} "
+                f"(groups: {', '.join(groups) or 'none'}); ask your platform team for access"
+            )
+            self._audit("failure", kernel_id, user, error=str(denial))
+            raise denial
+        if not selected or not self.active:
+            return {}
+        abandoned = threading.Event()
+        issued: list[Lease] = []
+        secrets: set[str] = set()
+        try:
+            env = await asyncio.wait_for(
+                asyncio.to_thread(
+                    self._issue_sync, kernel_id, owner, selected, issued, secrets, abandoned
+                ),
+                timeout=self.issue_timeout,
+            )
+        except (TimeoutError, Exception) as exc:
+            abandoned.set()
+            if isinstance(exc, TimeoutError):
+                err: VaultError = CredentialError(
+                    f"Vault at {self.app.vault.url} did not issue the kernel's credentials "
+                    f"within {self.issue_timeout:g} s"
+                )
+            elif isinstance(exc, VaultError):
+                err = exc
+            else:
+                err = CredentialError(f"issuing credentials failed: {exc}")
+            await self._revoke_leases(kernel_id, list(issued), user)
+            self._audit("failure", kernel_id, user, error=str(err))
+            if self.start_without_credentials:
+                self.log.error(
+                    "Kernel %s starts WITHOUT credentials (start_without_credentials): %s",
+                    kernel_id,
+                    err,
+                )
+                return {}
+            raise err from None
+        record = KernelCredentials(
+            kernel_id=kernel_id,
+            kernel_name=kernel_name,
+            owner=owner,
+            profiles=[p.name for p in selected],
+            leases=issued,
+            secrets=secrets,
+            user=user,
+        )
+        self._kernels[kernel_id] = record
+        self._write_state()
+        self.app.secrets.set(kernel_id, secrets, owner=owner)
+        for lease in issued:
+            self._audit(
+                "issue",
+                kernel_id,
+                user,
+                profile=lease.profile,
+                lease_id=lease.display_id,
+                request_id=lease.request_id,
+                ttl=lease.ttl,
+            )
+        if self._stopped:  # the server stopped while we were issuing
+            await self.revoke(kernel_id, reason="server_stop")
+        return env
+
+    def _issue_sync(
+        self,
+        kernel_id: str,
+        owner: str | None,
+        selected: list[Profile],
+        issued: list[Lease],
+        secrets: set[str],
+        abandoned: threading.Event,
+    ) -> dict[str, str]:
+        env: dict[str, str] = {}
+        client = self.app.vault.client
+        for profile in selected:
+            if abandoned.is_set():
+                break
+            try:
+                values, secret_fields, lease = self._issue_one(client, profile, kernel_id, owner)
+            except ProfileError as exc:
+                raise CredentialError(str(exc)) from None
+            except Exception as exc:
+                err = translate_error(exc, self.app.vault.url)
+                raise CredentialError(f"credential profile {profile.name!r}: {err}") from None
+            if lease is not None:
+                issued.append(lease)
+            values = {**values, "kernel_id": kernel_id, "user": owner or ""}
+            rendered = profile.render(values)
+            field_secrets = {str(values[f]) for f in secret_fields if values.get(f)}
+            secrets |= field_secrets
+            for var, value in rendered.items():
+                # A value built from a secret field (a DSN with the password) is a secret too.
+                if profile.fields_of(var) & secret_fields:
+                    secrets.add(value)
+                env[var] = value
+        if abandoned.is_set():
+            # The start gave up waiting: revoke here, the caller no longer sees these leases.
+            self._revoke_sync([lease for lease in issued])
+            issued.clear()
+        return env
+
+    def _issue_one(
+        self, client: hvac.Client, profile: Profile, kernel_id: str, owner: str | None
+    ) -> tuple[dict[str, Any], set[str], Lease | None]:
+        now = time.time()
+        if profile.type == "token":
+            ttl = profile.ttl or self.default_token_ttl
+            response = client.auth.token.create(
+                policies=list(profile.policies) or ["default"],
+                no_default_policy=profile.no_default_policy,
+                ttl=ttl,
+                explicit_max_ttl=profile.explicit_max_ttl or None,
+                num_uses=profile.num_uses or None,
+                meta={"user": owner or "", "kernel_id": kernel_id, "profile": profile.name},
+                display_name=f"kernel-{kernel_id[:8]}",
+            )
+            auth = response["auth"]
+            duration = int(auth.get("lease_duration") or 0)
+            token_lease = Lease(
+                profile=profile.name,
+                kind="token",
+                lease_id=auth["accessor"],
+                request_id=response.get("request_id") or "",
+                ttl=duration,
+                renewable=bool(auth.get("renewable")),
+                expires_at=now + duration if duration else 0.0,
+                max_expires_at=now + _seconds(profile.explicit_max_ttl)
+                if profile.explicit_max_ttl
+                else 0.0,
+                token=auth["client_token"],
+            )
+            values = {
+                "token": auth["client_token"],
+                "accessor": auth["accessor"],
+                "vault_addr": self.app.vault.url,
+                "ttl": str(duration),
+            }
+            return values, {"token"}, token_lease
+        if profile.type == "database":
+            response = client.secrets.database.generate_credentials(
+                name=profile.role, mount_point=profile.mount
+            )
+        elif profile.type == "kv":
+            response = client.secrets.kv.v2.read_secret_version(
+                path=profile.path, mount_point=profile.mount, raise_on_deleted_version=True
+            )
+            data = dict((response.get("data") or {}).get("data") or {})
+            return data, {k for k, v in data.items() if isinstance(v, str)}, None
+        else:
+            response = client.read(profile.path)
+            if response is None:
+                raise CredentialError(
+                    f"credential profile {profile.name!r}: Vault path {profile.path!r} is empty"
+                )
+        data = dict(response.get("data") or {})
+        secret_fields = {k for k, v in data.items() if isinstance(v, str)}
+        lease_id = response.get("lease_id") or ""
+        duration = int(response.get("lease_duration") or 0)
+        lease: Lease | None = None
+        if lease_id:
+            lease = Lease(
+                profile=profile.name,
+                kind="lease",
+                lease_id=lease_id,
+                request_id=response.get("request_id") or "",
+                ttl=duration,
+                renewable=bool(response.get("renewable")),
+                expires_at=now + duration if duration else 0.0,
+            )
+        return data, secret_fields, lease
+
+
+def _seconds(duration: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if duration[-1] in units:
+        return int(duration[:-1]) * units[duration[-1]]
+    return int(duration)
