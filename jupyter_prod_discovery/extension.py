@@ -13,11 +13,15 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Unicode
 
+from .audit import setup as audit_setup
+from .audit.api import audit_handlers
 from .audit.recorder import AuditRecorder, NullRecorder
-from .audit.setup import CONFIG_CLASSES as AUDIT_CONFIG_CLASSES
 from .credentials.broker import CredentialBroker
+from .credentials.provisioner import PROVISIONER_NAME
 from .credentials.secrets import SecretRegistry
 from .credentials.vault import VaultClient, VaultError
+from .export import setup as export_setup
+from .guard import setup as guard_setup
 from .handlers import default_handlers
 
 SETTINGS_KEY = "prod_discovery"
@@ -29,7 +33,13 @@ class ProdDiscoveryApp(ExtensionApp):
     name = "jupyter_prod_discovery"
     description = __doc__
     load_other_extensions = True
-    classes = [VaultClient, CredentialBroker, *AUDIT_CONFIG_CLASSES]
+    classes = [
+        VaultClient,
+        CredentialBroker,
+        *audit_setup.CONFIG_CLASSES,
+        *guard_setup.CONFIG_CLASSES,
+        *export_setup.CONFIG_CLASSES,
+    ]
 
     environment_name = Unicode(
         "Prod Discovery",
@@ -73,24 +83,15 @@ class ProdDiscoveryApp(ExtensionApp):
         # capabilities (the audit shim) can add variables to every kernel's environment.
         self.kernel_env_hooks: list[Callable[[str, dict[str, str]], None]] = []
 
-        # --- audit wiring (audit/) ---
-        from .audit import setup as audit_setup
-
+        # Audit first: every other capability records through it.
         self.audit = audit_setup.create(self)
-        # --- credentials wiring (credentials/) ---
         self.broker = CredentialBroker(parent=self, app=self)
-        # --- PII guard wiring (pii/, guard/) ---
-        from .guard import setup as pii_setup
-
-        pii_setup.create(self)
-        # --- export wiring (export/) ---
-
+        self.pii_guard = guard_setup.create(self)
+        # Export needs no server-side state: each request builds its exporter (export/service.py).
         self.settings[SETTINGS_KEY] = self
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
-        from .audit.api import audit_handlers
-
         self.handlers.extend(audit_handlers)
 
     def guards(self) -> dict[str, bool]:
@@ -98,51 +99,32 @@ class ProdDiscoveryApp(ExtensionApp):
         return {
             "credentials": self.broker.active and self.vault.last_error is None,
             "audit": bool(getattr(self.audit, "writable", False)),
-            "pii": _pii_active(self),
-            "export": False,
+            "pii": guard_setup.active(self),
+            "export": True,
         }
 
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
         super()._link_jupyter_server_extension(serverapp)
-        # --- link: server-level settings of each capability (never override the user's) ---
-        from .guard.setup import link as link_pii
-
-        link_pii(serverapp)
-        from .audit.setup import link as link_audit
-
-        link_audit(serverapp)
+        # Server-level settings of each capability, before the server builds its configurables;
+        # what the user configured explicitly is never overridden.
+        audit_setup.link(serverapp)
+        guard_setup.link(serverapp)
         factory = serverapp.config.get("KernelProvisionerFactory", {})
         if "default_provisioner_name" not in factory:
-            from .credentials.provisioner import PROVISIONER_NAME
-
             serverapp.config.KernelProvisionerFactory.default_provisioner_name = PROVISIONER_NAME
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         await super()._start_jupyter_server_extension(serverapp)
         if self.vault.configured and self.vault_error is None:
             self.vault.start_renewal()
-        # --- start: background work of each capability ---
-        from .audit import setup as audit_setup
-
         await audit_setup.start(self)
         if self.broker.active:
             await asyncio.to_thread(self.broker.revoke_orphans)
             self.broker.start()
 
     async def stop_extension(self) -> None:
-        # --- stop: credentials (revoke everything) before audit (flush last) ---
+        # Credentials first (revoke everything, recording it), the audit trail last (flush).
         await self.broker.stop()
         await self.vault.stop_renewal()
-        await asyncio.sleep(0)
-        from .guard.setup import stop as stop_pii
-
-        stop_pii(self)
-        from .audit import setup as audit_setup
-
+        guard_setup.stop(self)
         await audit_setup.stop(self)
-
-
-def _pii_active(app: ProdDiscoveryApp) -> bool:
-    from .guard.setup import active
-
-    return active(app)

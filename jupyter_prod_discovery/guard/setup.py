@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from traitlets.config import Configurable
+
+from ..pii.policy import PIIPolicy
 from .connection import GuardedWebsocketConnection
 from .live import PIIGuard
 from .save import make_pre_save_hook
 
-__all__ = ["create", "link", "stop"]
+__all__ = ["CONFIG_CLASSES", "active", "create", "link", "stop"]
+
+# Configurables of the guard, listed in the app's ``classes`` for --help-all.
+CONFIG_CLASSES: list[type[Configurable]] = [PIIGuard, PIIPolicy]
 
 
 def link(serverapp: Any) -> None:
