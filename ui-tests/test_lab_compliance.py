@@ -153,10 +153,9 @@ def test_export_dialog_shows_failing_and_passing_gates(page: Any) -> None:
 
     # Override the failed gate with a reason: exported, the gate marked as overridden.
     dialog.get_by_role("checkbox", name="Override with a reason").check()
-    dialog.get_by_role("textbox", name="Reason for overriding no_pii").fill(
-        "synthetic SSN in a test fixture"
-    )
-    dialog.get_by_role("button", name="Run gates and export").click()
+    reason = dialog.get_by_role("textbox", name="Reason for overriding no_pii")
+    reason.fill("synthetic SSN in a test fixture")
+    reason.press("Enter")  # runs the export again; does not close the dialog
     result = dialog.locator('.jp-ProdDiscovery-exportResult[data-exported="true"]')
     result.wait_for(state="visible", timeout=180_000)
     overridden = dialog.locator('.jp-ProdDiscovery-gate[data-gate="no_pii"]')
@@ -226,6 +225,10 @@ def test_audit_viewer_lists_own_events_verified(page: Any, lab: Lab) -> None:
     csv_text = Path(download.value.path()).read_text()
     assert csv_text.startswith("seq,ts,kind,user,what,path,kernel_id,status")
     assert SSN not in csv_text
+    with page.expect_download() as download:
+        viewer.get_by_role("button", name="HTML report").click()
+    report = Path(download.value.path()).read_text()
+    assert "<h1>Audit report</h1>" in report and "intact" in report
     shot(page, "audit-viewer")
 
 

@@ -336,14 +336,43 @@ function gateState(g: IGateResult): string {
   return g.passed ? 'passed' : 'failed';
 }
 
+/**
+ * The dialog, with Enter in a text field running the export (the plain dialog would close:
+ * its only button, Close, is the default one).
+ */
+class ExportDialog extends Dialog<unknown> {
+  constructor(form: ExportForm) {
+    super({
+      title: 'Export to Integration',
+      body: form,
+      buttons: [Dialog.cancelButton({ label: 'Close' })],
+      hasClose: true
+    });
+    this._form = form;
+    this.addClass('jp-ProdDiscovery-exportDialog');
+  }
+
+  handleEvent(event: Event): void {
+    const target = event.target;
+    if (
+      event.type === 'keydown' &&
+      (event as KeyboardEvent).key === 'Enter' &&
+      target instanceof HTMLInputElement &&
+      target.type === 'text' &&
+      this._form.node.contains(target)
+    ) {
+      event.stopPropagation();
+      event.preventDefault();
+      void this._form.run();
+      return;
+    }
+    super.handleEvent(event);
+  }
+
+  private _form: ExportForm;
+}
+
 /** Open the dialog for the notebook at ``path`` (saved first by the caller). */
 export function showExportDialog(path: string): Promise<unknown> {
-  const dialog = new Dialog({
-    title: 'Export to Integration',
-    body: new ExportForm(path),
-    buttons: [Dialog.cancelButton({ label: 'Close' })],
-    hasClose: true
-  });
-  dialog.addClass('jp-ProdDiscovery-exportDialog');
-  return dialog.launch();
+  return new ExportDialog(new ExportForm(path)).launch();
 }
