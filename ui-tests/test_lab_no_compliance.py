@@ -19,6 +19,8 @@ def test_hide_audit_viewer_without_permission(page: Any, lab: Lab) -> None:
     page.locator('li.lm-TabBar-tab[data-id="jp-ProdDiscovery-sidebar"]').click()
     page.locator(".jp-ProdDiscovery-credentials").wait_for(state="visible")
     page.locator(".jp-ProdDiscovery-findings").wait_for(state="visible")
+    # The UI asked the server (permissions.audit) and hid the viewer.
+    page.locator('.jp-ProdDiscovery-sidebar[data-audit="hidden"]').wait_for(state="attached")
     assert page.locator(".jp-ProdDiscovery-openAudit").count() == 0
     assert page.evaluate("() => window.jupyterapp.commands.hasCommand('prod-discovery:export')")
     assert not page.evaluate(

@@ -219,6 +219,7 @@ const toolsPlugin: JupyterFrontEndPlugin<void> = {
         reason
       );
     }
+    sidebar.setAuditAllowed(allowed);
     if (!allowed) {
       return;
     }

@@ -34,6 +34,11 @@ export class ProdDiscoverySidebar extends Panel {
     this.addWidget(this._auditSlot);
   }
 
+  /** Record that the server was asked whether this user may see the audit viewer. */
+  setAuditAllowed(allowed: boolean): void {
+    this.node.dataset.audit = allowed ? 'shown' : 'hidden';
+  }
+
   /** Offer the audit viewer (only called for users with the compliance permission). */
   offerAudit(open: () => void): void {
     const b = document.createElement('button');
