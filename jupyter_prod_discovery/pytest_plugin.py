@@ -82,6 +82,12 @@ def postgres_database(postgres_dsn: str) -> Iterator[str]:
     finally:
         with psycopg.connect(postgres_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            # Group roles that held privileges in it (credentials.seeding.group_role_name).
+            groups = conn.execute(
+                "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (f"grp_{name}_",)
+            ).fetchall()
+            for (group,) in groups:
+                conn.execute(f'DROP ROLE IF EXISTS "{group}"')
 
 
 @pytest.fixture

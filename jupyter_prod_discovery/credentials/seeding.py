@@ -1,9 +1,14 @@
 """Configure OpenBao/Vault's database secrets engine against a PostgreSQL database.
 
-Shared by the tests and usable by the demo: one call mounts the engine, registers the
-connection and creates a role whose credentials may read the given tables. The revocation
-statements terminate the role's sessions before dropping it: without ``pg_terminate_backend``
-open sessions outlive the revocation.
+Shared by the tests and the demo: one call mounts the engine, registers the connection and
+creates a role whose credentials may read the given tables. The revocation statements terminate
+the role's sessions before dropping it: without ``pg_terminate_backend`` open sessions outlive the
+revocation.
+
+Privileges are granted once to a NOLOGIN *group* role, and each dynamic user is created ``IN
+ROLE`` that group. Granting to every new user instead makes concurrent kernel starts fail:
+PostgreSQL updates the table's ACL tuple in place, and two GRANTs on one table at the same time
+abort with "tuple concurrently updated".
 """
 
 from __future__ import annotations
@@ -12,9 +17,33 @@ from collections.abc import Sequence
 
 import hvac
 import hvac.exceptions
+import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-__all__ = ["configure_database_engine"]
+__all__ = ["configure_database_engine", "ensure_group_role", "group_role_name"]
+
+# Serializes group-role creation and grants between concurrent seeders of one cluster.
+_SEED_LOCK = 20261122
+
+
+def group_role_name(dbname: str, role: str) -> str:
+    """The NOLOGIN role holding the privileges of Vault role ``role`` in database ``dbname``."""
+    return f"grp_{dbname}_{role}"[:63]
+
+
+def ensure_group_role(dsn: str, group: str, grants: Sequence[str]) -> None:
+    """Create the NOLOGIN role ``group`` unless present and run ``grants`` (SQL) in ``dsn``."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_SEED_LOCK,))
+        try:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (group,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
+            for statement in grants:
+                conn.execute(statement)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_SEED_LOCK,))
 
 
 def configure_database_engine(
@@ -64,19 +93,17 @@ def configure_database_engine(
         ),
         mount_point=mount,
     )
-    grants = [f'GRANT SELECT ON {t} TO "{{{{name}}}}";' for t in tables]
-    revokes = [f'REVOKE ALL ON {t} FROM "{{{{name}}}}";' for t in tables]
+    group = group_role_name(str(dbname), role)
+    ensure_group_role(dsn, group, [f'GRANT SELECT ON {t} TO "{group}"' for t in tables])
     client.secrets.database.create_role(
         name=role,
         db_name=connection,
         creation_statements=[
             "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' "
-            "VALID UNTIL '{{expiration}}';",
-            *grants,
+            f"VALID UNTIL '{{{{expiration}}}}' IN ROLE \"{group}\";",
         ],
         revocation_statements=[
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{{name}}';",
-            *revokes,
             'DROP ROLE IF EXISTS "{{name}}";',
         ],
         default_ttl=default_ttl,

@@ -28,6 +28,8 @@ from typing import Any
 
 import hvac
 
+from ..credentials.seeding import ensure_group_role, group_role_name
+
 __all__ = [
     "DEMO_DATABASE",
     "SeedResult",
@@ -416,18 +418,26 @@ def seed_vault(
     else:  # trust authentication (as on the project's machines): no password to template
         config["connection_url"] = f"postgresql://{user}@{host_port}/{database}?sslmode=disable"
     client.write(f"{DATABASE_MOUNT}/config/{database}", **config)
+    # Privileges live on a NOLOGIN group role; each dynamic user only joins it, so concurrent
+    # kernel starts never GRANT on the same table at once ("tuple concurrently updated").
+    # The group stays after the demo, like the sample database: it cannot log in.
+    group = group_role_name(database, DATABASE_ROLE)
+    ensure_group_role(
+        _with_dbname(dsn, database),
+        group,
+        [
+            f'GRANT CONNECT ON DATABASE "{database}" TO "{group}"',
+            f'GRANT USAGE ON SCHEMA public TO "{group}"',
+            f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{group}"',
+        ],
+    )
     creation = [
-        "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
-        f'GRANT CONNECT ON DATABASE "{database}" TO "{{{{name}}}}";',
-        'GRANT USAGE ON SCHEMA public TO "{{name}}";',
-        'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{{name}}";',
+        "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' "
+        f"VALID UNTIL '{{{{expiration}}}}' IN ROLE \"{group}\";",
     ]
     revocation = [
         # Open sessions survive DROP ROLE's preconditions and VALID UNTIL: end them first.
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{{name}}';",
-        'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{{name}}";',
-        'REVOKE USAGE ON SCHEMA public FROM "{{name}}";',
-        f'REVOKE CONNECT ON DATABASE "{database}" FROM "{{{{name}}}}";',
         'DROP ROLE IF EXISTS "{{name}}";',
     ]
     client.write(
