@@ -213,6 +213,18 @@ def test_run_demo_kernel_never_sees_root_token(demo: DemoProcess) -> None:
     assert out.strip() != "root-"
 
 
+def test_run_demo_kernel_reads_customers_with_injected_env(demo: DemoProcess) -> None:
+    """The README's first step: libpq needs nothing but the kernel's injected environment."""
+    out = run_in_kernel(
+        demo,
+        "import os, psycopg\n"
+        "row = psycopg.connect('').execute('select count(*), current_user from customers')"
+        ".fetchone()\n"
+        "print(row[0], row[1].startswith('v-'), os.environ['PGUSER'] == row[1])",
+    )
+    assert out.split() == ["200", "True", "True"]
+
+
 def test_stop_demo_leaves_nothing(demo: DemoProcess, postgres_dsn: str) -> None:
     """Ctrl-C with a kernel running: no process of the demo, no role of its database engine."""
     headers = {"Authorization": f"token {demo.token}"}

@@ -100,6 +100,10 @@ class SeedResult:
                     "env": {
                         "PGUSER": "{username}",
                         "PGPASSWORD": "{password}",
+                        # Static values: libpq (psycopg.connect("")) needs nothing else.
+                        "PGHOST": _host_port(self._dsn).rsplit(":", 1)[0],
+                        "PGPORT": _host_port(self._dsn).rsplit(":", 1)[1],
+                        "PGDATABASE": self.database,
                         "PROD_DB_URL": "postgresql://{username}:{password}@"
                         + _host_port(self._dsn)
                         + f"/{self.database}",
