@@ -36,6 +36,21 @@ def test_connect_reads_vault_env(openbao: Any, monkeypatch: pytest.MonkeyPatch) 
     assert client.connect().policies == ["root"]
 
 
+def test_new_client_resolves_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Proxy and CA bundle variables still apply; they are read once, not on every request.
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/vault-ca.pem")
+    remote = VaultClient(url="https://vault.example.com:8200", token="t").new_client("t")
+    assert remote.adapter.session.trust_env is False
+    assert remote.adapter._kwargs["proxies"]["https"] == "http://proxy.invalid:3128"
+    assert remote.adapter._kwargs["verify"] == "/etc/ssl/vault-ca.pem"
+    local = VaultClient(url="http://localhost:8200", token="t", verify="false").new_client(None)
+    assert local.adapter._kwargs["verify"] is False
+    assert not local.adapter._kwargs["proxies"]
+    assert local.token is None
+
+
 def test_connect_invalid_token_raises_auth_error(openbao: Any) -> None:
     client = VaultClient(url=openbao.address, token="not-a-real-token")
     with pytest.raises(VaultAuthError, match="invalid, expired or revoked"):
