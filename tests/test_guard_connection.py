@@ -93,6 +93,55 @@ async def test_secret_split_across_flushes_is_redacted(
     assert "whole <SECRET>" in text and "end" in text
 
 
+# No digit and no '@': chunks of it take the raw fast path unless they hold its gate byte ('Q').
+DIGITLESS_SECRET = 'Zebra"Quote\\Slash-secret'
+
+
+async def test_digitless_secret_is_redacted_whole_and_split(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, protocol: str
+) -> None:
+    kid, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
+    jp_serverapp.web_app.settings["prod_discovery"].secrets.set(kid, [DIGITLESS_SECRET])
+    cut = DIGITLESS_SECRET.index("Q") + 2  # the second half has no gate byte: not decoded alone
+    code = (
+        "import sys\n"
+        f"sys.stdout.write({'key=' + DIGITLESS_SECRET[:cut]!r}); sys.stdout.flush()\n"
+        f"sys.stdout.write({DIGITLESS_SECRET[cut:] + ' end' + chr(10)!r}); sys.stdout.flush()\n"
+        f"print({'whole ' + DIGITLESS_SECRET!r})"
+    )
+    iopub, reply = await kc.execute(code)
+    assert reply["content"]["status"] == "ok"
+    text = stream_text(iopub)
+    assert DIGITLESS_SECRET[:cut] not in text and DIGITLESS_SECRET[cut:] not in text
+    assert text.endswith(" end\nwhole <SECRET>\n")
+
+
+async def test_email_split_after_clean_chunk_is_redacted(
+    jp_fetch: Any, jp_ws_fetch: Any, protocol: str
+) -> None:
+    _, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
+    # The first chunk is clean (fast path, not decoded); the second has the '@'.
+    code = (
+        "import sys\nsys.stdout.write('clean words then mail ann.smith'); sys.stdout.flush()\n"
+        "print('@example.com ok')"
+    )
+    iopub, _ = await kc.execute(code)
+    text = stream_text(iopub)
+    assert "ann.smith" not in text and "example.com" not in text
+    assert text.startswith("clean words then mail ") and text.endswith(" ok\n")
+
+
+async def test_clean_output_passes_unchanged_in_order(
+    jp_fetch: Any, jp_ws_fetch: Any, protocol: str
+) -> None:
+    _, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
+    code = "for w in ('alpha', 'beta', 'gamma'):\n    print(w * 3, flush=True)\n'done'"
+    iopub, _ = await kc.execute(code)
+    assert stream_text(iopub) == "alphaalphaalpha\nbetabetabeta\ngammagammagamma\n"
+    (result,) = [m for m in iopub if m["header"]["msg_type"] == "execute_result"]
+    assert result["content"]["data"]["text/plain"] == "'done'"
+
+
 async def test_pii_split_across_flushes_is_redacted(
     jp_fetch: Any, jp_ws_fetch: Any, protocol: str
 ) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from jupyter_prod_discovery.credentials.secrets import SecretRegistry
 from jupyter_prod_discovery.guard.live import PIIGuard
 from jupyter_prod_discovery.pii import PIIPolicy
+from jupyter_prod_discovery.pii.secrets import gate_byte
 
 EMAIL = "ann.smith@example.com"
 
@@ -84,3 +86,47 @@ def test_audit_records_counts_and_survives_a_broken_sink() -> None:
 
     guard.audit(Keep(), {"source": "live"}, verdict)
     assert events == [{"source": "live", "entities": {"EMAIL_ADDRESS": 1}, "action": "redact"}]
+
+
+def _packed(text: str) -> bytes:
+    """Stream content packed the way jupyter_client's Session packs it."""
+    return json.dumps({"name": "stdout", "text": text}).encode()
+
+
+def test_raw_clean_passes_text_without_digits_or_at() -> None:
+    assert PIIGuard().raw_clean(_packed("x" * 99 + "\n" + 'harmless words\t"q"'), None)
+
+
+def test_raw_clean_refuses_pattern_candidates_and_escapes() -> None:
+    guard = PIIGuard()
+    for text in ("loss 0.25", "mail ann@", "caf\u00e9", "\x1b[0;31mred"):
+        assert not guard.raw_clean(_packed(text), None), text
+
+
+def test_raw_clean_refuses_any_fragment_of_a_digitless_secret() -> None:
+    registry = SecretRegistry()
+    guard = PIIGuard(secrets=registry)
+    secret = 'Zebra"Quote\\Slash-secret'
+    registry.set("k1", [secret])
+    assert gate_byte(secret) == b"Q"
+    # The whole secret, JSON-escaped in the raw bytes, and the half that holds the gate byte.
+    assert not guard.raw_clean(_packed(f"key={secret}"), "k1")
+    assert not guard.raw_clean(_packed(secret[:9]), "k1")
+    # The other half is clean on its own: its seam with the dirty half is rescanned.
+    assert guard.raw_clean(_packed(secret[9:]), "k1")
+    assert guard.raw_clean(_packed("Zebra and Slash"), "k2")
+
+
+def test_gate_byte_of_escaped_and_unusable_secrets() -> None:
+    assert gate_byte("ab12cd") == b"" and gate_byte("me@x") == b""
+    assert gate_byte('"\\"') == b'"'
+    assert gate_byte("\x01\x02") is None
+    registry = SecretRegistry()
+    registry.set("k1", ["\x01\x02" * 8])
+    # A secret no raw byte can stand for: every message of that kernel is decoded.
+    assert not PIIGuard(secrets=registry).raw_clean(_packed("harmless"), "k1")
+
+
+def test_raw_clean_is_off_with_ner() -> None:
+    guard = PIIGuard(policy=PIIPolicy(ner=True))
+    assert not guard.raw_clean(_packed("Ann Smith lives in Paris"), None)

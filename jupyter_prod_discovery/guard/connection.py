@@ -47,7 +47,9 @@ class _Out:
     """One outgoing message waiting its turn in the connection's ordered queue."""
 
     __slots__ = (
+        "clean",
         "content",
+        "decoded",
         "extra",
         "findings",
         "held",
@@ -78,6 +80,37 @@ class _Out:
         self.pending: Future[Any] | None = None
         self.scan: Scan | None = None
         self.withheld = False
+        # clean: the raw content bytes passed ``PIIGuard.raw_clean`` (nothing to find, so not
+        # decoded unless a neighbour's seam needs the text); decoded: content/text are set.
+        self.clean = False
+        self.decoded = False
+
+
+def _decode(e: _Out) -> None:
+    """Parse a message's content (and a stream's text) once, when first needed."""
+    if not e.decoded:
+        e.content = json.loads(e.parts[3])
+        if e.msg_type == "stream":
+            e.text = str(e.content.get("text", ""))
+        e.decoded = True
+
+
+def _stream_key(e: _Out) -> tuple[str, str]:
+    """(parent msg_id, stream name): chunks of one stream, whose seams are rescanned."""
+    if e.key is None:
+        _decode(e)
+        parent = json.loads(e.parts[1])
+        e.key = (str(parent.get("msg_id", "")), str(e.content.get("name", "")))
+    return e.key
+
+
+def _same_stream(a: _Out, b: _Out) -> bool:
+    """Whether two stream messages continue one another (decodes both)."""
+    _decode(a)
+    _decode(b)
+    if a.parts[1] == b.parts[1]:  # the same packed parent header: no need to parse it
+        return bool(a.content.get("name", "") == b.content.get("name", ""))
+    return _stream_key(a) == _stream_key(b)
 
 
 class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
@@ -100,6 +133,16 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
     def pd_guard(self) -> PIIGuard | None:
         guard = getattr(self.pd_app, "pii_guard", None)
         return guard if guard is not None and guard.enabled else None
+
+    @property
+    def pd_kernel_id(self) -> str:
+        """The kernel id, read once (the base class's property goes through traitlets)."""
+        kid: str | None = self.__dict__.get("_pd_kid")
+        if kid is None:
+            kid = self.kernel_id
+            if kid is not None:
+                self.__dict__["_pd_kid"] = kid
+        return str(kid)
 
     def _user(self) -> Any:
         return getattr(self.websocket_handler, "current_user", None)
@@ -204,7 +247,11 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             if not self._pd_queue:
                 super().handle_outgoing_message(stream, msg_list)
                 return
-            self._release_held()
+            if channel == "iopub":
+                # Kernel output moved on: the held chunk has no continuation. A reply on another
+                # channel (a late kernel_info_reply) says nothing about the stream; it waits in
+                # order behind the chunk instead of cutting the seam of a split value.
+                self._release_held()
             self._pd_queue.append(_Out(stream, msg_list))
             self._drain()
             return
@@ -213,7 +260,6 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
         entry = _Out(stream, msg_list)
         entry.idents, entry.parts, entry.msg_type = msg_list[:i], parts, msg_type
         try:
-            entry.content = json.loads(parts[3])
             self._scan(guard, entry)
         except Exception:
             # A message we cannot parse or scan is withheld, never passed unscanned.
@@ -226,35 +272,45 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
 
     def _scan(self, guard: PIIGuard, e: _Out) -> None:
         big = len(e.parts[3]) > guard.inline_limit
+        kid = self.pd_kernel_id
+        # Raw bytes with nothing that could be found are not even decoded (see raw_clean).
+        e.clean = guard.raw_clean(e.parts[3], kid)
         if e.msg_type == "stream":
-            e.text = str(e.content.get("text", ""))
-            parent = json.loads(e.parts[1])
-            e.key = (str(parent.get("msg_id", "")), str(e.content.get("name", "")))
             prev = self._pd_held
-            if prev is not None and prev.key == e.key:
-                self._boundary(guard, prev, e)
+            # Two clean neighbours cannot share a match across their seam: any match holds a
+            # digit, an '@' or a secret's gate byte, which would be on one side or the other.
+            if prev is not None and not (prev.clean and e.clean) and _same_stream(prev, e):
+                self._boundary(guard, prev, e, kid)
             self._release_held()
             e.held = True
             self._pd_held = e
             self._arm_hold_timer(guard.stream_hold_timeout)
+            if e.clean:
+                return
+            _decode(e)
             # Text that cannot hold a pattern entity is cleared inline in microseconds.
             if big and (guard.policy.ner or may_match(e.text)):
-                self._offload(guard, e, guard.find, e.text, self.kernel_id)
+                self._offload(guard, e, guard.find, e.text, kid)
             else:
-                e.findings = guard.find(e.text, self.kernel_id)
+                e.findings = guard.find(e.text, kid)
             return
         self._release_held()
+        if e.clean:
+            return
+        _decode(e)
         if big:
-            self._offload(guard, e, guard.content, e.msg_type, e.content, self.kernel_id)
+            self._offload(guard, e, guard.content, e.msg_type, e.content, kid)
         else:
-            e.scan = guard.content(e.msg_type, e.content, self.kernel_id)
+            e.scan = guard.content(e.msg_type, e.content, kid)
 
-    def _boundary(self, guard: PIIGuard, prev: _Out, e: _Out) -> None:
+    def _boundary(self, guard: PIIGuard, prev: _Out, e: _Out, kid: str) -> None:
         """Rescan the seam between two chunks; a match across it is redacted in both halves."""
-        window = max(guard.stream_window, guard.matcher(self.kernel_id).max_length)
+        if guard.seam_closed(prev.text, e.text, kid):
+            return
+        window = max(guard.stream_window, guard.matcher(kid).max_length)
         tail, head = prev.text[-window:], e.text[:window]
         cut = len(tail)
-        for f in guard.find(tail + head, self.kernel_id):
+        for f in guard.find(tail + head, kid):
             if f.start < cut < f.end:
                 base = len(prev.text) - cut
                 prev.extra.append(Finding(f.entity_type, base + f.start, len(prev.text), f.score))
@@ -329,14 +385,21 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             except Exception:
                 self.log.exception("PII guard could not deliver a message")
 
+    def _where(self, e: _Out) -> dict[str, Any]:
+        return {"source": "live", "kernel_id": self.pd_kernel_id, "output": e.msg_type}
+
     def _emit(self, e: _Out) -> None:
         guard = self.pd_guard
         if not e.parts or guard is None:
             super().handle_outgoing_message(e.stream, e.msg_list)
             return
-        where = {"source": "live", "kernel_id": self.kernel_id, "output": e.msg_type}
         content: dict[str, Any] | None
         if e.withheld:
+            if not e.decoded:
+                try:
+                    _decode(e)
+                except Exception:  # not JSON at all: the notice alone
+                    e.content = {"name": "stdout"} if e.msg_type == "stream" else {}
             content = guard.blocked(e.msg_type, e.content, None)
             if e.msg_type in ("execute_result", "display_data", "update_display_data"):
                 content["metadata"] = {"prod_discovery": {"action": "block", "entities": {}}}
@@ -348,12 +411,13 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             elif verdict.action == "redact":
                 text = redact(e.text, guard.policy.to_redact(verdict))
                 content = {**e.content, "text": text}
-            guard.audit(self.pd_app.audit, where, verdict, self._user())
+            if verdict.entities:
+                guard.audit(self.pd_app.audit, self._where(e), verdict, self._user())
         else:
             scan = e.scan
             content = scan.content if scan is not None else None
             if scan is not None:
-                guard.audit(self.pd_app.audit, where, scan.verdict, self._user())
+                guard.audit(self.pd_app.audit, self._where(e), scan.verdict, self._user())
         if content is None:
             super().handle_outgoing_message(e.stream, e.msg_list)
             return

@@ -24,6 +24,9 @@ SCANNED_TYPES = frozenset(
 )
 SCANNED_MIME = ("text/plain", "text/html", "text/markdown", "application/json")
 NOTICE = "[Prod Discovery: output blocked by the PII policy ({})]"
+# Raw JSON bytes that may stand for a pattern entity: every one holds an ASCII digit or an '@'
+# (the scanner's own gate), and ``\\u`` escapes could hide any character.
+_RAW_GATE = (*(bytes([c]) for c in b"0123456789@"), b"\\u")
 BUDGET_NOTICE = (
     "[Prod Discovery: output withheld, it could not be scanned within the latency budget]"
 )
@@ -130,6 +133,39 @@ class PIIGuard(LoggingConfigurable):
             hit = (version, SecretMatcher(values))
             self._matchers[key] = hit
         return hit[1]
+
+    def raw_clean(self, raw: bytes, kernel_id: str | None) -> bool:
+        """True when a packed JSON payload provably holds no finding: no decode, no scan needed.
+
+        Sound because, with no ``\\u`` escape in ``raw``, every printable character of every
+        string in it appears in ``raw`` as itself: no ASCII digit and no '@' means no pattern
+        entity (the scanner finds none either), and no gate byte of any live secret means no
+        secret and no fragment of one (so none can straddle into a neighbouring message
+        either). NER finds names without such markers, so with ``ner`` on nothing is clean.
+        A dozen memchr-speed ``in`` tests: ~10 us per 100 KB, far below a JSON decode.
+        """
+        if self.scanner.ner:
+            return False
+        gate = self.matcher(kernel_id).gate
+        if gate is None:
+            return False
+        for b in _RAW_GATE:
+            if b in raw:
+                return False
+        return all(b not in raw for b in gate)
+
+    def seam_closed(self, before: str, after: str, kernel_id: str | None) -> bool:
+        """True when no finding can straddle the seam of ``before`` + ``after``.
+
+        A line break closes the seam: no pattern entity contains one (digit runs, IBANs and
+        IPs are matched without it, emails from an '@' with a line-free domain), except an email
+        whose local part the scanner takes from before a line break directly ahead of the '@',
+        hence the '@' test; secrets only when one spans lines. NER spans are not bounded so.
+        Prints end with a line break, so their seams need no rescan.
+        """
+        if not before.endswith("\n") or after.startswith("@") or self.scanner.ner:
+            return False
+        return not self.matcher(kernel_id).multiline
 
     # --- text -----------------------------------------------------------------------------
     def find(self, text: str, kernel_id: str | None) -> list[Finding]:
