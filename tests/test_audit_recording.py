@@ -16,6 +16,7 @@ from audit_support import KEY, writer_role
 from credentials_support import eventually, run_code
 from tornado.httpclient import HTTPClientError
 
+from jupyter_prod_discovery.audit.recording import hash_file
 from jupyter_prod_discovery.audit.sinks import JSONLSink, PostgresSink
 from jupyter_prod_discovery.audit.trail import AuditTrail
 
@@ -289,3 +290,13 @@ async def test_record_kernel_cull_and_crash(jp_fetch: Any, jp_serverapp: Any) ->
     auto = [e["data"] for e in events(trail, "kernel") if e["data"].get("status") == "auto"]
     assert auto[0]["user"]["username"]
     await jp_fetch("api", "kernels", crashed, method="DELETE")
+
+
+def test_hash_file_regular_only(tmp_path: Path) -> None:
+    data = b"id,amount\n1,2\n"
+    (tmp_path / "a.csv").write_bytes(data)
+    assert hash_file(tmp_path / "a.csv") == (len(data), hashlib.sha256(data).hexdigest())
+    os.mkfifo(tmp_path / "fifo")  # opening it must not block the server
+    assert hash_file(tmp_path / "fifo") is None
+    assert hash_file(tmp_path) is None
+    assert hash_file(tmp_path / "missing") is None

@@ -131,6 +131,20 @@ async def test_wait_written_trail_stopped(tmp_path: Path) -> None:
     assert not t.writable
 
 
+async def test_wait_written_trail_times_out(tmp_path: Path) -> None:
+    t = make_trail(tmp_path, trail={"ack_timeout": 0.05})
+    t.start()
+    try:
+        # Holding the writer's condition keeps it from acknowledging: the wait must give up.
+        with t._cond:
+            ticket = t.record("kernel", {"action": "start", "kernel_id": "k"})
+            assert not await t.wait_written(ticket)
+        assert t.flush(10)
+        assert await t.wait_written(ticket)
+    finally:
+        t.stop()
+
+
 def test_record_trail_postgres_outage_burst(tmp_path: Path, postgres_database: str) -> None:
     """PostgreSQL unreachable for a burst of 1,000 events: all arrive, in order, chain intact."""
     with writer_role(postgres_database) as dsn:

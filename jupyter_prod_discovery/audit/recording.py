@@ -21,6 +21,8 @@ import contextvars
 import functools
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,15 +75,22 @@ def _status_of(exc: BaseException) -> str:
 
 def hash_file(path: str | Path) -> tuple[int, str] | None:
     """Size and sha256 of a file on disk (None when it is not a regular file)."""
-    p = Path(path)
-    if not p.is_file():
+    try:
+        # O_NONBLOCK: a FIFO at the path must not hang the server (regular files ignore it).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
         return None
-    digest = hashlib.sha256()
-    size = 0
-    with open(p, "rb") as f:
-        while chunk := f.read(1 << 20):
+    try:
+        # fstat of the descriptor read, not a second lookup of the path: one open, no race.
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        digest = hashlib.sha256()
+        size = 0
+        while chunk := os.read(fd, 1 << 20):
             digest.update(chunk)
             size += len(chunk)
+    finally:
+        os.close(fd)
     return size, digest.hexdigest()
 
 

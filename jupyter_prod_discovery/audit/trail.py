@@ -322,15 +322,21 @@ class AuditTrail(LoggingConfigurable):
             return True
         if self._thread is None or not self._thread.is_alive():
             return False
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         with self._cond:
             if ticket <= self._written:
                 return True
             self._waiters.append((ticket, fut))
+        # A plain timer instead of asyncio.wait_for: wait_for wraps the future in more
+        # futures and callbacks, a measurable share of every audited request's CPU.
+        timer = loop.call_later(self.ack_timeout, _time_out, fut)
         try:
-            await asyncio.wait_for(fut, self.ack_timeout)
+            await fut
         except TimeoutError:
             return False
+        finally:
+            timer.cancel()
         return True
 
     @property
@@ -572,3 +578,8 @@ class AuditTrail(LoggingConfigurable):
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _time_out(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
