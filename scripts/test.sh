@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-exec .venv/bin/python -m pytest "$@"
+# The tests start `jupyter`, `bao` and friends as subprocesses: the venv's bin goes first on PATH.
+. .venv/bin/activate
+exec python -m pytest "$@"

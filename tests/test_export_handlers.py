@@ -26,6 +26,8 @@ def _app(jp_serverapp: Any) -> Any:
 
 
 async def _post(jp_fetch: Any, body: dict[str, Any], **kwargs: Any) -> Any:
+    # An export runs the notebook in a clean kernel: give it more than the 20 s default.
+    kwargs.setdefault("request_timeout", 300)
     return await jp_fetch(
         "prod-discovery", "api", "exports", method="POST", body=json.dumps(body), **kwargs
     )

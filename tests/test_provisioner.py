@@ -291,8 +291,10 @@ async def test_expiring_lease_warns_in_notebook_and_audits(
         role="brief",
         tables=["customers"],
         username_prefix=warehouse.prefix,
-        default_ttl="4s",
-        max_ttl="4s",
+        # Capped from the start (max TTL = TTL) and within warn_before (60 s): the warning is
+        # due at once, and the lease outlives the test even on a loaded machine.
+        default_ttl="45s",
+        max_ttl="45s",
     )
     # pytest-jupyter does not run the server's post-start hook: start the renewal task here.
     await jp_serverapp.extension_manager.start_all_extensions()
