@@ -8,8 +8,11 @@ reordered, and ``status: idle`` always comes after the outputs of its cell.
 
 The hot path stays cheap: the message type is read from the packed header bytes; messages that
 cannot carry output (status, replies, comm_open, ...) go straight to the base class when the
-queue is empty. Edited messages are re-packed and re-signed with the session key (the legacy JSON
-protocol verifies signatures; the v1 protocol passes raw parts through).
+queue is empty; output whose raw JSON bytes hold no digit, no '@', no ``\\u`` escape and no
+gate byte of a live secret is not even decoded (``PIIGuard.raw_clean``: it cannot hold a
+finding), and the seam after a line break is not rescanned (``PIIGuard.seam_closed``).
+Edited messages are re-packed and re-signed with the session key (the legacy JSON protocol
+verifies signatures; the v1 protocol passes raw parts through).
 """
 
 from __future__ import annotations
