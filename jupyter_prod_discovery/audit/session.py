@@ -44,9 +44,12 @@ def summarize_session(lines: Iterable[str], owner: str | None) -> dict[str, Any]
         kind = rec.get("kind")
         data = rec.get("data") or {}
         kernel_id = data.get("kernel_id")
-        if kind in ("kernel", "credential") and kernel_id:
-            if owner is None or _username(rec) == owner:
-                kernels.add(kernel_id)
+        if (
+            kind in ("kernel", "credential")
+            and kernel_id
+            and (owner is None or _username(rec) == owner)
+        ):
+            kernels.add(kernel_id)
         if kind in ("datasource", "credential"):
             records.append(rec)
     sources: Counter[tuple[str, str]] = Counter()
