@@ -24,6 +24,21 @@ from .demo.openbao import DevServer
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+#: Debian's Chromium, driven by Playwright; never a downloaded browser.
+CHROMIUM = os.environ.get("PROD_DISCOVERY_CHROMIUM", "/usr/bin/chromium")
+#: Without the background-networking flags Chromium keeps dialling out, which this closed
+#: network refuses; root needs --no-sandbox.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")

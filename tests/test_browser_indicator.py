@@ -6,7 +6,6 @@ Under CI=true a missing Chromium fails the run instead of skipping it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 from collections.abc import Iterator
@@ -15,21 +14,10 @@ from pathlib import Path
 import pytest
 
 from jupyter_prod_discovery.demo.process import DemoProcess
-from jupyter_prod_discovery.pytest_plugin import require
+from jupyter_prod_discovery.pytest_plugin import CHROMIUM, CHROMIUM_ARGS, require
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = os.environ.get("PROD_DISCOVERY_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 

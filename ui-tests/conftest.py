@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 from lab_support import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     LOAD_TIMEOUT,
     Lab,
     LabOptions,
@@ -23,7 +21,7 @@ from lab_support import (
     shot,
 )
 
-from jupyter_prod_discovery.pytest_plugin import require
+from jupyter_prod_discovery.pytest_plugin import CHROMIUM, CHROMIUM_ARGS, require
 
 
 @pytest.fixture(autouse=True)

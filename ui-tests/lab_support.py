@@ -27,17 +27,6 @@ from jupyter_prod_discovery.demo.openbao import DevServer
 from jupyter_prod_discovery.demo.runner import demo_config
 from jupyter_prod_discovery.demo.seed import seed_vault
 
-CHROMIUM = os.environ.get("PROD_DISCOVERY_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 AUDIT_KEY = "ui-tests-audit-key-0123456789"
 TRANSIT_KEY = "prod-discovery-export"
