@@ -13,7 +13,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from typing import Any
 import requests
 
 from jupyter_prod_discovery.demo.openbao import DevServer
-from jupyter_prod_discovery.demo.runner import demo_config
+from jupyter_prod_discovery.demo.runner import demo_config, lab_command
 from jupyter_prod_discovery.demo.seed import seed_vault
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -176,17 +175,7 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        cmd = [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-        ]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            cmd.append("--allow-root")
+        cmd = lab_command(port)
         log = work / "lab.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(

@@ -131,6 +131,22 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def lab_command(port: int) -> list[str]:
+    """The JupyterLab command of the demo (and of the UI tests): loopback only, fixed port."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers run as root; the server is loopback-only
+    return cmd
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C or SIGTERM; returns the exit status (0 on a clean stop)."""
     port: int = args.port
@@ -174,17 +190,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 "JUPYTER_TOKEN": token,  # not on the command line, where `ps` would show it
             }
         )
-        cmd = [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-        ]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            cmd.append("--allow-root")  # containers run as root; the server is loopback-only
+        cmd = lab_command(port)
         lab = subprocess.Popen(
             cmd,
             env=env,
