@@ -93,6 +93,26 @@ async def test_secret_split_across_flushes_is_redacted(
     assert "whole <SECRET>" in text and "end" in text
 
 
+async def test_secret_split_across_slow_flushes_is_redacted(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, protocol: str
+) -> None:
+    """The second half comes long after stream_hold_timeout: the first half waits for it."""
+    kid, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
+    jp_serverapp.web_app.settings["prod_discovery"].secrets.set(kid, [SECRET])
+    half = len(SECRET) // 2
+    code = (
+        "import sys, time\n"
+        f"sys.stdout.write('key={SECRET[:half]}'); sys.stdout.flush()\n"
+        "time.sleep(1.5)\n"
+        f"sys.stdout.write('{SECRET[half:]} end\\n'); sys.stdout.flush()\n"
+    )
+    iopub, reply = await kc.execute(code)
+    assert reply["content"]["status"] == "ok"
+    text = stream_text(iopub)
+    assert SECRET[:half] not in text and SECRET[half:] not in text
+    assert "<SECRET>" in text and "end" in text
+
+
 # No digit and no '@': chunks of it take the raw fast path unless they hold its gate byte ('Q').
 DIGITLESS_SECRET = 'Zebra"Quote\\Slash-secret'
 

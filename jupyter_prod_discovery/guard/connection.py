@@ -368,6 +368,19 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
         if left > 0:
             self._pd_timer = loop.call_later(left, self._expire, timeout)
             return
+        held, guard = self._pd_held, self.pd_guard
+        if guard is not None and held.parts:
+            # A chunk ending with the start of a live secret waits longer for the rest of it:
+            # released now, the secret's two halves would each pass the scan alone.
+            _decode(held)
+            since = loop.time() - self._pd_held_since
+            if since < guard.secret_hold_timeout and guard.may_continue_secret(
+                held.text, self.pd_kernel_id
+            ):
+                self._pd_timer = loop.call_later(
+                    min(timeout, guard.secret_hold_timeout - since), self._expire, timeout
+                )
+                return
         self._release_held()
         self._drain()
 

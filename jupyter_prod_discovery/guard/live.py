@@ -100,6 +100,24 @@ class PIIGuard(LoggingConfigurable):
         help="""Seconds the last stream message is held back waiting for its continuation, when
         neither a new message nor the idle status arrives. Default 0.25.""",
     )
+    secret_hold_timeout = Float(
+        10.0,
+        config=True,
+        help="""Seconds a held stream chunk whose end could begin a live secret of its kernel is
+        kept back (instead of stream_hold_timeout) waiting for its continuation, so a secret
+        written in two flushes far apart is still redacted whole. Default 10.""",
+    )
+
+    def may_continue_secret(self, text: str, kernel_id: str) -> bool:
+        """True when ``text`` ends with the beginning (2+ characters) of a secret of the kernel."""
+        if self.secrets is None or not text:
+            return False
+        for secret in self.secrets.get(kernel_id):
+            for k in range(min(len(secret) - 1, len(text)), 1, -1):
+                if text.endswith(secret[:k]):
+                    return True
+        return False
+
     iopub_rcvhwm = Int(
         0,
         config=True,
