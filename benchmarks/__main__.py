@@ -22,7 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from .cases import load_all
-from .core import CASES, CONFIG_HOOKS, BenchEnv, BenchServer, Case, Measure, Sample, merge_config
+from .core import (
+    CASES,
+    CONFIG_HOOKS,
+    BenchEnv,
+    BenchServer,
+    Case,
+    Measure,
+    Sample,
+    merge_config,
+    pin_cpus,
+)
 
 EXTENSION = "jupyter_prod_discovery"
 RESULTS = Path(__file__).parent / "results" / "latest.json"
@@ -44,6 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", action="append", default=[], help="case name (repeatable, or a,b)")
     p.add_argument("--repeat", type=int, default=3, help="measured runs per side (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="unmeasured runs per side (default 1)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="fresh pairs of server processes, each running every case --repeat times "
+        "(default 1); the medians pool all rounds",
+    )
     p.add_argument("--list", action="store_true", help="list the registered cases and exit")
     p.add_argument(
         "--no-openbao",
@@ -68,6 +85,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--keep-workdir",
         action="store_true",
         help="keep the servers' temp dirs and logs (always kept when a case failed)",
+    )
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="run both servers under valgrind's callgrind and report instructions per op too "
+        "(exact and independent of machine noise, but ~50x slower; needs valgrind)",
+    )
+    p.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the client and the servers to separate CPUs",
     )
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
     return p.parse_args(argv)
@@ -121,7 +149,7 @@ DROPPED: dict[str, int] = {}
 async def run_once(c: Case, server: BenchServer) -> Sample:
     assert server.ps is not None
     for attempt in range(DROP_RETRIES + 1):
-        measure = Measure(server.ps)
+        measure = Measure(server.ps, server.callgrind_dir)
         try:
             await c.fn(server, measure)
         except (TimeoutError, RuntimeError) as exc:
@@ -141,7 +169,9 @@ async def run_once(c: Case, server: BenchServer) -> Sample:
 def summarize(samples: list[Sample]) -> dict[str, Any]:
     cpu = [s.cpu for s in samples]
     wall = [s.wall for s in samples]
+    instr = [s.instructions for s in samples if s.instructions is not None]
     return {
+        **({"instructions_median": statistics.median(instr)} if instr else {}),
         "cpu_median_s": statistics.median(cpu),
         "cpu_min_s": min(cpu),
         "wall_median_s": statistics.median(wall),
@@ -182,6 +212,13 @@ def table(results: dict[str, Any]) -> str:
             f" {fmt_time(p['wall_median_s']):>11} {fmt_time(e['wall_median_s']):>11}"
             f" {(f'{wr:.2f}' if wr else 'n/a'):>10}"
         )
+    for name, r in results["cases"].items():
+        if "instructions_ratio" in r:
+            p, e = r["plain"]["instructions_median"], r["extension"]["instructions_median"]
+            lines.append(
+                f"{name:<20} instructions per op: plain {p:,.0f}, extension {e:,.0f}, "
+                f"ratio {r['instructions_ratio']:.3f}"
+            )
     lines.append("(medians per op of server-process CPU and wall time; ratio = extension / plain)")
     return "\n".join(lines)
 
@@ -210,14 +247,8 @@ async def main_async(args: argparse.Namespace) -> int:
             merge_config(ext_cfg, hook(env))
         merge_config(ext_cfg, extra_config(args))
 
-        plain = BenchServer("plain", plain_cfg, workdir)
-        ext = BenchServer("extension", ext_cfg, workdir, env=env.extension_env)
-        servers = [plain, ext]
-        for s in servers:
-            await s.start()
-        if plain.loaded_extension(EXTENSION) or not ext.loaded_extension(EXTENSION):
-            raise RuntimeError("A/B setup wrong: the extension must load on one side only")
-
+        cg = args.instructions
+        pinned = None if args.no_pin else pin_cpus()
         results: dict[str, Any] = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": {
@@ -227,26 +258,55 @@ async def main_async(args: argparse.Namespace) -> int:
             },
             "repeat": args.repeat,
             "warmup": args.warmup,
+            "rounds": args.rounds,
+            "pinned_cpus": pinned,
+            "instructions": cg,
             "openbao": openbao is not None,
             "extension_config_sections": sorted(ext_cfg),
             "cases": {},
         }
+        samples = {c.name: {"plain": [], "extension": []} for c in cases}
+        errors: dict[str, str] = {}
+        for rnd in range(args.rounds):
+            # Fresh server processes each round, with a hash seed shared by both sides: one
+            # process's memory layout and hash seed shift its speed by a few percent, which
+            # a single pair of servers would report as overhead (or as a gain).
+            base = workdir if args.rounds == 1 else workdir / f"round{rnd + 1}"
+            seed = {"PYTHONHASHSEED": str(rnd + 1)}
+            plain = BenchServer("plain", plain_cfg, base, env=seed, callgrind=cg)
+            ext = BenchServer(
+                "extension", ext_cfg, base, env={**env.extension_env, **seed}, callgrind=cg
+            )
+            servers = [plain, ext]
+            for s in servers:
+                await s.start()
+            if plain.loaded_extension(EXTENSION) or not ext.loaded_extension(EXTENSION):
+                raise RuntimeError("A/B setup wrong: the extension must load on one side only")
+            if args.rounds > 1:
+                print(f"round {rnd + 1}/{args.rounds}", file=sys.stderr, flush=True)
+            for c in cases:
+                if c.name in errors:
+                    continue
+                print(f"· {c.name}: {c.description}", file=sys.stderr, flush=True)
+                try:
+                    for _ in range(args.warmup):
+                        for s in servers:
+                            await run_once(c, s)
+                    for r in range(args.repeat):
+                        # ABBA interleaving: drifts of the machine hit both sides alike.
+                        for s in servers if r % 2 == 0 else servers[::-1]:
+                            samples[c.name][s.label].append(await run_once(c, s))
+                except Exception as exc:
+                    errors[c.name] = f"{exc.__class__.__name__}: {exc}"[:500]
+                    print(f"  failed: {exc}", file=sys.stderr)
+            for s in servers:
+                await s.stop()
+            servers = []
         for c in cases:
-            print(f"· {c.name}: {c.description}", file=sys.stderr, flush=True)
-            samples: dict[str, list[Sample]] = {"plain": [], "extension": []}
-            try:
-                for _ in range(args.warmup):
-                    for s in servers:
-                        await run_once(c, s)
-                for r in range(args.repeat):
-                    # ABBA interleaving: drifts of the machine hit both sides alike.
-                    for s in servers if r % 2 == 0 else servers[::-1]:
-                        samples[s.label].append(await run_once(c, s))
-            except Exception as exc:
-                results["cases"][c.name] = {"error": f"{exc.__class__.__name__}: {exc}"[:500]}
-                print(f"  failed: {exc}", file=sys.stderr)
+            if c.name in errors:
+                results["cases"][c.name] = {"error": errors[c.name]}
                 continue
-            p, e = summarize(samples["plain"]), summarize(samples["extension"])
+            p, e = summarize(samples[c.name]["plain"]), summarize(samples[c.name]["extension"])
             results["cases"][c.name] = {
                 "description": c.description,
                 "unit": c.unit,
@@ -255,6 +315,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 "cpu_ratio": ratio(e["cpu_median_s"], p["cpu_median_s"]),
                 "wall_ratio": ratio(e["wall_median_s"], p["wall_median_s"]),
             }
+            if "instructions_median" in p and "instructions_median" in e:
+                results["cases"][c.name]["instructions_ratio"] = ratio(
+                    e["instructions_median"], p["instructions_median"]
+                )
     finally:
         for s in servers:
             with contextlib.suppress(Exception):

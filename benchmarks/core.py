@@ -49,6 +49,29 @@ __all__ = [
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 
+#: (client CPU, server CPU) when pinning is on (``pin_cpus``), else None.
+PIN_CPUS: tuple[int, int] | None = None
+
+
+def pin_cpus() -> tuple[int, int] | None:
+    """Pin this process (the client) to one CPU and the servers started later to another.
+
+    Why: on a 2-core machine the scheduler moves the client and the server between cores at
+    will, and which core a server lands on changes its speed by several percent; with fixed
+    cores both servers run under the same conditions. Kernels inherit their server's CPU.
+    """
+    global PIN_CPUS
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    if len(cpus) < 2:
+        return None
+    PIN_CPUS = (cpus[0], cpus[1])
+    os.sched_setaffinity(0, {cpus[0]})
+    return PIN_CPUS
+
+
 # ---------------------------------------------------------------------------------------------
 # Registry
 # ---------------------------------------------------------------------------------------------
@@ -125,31 +148,117 @@ class Sample:
     cpu: float  # server CPU seconds per op
     wall: float  # wall seconds per op
     ops: int
+    instructions: float | None = None  # server instructions per op (--instructions only)
+
+
+def _thread_cpu(pid: int) -> dict[int, int] | None:
+    """On-CPU nanoseconds of each live thread of ``pid`` (Linux ``/proc/<pid>/task/*/schedstat``).
+
+    Why: ``cpu_times()`` counts 10 ms clock ticks, too coarse for a request of a few ms; the
+    scheduler's own run-time account is exact to the nanosecond. None where it is unavailable.
+    """
+    base = f"/proc/{pid}/task"
+    try:
+        tids = os.listdir(base)
+    except OSError:
+        return None
+    out: dict[int, int] = {}
+    for tid in tids:
+        try:
+            with open(f"{base}/{tid}/schedstat", "rb") as f:
+                out[int(tid)] = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread exited between listing and reading
+    return out
 
 
 class Measure:
-    """``async with measure(ops=N):`` records server CPU and wall time of the block, per op."""
+    """``async with measure(ops=N):`` records server CPU and wall time of the block, per op.
 
-    def __init__(self, process: psutil.Process) -> None:
+    CPU is the scheduler's per-thread run time (ns) summed over the server's threads; a thread
+    that exits inside the block would take its share with it, so then (and where schedstat is
+    missing) the coarse process total (10 ms ticks, which includes exited threads) is used.
+    """
+
+    def __init__(self, process: psutil.Process, callgrind_dir: Path | None = None) -> None:
         self._process = process
+        self._callgrind_dir = callgrind_dir
         self.sample: Sample | None = None
 
-    def _cpu(self) -> float:
+    def _coarse(self) -> float:
         t = self._process.cpu_times()
         return float(t.user + t.system)
+
+    def _cpu_between(
+        self,
+        before: tuple[dict[int, int] | None, float],
+        after: tuple[dict[int, int] | None, float],
+    ) -> float:
+        (fine0, coarse0), (fine1, coarse1) = before, after
+        if fine0 is None or fine1 is None or set(fine0) - set(fine1):
+            return coarse1 - coarse0
+        return sum(ns - fine0.get(tid, 0) for tid, ns in fine1.items()) / 1e9
+
+    def _cpu(self) -> tuple[dict[int, int] | None, float]:
+        return _thread_cpu(self._process.pid), self._coarse()
 
     @contextlib.asynccontextmanager
     async def __call__(self, ops: int = 1) -> AsyncIterator[None]:
         if self.sample is not None:
             raise RuntimeError("a benchmark case may measure only one block per run")
         # Let the server settle (finish writing previous responses) before the first reading.
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05 if self._callgrind_dir is None else 1.0)
+        if self._callgrind_dir is not None:
+            await _callgrind_control("-z", self._process.pid)
+            await _callgrind_control("-i", "on", self._process.pid)
         cpu0, wall0 = self._cpu(), time.perf_counter()
         yield
         wall1 = time.perf_counter()
-        await asyncio.sleep(0.02)  # the last response may still be leaving the server
+        # The last response may still be leaving the server.
+        await asyncio.sleep(0.02 if self._callgrind_dir is None else 1.0)
         cpu1 = self._cpu()
-        self.sample = Sample(cpu=(cpu1 - cpu0) / ops, wall=(wall1 - wall0) / ops, ops=ops)
+        cpu = self._cpu_between(cpu0, cpu1)
+        instructions = None
+        if self._callgrind_dir is not None:
+            await _callgrind_control("-i", "off", self._process.pid)
+            instructions = await _callgrind_dump(self._callgrind_dir, self._process.pid) / ops
+        self.sample = Sample(
+            cpu=cpu / ops, wall=(wall1 - wall0) / ops, ops=ops, instructions=instructions
+        )
+
+
+async def _callgrind_control(*args: object) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "callgrind_control",
+        *map(str, args),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"callgrind_control {args}: {err.decode(errors='replace')[-300:]}")
+
+
+async def _callgrind_dump(directory: Path, pid: int) -> int:
+    """Dump the counters since the last dump and return the instructions they hold.
+
+    Why instructions: they do not depend on what else the machine is doing, so an overhead of
+    a few percent is measured exactly, where CPU time on a shared VM varies by 10-20 % between
+    runs. valgrind's CPU lacks some extensions (SHA-NI, so hashing counts far more instructions
+    than it costs natively); read the ratio as an upper bound for hash-heavy cases.
+    """
+    before = set(directory.glob(f"cg.{pid}.*"))
+    await _callgrind_control("-d", pid)
+    for _ in range(100):
+        new = set(directory.glob(f"cg.{pid}.*")) - before
+        if new:
+            dump = max(new, key=lambda p: int(p.suffix[1:]))
+            text = dump.read_text(errors="replace")
+            for line in text.splitlines():
+                if line.startswith("totals:"):
+                    return int(line.split()[1])
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"no callgrind dump of {pid} in {directory}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,6 +281,7 @@ class BenchServer:
         config: dict[str, dict[str, Any]],
         workdir: Path,
         env: dict[str, str] | None = None,
+        callgrind: bool = False,
     ) -> None:
         self.label = label
         self.config = config
@@ -184,6 +294,8 @@ class BenchServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ps: psutil.Process | None = None
         self.http = AsyncHTTPClient(max_body_size=512 * 1024 * 1024)
+        # --instructions: the server runs under callgrind, instrumented only inside measure().
+        self.callgrind_dir = self.dir / "callgrind" if callgrind else None
 
     async def start(self, timeout: float = 60.0) -> None:
         for d in ("root", "config", "data", "runtime"):
@@ -216,8 +328,19 @@ class BenchServer:
         )
         env.update(self._extra_env)
         self._log = (self.dir / "server.log").open("wb")
+        command = [sys.executable, "-m", "jupyter_server", f"--config={cfg_file}"]
+        if self.callgrind_dir is not None:
+            self.callgrind_dir.mkdir(parents=True, exist_ok=True)
+            command = [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={self.callgrind_dir}/cg.%p",
+                *command,
+            ]
+            timeout *= 10
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", f"--config={cfg_file}"],
+            command,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -226,6 +349,8 @@ class BenchServer:
             start_new_session=True,  # a process group of its own: kernels die with it
         )
         self.ps = psutil.Process(self.proc.pid)
+        if PIN_CPUS is not None:
+            self.ps.cpu_affinity([PIN_CPUS[1]])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -169,3 +169,20 @@ def test_open_jsonl_sink_sets_aside_cut_record(tmp_path: Path) -> None:
     assert path.read_text() == "\n".join(lines) + "\n"
     assert len(list(tmp_path.glob("audit.jsonl.partial-*"))) == 1
     assert verify(sink.read_lines(), KEY).ok
+
+
+def test_sync_jsonl_sink_defers_fsync_to_interval(tmp_path: Path) -> None:
+    sink = JSONLSink(path=str(tmp_path / "d.jsonl"), fsync_interval=3600)
+    assert sink.inline
+    sink.open()
+    chain = Chain(KEY)
+    sink.write(lines_of(1, chain))
+    assert sink._unsynced  # write() never fsyncs with an interval
+    sink.sync()  # first sync: due
+    assert not sink._unsynced
+    sink.write(lines_of(1, chain))
+    sink.sync()  # within the interval: deferred
+    assert sink._unsynced
+    sink.close()  # closing makes everything durable
+    assert not sink._unsynced
+    assert [json.loads(x)["seq"] for x in sink.read_lines()] == [1, 2]

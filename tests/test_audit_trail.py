@@ -199,3 +199,88 @@ def test_start_trail_replays_spool_left_by_previous_run(tmp_path: Path) -> None:
     t2.stop()
     assert [r["data"]["kernel_id"] for r in records(t2)] == ["k1", "k2"]
     assert t2.verify().ok
+
+
+# --- records written at once on the request's thread (every sink inline) ---------------------
+
+
+def test_write_now_trail_writes_before_returning(trail: AuditTrail) -> None:
+    assert trail.write_now("kernel", {"action": "start", "kernel_id": "now"}, user="ann")
+    # On disk already, without the writer thread (nothing was queued or acknowledged).
+    assert records(trail)[-1]["data"]["kernel_id"] == "now"
+    assert trail._written == 0
+    assert trail.verify().ok
+
+
+async def test_record_acknowledged_trail_inline_then_queued_keep_order(tmp_path: Path) -> None:
+    t = make_trail(tmp_path)
+    t.start()
+    try:
+        with t._write_lock:  # the writer cannot write what it takes off the queue
+            t.record("kernel", {"action": "start", "kernel_id": "queued"})
+            # A record queued before must not be overtaken by one written at once.
+            assert not t.write_now("kernel", {"action": "start", "kernel_id": "late"})
+        assert await t.record_acknowledged("kernel", {"action": "start", "kernel_id": "late"})
+        assert t.flush()
+        assert [r["data"]["kernel_id"] for r in records(t)] == ["queued", "late"]
+        assert t.write_now("kernel", {"action": "start", "kernel_id": "inline"})
+        assert t.verify().ok
+    finally:
+        t.stop()
+
+
+async def test_record_acknowledged_trail_through_writer_when_not_inline(tmp_path: Path) -> None:
+    # fsync before every acknowledgment must stay off the event loop: the writer does it.
+    t = make_trail(tmp_path, JSONLSink={"path": str(tmp_path / "a.jsonl"), "fsync_interval": 0})
+    t.start()
+    try:
+        assert not t.sinks[0].inline
+        assert not t.write_now("kernel", {"action": "start", "kernel_id": "k"})
+        assert await t.record_acknowledged("kernel", {"action": "start", "kernel_id": "k"})
+        assert t._written == 1
+        assert records(t)[-1]["data"]["kernel_id"] == "k"
+    finally:
+        t.stop()
+
+
+def test_write_now_trail_refused_while_sink_down_or_stopped(tmp_path: Path) -> None:
+    t = make_trail(tmp_path)
+    assert not t.write_now("kernel", {"action": "start", "kernel_id": "k"})  # not started
+    t.start()
+    t._states[0].down = True
+    assert not t.write_now("kernel", {"action": "start", "kernel_id": "k"})
+    t._states[0].down = False
+    assert t.write_now("kernel", {"action": "start", "kernel_id": "k"})
+    t.stop()
+    assert not t.write_now("kernel", {"action": "start", "kernel_id": "k"})
+    assert len(records(t)) == 1
+
+
+async def test_record_acknowledged_trail_concurrent_with_queued_records(tmp_path: Path) -> None:
+    import threading
+
+    t = make_trail(tmp_path)
+    t.start()
+    try:
+
+        def producer(n: int) -> None:
+            for i in range(300):
+                t.record("datasource", {"kernel_id": f"p{n}", "kind": "file", "target": str(i)})
+
+        threads = [threading.Thread(target=producer, args=(n,)) for n in range(3)]
+        for th in threads:
+            th.start()
+        for i in range(300):
+            assert await t.record_acknowledged("kernel", {"action": "start", "kernel_id": str(i)})
+        for th in threads:
+            th.join()
+        assert t.flush()
+        recs = records(t)
+        assert len(recs) == 1200
+        assert [r["seq"] for r in recs] == list(range(1, 1201))
+        for n in range(3):  # each producer's records in its own order
+            mine = [r["data"]["target"] for r in recs if r["data"].get("kernel_id") == f"p{n}"]
+            assert mine == [str(i) for i in range(300)]
+        assert t.verify().ok
+    finally:
+        t.stop()

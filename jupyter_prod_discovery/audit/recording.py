@@ -73,8 +73,15 @@ def _status_of(exc: BaseException) -> str:
     return "error"
 
 
-def hash_file(path: str | Path) -> tuple[int, str] | None:
-    """Size and sha256 of a file on disk (None when it is not a regular file)."""
+_TOO_BIG = (-1, "")
+
+
+def hash_file(path: str | Path, max_size: int = 0) -> tuple[int, str] | None:
+    """Size and sha256 of a file on disk (None when it is not a regular file).
+
+    With ``max_size``, a larger file is not read and ``_TOO_BIG`` is returned instead (the
+    caller hashes it in a thread), so that one open and one fstat decide both.
+    """
     try:
         # O_NONBLOCK: a FIFO at the path must not hang the server (regular files ignore it).
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -82,13 +89,21 @@ def hash_file(path: str | Path) -> tuple[int, str] | None:
         return None
     try:
         # fstat of the descriptor read, not a second lookup of the path: one open, no race.
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             return None
+        if max_size and st.st_size > max_size:
+            return _TOO_BIG
         digest = hashlib.sha256()
         size = 0
-        while chunk := os.read(fd, 1 << 20):
+        # Asking for one byte more than the file holds ends a small file in one read.
+        want = min(st.st_size + 1, 1 << 20)
+        while chunk := os.read(fd, want):
             digest.update(chunk)
             size += len(chunk)
+            if len(chunk) < want:
+                break
+            want = 1 << 20
     finally:
         os.close(fd)
     return size, digest.hexdigest()
@@ -96,13 +111,10 @@ def hash_file(path: str | Path) -> tuple[int, str] | None:
 
 async def _hash_path(path: str | Path) -> tuple[int, str] | None:
     """Small files inline (cheaper than a thread hop), large ones in a thread."""
-    try:
-        size = Path(path).stat().st_size  # noqa: ASYNC240 - one stat
-    except OSError:
-        return None
-    if size <= _HASH_INLINE_LIMIT:
-        return hash_file(path)
-    return await asyncio.to_thread(hash_file, path)
+    digest = hash_file(path, _HASH_INLINE_LIMIT)
+    if digest is _TOO_BIG:
+        return await asyncio.to_thread(hash_file, path)
+    return digest
 
 
 def _hash_model(model: dict[str, Any] | None) -> tuple[int, str] | None:
@@ -126,6 +138,22 @@ class _ContentsAuditor:
         self.cm = cm
         self.trail = trail
         self.on_disk = hasattr(cm, "_get_os_path")
+        # API path -> OS path, a pure function of the path and the (fixed) root directory;
+        # resolving it costs more than hashing a small notebook, and a notebook is read often.
+        self._os_paths: dict[str, str] = {}
+
+    def os_path(self, path: str) -> str | None:
+        """The manager's OS path for ``path`` (None for a path it refuses)."""
+        os_path = self._os_paths.get(path)
+        if os_path is None:
+            try:
+                os_path = str(self.cm._get_os_path(path))
+            except Exception:  # a path the manager refuses: recorded without a hash
+                return None
+            if len(self._os_paths) >= 4096:
+                self._os_paths.clear()
+            self._os_paths[path] = os_path
+        return os_path
 
     async def digest(self, path: str, model: dict[str, Any] | None) -> tuple[int, str] | None:
         """What was read or written: the file on disk when file based, else the model."""
@@ -133,11 +161,8 @@ class _ContentsAuditor:
             return None
         if not self.on_disk:
             return _hash_model(model)
-        try:
-            os_path = Path(self.cm._get_os_path(path))
-        except Exception:  # a path the manager refuses: recorded without a hash
-            return None
-        return await _hash_path(os_path)
+        os_path = self.os_path(path)
+        return None if os_path is None else await _hash_path(os_path)
 
     def wrap(self, method: str, operation: str, path_arg: int = 0) -> None:
         original = getattr(self.cm, method)
@@ -175,13 +200,14 @@ class _ContentsAuditor:
             data["chunk"] = int(model["chunk"])
         if operation == "get" and not kwargs.get("content", True):
             return await ensure_async(original(*args, **kwargs))  # metadata only: not a read
-        await gate(trail, user, "contents", operation)
+        if trail.fail_closed:
+            await gate(trail, user, "contents", operation)
         try:
             result = await ensure_async(original(*args, **kwargs))
         except BaseException as exc:
             data["status"] = _status_of(exc)
             data["error"] = str(getattr(exc, "log_message", None) or exc)[:300]
-            await acknowledge(trail, trail.record("contents", data, user=user))
+            await acknowledge(trail, "contents", data, user)
             raise
         data["status"] = "ok"
         if isinstance(result, dict):
@@ -199,7 +225,7 @@ class _ContentsAuditor:
                 data["size"], data["sha256"] = digest
         if operation == "new_untitled":
             data["operation"] = "new"
-        await acknowledge(trail, trail.record("contents", data, user=user))
+        await acknowledge(trail, "contents", data, user)
         return result
 
 
@@ -225,11 +251,9 @@ async def gate(trail: AuditTrail, user: Any, resource: str, action: str) -> None
         raise web.HTTPError(503, "the audit trail cannot be written; data access is suspended")
 
 
-async def acknowledge(trail: AuditTrail, ticket: int) -> None:
-    """Hold the answer until the record is durable (see the trail's durability policy)."""
-    if not trail.wait_for_write:
-        return
-    if not await trail.wait_written(ticket) and trail.fail_closed:
+async def acknowledge(trail: AuditTrail, kind: str, data: dict[str, Any], user: Any) -> None:
+    """Record, and hold the answer until the record is durable (the trail's durability policy)."""
+    if not await trail.record_acknowledged(kind, data, user=user) and trail.fail_closed:
         raise web.HTTPError(503, "the audit trail did not acknowledge the access")
 
 
@@ -276,7 +300,7 @@ async def _audit_download(handler: Any, path: str, os_path: str | None) -> None:
             data["size"], data["sha256"] = digest
     token = _in_audited_call.set(True)  # the files handler's own cm.get is this download
     try:
-        await acknowledge(trail, trail.record("contents", data, user=user))
+        await acknowledge(trail, "contents", data, user)
     finally:
         _in_audited_call.reset(token)
 
@@ -364,7 +388,7 @@ def _install_kernels(
                     owners[str(result)] = str(getattr(user, "username", user))
                 watch(str(result), data["kernel_name"])
             data["status"] = "ok"
-            await acknowledge(trail, trail.record("kernel", data, user=user))
+            await acknowledge(trail, "kernel", data, user)
             if action == "shutdown":
                 owners.pop(str(kid), None)
                 if on_shutdown is not None:

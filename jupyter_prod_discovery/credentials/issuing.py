@@ -12,10 +12,9 @@ import threading
 import time
 from typing import Any
 
-import hvac
-
 from .profiles import Profile, ProfileError, select_profiles
 from .records import BrokerState, CredentialError, KernelCredentials, Lease, user_groups, user_name
+from .transport import VaultTransport
 from .vault import VaultError, translate_error
 
 __all__ = ["CredentialIssuing"]
@@ -114,12 +113,12 @@ class CredentialIssuing(BrokerState):
         abandoned: threading.Event,
     ) -> dict[str, str]:
         env: dict[str, str] = {}
-        client = self.app.vault.client
+        vault = self.app.vault.transport
         for profile in selected:
             if abandoned.is_set():
                 break
             try:
-                values, secret_fields, lease = self._issue_one(client, profile, kernel_id, owner)
+                values, secret_fields, lease = self._issue_one(vault, profile, kernel_id, owner)
             except ProfileError as exc:
                 raise CredentialError(str(exc)) from None
             except Exception as exc:
@@ -143,20 +142,24 @@ class CredentialIssuing(BrokerState):
         return env
 
     def _issue_one(
-        self, client: hvac.Client, profile: Profile, kernel_id: str, owner: str | None
+        self, vault: VaultTransport, profile: Profile, kernel_id: str, owner: str | None
     ) -> tuple[dict[str, Any], set[str], Lease | None]:
         now = time.time()
         if profile.type == "token":
             ttl = profile.ttl or self.default_token_ttl
-            response = client.auth.token.create(
-                policies=list(profile.policies) or ["default"],
-                no_default_policy=profile.no_default_policy,
-                ttl=ttl,
-                explicit_max_ttl=profile.explicit_max_ttl or None,
-                num_uses=profile.num_uses or None,
-                meta={"user": owner or "", "kernel_id": kernel_id, "profile": profile.name},
-                display_name=f"kernel-{kernel_id[:8]}",
-            )
+            params: dict[str, Any] = {
+                "policies": list(profile.policies) or ["default"],
+                "no_parent": False,
+                "no_default_policy": profile.no_default_policy,
+                "ttl": ttl,
+                "meta": {"user": owner or "", "kernel_id": kernel_id, "profile": profile.name},
+                "display_name": f"kernel-{kernel_id[:8]}",
+            }
+            if profile.explicit_max_ttl:
+                params["explicit_max_ttl"] = profile.explicit_max_ttl
+            if profile.num_uses:
+                params["num_uses"] = profile.num_uses
+            response = _answer(vault.post("auth/token/create", params))
             auth = response["auth"]
             duration = int(auth.get("lease_duration") or 0)
             token_lease = Lease(
@@ -180,21 +183,18 @@ class CredentialIssuing(BrokerState):
             }
             return values, {"token"}, token_lease
         if profile.type == "database":
-            response = client.secrets.database.generate_credentials(
-                name=profile.role, mount_point=profile.mount
-            )
+            response = _answer(vault.get(f"{profile.mount}/creds/{profile.role}"))
         elif profile.type == "kv":
-            response = client.secrets.kv.v2.read_secret_version(
-                path=profile.path, mount_point=profile.mount, raise_on_deleted_version=True
-            )
+            response = _answer(vault.get(f"{profile.mount}/data/{profile.path}"))
             data = dict((response.get("data") or {}).get("data") or {})
             return data, {k for k, v in data.items() if isinstance(v, str)}, None
         else:
-            response = client.read(profile.path)
-            if response is None:
+            read = vault.get(profile.path)
+            if read is None:
                 raise CredentialError(
                     f"credential profile {profile.name!r}: Vault path {profile.path!r} is empty"
                 )
+            response = read
         data = dict(response.get("data") or {})
         secret_fields = {k for k, v in data.items() if isinstance(v, str)}
         lease_id = response.get("lease_id") or ""
@@ -211,6 +211,12 @@ class CredentialIssuing(BrokerState):
                 expires_at=now + duration if duration else 0.0,
             )
         return data, secret_fields, lease
+
+
+def _answer(response: dict[str, Any] | None) -> dict[str, Any]:
+    if response is None:
+        raise CredentialError("Vault sent an empty answer")
+    return response
 
 
 def _seconds(duration: str) -> int:

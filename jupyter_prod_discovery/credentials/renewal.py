@@ -87,18 +87,18 @@ class LeaseRenewal(BrokerState):
     def _renew_sync(self, leases: list[Lease]) -> list[tuple[int, str, str | None]]:
         out: list[tuple[int, str, str | None]] = []
         try:
-            client = self.app.vault.client
+            vault = self.app.vault.transport
         except VaultError as exc:
             return [(0, "", str(exc)) for _ in leases]
         for lease in leases:
             try:
                 if lease.kind == "token":
-                    response = client.auth.token.renew_accessor(
-                        lease.lease_id, increment=f"{lease.ttl}s"
-                    )
+                    token_body = {"accessor": lease.lease_id, "increment": f"{lease.ttl}s"}
+                    response = vault.post("auth/token/renew-accessor", token_body) or {}
                     duration = int(response["auth"]["lease_duration"])
                 else:
-                    response = client.sys.renew_lease(lease.lease_id, increment=lease.ttl)
+                    lease_body = {"lease_id": lease.lease_id, "increment": lease.ttl}
+                    response = vault.put("sys/leases/renew", lease_body) or {}
                     duration = int(response["lease_duration"])
                 out.append((duration, response.get("request_id") or "", None))
             except Exception as exc:

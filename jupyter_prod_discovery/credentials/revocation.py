@@ -11,10 +11,10 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-import hvac
 import hvac.exceptions
 
 from .records import BrokerState, Lease
+from .transport import VaultTransport
 from .vault import VaultError, translate_error
 
 __all__ = ["LeaseRevocation"]
@@ -74,12 +74,12 @@ class LeaseRevocation(BrokerState):
         """Revoke in Vault; return {lease id: error} for those that failed (blocking)."""
         failed: dict[str, str] = {}
         try:
-            client = self.app.vault.client
+            vault = self.app.vault.transport
         except VaultError as exc:
             return {lease.lease_id: str(exc) for lease in leases}
         for lease in leases:
             try:
-                _revoke_in_vault(client, lease.kind, lease.lease_id)
+                _revoke_in_vault(vault, lease.kind, lease.lease_id)
             except Exception as exc:
                 failed[lease.lease_id] = str(translate_error(exc, self.app.vault.url))
         return failed
@@ -106,12 +106,12 @@ class LeaseRevocation(BrokerState):
         self._write_state()
 
 
-def _revoke_in_vault(client: hvac.Client, kind: str, lease_id: str) -> None:
+def _revoke_in_vault(vault: VaultTransport, kind: str, lease_id: str) -> None:
     try:
         if kind == "token":
-            client.auth.token.revoke_accessor(lease_id)
+            vault.post("auth/token/revoke-accessor", {"accessor": lease_id})
         else:
-            client.sys.revoke_lease(lease_id)
+            vault.put("sys/leases/revoke", {"lease_id": lease_id})
     except hvac.exceptions.InvalidRequest as exc:
         text = " ".join(getattr(exc, "errors", None) or []).lower()
         if "invalid" in text or "not found" in text:

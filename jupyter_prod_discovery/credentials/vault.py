@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hvac
 import hvac.exceptions
@@ -23,6 +23,9 @@ import requests.exceptions
 import requests.utils
 from traitlets import Bool, Enum, Float, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
+
+if TYPE_CHECKING:
+    from .transport import VaultTransport
 
 __all__ = [
     "VaultAuthError",
@@ -276,6 +279,7 @@ class VaultClient(LoggingConfigurable):
         self._identity_at = 0.0
         self._last_error: str | None = None
         self._renew_task: asyncio.Task[None] | None = None
+        self._transport: VaultTransport | None = None
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -295,6 +299,25 @@ class VaultClient(LoggingConfigurable):
         if self._client is None:
             raise VaultError("Vault is not connected (VaultClient.connect() has not succeeded)")
         return self._client
+
+    @property
+    def transport(self) -> VaultTransport:
+        """A lean transport for hot paths (the broker's per-kernel calls), using this client's
+        current token; raises VaultError before connect() succeeded (see transport.py)."""
+        self.client  # noqa: B018 - raises before connect()
+        if self._transport is None:
+            from .transport import VaultTransport
+
+            session, verify = _session_for(self.url, self._verify_arg())
+            self._transport = VaultTransport(
+                self.url,
+                token=lambda: self.client.token,
+                namespace=self.namespace or None,
+                verify=verify,
+                timeout=self.timeout,
+                hvac_client=(lambda: self.client) if session.proxies else None,
+            )
+        return self._transport
 
     def _verify_arg(self) -> bool | str:
         v = self.verify.strip()

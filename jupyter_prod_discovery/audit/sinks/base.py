@@ -23,9 +23,21 @@ class _Meta(ABCMeta, MetaHasTraits):
 class AuditSink(ABC, LoggingConfigurable, metaclass=_Meta):
     """A store of chained audit records.
 
-    The writer thread is the only caller of the write methods, so implementations need no
-    locking for writes; readers (verify, query) may run in other threads or processes.
+    The trail serialises ``open``, ``write`` and ``close`` under one lock, so implementations
+    need no locking for writes. ``sync`` and ``write_checkpoint`` are called by the writer
+    thread without that lock (they may fsync) and must tolerate a concurrent ``write`` from a
+    request's thread when the sink is ``inline``. Readers (verify, query) may run in other
+    threads or processes.
     """
+
+    @property
+    def inline(self) -> bool:
+        """True when ``write`` is cheap local I/O (no network, no fsync) that may run on the
+        server's event loop. When every sink is inline the trail writes a record a request
+        waits for at once, on the request's thread, instead of handing it to the writer thread
+        and waiting to be woken (two thread hops: most of an audited request's overhead).
+        Default False: the writer thread does the writing."""
+        return False
 
     @property
     def name(self) -> str:
@@ -55,8 +67,9 @@ class AuditSink(ABC, LoggingConfigurable, metaclass=_Meta):
         """The record with the highest seq, or None when empty (to resume the chain)."""
 
     def sync(self) -> None:
-        """Make written records durable against power loss if ``write`` deferred that (the
-        writer calls it when idle and on stop); default: nothing to do."""
+        """Make written records durable against power loss if ``write`` deferred that and it is
+        due by the sink's own policy (the writer thread calls this after every batch and at
+        least once a second; ``close`` makes everything durable). Default: nothing to do."""
 
     def write_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store a checkpoint (seq, head, mac) in a second place; default: not supported."""

@@ -98,10 +98,10 @@ class JSONLSink(AuditSink):
             raise _TraitError("JSONLSink.fsync_interval must be >= 0")
         return float(proposal["value"])
 
-    _file: IO[str] | None = None
+    _file: IO[bytes] | None = None
     _dirty = False
     _unsynced = False
-    _synced_at = 0.0
+    _synced_at = float("-inf")  # the first sync is always due
 
     @property
     def name(self) -> str:
@@ -111,7 +111,8 @@ class JSONLSink(AuditSink):
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._set_aside_partial_line()
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            # Unbuffered binary append: one write(2) per batch, no text or buffer layers.
+            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
         except OSError as exc:
             raise SinkUnavailable(f"cannot open {self.path}: {exc.strerror}") from exc
 
@@ -146,10 +147,14 @@ class JSONLSink(AuditSink):
             if self._file is None:
                 self.open()
             assert self._file is not None
-            self._file.write("".join(line + "\n" for line in lines))
-            self._file.flush()
+            data = memoryview(("\n".join(lines) + "\n").encode())
+            while data:  # a regular file may take less than asked (signals, quota)
+                n = self._file.write(data)
+                if not n:
+                    raise OSError(f"no progress writing {self.path}")
+                data = data[n:]
             self._unsynced = True
-            if self.fsync and time.monotonic() - self._synced_at >= self.fsync_interval:
+            if self.fsync and self.fsync_interval == 0:
                 self._sync()
             self._dirty = False
         except (OSError, SinkUnavailable) as exc:
@@ -165,13 +170,38 @@ class JSONLSink(AuditSink):
         self._unsynced = False
         self._synced_at = time.monotonic()
 
+    @property
+    def inline(self) -> bool:
+        # write() is a buffered append plus one write(2); only fsync_interval = 0 makes it
+        # fsync, which must stay off the event loop.
+        return not (self.fsync and self.fsync_interval == 0)
+
     def sync(self) -> None:
-        if not self.fsync:
+        """fsync what ``write`` deferred once ``fsync_interval`` has passed since the last one.
+
+        Runs in the writer thread while a request may be appending inline: it fsyncs a
+        duplicate of the descriptor, so a concurrent rotation (which closes the file, and
+        syncs it in ``close``) cannot pull the descriptor away mid-call.
+        """
+        if not self.fsync or not self._unsynced:
+            return
+        if time.monotonic() - self._synced_at < self.fsync_interval:
             return
         try:
-            self._sync()
+            fd = os.dup(self._file.fileno()) if self._file is not None else -1
+        except (OSError, ValueError):  # closed by a concurrent rotation, which synced it
+            return
+        if fd < 0:
+            return
+        self._unsynced = False  # cleared first: a write racing with the fsync sets it again
+        try:
+            os.fsync(fd)
         except OSError as exc:
+            self._unsynced = True
             raise SinkUnavailable(f"cannot fsync {self.path}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+        self._synced_at = time.monotonic()
 
     def _unwritten(self, lines: list[str]) -> list[str]:
         """After a failed write, skip what already reached the file (replay is idempotent)."""
