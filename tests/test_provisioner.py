@@ -382,3 +382,33 @@ async def test_start_kernel_fails_when_vault_refuses_naming_profile(
     assert warehouse.roles() == set()
     assert warehouse.leases() == []
     assert app.broker.outstanding() == 0
+
+
+async def test_issue_profile_finishing_after_the_start_gave_up_revokes_its_lease(
+    jp_serverapp: Any, warehouse: Warehouse
+) -> None:
+    import asyncio
+    import threading
+
+    from jupyter_prod_discovery.credentials.records import CredentialError
+
+    app = app_of(jp_serverapp)
+    broker = app.broker
+    profile = next(p for p in broker._profiles if p.type == "database")
+    abandoned = threading.Event()
+    abandoned.set()  # the start timed out while this call was in flight
+    issued: list[Any] = []
+    with pytest.raises(CredentialError, match="gave up"):
+        await asyncio.to_thread(
+            broker._issue_profile,
+            app.vault.transport,
+            profile,
+            "late-kernel",
+            "alice",
+            issued,
+            threading.Lock(),
+            abandoned,
+        )
+    assert issued == []
+    assert warehouse.leases() == []
+    assert warehouse.roles() == set()

@@ -23,15 +23,21 @@ class RedactionModifier:
 
     def __init__(self, secrets: Callable[[], frozenset[str]]) -> None:
         self._secrets = secrets
+        # (secrets, longest first): one attribute, so threads never see a mismatched pair.
+        self._sorted: tuple[frozenset[str], tuple[str, ...]] = (frozenset(), ())
 
     def __call__(self, schema_id: str, data: dict[str, Any]) -> dict[str, Any]:
         values = self._secrets()
         if not values:
             return data
-        return _redact_dict(data, values)
+        seen, ordered = self._sorted
+        if values is not seen:  # sorted once per change of the secrets, not per field
+            ordered = tuple(sorted(values, key=len, reverse=True))
+            self._sorted = (values, ordered)
+        return _redact_dict(data, ordered)
 
 
-def _redact_dict(data: dict[str, Any], values: frozenset[str]) -> dict[str, Any]:
+def _redact_dict(data: dict[str, Any], values: tuple[str, ...]) -> dict[str, Any]:
     """A copy of ``data`` with secrets masked (the caller's objects are never changed)."""
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -54,10 +60,10 @@ def _redact_dict(data: dict[str, Any], values: frozenset[str]) -> dict[str, Any]
     return out
 
 
-def _mask(text: str, values: frozenset[str]) -> str:
+def _mask(text: str, values: tuple[str, ...]) -> str:
     out = text
-    # Longest first, so that a secret containing another is masked whole.
-    for secret in sorted(values, key=len, reverse=True):
+    # Longest first (the caller's order), so that a secret containing another is masked whole.
+    for secret in values:
         if secret in out:
             out = out.replace(secret, MASK)
     return out

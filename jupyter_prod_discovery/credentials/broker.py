@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from traitlets import Bool, Float, List, TraitError, Unicode, observe, validate
@@ -168,6 +169,8 @@ class CredentialBroker(
         self._owners: dict[str, str | None] = {}  # survives restarts: the kernel's first owner
         self._pending_revoke: list[tuple[str, Lease]] = []  # revocation failed: retried
         self._task: asyncio.Task[None] | None = None
+        # Threads for the per-profile Vault calls of kernel starts (several run at once).
+        self._vault_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pd-vault")
         self._lock = asyncio.Lock()
         self._stopped = False
 
@@ -217,3 +220,4 @@ class CredentialBroker(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.revoke_all()
+        self._vault_executor.shutdown(wait=False)

@@ -15,6 +15,7 @@ from .vault import VaultError
 
 if TYPE_CHECKING:
     import asyncio
+    import concurrent.futures
     import logging
     from collections.abc import Iterable
     from pathlib import Path
@@ -127,6 +128,7 @@ class BrokerState:
         _owners: dict[str, str | None]
         _pending_revoke: list[tuple[str, Lease]]
         _task: asyncio.Task[None] | None
+        _vault_executor: concurrent.futures.ThreadPoolExecutor
         _lock: asyncio.Lock
         _stopped: bool
         # traits of CredentialBroker

@@ -43,12 +43,18 @@ class CrashStateFile(BrokerState):
             if not entries:
                 path.unlink(missing_ok=True)
                 return
-            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             payload = {"pid": os.getpid(), "vault": self.app.vault.url, "leases": entries}
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(payload, f)
+            data = json.dumps(payload).encode()  # one write, not one per JSON token
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
             tmp.replace(path)
         except OSError as exc:
             self.log.error("Cannot write the credential state file %s: %s", path, exc)
