@@ -6,13 +6,22 @@ one subpackage per capability (``credentials``, ``guard``, ``pii``, ``audit``, `
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("jupyter_prod_discovery")
-except PackageNotFoundError:  # pragma: no cover - only when run from a bare source tree
-    __version__ = "0.0.0"
+
+def __getattr__(name: str) -> str:
+    """``__version__`` on first use: importlib.metadata costs ~40 ms of import time, and this
+    package is imported by the audit shim in every kernel at interpreter start."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        value = version("jupyter_prod_discovery")
+    except PackageNotFoundError:  # pragma: no cover - only when run from a bare source tree
+        value = "0.0.0"
+    globals()["__version__"] = value
+    return value
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
