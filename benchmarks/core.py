@@ -1,7 +1,7 @@
 """The benchmark machinery: a case registry, real server subprocesses, clients and measurement.
 
 Why server CPU and not wall time: on a shared 2-core box wall time mostly measures the neighbours.
-The CPU time the *server process* spends (psutil user+system, before/after the measured block) is
+The CPU time the *server process* spends (summed over its threads, before/after the block) is
 what the extension adds to every request and every kernel message, and it is what a deployment
 pays. Wall time is reported too, for orientation. Kernels are child processes of the server and are
 not counted: the extension's overhead lives in the server.

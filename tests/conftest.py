@@ -1,10 +1,31 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from credentials_support import Warehouse, drop_leftover_roles, make_warehouse
+from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_provisioner_factory() -> Iterator[None]:
+    """A process singleton: each test's server must configure its own default provisioner."""
+    KernelProvisionerFactory.clear_instance()
+    yield
+    KernelProvisionerFactory.clear_instance()
+
+
+@pytest.fixture
+def warehouse(openbao: Any, postgres_database: str) -> Iterator[Warehouse]:
+    """A seeded database secrets engine over a fresh database; leftover roles dropped after."""
+    wh = make_warehouse(openbao, postgres_database)
+    try:
+        yield wh
+    finally:
+        drop_leftover_roles(wh)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import pytest
 import zmq
 from audit_support import KEY
 from credentials_support import run_code
-from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from traitlets.config import Config
 
 from jupyter_prod_discovery.audit.kernel_shim import ENV_ADDR, Collector, _scrub
@@ -157,14 +155,6 @@ def test_load_shim_only_with_address(tmp_path: Path) -> None:
     code = "import builtins, sys; print(builtins.CHAINED, sys._prod_discovery_shim is not None)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.split() == ["1", "True"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_provisioner_factory() -> Iterator[None]:
-    # A process singleton: each test's server must configure its own default provisioner.
-    KernelProvisionerFactory.clear_instance()
-    yield
-    KernelProvisionerFactory.clear_instance()
 
 
 @pytest.fixture

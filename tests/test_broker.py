@@ -10,24 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
-from credentials_support import Warehouse, drop_leftover_roles, make_warehouse
+from credentials_support import Warehouse
 
 from jupyter_prod_discovery.demo.openbao import free_even_port
-
-
-@pytest.fixture
-def warehouse(openbao: Any, postgres_database: str) -> Iterator[Warehouse]:
-    wh = make_warehouse(openbao, postgres_database)
-    try:
-        yield wh
-    finally:
-        drop_leftover_roles(wh)
 
 
 class Server:

@@ -7,7 +7,6 @@ import json
 import os
 import random
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,30 +15,10 @@ from credentials_support import (
     QUERY,
     ListRecorder,
     Warehouse,
-    drop_leftover_roles,
     eventually,
-    make_warehouse,
     run_code,
 )
-from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from tornado.httpclient import HTTPClientError
-
-
-@pytest.fixture(autouse=True)
-def _fresh_provisioner_factory() -> Iterator[None]:
-    # A process singleton: each test's server must configure its own default provisioner.
-    KernelProvisionerFactory.clear_instance()
-    yield
-    KernelProvisionerFactory.clear_instance()
-
-
-@pytest.fixture
-def warehouse(openbao: Any, postgres_database: str) -> Iterator[Warehouse]:
-    wh = make_warehouse(openbao, postgres_database)
-    try:
-        yield wh
-    finally:
-        drop_leftover_roles(wh)
 
 
 @pytest.fixture

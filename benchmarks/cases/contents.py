@@ -23,7 +23,7 @@ def _notebook(target_bytes: int) -> dict:
 async def contents_get_small(server: BenchServer, measure: Measure) -> None:
     nb = _notebook(4_000)
     await server.json("PUT", "/api/contents/small.ipynb", {"type": "notebook", "content": nb})
-    n = 40  # one op is a few ms: batch so the 10 ms CPU clock tick does not dominate
+    n = 40  # one op is a few ms: a batch evens out the timing of single requests
     async with measure(ops=n):
         for _ in range(n):
             await server.request("GET", "/api/contents/small.ipynb?content=1")

@@ -1,7 +1,7 @@
 """Credentials: kernel start with per-kernel Vault credentials (extension) vs plain.
 
-``kernel_start`` measures one start per run, which the 10 ms CPU tick makes coarse; this case
-starts five kernels in a row inside one measured block. The credential profiles on the extension
+``kernel_start`` measures one start per run; this case starts five kernels in a row inside one
+measured block, which evens out the timing of single starts. The credential profiles on the extension
 side come from the demo seed (``demo_profiles.py``): a child token, a KV secret and, when
 PostgreSQL is reachable, a database login, so each start issues and each shutdown (unmeasured)
 revokes.
