@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import ssl
 import threading
 from collections.abc import Callable
@@ -115,11 +116,11 @@ class VaultTransport:
     def _send(
         self, base: str, method: str, path: str, data: bytes | None, headers: dict[str, str]
     ) -> tuple[int, str | None, bytes]:
-        # A pooled connection may have been closed by Vault while idle: one retry on a fresh
-        # connection for such a failure before anything was read (requests are idempotent or,
-        # for POST, rejected before Vault acts on them when the connection is already gone).
+        # A pooled connection Vault closed while idle is dropped before use (_take); if Vault
+        # closes one in the instant between that check and the request, the request never
+        # reached it and is sent once more on a fresh connection.
         for attempt in (0, 1):
-            conn = self._take(base, fresh=attempt == 1)
+            conn, pooled = self._take(base, fresh=attempt == 1)
             try:
                 conn.request(method, path, body=data, headers=headers)
                 response = conn.getresponse()
@@ -134,7 +135,7 @@ class VaultTransport:
                 ) from None
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 conn.close()
-                if attempt == 0:
+                if pooled:
                     continue
                 raise VaultUnreachable(
                     f"Vault at {self.url} is unreachable (connection refused or no route)"
@@ -151,12 +152,23 @@ class VaultTransport:
             return response.status, response.getheader("Location"), payload
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _take(self, base: str, fresh: bool) -> http.client.HTTPConnection:
-        if not fresh:
+    def _take(self, base: str, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
+        """A pooled connection to ``base`` that is still open, or a new one; and which it is."""
+        while not fresh:
             with self._lock:
-                for i in range(len(self._pool) - 1, -1, -1):
-                    if self._pool[i][0] == base:
-                        return self._pool.pop(i)[1]
+                found = next(
+                    (i for i in range(len(self._pool) - 1, -1, -1) if self._pool[i][0] == base),
+                    None,
+                )
+                if found is None:
+                    break
+                conn = self._pool.pop(found)[1]
+            if not _dropped(conn):
+                return conn, True
+            conn.close()
+        return self._connect(base), False
+
+    def _connect(self, base: str) -> http.client.HTTPConnection:
         parts = urlsplit(base)
         host = parts.hostname or "127.0.0.1"
         if parts.scheme == "https":
@@ -197,6 +209,18 @@ class VaultTransport:
         kwargs: dict[str, Any] = {} if body is None else {"json": body}
         result = adapter.request(method, api_path, **kwargs)
         return result if isinstance(result, dict) else None
+
+
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    """An idle keep-alive connection that is readable was closed by the server (EOF)."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _ssl_context(verify: bool | str) -> ssl.SSLContext:
