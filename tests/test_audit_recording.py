@@ -316,3 +316,25 @@ def test_hash_file_regular_only(tmp_path: Path) -> None:
     assert hash_file(tmp_path / "fifo") is None
     assert hash_file(tmp_path) is None
     assert hash_file(tmp_path / "missing") is None
+
+
+def test_hash_file_reuses_digest_only_of_settled_unchanged_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_prod_discovery.audit import recording
+
+    f = tmp_path / "n.ipynb"
+    f.write_bytes(b"a" * 5000)
+    want = (5000, hashlib.sha256(b"a" * 5000).hexdigest())
+    # Just written: its ctime is not settled, so nothing is kept and every read hashes again.
+    assert hash_file(f) == want
+    assert str(f) not in recording._DIGESTS
+    monkeypatch.setattr(recording, "_SETTLED_NS", 0)
+    assert hash_file(f) == want
+    key, _ = recording._DIGESTS[str(f)]
+    recording._DIGESTS[str(f)] = (key, (5000, "from-the-cache"))
+    assert hash_file(f) == (5000, "from-the-cache")  # unchanged: not read again
+    # Any change (here the same size, with an old mtime put back) changes the key.
+    f.write_bytes(b"b" * 5000)
+    os.utime(f, ns=(key[3], key[3]))
+    assert hash_file(f) == (5000, hashlib.sha256(b"b" * 5000).hexdigest())

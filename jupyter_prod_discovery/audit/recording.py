@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,12 +76,24 @@ def _status_of(exc: BaseException) -> str:
 
 _TOO_BIG = (-1, "")
 
+# Digests of files hashed before, by path: (stat key, (size, sha256)). Why: a notebook is read
+# far more often than it is written, and hashing it again costs more than the rest of its audit
+# record. The key holds what every change of the file changes: device, inode, size, mtime and
+# ctime. User space cannot set ctime, but file systems stamp it with a coarse clock (a tick of a
+# few ms), so two writes in one tick could share a key; an entry is therefore only kept when the
+# file's ctime was at least _SETTLED_NS old when it was hashed: any later write stamps a later
+# ctime, and the key no longer matches.
+_DIGESTS: dict[str, tuple[tuple[int, ...], tuple[int, str]]] = {}
+_DIGESTS_MAX = 4096
+_SETTLED_NS = 2_000_000_000
+
 
 def hash_file(path: str | Path, max_size: int = 0) -> tuple[int, str] | None:
     """Size and sha256 of a file on disk (None when it is not a regular file).
 
     With ``max_size``, a larger file is not read and ``_TOO_BIG`` is returned instead (the
-    caller hashes it in a thread), so that one open and one fstat decide both.
+    caller hashes it in a thread), so that one open and one fstat decide both. A file unchanged
+    since it was last hashed (see ``_DIGESTS``) is not read again.
     """
     try:
         # O_NONBLOCK: a FIFO at the path must not hang the server (regular files ignore it).
@@ -92,6 +105,10 @@ def hash_file(path: str | Path, max_size: int = 0) -> tuple[int, str] | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        cached = _DIGESTS.get(str(path))
+        if cached is not None and cached[0] == key:
+            return cached[1]
         if max_size and st.st_size > max_size:
             return _TOO_BIG
         digest = hashlib.sha256()
@@ -106,7 +123,12 @@ def hash_file(path: str | Path, max_size: int = 0) -> tuple[int, str] | None:
             want = 1 << 20
     finally:
         os.close(fd)
-    return size, digest.hexdigest()
+    result = size, digest.hexdigest()
+    if size == st.st_size and time.time_ns() - st.st_ctime_ns >= _SETTLED_NS:
+        if len(_DIGESTS) >= _DIGESTS_MAX:
+            _DIGESTS.clear()
+        _DIGESTS[str(path)] = (key, result)
+    return result
 
 
 async def _hash_path(path: str | Path) -> tuple[int, str] | None:
