@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from guard_support import V1, Recorder, open_kernel, stream_text
+from guard_support import V1, KernelClient, Recorder, open_kernel, stream_text
 
 from jupyter_prod_discovery.guard.connection import GuardedWebsocketConnection
 
@@ -286,3 +287,32 @@ async def test_late_stream_output_is_released_by_hold_timer(
                 return str(msg["content"]["text"])
 
     assert await asyncio.wait_for(late(), 30) == "late <US_SSN>\n"
+
+
+async def test_iopub_socket_gets_guard_hwm_when_it_connects(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zmq
+
+    created: list[Any] = []
+    real_socket = zmq.Context.socket
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sock = real_socket(self, *args, **kwargs)
+        created.append(sock)
+        return sock
+
+    monkeypatch.setattr(zmq.Context, "socket", spy)
+    kernel = json.loads((await jp_fetch("api", "kernels", method="POST", body="{}")).body)
+    kernel_id = kernel["id"]
+    before = len(created)  # the server's own activity monitor (default HWM) is older
+    ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels", subprotocols=[V1])
+    _, reply = await KernelClient(ws, V1).execute("1 + 1")
+    assert reply["content"]["status"] == "ok"
+    guard = jp_serverapp.web_app.settings["prod_discovery"].pii_guard
+    iopub = [s for s in created[before:] if not s.closed and s.type == zmq.SUB]
+    assert len(iopub) == 1
+    assert iopub[0].rcvhwm == guard.iopub_rcvhwm  # zmq's default would be 1000
+    # Only the sockets of that connection: the context's own default is back.
+    context = jp_serverapp.kernel_manager.get_kernel(kernel_id).context
+    assert zmq.RCVHWM not in context.sockopts

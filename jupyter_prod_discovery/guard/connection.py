@@ -24,6 +24,7 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
+import zmq
 from jupyter_client.session import DELIM
 from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
@@ -35,6 +36,9 @@ from .live import SCANNED_TYPES, PIIGuard, Scan
 __all__ = ["GuardedWebsocketConnection"]
 
 V1 = "v1.kernel.websocket.jupyter.org"
+
+
+_UNSET = object()
 
 
 def _msg_type(header: bytes) -> str:
@@ -157,17 +161,24 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
         (unlimited) HWM on this side keeps the kernel's queue drained by the ZMQ I/O thread,
         so bursts of output are buffered here instead of lost.
         """
-        super().create_stream()
         guard = getattr(self.pd_app, "pii_guard", None)
-        iopub = self.channels.get("iopub")
-        if guard is not None and iopub is not None:
-            # The HWM of a pipe is fixed when it connects: reconnect with the new one (the
-            # kernel sends nothing on iopub before the nudge that follows).
-            sock = iopub.socket
-            url = self.kernel_manager._make_url("iopub")
-            sock.rcvhwm = guard.iopub_rcvhwm
-            sock.disconnect(url)
-            sock.connect(url)
+        opts = getattr(getattr(self.kernel_manager, "context", None), "sockopts", None)
+        if guard is None or not isinstance(opts, dict):
+            super().create_stream()
+            return
+        # The HWM of a pipe is fixed when it connects, so it is made the context's default for
+        # the sockets this call creates (all on this thread, right now) instead of reconnecting
+        # iopub afterwards, which delayed iopub and cost each kernel start extra nudge rounds.
+        # The other channels get it too: they carry a few replies each, never a burst.
+        previous = opts.get(zmq.RCVHWM, _UNSET)
+        opts[zmq.RCVHWM] = guard.iopub_rcvhwm
+        try:
+            super().create_stream()
+        finally:
+            if previous is _UNSET:
+                opts.pop(zmq.RCVHWM, None)
+            else:
+                opts[zmq.RCVHWM] = previous
 
     # --- incoming: audit execute requests ----------------------------------------------------
     def handle_incoming_message(self, incoming_msg: str) -> None:
