@@ -94,12 +94,14 @@ class _OneShotHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     target = ""
     connections = 0
+    headers_seen: list[dict[str, str]] = []
 
     def setup(self) -> None:
         type(self).connections += 1
         super().setup()
 
     def do_GET(self) -> None:
+        type(self).headers_seen.append(dict(self.headers.items()))
         if self.path.startswith("/v1/redirect/"):
             self.send_response(307)
             self.send_header("Location", self.target + "/v1/" + self.path[len("/v1/redirect/") :])
@@ -122,6 +124,7 @@ class _OneShotHandler(http.server.BaseHTTPRequestHandler):
 def one_shot(openbao: Any) -> Iterator[str]:
     _OneShotHandler.target = openbao.address
     _OneShotHandler.connections = 0
+    _OneShotHandler.headers_seen = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OneShotHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -139,10 +142,14 @@ def test_redirect_transport_follows_307(one_shot: str, openbao: Any) -> None:
 
 
 def test_dropped_keepalive_transport_retries_on_fresh_connection(one_shot: str) -> None:
-    t = VaultTransport(one_shot, token=lambda: "x")
+    t = VaultTransport(one_shot, token=lambda: "x", namespace="team-a")
     for _ in range(3):
         assert t.get("anything") == {"data": {"ok": True}}
     assert _OneShotHandler.connections == 3
+    sent = _OneShotHandler.headers_seen[-1]
+    assert sent["X-Vault-Token"] == "x"
+    assert sent["X-Vault-Namespace"] == "team-a"
+    assert sent["X-Vault-Request"] == "true"
 
 
 def test_vault_client_transport_uses_current_token(openbao: Any) -> None:

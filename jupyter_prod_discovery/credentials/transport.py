@@ -84,7 +84,9 @@ class VaultTransport:
         api_path = "/v1/" + path.lstrip("/")
         if self._hvac_client is not None:
             return self._through_hvac(method, api_path, body)
-        headers = {"Accept": "application/json"}
+        # X-Vault-Request as hvac sends it: Vault Agent listeners with require_request_header
+        # refuse requests without it.
+        headers = {"Accept": "application/json", "X-Vault-Request": "true"}
         token = self._token()
         if token:
             headers["X-Vault-Token"] = token
