@@ -210,6 +210,14 @@ class CredentialBroker(
         except Exception:  # the audit layer must never break credential handling
             self.log.exception("Recording the credential audit event failed")
 
+    def _audit_lease(
+        self, action: str, kernel_id: str, user: Any, lease: Lease, **data: Any
+    ) -> None:
+        """A credential event about one lease: its profile and display id, never the secret."""
+        self._audit(
+            action, kernel_id, user, profile=lease.profile, lease_id=lease.display_id, **data
+        )
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def stop(self) -> None:

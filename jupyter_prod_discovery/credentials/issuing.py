@@ -116,12 +116,11 @@ class CredentialIssuing(BrokerState):
         self._write_state()
         self.app.secrets.set(kernel_id, secrets, owner=owner)
         for lease in issued:
-            self._audit(
+            self._audit_lease(
                 "issue",
                 kernel_id,
                 user,
-                profile=lease.profile,
-                lease_id=lease.display_id,
+                lease,
                 request_id=lease.request_id,
                 ttl=lease.ttl,
             )

@@ -57,12 +57,11 @@ class LeaseRenewal(BrokerState):
                 errors.append(f"{lease.profile}: {err}")
                 if not lease.failing:
                     lease.failing = True
-                    self._audit(
+                    self._audit_lease(
                         "failure",
                         record.kernel_id,
                         record.user,
-                        profile=lease.profile,
-                        lease_id=lease.display_id,
+                        lease,
                         error=f"renewal failed: {err}",
                     )
                 continue
@@ -73,12 +72,11 @@ class LeaseRenewal(BrokerState):
             ):
                 lease.capped = True
             lease.expires_at = now + duration
-            self._audit(
+            self._audit_lease(
                 "renew",
                 record.kernel_id,
                 record.user,
-                profile=lease.profile,
-                lease_id=lease.display_id,
+                lease,
                 request_id=request_id,
                 ttl=duration,
             )
@@ -142,12 +140,11 @@ class LeaseRenewal(BrokerState):
         )
         for lease in leases:
             lease.warned = True
-            self._audit(
+            self._audit_lease(
                 "expiring",
                 record.kernel_id,
                 record.user,
-                profile=lease.profile,
-                lease_id=lease.display_id,
+                lease,
                 ttl=max(0, round(lease.expires_at - now)),
             )
         await self.notify_kernel(record.kernel_id, message)

@@ -48,21 +48,14 @@ class LeaseRevocation(BrokerState):
         for lease in leases:
             err = failed.get(lease.lease_id)
             if err is None:
-                self._audit(
-                    "revoke",
-                    kernel_id,
-                    user,
-                    profile=lease.profile,
-                    lease_id=lease.display_id,
-                )
+                self._audit_lease("revoke", kernel_id, user, lease)
             else:
                 self._pending_revoke.append((kernel_id, lease))
-                self._audit(
+                self._audit_lease(
                     "failure",
                     kernel_id,
                     user,
-                    profile=lease.profile,
-                    lease_id=lease.display_id,
+                    lease,
                     error=f"revocation failed: {err}",
                 )
                 self.log.error(
@@ -100,9 +93,7 @@ class LeaseRevocation(BrokerState):
             if lease.lease_id in failed:
                 self._pending_revoke.append((kernel_id, lease))
             else:
-                self._audit(
-                    "revoke", kernel_id, None, profile=lease.profile, lease_id=lease.display_id
-                )
+                self._audit_lease("revoke", kernel_id, None, lease)
         self._write_state()
 
 
