@@ -100,17 +100,20 @@ def user_info(user: Any) -> dict[str, Any] | None:
     return out
 
 
-_second: list[Any] = [None, ""]  # the last whole second and its formatted prefix
+# (whole second, its formatted prefix), replaced as one tuple: a thread reading it while another
+# moves it to the next second sees either pair whole, never one second's prefix with another's.
+_second: tuple[int, str] = (-1, "")
 
 
 def _now() -> str:
     """UTC now as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; the per-second prefix is formatted once."""
+    global _second
     now = time.time()
     sec = int(now)
     cached = _second
     if cached[0] != sec:
-        cached[1] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        cached[0] = sec
+        cached = (sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        _second = cached
     return f"{cached[1]}.{int((now - sec) * 1e6):06d}Z"
 
 
