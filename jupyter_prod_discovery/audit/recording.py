@@ -84,8 +84,15 @@ _TOO_BIG = (-1, "")
 # file's ctime was at least _SETTLED_NS old when it was hashed: any later write stamps a later
 # ctime, and the key no longer matches.
 _DIGESTS: dict[str, tuple[tuple[int, ...], tuple[int, str]]] = {}
-_DIGESTS_MAX = 4096
 _SETTLED_NS = 2_000_000_000
+_CACHE_MAX = 4096
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+    """Put ``value`` in a path-keyed cache, emptied when it reaches ``_CACHE_MAX`` entries."""
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
 
 
 def hash_file(path: str | Path, max_size: int = 0) -> tuple[int, str] | None:
@@ -125,9 +132,7 @@ def hash_file(path: str | Path, max_size: int = 0) -> tuple[int, str] | None:
         os.close(fd)
     result = size, digest.hexdigest()
     if size == st.st_size and time.time_ns() - st.st_ctime_ns >= _SETTLED_NS:
-        if len(_DIGESTS) >= _DIGESTS_MAX:
-            _DIGESTS.clear()
-        _DIGESTS[str(path)] = (key, result)
+        _remember(_DIGESTS, str(path), (key, result))
     return result
 
 
@@ -172,9 +177,7 @@ class _ContentsAuditor:
                 os_path = str(self.cm._get_os_path(path))
             except Exception:  # a path the manager refuses: recorded without a hash
                 return None
-            if len(self._os_paths) >= 4096:
-                self._os_paths.clear()
-            self._os_paths[path] = os_path
+            _remember(self._os_paths, path, os_path)
         return os_path
 
     async def digest(self, path: str, model: dict[str, Any] | None) -> tuple[int, str] | None:
@@ -222,8 +225,7 @@ class _ContentsAuditor:
             data["chunk"] = int(model["chunk"])
         if operation == "get" and not kwargs.get("content", True):
             return await ensure_async(original(*args, **kwargs))  # metadata only: not a read
-        if trail.fail_closed:
-            await gate(trail, user, "contents", operation)
+        await gate(trail, user, "contents", operation)
         try:
             result = await ensure_async(original(*args, **kwargs))
         except BaseException as exc:
