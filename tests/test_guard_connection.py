@@ -73,24 +73,44 @@ async def test_print_pii_arrives_redacted(
     assert all(EMAIL not in str(d) for d in pii)
 
 
-async def test_secret_split_across_flushes_is_redacted(
-    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, protocol: str
-) -> None:
+async def run_split_secret(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    protocol: str,
+    secret: str,
+    cut: int,
+    pause: float = 0.0,
+    whole: bool = False,
+) -> list[dict[str, Any]]:
+    """Write a live secret in two flushes, ``key=<first part>`` and ``<rest> end``, ``pause``
+    seconds apart (then the whole secret once more when ``whole``); check that the cell ran and
+    neither part reached the browser; return the iopub messages."""
     kid, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
-    jp_serverapp.web_app.settings["prod_discovery"].secrets.set(kid, [SECRET])
-    half = len(SECRET) // 2
+    jp_serverapp.web_app.settings["prod_discovery"].secrets.set(kid, [secret])
     code = (
-        "import sys\n"
-        f"sys.stdout.write('key={SECRET[:half]}'); sys.stdout.flush()\n"
-        f"sys.stdout.write('{SECRET[half:]} end\\n'); sys.stdout.flush()\n"
-        f"print('whole {SECRET}')"
+        "import sys, time\n"
+        f"sys.stdout.write({'key=' + secret[:cut]!r}); sys.stdout.flush()\n"
+        + (f"time.sleep({pause})\n" if pause else "")
+        + f"sys.stdout.write({secret[cut:] + ' end' + chr(10)!r}); sys.stdout.flush()\n"
+        + (f"print({'whole ' + secret!r})\n" if whole else "")
     )
     iopub, reply = await kc.execute(code)
     assert reply["content"]["status"] == "ok"
+    text = stream_text(iopub)
+    assert secret[:cut] not in text and secret[cut:] not in text
+    return iopub
+
+
+async def test_secret_split_across_flushes_is_redacted(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, protocol: str
+) -> None:
+    iopub = await run_split_secret(
+        jp_fetch, jp_ws_fetch, jp_serverapp, protocol, SECRET, len(SECRET) // 2, whole=True
+    )
     streams = [m for m in iopub if m["header"]["msg_type"] == "stream"]
     assert len(streams) >= 2
     text = stream_text(iopub)
-    assert SECRET[:half] not in text and SECRET[half:] not in text
     assert "whole <SECRET>" in text and "end" in text
 
 
@@ -98,19 +118,10 @@ async def test_secret_split_across_slow_flushes_is_redacted(
     jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, protocol: str
 ) -> None:
     """The second half comes long after stream_hold_timeout: the first half waits for it."""
-    kid, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
-    jp_serverapp.web_app.settings["prod_discovery"].secrets.set(kid, [SECRET])
-    half = len(SECRET) // 2
-    code = (
-        "import sys, time\n"
-        f"sys.stdout.write('key={SECRET[:half]}'); sys.stdout.flush()\n"
-        "time.sleep(1.5)\n"
-        f"sys.stdout.write('{SECRET[half:]} end\\n'); sys.stdout.flush()\n"
+    iopub = await run_split_secret(
+        jp_fetch, jp_ws_fetch, jp_serverapp, protocol, SECRET, len(SECRET) // 2, pause=1.5
     )
-    iopub, reply = await kc.execute(code)
-    assert reply["content"]["status"] == "ok"
     text = stream_text(iopub)
-    assert SECRET[:half] not in text and SECRET[half:] not in text
     assert "<SECRET>" in text and "end" in text
 
 
@@ -121,20 +132,11 @@ DIGITLESS_SECRET = 'Zebra"Quote\\Slash-secret'
 async def test_digitless_secret_is_redacted_whole_and_split(
     jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, protocol: str
 ) -> None:
-    kid, kc = await open_kernel(jp_fetch, jp_ws_fetch, protocol)
-    jp_serverapp.web_app.settings["prod_discovery"].secrets.set(kid, [DIGITLESS_SECRET])
     cut = DIGITLESS_SECRET.index("Q") + 2  # the second half has no gate byte: not decoded alone
-    code = (
-        "import sys\n"
-        f"sys.stdout.write({'key=' + DIGITLESS_SECRET[:cut]!r}); sys.stdout.flush()\n"
-        f"sys.stdout.write({DIGITLESS_SECRET[cut:] + ' end' + chr(10)!r}); sys.stdout.flush()\n"
-        f"print({'whole ' + DIGITLESS_SECRET!r})"
+    iopub = await run_split_secret(
+        jp_fetch, jp_ws_fetch, jp_serverapp, protocol, DIGITLESS_SECRET, cut, whole=True
     )
-    iopub, reply = await kc.execute(code)
-    assert reply["content"]["status"] == "ok"
-    text = stream_text(iopub)
-    assert DIGITLESS_SECRET[:cut] not in text and DIGITLESS_SECRET[cut:] not in text
-    assert text.endswith(" end\nwhole <SECRET>\n")
+    assert stream_text(iopub).endswith(" end\nwhole <SECRET>\n")
 
 
 async def test_email_split_after_clean_chunk_is_redacted(
