@@ -21,6 +21,16 @@ def _trail(tmp_path: Path) -> AuditTrail:
     return AuditTrail(config=config, secrets_provider=frozenset)
 
 
+def _session_lines(tmp_path: Path) -> list[str]:
+    """The trail's lines after a session of ann's and one of bob's, written and flushed."""
+    trail = _trail(tmp_path)
+    trail.start()
+    _session(trail)
+    assert trail.flush()
+    trail.stop()
+    return list(trail.sinks[0].read_lines())
+
+
 def _session(trail: AuditTrail) -> None:
     trail.record("kernel", {"action": "start", "kernel_id": "k-ann"}, user="ann")
     trail.record(
@@ -55,12 +65,7 @@ def _session(trail: AuditTrail) -> None:
 
 
 def test_summarize_session_selects_the_owners_kernels(tmp_path: Path) -> None:
-    trail = _trail(tmp_path)
-    trail.start()
-    _session(trail)
-    assert trail.flush()
-    trail.stop()
-    summary = summarize_session(trail.sinks[0].read_lines(), "ann")
+    summary = summarize_session(_session_lines(tmp_path), "ann")
     assert summary["credential_profiles"] == ["warehouse"]
     assert summary["data_sources"] == [
         {"kind": "dbapi", "target": "postgresql://db/sales", "count": 6},
@@ -69,12 +74,7 @@ def test_summarize_session_selects_the_owners_kernels(tmp_path: Path) -> None:
 
 
 def test_summarize_session_without_owner_takes_every_kernel(tmp_path: Path) -> None:
-    trail = _trail(tmp_path)
-    trail.start()
-    _session(trail)
-    assert trail.flush()
-    trail.stop()
-    summary = summarize_session(trail.sinks[0].read_lines(), None)
+    summary = summarize_session(_session_lines(tmp_path), None)
     assert summary["credential_profiles"] == ["fraud", "warehouse"]
     assert {s["target"] for s in summary["data_sources"]} == {
         "postgresql://db/sales",
