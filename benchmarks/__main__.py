@@ -93,6 +93,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(exact and independent of machine noise, but ~50x slower; needs valgrind)",
     )
     p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="profile each server's event-loop thread with cProfile inside the measured blocks "
+        "and write DIR/<side>.r<round>.prof (one case at a time: stats accumulate per process); "
+        "prints the functions whose own time differs most between the sides. CPU figures of "
+        "such a run include the profiler's cost",
+    )
+    p.add_argument(
         "--no-pin",
         action="store_true",
         help="do not pin the client and the servers to separate CPUs",
@@ -144,12 +153,14 @@ def postgres_dsn() -> str | None:
 #: past its ZMQ queue limit under bursts, and a run without every message measures nothing.
 DROP_RETRIES = 3
 DROPPED: dict[str, int] = {}
+#: --profile: case/side -> thread name -> CPU per op of each run.
+THREADS: dict[str, dict[str, list[float]]] = {}
 
 
 async def run_once(c: Case, server: BenchServer) -> Sample:
     assert server.ps is not None
     for attempt in range(DROP_RETRIES + 1):
-        measure = Measure(server.ps, server.callgrind_dir)
+        measure = Measure(server.ps, server.callgrind_dir, profile=server.profile is not None)
         try:
             await c.fn(server, measure)
         except (TimeoutError, RuntimeError) as exc:
@@ -163,6 +174,8 @@ async def run_once(c: Case, server: BenchServer) -> Sample:
         break
     if measure.sample is None:
         raise RuntimeError(f"case {c.name} never entered its measure() block")
+    for name, cpu in measure.threads.items():
+        THREADS.setdefault(f"{c.name}/{server.label}", {}).setdefault(name, []).append(cpu)
     return measure.sample
 
 
@@ -170,8 +183,10 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
     cpu = [s.cpu for s in samples]
     wall = [s.wall for s in samples]
     instr = [s.instructions for s in samples if s.instructions is not None]
+    loop = [s.loop_cpu for s in samples if s.loop_cpu is not None]
     return {
         **({"instructions_median": statistics.median(instr)} if instr else {}),
+        **({"loop_cpu_median_s": statistics.median(loop)} if loop else {}),
         "cpu_median_s": statistics.median(cpu),
         "cpu_min_s": min(cpu),
         "wall_median_s": statistics.median(wall),
@@ -218,6 +233,15 @@ def table(results: dict[str, Any]) -> str:
             lines.append(
                 f"{name:<20} instructions per op: plain {p:,.0f}, extension {e:,.0f}, "
                 f"ratio {r['instructions_ratio']:.3f}"
+            )
+    for name, r in results["cases"].items():
+        p, e = r.get("plain", {}), r.get("extension", {})
+        if "loop_cpu_median_s" in p and "loop_cpu_median_s" in e:
+            pl, el = p["loop_cpu_median_s"], e["loop_cpu_median_s"]
+            lines.append(
+                f"{name:<20} CPU split per op: event loop {fmt_time(pl)} -> {fmt_time(el)}, "
+                f"other threads {fmt_time(p['cpu_median_s'] - pl)} -> "
+                f"{fmt_time(e['cpu_median_s'] - el)}"
             )
     lines.append("(medians per op of server-process CPU and wall time; ratio = extension / plain)")
     return "\n".join(lines)
@@ -273,9 +297,20 @@ async def main_async(args: argparse.Namespace) -> int:
             # a single pair of servers would report as overhead (or as a gain).
             base = workdir if args.rounds == 1 else workdir / f"round{rnd + 1}"
             seed = {"PYTHONHASHSEED": str(rnd + 1)}
-            plain = BenchServer("plain", plain_cfg, base, env=seed, callgrind=cg)
+            prof = {
+                side: args.profile / f"{side}.r{rnd + 1}.prof" if args.profile else None
+                for side in ("plain", "extension")
+            }
+            plain = BenchServer(
+                "plain", plain_cfg, base, env=seed, callgrind=cg, profile=prof["plain"]
+            )
             ext = BenchServer(
-                "extension", ext_cfg, base, env={**env.extension_env, **seed}, callgrind=cg
+                "extension",
+                ext_cfg,
+                base,
+                env={**env.extension_env, **seed},
+                callgrind=cg,
+                profile=prof["extension"],
             )
             servers = [plain, ext]
             for s in servers:
@@ -336,6 +371,12 @@ async def main_async(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
+    for key, names in sorted(THREADS.items()):
+        split = ", ".join(
+            f"{n} {fmt_time(statistics.median(v))}"
+            for n, v in sorted(names.items(), key=lambda kv: -statistics.median(kv[1]))
+        )
+        print(f"CPU per op by thread, {key}: {split}")
     for key, n in sorted(DROPPED.items()):
         print(f"lost output (run repeated): {key} x{n}")
     print(f"JSON: {args.output}", file=sys.stderr)

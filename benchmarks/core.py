@@ -149,6 +149,9 @@ class Sample:
     wall: float  # wall seconds per op
     ops: int
     instructions: float | None = None  # server instructions per op (--instructions only)
+    # CPU of the main thread (the event loop) per op; the rest of ``cpu`` is other threads
+    # (the audit writer, Vault workers, ZMQ I/O). None when the coarse total had to be used.
+    loop_cpu: float | None = None
 
 
 def _thread_cpu(pid: int) -> dict[int, int] | None:
@@ -172,6 +175,30 @@ def _thread_cpu(pid: int) -> dict[int, int] | None:
     return out
 
 
+def _main_thread_cpu(
+    pid: int, before: dict[int, int] | None, after: dict[int, int] | None
+) -> float | None:
+    """Seconds the main thread (tid == pid: the event loop) ran between two readings."""
+    if before is None or after is None or pid not in before or pid not in after:
+        return None
+    return (after[pid] - before[pid]) / 1e9
+
+
+def _by_thread_name(
+    pid: int, before: dict[int, int], after: dict[int, int], ops: int
+) -> dict[str, float]:
+    """CPU seconds per op of each thread name (numbered pool threads grouped by prefix)."""
+    out: dict[str, float] = {}
+    for tid, ns in after.items():
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = "event loop" if tid == pid else f.read().strip().rstrip("0123456789_-")
+        except OSError:
+            name = "?"
+        out[name] = out.get(name, 0.0) + (ns - before.get(tid, 0)) / 1e9 / ops
+    return out
+
+
 class Measure:
     """``async with measure(ops=N):`` records server CPU and wall time of the block, per op.
 
@@ -180,10 +207,14 @@ class Measure:
     missing) the coarse process total (10 ms ticks, which includes exited threads) is used.
     """
 
-    def __init__(self, process: psutil.Process, callgrind_dir: Path | None = None) -> None:
+    def __init__(
+        self, process: psutil.Process, callgrind_dir: Path | None = None, profile: bool = False
+    ) -> None:
         self._process = process
         self._callgrind_dir = callgrind_dir
+        self._profile = profile
         self.sample: Sample | None = None
+        self.threads: dict[str, float] = {}  # --profile: CPU seconds per op by thread name
 
     def _coarse(self) -> float:
         t = self._process.cpu_times()
@@ -206,6 +237,8 @@ class Measure:
     async def __call__(self, ops: int = 1) -> AsyncIterator[None]:
         if self.sample is not None:
             raise RuntimeError("a benchmark case may measure only one block per run")
+        if self._profile:
+            self._process.send_signal(PROFILE_ON)
         # Let the server settle (finish writing previous responses) before the first reading.
         await asyncio.sleep(0.05 if self._callgrind_dir is None else 1.0)
         if self._callgrind_dir is not None:
@@ -218,13 +251,50 @@ class Measure:
         await asyncio.sleep(0.02 if self._callgrind_dir is None else 1.0)
         cpu1 = self._cpu()
         cpu = self._cpu_between(cpu0, cpu1)
+        loop_cpu = _main_thread_cpu(self._process.pid, cpu0[0], cpu1[0])
+        if self._profile and cpu0[0] is not None and cpu1[0] is not None:
+            self.threads = _by_thread_name(self._process.pid, cpu0[0], cpu1[0], ops)
+        if self._profile:
+            self._process.send_signal(PROFILE_OFF)
         instructions = None
         if self._callgrind_dir is not None:
             await _callgrind_control("-i", "off", self._process.pid)
             instructions = await _callgrind_dump(self._callgrind_dir, self._process.pid) / ops
         self.sample = Sample(
-            cpu=cpu / ops, wall=(wall1 - wall0) / ops, ops=ops, instructions=instructions
+            cpu=cpu / ops,
+            wall=(wall1 - wall0) / ops,
+            ops=ops,
+            instructions=instructions,
+            loop_cpu=None if loop_cpu is None else loop_cpu / ops,
         )
+
+
+# --profile: the server runs under this wrapper, which profiles its main thread (the event loop,
+# where requests, websocket messages and audit records are handled) with cProfile between the
+# two signals and writes the accumulated stats to $BENCH_PROFILE_OUT after each measured block.
+# The variable is removed at once so that kernels do not inherit it.
+PROFILE_ON = signal.SIGRTMIN + 1
+PROFILE_OFF = signal.SIGRTMIN + 2
+_PROFILED_SERVER = """
+import cProfile, ctypes, os, runpy, signal, sys, threading, time
+_libc = ctypes.CDLL(None)
+_inner = threading.Thread._bootstrap_inner
+def _named(self):  # the kernel's thread name (/proc/.../comm) = the Python name, for --profile
+    _libc.prctl(15, self.name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    _inner(self)
+threading.Thread._bootstrap_inner = _named
+_prof = cProfile.Profile(time.thread_time_ns, 1e-9)  # CPU time of the thread, not wall time
+_out = os.environ.pop("BENCH_PROFILE_OUT")
+def _on(*_):
+    _prof.enable()
+def _off(*_):
+    _prof.disable()
+    _prof.dump_stats(_out)
+signal.signal(signal.SIGRTMIN + 1, _on)
+signal.signal(signal.SIGRTMIN + 2, _off)
+sys.argv[0] = "jupyter-server"
+runpy.run_module("jupyter_server", run_name="__main__", alter_sys=True)
+"""
 
 
 async def _callgrind_control(*args: object) -> None:
@@ -282,6 +352,7 @@ class BenchServer:
         workdir: Path,
         env: dict[str, str] | None = None,
         callgrind: bool = False,
+        profile: Path | None = None,
     ) -> None:
         self.label = label
         self.config = config
@@ -296,6 +367,8 @@ class BenchServer:
         self.http = AsyncHTTPClient(max_body_size=512 * 1024 * 1024)
         # --instructions: the server runs under callgrind, instrumented only inside measure().
         self.callgrind_dir = self.dir / "callgrind" if callgrind else None
+        # --profile: cProfile stats of the event-loop thread inside measure() go to this file.
+        self.profile = profile
 
     async def start(self, timeout: float = 60.0) -> None:
         for d in ("root", "config", "data", "runtime"):
@@ -329,6 +402,10 @@ class BenchServer:
         env.update(self._extra_env)
         self._log = (self.dir / "server.log").open("wb")
         command = [sys.executable, "-m", "jupyter_server", f"--config={cfg_file}"]
+        if self.profile is not None:
+            self.profile.parent.mkdir(parents=True, exist_ok=True)
+            env["BENCH_PROFILE_OUT"] = str(self.profile)
+            command = [sys.executable, "-c", _PROFILED_SERVER, f"--config={cfg_file}"]
         if self.callgrind_dir is not None:
             self.callgrind_dir.mkdir(parents=True, exist_ok=True)
             command = [

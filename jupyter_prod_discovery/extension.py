@@ -6,7 +6,6 @@ and to the handlers, and starts and stops their background work with the server.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -119,12 +118,13 @@ class ProdDiscoveryApp(ExtensionApp):
             self.vault.start_renewal()
         await audit_setup.start(self)
         if self.broker.active:
-            await asyncio.to_thread(self.broker.revoke_orphans)
+            await self.broker.revoke_orphans()
             self.broker.start()
 
     async def stop_extension(self) -> None:
         # Credentials first (revoke everything, recording it), the audit trail last (flush).
         await self.broker.stop()
         await self.vault.stop_renewal()
+        self.vault.close()
         guard_setup.stop(self)
         await audit_setup.stop(self)

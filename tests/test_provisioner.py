@@ -367,26 +367,18 @@ async def test_issue_profile_finishing_after_the_start_gave_up_revokes_its_lease
     jp_serverapp: Any, warehouse: Warehouse
 ) -> None:
     import asyncio
-    import threading
 
     from jupyter_prod_discovery.credentials.records import CredentialError
 
     app = app_of(jp_serverapp)
     broker = app.broker
     profile = next(p for p in broker._profiles if p.type == "database")
-    abandoned = threading.Event()
+    abandoned = asyncio.Event()
     abandoned.set()  # the start timed out while this call was in flight
     issued: list[Any] = []
     with pytest.raises(CredentialError, match="gave up"):
-        await asyncio.to_thread(
-            broker._issue_profile,
-            app.vault.transport,
-            profile,
-            "late-kernel",
-            "alice",
-            issued,
-            threading.Lock(),
-            abandoned,
+        await broker._issue_profile(
+            app.vault.transport, profile, "late-kernel", "alice", issued, abandoned
         )
     assert issued == []
     assert warehouse.leases() == []

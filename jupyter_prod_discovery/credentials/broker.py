@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from traitlets import Bool, Float, List, TraitError, Unicode, observe, validate
@@ -169,8 +168,8 @@ class CredentialBroker(
         self._owners: dict[str, str | None] = {}  # survives restarts: the kernel's first owner
         self._pending_revoke: list[tuple[str, Lease]] = []  # revocation failed: retried
         self._task: asyncio.Task[None] | None = None
-        # Threads for the per-profile Vault calls of kernel starts (several run at once).
-        self._vault_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pd-vault")
+        # Calls that outlive the start that made them (a late issue revoking its own lease).
+        self._background: set[asyncio.Future[Any]] = set()
         self._lock = asyncio.Lock()
         self._stopped = False
 
@@ -218,6 +217,11 @@ class CredentialBroker(
             action, kernel_id, user, profile=lease.profile, lease_id=lease.display_id, **data
         )
 
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        """Hold a reference to a task that must run to its end (the loop keeps only weak ones)."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def stop(self) -> None:
@@ -227,5 +231,6 @@ class CredentialBroker(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._background:  # late calls finish (and revoke) within their own timeout
+            await asyncio.wait(list(self._background))
         await self.revoke_all()
-        self._vault_executor.shutdown(wait=False)

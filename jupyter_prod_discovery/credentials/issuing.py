@@ -1,14 +1,14 @@
 """Issuing: a kernel start's credentials, one Vault call per selected profile, by profile type.
 
-Why in a thread with a deadline: a kernel start must fail within ``issue_timeout`` when Vault does
-not answer, yet a call already sent may still succeed after the start gave up; the worker then
-revokes what it issued itself (``abandoned``), so a timed-out start leaks nothing.
+Why calls that are never cancelled, with a deadline: a kernel start must fail within
+``issue_timeout`` when Vault does not answer, yet a call already sent may still succeed after the
+start gave up; the call then revokes what it issued itself (``abandoned``), so a timed-out start
+leaks nothing. The calls run on the event loop (``transport``), all profiles of a start at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import Any
 
@@ -46,39 +46,40 @@ class CredentialIssuing(BrokerState):
             raise denial
         if not selected or not self.active:
             return {}
-        abandoned = threading.Event()
-        lock = threading.Lock()
+        abandoned = asyncio.Event()  # set when the start gives up: late calls revoke their own
         issued: list[Lease] = []
-        calls: list[asyncio.Future[tuple[dict[str, str], set[str]]]] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.issue_timeout
+        calls: list[asyncio.Task[tuple[dict[str, str], set[str]]]] = []
         try:
             vault = self.app.vault.transport
             # One call per profile, all at once: the start waits for the slowest call (a
-            # database user takes a few ms to create) instead of the sum of them.
+            # database user takes a few ms to create) instead of the sum of them. Never
+            # cancelled: a call Vault already received may still issue, and must then revoke.
             calls = [
-                loop.run_in_executor(
-                    self._vault_executor,
-                    self._issue_profile,
-                    vault,
-                    profile,
-                    kernel_id,
-                    owner,
-                    issued,
-                    lock,
-                    abandoned,
+                asyncio.ensure_future(
+                    self._issue_profile(vault, profile, kernel_id, owner, issued, abandoned)
                 )
                 for profile in selected
             ]
-            results = await asyncio.wait_for(asyncio.gather(*calls), timeout=self.issue_timeout)
+            # A failing call does not end the wait: the others finish (within the deadline) so
+            # that what they issued is revoked before the start is answered.
+            _, pending = await asyncio.wait(calls, timeout=self.issue_timeout)
+            if pending:
+                raise TimeoutError
+            for call in calls:
+                if (failure := call.exception()) is not None:
+                    raise failure
+            results = [call.result() for call in calls]
+        except asyncio.CancelledError:
+            abandoned.set()  # the start itself was cancelled: nothing may stay issued
+            self._keep(asyncio.ensure_future(self._revoke_leases(kernel_id, list(issued), user)))
+            raise
         except (TimeoutError, Exception) as exc:
-            if calls and not isinstance(exc, TimeoutError):
-                # One profile failed: let the others finish (within the deadline) so that what
-                # they issued is revoked before the start is answered.
-                await asyncio.wait(calls, timeout=max(0.0, deadline - loop.time()))
-            with lock:  # from here on a call that completes revokes what it issued itself
-                abandoned.set()
-                leases = list(issued)
+            abandoned.set()  # from here on a call that completes revokes what it issued itself
+            leases = list(issued)
+            for call in calls:
+                if not call.done():
+                    self._keep(call)
+                    call.add_done_callback(_consume)
             if isinstance(exc, TimeoutError):
                 err: VaultError = CredentialError(
                     f"Vault at {self.app.vault.url} did not issue the kernel's credentials "
@@ -128,37 +129,33 @@ class CredentialIssuing(BrokerState):
             await self.revoke(kernel_id, reason="server_stop")
         return env
 
-    def _issue_profile(
+    async def _issue_profile(
         self,
         vault: VaultTransport,
         profile: Profile,
         kernel_id: str,
         owner: str | None,
         issued: list[Lease],
-        lock: threading.Lock,
-        abandoned: threading.Event,
+        abandoned: asyncio.Event,
     ) -> tuple[dict[str, str], set[str]]:
-        """One profile's Vault call and env (worker thread); its lease joins ``issued``.
+        """One profile's Vault call and env; its lease joins ``issued``.
 
         Every lease has exactly one owner: ``issued`` (and so the caller) while the start is
         waiting, or this call itself once the start gave up (``abandoned``), which then revokes
         it here, so a start that timed out or failed leaks nothing.
         """
         try:
-            values, secret_fields, lease = self._issue_one(vault, profile, kernel_id, owner)
+            values, secret_fields, lease = await self._issue_one(vault, profile, kernel_id, owner)
         except ProfileError as exc:
             raise CredentialError(str(exc)) from None
         except Exception as exc:
             err = translate_error(exc, self.app.vault.url)
             raise CredentialError(f"credential profile {profile.name!r}: {err}") from None
         if lease is not None:
-            with lock:
-                mine = abandoned.is_set()
-                if not mine:
-                    issued.append(lease)
-            if mine:
-                self._revoke_sync([lease])
+            if abandoned.is_set():
+                await self._revoke_in_vault([lease])
                 raise CredentialError("the kernel start gave up waiting")
+            issued.append(lease)
         values = {**values, "kernel_id": kernel_id, "user": owner or ""}
         try:
             rendered = profile.render(values)
@@ -171,7 +168,7 @@ class CredentialIssuing(BrokerState):
                 secrets.add(value)
         return rendered, secrets
 
-    def _issue_one(
+    async def _issue_one(
         self, vault: VaultTransport, profile: Profile, kernel_id: str, owner: str | None
     ) -> tuple[dict[str, Any], set[str], Lease | None]:
         now = time.time()
@@ -189,7 +186,7 @@ class CredentialIssuing(BrokerState):
                 params["explicit_max_ttl"] = profile.explicit_max_ttl
             if profile.num_uses:
                 params["num_uses"] = profile.num_uses
-            response = _answer(vault.post("auth/token/create", params))
+            response = _answer(await vault.post("auth/token/create", params))
             auth = response["auth"]
             duration = int(auth.get("lease_duration") or 0)
             token_lease = Lease(
@@ -213,13 +210,13 @@ class CredentialIssuing(BrokerState):
             }
             return values, {"token"}, token_lease
         if profile.type == "database":
-            response = _answer(vault.get(f"{profile.mount}/creds/{profile.role}"))
+            response = _answer(await vault.get(f"{profile.mount}/creds/{profile.role}"))
         elif profile.type == "kv":
-            response = _answer(vault.get(f"{profile.mount}/data/{profile.path}"))
+            response = _answer(await vault.get(f"{profile.mount}/data/{profile.path}"))
             data = dict((response.get("data") or {}).get("data") or {})
             return data, {k for k, v in data.items() if isinstance(v, str)}, None
         else:
-            read = vault.get(profile.path)
+            read = await vault.get(profile.path)
             if read is None:
                 raise CredentialError(
                     f"credential profile {profile.name!r}: Vault path {profile.path!r} is empty"
@@ -241,6 +238,12 @@ class CredentialIssuing(BrokerState):
                 expires_at=now + duration if duration else 0.0,
             )
         return data, secret_fields, lease
+
+
+def _consume(call: asyncio.Future[Any]) -> None:
+    """Retrieve a late call's outcome (it revoked its own lease) so asyncio does not log it."""
+    if not call.cancelled():
+        call.exception()
 
 
 def _answer(response: dict[str, Any] | None) -> dict[str, Any]:

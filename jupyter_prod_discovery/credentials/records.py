@@ -15,7 +15,6 @@ from .vault import VaultError
 
 if TYPE_CHECKING:
     import asyncio
-    import concurrent.futures
     import logging
     from collections.abc import Iterable
     from pathlib import Path
@@ -128,7 +127,7 @@ class BrokerState:
         _owners: dict[str, str | None]
         _pending_revoke: list[tuple[str, Lease]]
         _task: asyncio.Task[None] | None
-        _vault_executor: concurrent.futures.ThreadPoolExecutor
+        _background: set[asyncio.Future[Any]]
         _lock: asyncio.Lock
         _stopped: bool
         # traits of CredentialBroker
@@ -150,7 +149,8 @@ class BrokerState:
             self, action: str, kernel_id: str, user: Any, lease: Lease, **data: Any
         ) -> None: ...
         def _write_state(self) -> None: ...
-        def _revoke_sync(self, leases: Iterable[Lease]) -> dict[str, str]: ...
+        def _keep(self, task: asyncio.Future[Any]) -> None: ...
+        async def _revoke_in_vault(self, leases: Iterable[Lease]) -> dict[str, str]: ...
         async def _revoke_leases(
             self, kernel_id: str, leases: list[Lease], user: Any, reason: str = "failure"
         ) -> None: ...

@@ -50,7 +50,7 @@ class LeaseRenewal(BrokerState):
     async def _renew_leases(self, record: KernelCredentials, leases: list[Lease]) -> list[str]:
         if not leases:
             return []
-        results = await asyncio.to_thread(self._renew_sync, leases)
+        results = await self._renew_in_vault(leases)
         errors: list[str] = []
         for lease, (duration, request_id, err) in zip(leases, results, strict=True):
             if err is not None:
@@ -82,26 +82,28 @@ class LeaseRenewal(BrokerState):
             )
         return errors
 
-    def _renew_sync(self, leases: list[Lease]) -> list[tuple[int, str, str | None]]:
-        out: list[tuple[int, str, str | None]] = []
+    async def _renew_in_vault(self, leases: list[Lease]) -> list[tuple[int, str, str | None]]:
+        """Renew in Vault, all at once: (new duration, request id, error or None) per lease."""
         try:
             vault = self.app.vault.transport
         except VaultError as exc:
             return [(0, "", str(exc)) for _ in leases]
-        for lease in leases:
+
+        async def renew(lease: Lease) -> tuple[int, str, str | None]:
             try:
                 if lease.kind == "token":
                     token_body = {"accessor": lease.lease_id, "increment": f"{lease.ttl}s"}
-                    response = vault.post("auth/token/renew-accessor", token_body) or {}
+                    response = await vault.post("auth/token/renew-accessor", token_body) or {}
                     duration = int(response["auth"]["lease_duration"])
                 else:
                     lease_body = {"lease_id": lease.lease_id, "increment": lease.ttl}
-                    response = vault.put("sys/leases/renew", lease_body) or {}
+                    response = await vault.put("sys/leases/renew", lease_body) or {}
                     duration = int(response["lease_duration"])
-                out.append((duration, response.get("request_id") or "", None))
+                return duration, response.get("request_id") or "", None
             except Exception as exc:
-                out.append((0, "", str(translate_error(exc, self.app.vault.url))))
-        return out
+                return 0, "", str(translate_error(exc, self.app.vault.url))
+
+        return list(await asyncio.gather(*map(renew, leases)))
 
     async def _tick(self) -> None:
         now = time.time()

@@ -44,7 +44,7 @@ class LeaseRevocation(BrokerState):
         if not leases:
             self._write_state()
             return
-        failed = await asyncio.to_thread(self._revoke_sync, leases)
+        failed = await self._revoke_in_vault(leases)
         for lease in leases:
             err = failed.get(lease.lease_id)
             if err is None:
@@ -63,19 +63,22 @@ class LeaseRevocation(BrokerState):
                 )
         self._write_state()
 
-    def _revoke_sync(self, leases: Iterable[Lease]) -> dict[str, str]:
-        """Revoke in Vault; return {lease id: error} for those that failed (blocking)."""
-        failed: dict[str, str] = {}
+    async def _revoke_in_vault(self, leases: Iterable[Lease]) -> dict[str, str]:
+        """Revoke in Vault, all at once; return {lease id: error} for those that failed."""
+        leases = list(leases)
         try:
             vault = self.app.vault.transport
         except VaultError as exc:
             return {lease.lease_id: str(exc) for lease in leases}
-        for lease in leases:
-            try:
-                _revoke_in_vault(vault, lease.kind, lease.lease_id)
-            except Exception as exc:
-                failed[lease.lease_id] = str(translate_error(exc, self.app.vault.url))
-        return failed
+        outcomes = await asyncio.gather(
+            *(_revoke_one(vault, lease.kind, lease.lease_id) for lease in leases),
+            return_exceptions=True,
+        )
+        return {
+            lease.lease_id: str(translate_error(outcome, self.app.vault.url))
+            for lease, outcome in zip(leases, outcomes, strict=True)
+            if isinstance(outcome, Exception)
+        }
 
     async def revoke_all(self, reason: str = "server_stop") -> None:
         """Revoke every kernel's credentials (server stop); retries failed revocations once."""
@@ -88,7 +91,7 @@ class LeaseRevocation(BrokerState):
         if not self._pending_revoke:
             return
         pending, self._pending_revoke = self._pending_revoke, []
-        failed = await asyncio.to_thread(self._revoke_sync, [lease for _, lease in pending])
+        failed = await self._revoke_in_vault(lease for _, lease in pending)
         for kernel_id, lease in pending:
             if lease.lease_id in failed:
                 self._pending_revoke.append((kernel_id, lease))
@@ -97,12 +100,12 @@ class LeaseRevocation(BrokerState):
         self._write_state()
 
 
-def _revoke_in_vault(vault: VaultTransport, kind: str, lease_id: str) -> None:
+async def _revoke_one(vault: VaultTransport, kind: str, lease_id: str) -> None:
     try:
         if kind == "token":
-            vault.post("auth/token/revoke-accessor", {"accessor": lease_id})
+            await vault.post("auth/token/revoke-accessor", {"accessor": lease_id})
         else:
-            vault.put("sys/leases/revoke", {"lease_id": lease_id})
+            await vault.put("sys/leases/revoke", {"lease_id": lease_id})
     except hvac.exceptions.InvalidRequest as exc:
         text = " ".join(getattr(exc, "errors", None) or []).lower()
         if "invalid" in text or "not found" in text:

@@ -59,8 +59,8 @@ class CrashStateFile(BrokerState):
         except OSError as exc:
             self.log.error("Cannot write the credential state file %s: %s", path, exc)
 
-    def revoke_orphans(self) -> int:
-        """Revoke what dead server processes left in their state files (blocking; at start).
+    async def revoke_orphans(self) -> int:
+        """Revoke what dead server processes left in their state files (at server start).
 
         Only files naming the same Vault address are handled; a file whose process still runs
         belongs to another live server and is left alone. Returns how many were revoked.
@@ -92,7 +92,7 @@ class CrashStateFile(BrokerState):
                 for e in payload.get("leases", [])
                 if e.get("id")
             ]
-            failed = self._revoke_sync(leases)
+            failed = await self._revoke_in_vault(leases)
             for lease, entry in zip(leases, payload.get("leases", []), strict=False):
                 if lease.lease_id not in failed:
                     count += 1

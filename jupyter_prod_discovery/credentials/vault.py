@@ -516,6 +516,12 @@ class VaultClient(LoggingConfigurable):
             return  # a non-expiring token (root, periodic without TTL) needs no renewal
         self._renew_task = asyncio.get_running_loop().create_task(self._renew_loop())
 
+    def close(self) -> None:
+        """Close the transport's idle connections (server stop)."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+
     async def stop_renewal(self) -> None:
         """Cancel the renewal task and wait for it."""
         task, self._renew_task = self._renew_task, None
