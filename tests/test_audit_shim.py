@@ -17,7 +17,7 @@ from audit_support import KEY
 from credentials_support import run_code
 from traitlets.config import Config
 
-from jupyter_prod_discovery.audit.kernel_shim import ENV_ADDR, Collector, _scrub
+from jupyter_prod_discovery.audit.kernel_shim import ENV_ADDR, ENV_TOKEN, Collector, _scrub
 from jupyter_prod_discovery.audit.shim_listener import SHIM_SITE, ShimListener
 from jupyter_prod_discovery.audit.trail import AuditTrail
 
@@ -95,24 +95,38 @@ async def test_record_shim_events_from_interpreter(tmp_path: Path, postgres_dsn:
     assert not any("site-packages" in d["target"] for d in got)
 
 
-async def test_record_shim_attributes_by_socket_and_rate_limits(tmp_path: Path) -> None:
+async def test_record_shim_attributes_by_token_and_rate_limits(tmp_path: Path) -> None:
     trail = make_trail(tmp_path)
-    listener = ShimListener(trail, {"k-a": "ann"}, max_events_per_second=20)
-    addr = listener.address("k-a")
+    listener = ShimListener(trail, {"k-a": "ann", "k-b": "bob"}, max_events_per_second=20)
+    addr = listener.address()
+    token_a, token_b = listener.token("k-a"), listener.token("k-b")
+    assert token_a != token_b and len(token_a) == 32
+    assert listener.token("k-a") == token_a  # stable across restarts of the kernel
     ctx = zmq.Context.instance()
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 1000)
     push.connect(addr)
     forged = {"kind": "file", "target": "/x", "count": 1, "kernel_id": "k-b", "user": "root"}
     flood = [{"kind": "file", "target": f"/f{i}", "count": 1} for i in range(1000)]
-    push.send(json.dumps({"v": 1, "events": [forged, *flood]}).encode())
-    push.send(b"not json")
+    push.send_multipart(
+        [token_a.encode(), json.dumps({"v": 1, "events": [forged, *flood]}).encode()]
+    )
+    push.send_multipart([token_a.encode(), b"not json"])
+    # No token, a guessed token, a token of a kernel that is gone: all dropped.
+    one = json.dumps({"v": 1, "events": [{"kind": "file", "target": "/forged", "count": 1}]})
+    push.send(one.encode())
+    push.send_multipart([b"0" * 32, one.encode()])
+    listener.discard("k-b")
+    push.send_multipart([token_b.encode(), one.encode()])
     got = await wait_for(trail, lambda g: any(d["kind"] == "dropped" for d in g))
+    await asyncio.sleep(0.3)  # the dropped messages had their chance to arrive
     push.close()
     listener.close()
     trail.stop()
+    assert listener.unknown_messages == 3
     assert {d["kernel_id"] for d in got} == {"k-a"}
     assert {d["user"]["username"] for d in got} == {"ann"}
+    assert "/forged" not in {d["target"] for d in got}
     assert got[0]["target"] == "/x"
     assert len(got) <= 22
     assert got[-1]["kind"] == "dropped"
@@ -140,8 +154,8 @@ def test_scrub_connection_targets() -> None:
     assert _scrub("postgresql://ann:s3cret@db:5432/prod") == "postgresql://ann:***@db:5432/prod"
 
 
-def test_load_shim_only_with_address(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != ENV_ADDR}
+def test_load_shim_only_with_address_and_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_ADDR, ENV_TOKEN)}
     env["PYTHONPATH"] = SHIM_SITE
     code = "import sys; print(getattr(sys, '_prod_discovery_shim', None) is None)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -152,6 +166,10 @@ def test_load_shim_only_with_address(tmp_path: Path) -> None:
     (other / "sitecustomize.py").write_text("import builtins; builtins.CHAINED = 1\n")
     env["PYTHONPATH"] = os.pathsep.join([SHIM_SITE, str(other)])
     env[ENV_ADDR] = "tcp://127.0.0.1:9"
+    code = "import sys; print(getattr(sys, '_prod_discovery_shim', None) is None)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["True"]  # an address without a token: not installed
+    env[ENV_TOKEN] = "0" * 32
     code = "import builtins, sys; print(builtins.CHAINED, sys._prod_discovery_shim is not None)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.split() == ["1", "True"]

@@ -132,7 +132,12 @@ async def test_wait_written_trail_stopped(tmp_path: Path) -> None:
 
 
 async def test_wait_written_trail_times_out(tmp_path: Path) -> None:
-    t = make_trail(tmp_path, trail={"ack_timeout": 0.05})
+    # fsync before each acknowledgment: records go through the writer, not inline.
+    t = make_trail(
+        tmp_path,
+        trail={"ack_timeout": 0.05},
+        JSONLSink={"path": str(tmp_path / "a.jsonl"), "fsync_interval": 0},
+    )
     t.start()
     try:
         # Holding the writer's condition keeps it from acknowledging: the wait must give up.
@@ -212,12 +217,27 @@ def test_write_now_trail_writes_before_returning(trail: AuditTrail) -> None:
     assert trail.verify().ok
 
 
+def test_record_trail_inline_when_nothing_queued(trail: AuditTrail) -> None:
+    # Not acknowledged, yet written at once: cheaper than the hand-off to the writer thread.
+    assert trail.record("credential", {"action": "issue", "kernel_id": "k"}, user="ann") == 0
+    assert records(trail)[-1]["data"]["kernel_id"] == "k"
+    assert trail._written == 0  # the writer never saw it
+    trail._states[0].down = True  # a sink down: queued for the writer (which spools)
+    assert trail.record("credential", {"action": "issue", "kernel_id": "k2"}) > 0
+    trail._states[0].down = False
+    assert trail.flush()
+    assert [r["data"]["kernel_id"] for r in records(trail)][-2:] == ["k", "k2"]
+    assert trail.verify().ok
+
+
 async def test_record_acknowledged_trail_inline_then_queued_keep_order(tmp_path: Path) -> None:
     t = make_trail(tmp_path)
     t.start()
     try:
         with t._write_lock:  # the writer cannot write what it takes off the queue
-            t.record("kernel", {"action": "start", "kernel_id": "queued"})
+            t._enqueue(
+                "kernel", t._payload("kernel", {"action": "start", "kernel_id": "queued"}, None)
+            )
             # A record queued before must not be overtaken by one written at once.
             assert not t.write_now("kernel", {"action": "start", "kernel_id": "late"})
         assert await t.record_acknowledged("kernel", {"action": "start", "kernel_id": "late"})
@@ -239,6 +259,7 @@ async def test_record_acknowledged_trail_through_writer_when_not_inline(tmp_path
         assert await t.record_acknowledged("kernel", {"action": "start", "kernel_id": "k"})
         assert t._written == 1
         assert records(t)[-1]["data"]["kernel_id"] == "k"
+        assert t.record("kernel", {"action": "start", "kernel_id": "k2"}) == 2  # queued too
     finally:
         t.stop()
 

@@ -2,7 +2,7 @@
 
 Loaded into every kernel by ``shim_site/sitecustomize.py`` (first on the kernel's PYTHONPATH,
 set by the server's kernel env hook) when ``PROD_DISCOVERY_AUDIT_SHIM`` holds the address of
-the server's per-kernel collector socket. Kept free of heavy imports: it runs at interpreter
+the server's collector socket and ``PROD_DISCOVERY_AUDIT_SHIM_TOKEN`` this kernel's token. Kept free of heavy imports: it runs at interpreter
 start in every kernel and every Python subprocess a kernel starts.
 
 What it sees
@@ -25,9 +25,10 @@ What it cannot see
 - a user determined to evade it: kernel code runs as the same OS user and can stop the flusher
   thread, patch this module or send nothing. It is a tripwire for honest and accidental access,
   not a sandbox. It cannot make the server attribute events to another kernel or user: the
-  server attributes each message to the kernel whose collector socket received it and ignores
-  any identity in the message (but kernels of one OS user can read each other's environment, so
-  the boundary between users is the single-user server JupyterHub gives each of them).
+  server attributes each message to the kernel whose random token (128 bits, given to that
+  kernel alone) it carries, drops messages without a known token and ignores any identity in
+  the message (but kernels of one OS user can read each other's environment, so the boundary
+  between users is the single-user server JupyterHub gives each of them).
 
 Volume is bounded: events are counted per (kind, target, mode) and sent every ``interval``
 seconds as one message with at most ``max_targets`` entries; the rest is counted as ``dropped``.
@@ -45,9 +46,10 @@ import sys
 import threading
 from typing import Any
 
-__all__ = ["ENV_ADDR", "ENV_INTERVAL", "Collector", "install"]
+__all__ = ["ENV_ADDR", "ENV_INTERVAL", "ENV_TOKEN", "Collector", "install"]
 
 ENV_ADDR = "PROD_DISCOVERY_AUDIT_SHIM"
+ENV_TOKEN = "PROD_DISCOVERY_AUDIT_SHIM_TOKEN"  # noqa: S105 - a variable name
 ENV_INTERVAL = "PROD_DISCOVERY_AUDIT_SHIM_INTERVAL"
 DBAPI_MODULES = frozenset(
     {
@@ -229,7 +231,7 @@ def _wrap_connect(module: Any, name: str, collector: Collector) -> None:
     module.connect = connect
 
 
-def _zmq_sender(address: str) -> Any:
+def _zmq_sender(address: str, token: str) -> Any:
     import zmq
 
     ctx = zmq.Context()
@@ -237,9 +239,10 @@ def _zmq_sender(address: str) -> Any:
     sock.setsockopt(zmq.LINGER, 500)
     sock.setsockopt(zmq.SNDHWM, 100)
     sock.connect(address)
+    frame = token.encode()
 
     def send(payload: bytes) -> None:
-        sock.send(payload, zmq.NOBLOCK)
+        sock.send_multipart([frame, payload], zmq.NOBLOCK)
 
     return send
 
@@ -247,11 +250,12 @@ def _zmq_sender(address: str) -> Any:
 def install() -> Collector | None:
     """Install once per process when the server gave this process a collector address."""
     address = os.environ.get(ENV_ADDR)
-    if not address or getattr(sys, "_prod_discovery_shim", None) is not None:
+    token = os.environ.get(ENV_TOKEN)
+    if not address or not token or getattr(sys, "_prod_discovery_shim", None) is not None:
         return None
     try:
         interval = float(os.environ.get(ENV_INTERVAL, "2"))
-        collector = Collector(_zmq_sender(address), interval=interval)
+        collector = Collector(_zmq_sender(address, token), interval=interval)
     except Exception:
         return None
     sys._prod_discovery_shim = collector  # type: ignore[attr-defined]

@@ -44,7 +44,7 @@ class AuditRecorder(Protocol):
     """Anything that accepts audit events."""
 
     def record(self, kind: str, data: dict[str, Any], *, user: Any = None) -> int | None:
-        """Queue one event of ``kind``; ``user`` is a jupyter_server ``User`` or None.
+        """Record one event of ``kind``; ``user`` is a jupyter_server ``User`` or None.
 
         May return a ticket that ``AuditTrail.wait_written`` accepts (callers may ignore it).
         """

@@ -319,13 +319,20 @@ class AuditTrail(LoggingConfigurable):
     # --- the request side -------------------------------------------------------------------
 
     def record(self, kind: str, data: dict[str, Any], *, user: Any = None) -> int:
-        """Queue one event; returns its ticket for :meth:`wait_written`. Never blocks on I/O.
+        """Record one event; returns its ticket for :meth:`wait_written` (0: written already).
 
-        Unknown kinds raise ValueError (a bug in the caller); data that fails its schema is
-        logged and counted in ``invalid_events`` by the writer instead of failing the caller's
-        request. The identity and timestamp are taken here, at request time.
+        When every sink is ``inline`` (local files) and nothing is queued, the record is
+        checked, chained and appended on the caller's thread (:meth:`_write_inline`: an append
+        to the page cache, cheaper than the hand-off to the writer thread, which then only
+        fsyncs and checkpoints); otherwise it is queued for the writer and this never touches
+        a sink. Unknown kinds raise ValueError (a bug in the caller); data that fails its schema
+        is logged and counted in ``invalid_events`` instead of failing the caller's request. The
+        identity and timestamp are taken here, at request time.
         """
-        return self._enqueue(kind, self._payload(kind, data, user))
+        payload = self._payload(kind, data, user)
+        if self._write_inline(kind, payload):
+            return 0
+        return self._enqueue(kind, payload)
 
     def _payload(self, kind: str, data: dict[str, Any], user: Any) -> dict[str, Any]:
         if kind not in AUDIT_KINDS:
@@ -369,7 +376,11 @@ class AuditTrail(LoggingConfigurable):
         """
         if not self._inline_ready():
             return False
-        payload = self._payload(kind, data, user)
+        return self._write_inline(kind, self._payload(kind, data, user))
+
+    def _write_inline(self, kind: str, payload: dict[str, Any]) -> bool:
+        if not self._inline_ready():
+            return False
         with self._write_lock:
             # Re-checked under the lock: the writer may have taken a batch or found a sink
             # down meanwhile, and the chain order must stay the order of the queue.
