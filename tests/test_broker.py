@@ -128,7 +128,7 @@ def test_server_sigterm_revokes_and_sigkill_orphans_are_revoked_at_next_start(
         second.start_kernel()
         second.start_kernel()
         assert len(warehouse.roles()) == 2
-        state_files = list((tmp_path / "runtime").glob("prod-discovery-credentials-*.json"))
+        state_files = list((tmp_path / "runtime").glob("prod-discovery-credentials-*.jsonl"))
         assert len(state_files) == 1
         state = state_files[0].read_text()
         assert openbao.root_token not in state

@@ -20,6 +20,8 @@ from credentials_support import (
 )
 from tornado.httpclient import HTTPClientError
 
+from jupyter_prod_discovery.credentials.statefile import read_state
+
 
 @pytest.fixture
 def extra_config() -> dict[str, Any]:
@@ -83,12 +85,12 @@ async def test_start_kernel_injects_credentials_and_delete_revokes(
     assert by_profile["warehouse"]["renewable"] is True
     secrets = app.secrets.get(kid)
     assert secrets  # the output guard gets the exact values
-    state_text = "".join(p.read_text() for p in (tmp_path / "state").glob("*.json"))
+    state_text = "".join(p.read_text() for p in (tmp_path / "state").glob("*.jsonl"))
     assert leases["warehouse"] in state_text
     for secret in secrets:
         assert secret not in json.dumps(listing)
         assert secret not in state_text
-    mode = next((tmp_path / "state").glob("*.json")).stat().st_mode & 0o777
+    mode = next((tmp_path / "state").glob("*.jsonl")).stat().st_mode & 0o777
     assert mode == 0o600
 
     renewed = await jp_fetch(
@@ -102,7 +104,8 @@ async def test_start_kernel_injects_credentials_and_delete_revokes(
     assert not warehouse.accessor_alive(leases["vault"])
     assert warehouse.leases() == []
     assert app.secrets.get(kid) == frozenset()
-    assert list((tmp_path / "state").glob("*.json")) == []
+    # The journal lists nothing live any more (it is removed at server stop).
+    assert [read_state(p)["leases"] for p in (tmp_path / "state").glob("*.jsonl")] == [[]]
     assert (await credentials(jp_fetch))["kernels"] == []
 
 

@@ -234,3 +234,4 @@ class CredentialBroker(
         if self._background:  # late calls finish (and revoke) within their own timeout
             await asyncio.wait(list(self._background))
         await self.revoke_all()
+        self._remove_state()

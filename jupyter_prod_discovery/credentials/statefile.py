@@ -3,6 +3,13 @@
 Why: a SIGKILLed or OOM-killed server runs no cleanup, so its kernels' credentials would live until
 their TTL ends. Each server process keeps a file (mode 0600, never a secret) listing what it holds;
 the next server start against the same Vault revokes what dead processes left behind.
+
+Why a journal: the file is appended to, one line per change (``{"add": [...]}`` or
+``{"remove": [...]}``, after a first line naming the process and the Vault), instead of being
+rewritten and renamed into place: creating and renaming a file costs about 0.3 ms of CPU here, a
+share of every kernel start, while an append costs a few microseconds. A line is written with one
+``write`` on an ``O_APPEND`` descriptor, so a crash leaves at most a cut last line, which the
+reader skips. The journal is rewritten (compacted) when it holds far more lines than live leases.
 """
 
 from __future__ import annotations
@@ -10,54 +17,95 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from .records import BrokerState, Lease
 
 __all__ = ["STATE_PREFIX", "CrashStateFile"]
 
 STATE_PREFIX = "prod-discovery-credentials-"
+_COMPACT_LINES = 256  # rewrite once the journal has this many lines more than live entries
+
+Entry = tuple[str, str, str]  # kernel id, kind, lease id or accessor
 
 
 class CrashStateFile(BrokerState):
-    """The broker's state file part: writing it after every change, and orphan revocation."""
+    """The broker's state file part: the journal of every change, and orphan revocation."""
+
+    _journal_fd: int | None = None
+    _journal_lines = 0
+    _journaled: frozenset[Entry] = frozenset()
 
     @property
     def state_path(self) -> Path:
         base = self.state_dir or getattr(self.app.serverapp, "runtime_dir", "") or "."
-        return Path(base) / f"{STATE_PREFIX}{os.getpid()}.json"
+        return Path(base) / f"{STATE_PREFIX}{os.getpid()}.jsonl"
 
-    def _write_state(self) -> None:
-        """Persist lease ids and accessors (never secrets) atomically with mode 0600."""
-        entries = [
-            {"kernel_id": k.kernel_id, "kind": lease.kind, "id": lease.lease_id}
+    def _live_entries(self) -> frozenset[Entry]:
+        live = {
+            (k.kernel_id, lease.kind, lease.lease_id)
             for k in self._kernels.values()
             for lease in k.leases
             if lease.lease_id
-        ]
-        entries += [
-            {"kernel_id": kid, "kind": lease.kind, "id": lease.lease_id}
-            for kid, lease in self._pending_revoke
-        ]
-        path = self.state_path
+        }
+        live.update((kid, lease.kind, lease.lease_id) for kid, lease in self._pending_revoke)
+        return frozenset(live)
+
+    def _write_state(self) -> None:
+        """Append what changed since the last call (lease ids and accessors, never secrets)."""
+        live = self._live_entries()
+        added, removed = live - self._journaled, self._journaled - live
+        if not added and not removed:
+            return
+        lines = b""
+        if added:
+            rows = [{"kernel_id": kid, "kind": kind, "id": i} for kid, kind, i in sorted(added)]
+            lines += json.dumps({"add": rows}).encode() + b"\n"
+        if removed:
+            lines += json.dumps({"remove": sorted(i for _, _, i in removed)}).encode() + b"\n"
         try:
-            if not entries:
-                path.unlink(missing_ok=True)
-                return
-            tmp = path.with_suffix(".tmp")
-            payload = {"pid": os.getpid(), "vault": self.app.vault.url, "leases": entries}
-            data = json.dumps(payload).encode()  # one write, not one per JSON token
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-            tmp.replace(path)
+            if self._journal_fd is None or self._journal_lines > len(live) + _COMPACT_LINES:
+                self._rewrite_journal(live)
+            else:
+                os.write(self._journal_fd, lines)
+                self._journal_lines += lines.count(b"\n")
+            self._journaled = live
         except OSError as exc:
-            self.log.error("Cannot write the credential state file %s: %s", path, exc)
+            self._close_journal()
+            self.log.error("Cannot write the credential state file %s: %s", self.state_path, exc)
+
+    def _rewrite_journal(self, live: frozenset[Entry]) -> None:
+        """Start the journal afresh with the live entries (atomically: a new file renamed)."""
+        path = self.state_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        head = {"pid": os.getpid(), "vault": self.app.vault.url}
+        rows = [{"kernel_id": kid, "kind": kind, "id": i} for kid, kind, i in sorted(live)]
+        data = json.dumps(head).encode() + b"\n"
+        if rows:
+            data += json.dumps({"add": rows}).encode() + b"\n"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, data)
+            tmp.replace(path)
+        except OSError:
+            os.close(fd)
+            raise
+        self._close_journal()
+        self._journal_fd, self._journal_lines = fd, data.count(b"\n")
+
+    def _close_journal(self) -> None:
+        fd, self._journal_fd = self._journal_fd, None
+        self._journaled = frozenset()
+        if fd is not None:
+            os.close(fd)
+
+    def _remove_state(self) -> None:
+        """Server stop, everything revoked: the journal goes (kept if anything is left)."""
+        if self._live_entries():
+            return
+        self._close_journal()
+        self.state_path.unlink(missing_ok=True)
 
     async def revoke_orphans(self) -> int:
         """Revoke what dead server processes left in their state files (at server start).
@@ -69,9 +117,9 @@ class CrashStateFile(BrokerState):
         if not base.is_dir():
             return 0
         count = 0
-        for path in sorted(base.glob(f"{STATE_PREFIX}*.json")):
+        for path in sorted(base.glob(f"{STATE_PREFIX}*.json*")):
             try:
-                payload = json.loads(path.read_text())
+                payload = read_state(path)
                 pid = int(payload.get("pid", 0))
             except (OSError, ValueError):
                 continue
@@ -113,6 +161,31 @@ class CrashStateFile(BrokerState):
         if count:
             self.log.warning("Revoked %d credential(s) orphaned by a crashed server", count)
         return count
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A state file as one snapshot ``{"pid", "vault", "leases"}``: the journal replayed.
+
+    Also reads the single-object files of earlier versions. A cut last line (a crash in the
+    middle of an append) is skipped; a file without a readable first line raises ValueError.
+    """
+    lines = path.read_bytes().split(b"\n")
+    head = json.loads(lines[0])
+    if not isinstance(head, dict):
+        raise ValueError(f"{path}: not a credential state file")
+    leases: dict[str, dict[str, Any]] = {}
+    for row in head.get("leases", []):  # an earlier version's snapshot
+        leases[str(row.get("id"))] = row
+    for raw in lines[1:]:
+        try:
+            change = json.loads(raw)
+        except ValueError:
+            continue
+        for row in change.get("add", []) if isinstance(change, dict) else []:
+            leases[str(row.get("id"))] = row
+        for lease_id in change.get("remove", []) if isinstance(change, dict) else []:
+            leases.pop(str(lease_id), None)
+    return {"pid": head.get("pid"), "vault": head.get("vault"), "leases": list(leases.values())}
 
 
 def _process_alive(pid: int) -> bool:
