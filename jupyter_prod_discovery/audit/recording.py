@@ -20,6 +20,7 @@ import base64
 import contextvars
 import functools
 import hashlib
+import inspect
 import json
 import os
 import stat
@@ -102,6 +103,16 @@ def hash_file(path: str | Path, max_size: int = 0) -> tuple[int, str] | None:
     caller hashes it in a thread), so that one open and one fstat decide both. A file unchanged
     since it was last hashed (see ``_DIGESTS``) is not read again.
     """
+    cached = _DIGESTS.get(str(path))
+    if cached is not None:
+        # One stat decides a hit (cheaper than open, fstat and close); a miss opens the file
+        # and keys what it reads by the descriptor's own fstat.
+        try:
+            st = os.stat(path)  # noqa: PTH116 - no Path object on this hot path
+        except OSError:
+            return None
+        if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == cached[0]:
+            return cached[1]
     try:
         # O_NONBLOCK: a FIFO at the path must not hang the server (regular files ignore it).
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -113,9 +124,6 @@ def hash_file(path: str | Path, max_size: int = 0) -> tuple[int, str] | None:
         if not stat.S_ISREG(st.st_mode):
             return None
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        cached = _DIGESTS.get(str(path))
-        if cached is not None and cached[0] == key:
-            return cached[1]
         if max_size and st.st_size > max_size:
             return _TOO_BIG
         digest = hashlib.sha256()
@@ -189,68 +197,82 @@ class _ContentsAuditor:
         os_path = self.os_path(path)
         return None if os_path is None else await _hash_path(os_path)
 
+    def digest_now(self, path: str, model: dict[str, Any] | None) -> tuple[int, str] | None:
+        """:meth:`digest` without awaiting, or ``_TOO_BIG`` for a file to hash in a thread."""
+        if model is not None and model.get("type") == "directory":
+            return None
+        if not self.on_disk:
+            return _hash_model(model)
+        os_path = self.os_path(path)
+        return None if os_path is None else hash_file(os_path, _HASH_INLINE_LIMIT)
+
     def wrap(self, method: str, operation: str, path_arg: int = 0) -> None:
+        """Replace ``cm.<method>`` by an audited one (one coroutine: no await of helpers on the
+        common path, since every frame in the chain is crossed again at each resumption)."""
         original = getattr(self.cm, method)
+        trail = self.trail
+        is_get = operation == "get"
+        with_target = operation in ("rename", "copy")
+        to_name = "new_path" if operation == "rename" else "to_path"
+        with_model = operation in ("save", "new")
+        hashed = operation in ("get", "save", "new", "new_untitled", "copy")
 
         @functools.wraps(original)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if _in_audited_call.get():
-                return await ensure_async(original(*args, **kwargs))
+            if _in_audited_call.get() or (is_get and not kwargs.get("content", True)):
+                # Nested (copy calling get and save) or metadata only (not a read).
+                result = original(*args, **kwargs)
+                return await result if inspect.isawaitable(result) else result
             token = _in_audited_call.set(True)
             try:
-                return await self._call(original, operation, args, kwargs, path_arg)
+                user = current_user()
+                path = str(_arg(args, kwargs, path_arg, "path", "") or "").strip("/")
+                data: dict[str, Any] = {"operation": operation, "path": path}
+                if with_target:
+                    to = _arg(args, kwargs, 1, to_name, None)
+                    data["to_path"] = str(to).strip("/") if to else None
+                model = _arg(args, kwargs, 0, "model", None) if with_model else None
+                if isinstance(model, dict) and model.get("chunk") is not None:
+                    data["operation"] = "upload"
+                    data["chunk"] = int(model["chunk"])
+                gate(trail, user, "contents", operation)
+                try:
+                    result = original(*args, **kwargs)
+                    if inspect.isawaitable(result):
+                        result = await result
+                except BaseException as exc:
+                    data["status"] = _status_of(exc)
+                    data["error"] = str(getattr(exc, "log_message", None) or exc)[:300]
+                    await acknowledge(trail, "contents", data, user)
+                    raise
+                data["status"] = "ok"
+                if isinstance(result, dict):
+                    if is_get and result.get("type") == "directory":
+                        data["operation"] = "list"
+                    if operation in ("new", "new_untitled"):
+                        data["path"] = result.get("path")
+                    elif operation == "copy":
+                        data["to_path"] = result.get("path")
+                    data["content_type"] = result.get("type")
+                if hashed:
+                    target = str(
+                        (data.get("to_path") if operation == "copy" else data["path"]) or ""
+                    )
+                    source = result if isinstance(result, dict) else model
+                    digest = self.digest_now(target, source)
+                    if digest is _TOO_BIG:
+                        digest = await self.digest(target, source)
+                    if digest is not None:
+                        data["size"], data["sha256"] = digest
+                if operation == "new_untitled":
+                    data["operation"] = "new"
+                if not trail.write_now("contents", data, user=user):
+                    await acknowledge(trail, "contents", data, user)
+                return result
             finally:
                 _in_audited_call.reset(token)
 
         setattr(self.cm, method, wrapper)
-
-    async def _call(
-        self,
-        original: Callable[..., Any],
-        operation: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        path_arg: int,
-    ) -> Any:
-        trail = self.trail
-        user = current_user()
-        path = str(_arg(args, kwargs, path_arg, "path", "") or "").strip("/")
-        data: dict[str, Any] = {"operation": operation, "path": path}
-        if operation in ("rename", "copy"):
-            to = _arg(args, kwargs, 1, "new_path" if operation == "rename" else "to_path", None)
-            data["to_path"] = str(to).strip("/") if to else None
-        model = _arg(args, kwargs, 0, "model", None) if operation in ("save", "new") else None
-        if isinstance(model, dict) and model.get("chunk") is not None:
-            data["operation"] = "upload"
-            data["chunk"] = int(model["chunk"])
-        if operation == "get" and not kwargs.get("content", True):
-            return await ensure_async(original(*args, **kwargs))  # metadata only: not a read
-        await gate(trail, user, "contents", operation)
-        try:
-            result = await ensure_async(original(*args, **kwargs))
-        except BaseException as exc:
-            data["status"] = _status_of(exc)
-            data["error"] = str(getattr(exc, "log_message", None) or exc)[:300]
-            await acknowledge(trail, "contents", data, user)
-            raise
-        data["status"] = "ok"
-        if isinstance(result, dict):
-            if operation == "get" and result.get("type") == "directory":
-                data["operation"] = "list"
-            if operation in ("new", "new_untitled", "copy"):
-                data["path" if operation != "copy" else "to_path"] = result.get("path")
-            data["content_type"] = result.get("type")
-        if operation in ("get", "save", "new", "new_untitled", "copy"):
-            target = data.get("to_path") if operation == "copy" else data["path"]
-            digest = await self.digest(
-                str(target or ""), result if isinstance(result, dict) else model
-            )
-            if digest is not None:
-                data["size"], data["sha256"] = digest
-        if operation == "new_untitled":
-            data["operation"] = "new"
-        await acknowledge(trail, "contents", data, user)
-        return result
 
 
 def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str, dflt: Any) -> Any:
@@ -259,7 +281,7 @@ def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str, dflt:
     return args[i] if len(args) > i else dflt
 
 
-async def gate(trail: AuditTrail, user: Any, resource: str, action: str) -> None:
+def gate(trail: AuditTrail, user: Any, resource: str, action: str) -> None:
     """Fail closed: refuse (503) and record the refusal while the trail cannot be written."""
     if trail.fail_closed and not trail.writable:
         trail.record(
@@ -311,22 +333,32 @@ async def _audit_download(handler: Any, path: str, os_path: str | None) -> None:
     app = handler.settings[SETTINGS_KEY]
     trail: AuditTrail = app.audit
     user = handler.current_user
-    await gate(trail, user, "files", "download")
+    gate(trail, user, "files", "download")
     data: dict[str, Any] = {"operation": "download", "path": path.strip("/")}
     digest = None
     if os_path is not None:
-        digest = await _hash_path(os_path)
+        digest = hash_file(os_path, _HASH_INLINE_LIMIT)
+        if digest is _TOO_BIG:
+            digest = await asyncio.to_thread(hash_file, os_path)
     if digest is None and os_path is not None:
         data["status"] = "not_found"
     else:
         data["status"] = "ok"
         if digest:
             data["size"], data["sha256"] = digest
+    if trail.write_now("contents", data, user=user):
+        return
     token = _in_audited_call.set(True)  # the files handler's own cm.get is this download
     try:
         await acknowledge(trail, "contents", data, user)
     finally:
         _in_audited_call.reset(token)
+
+
+# The files handlers' own get without their authentication and authorization decorators: ours
+# apply the same two checks once, before the download is recorded.
+_STATIC_GET = inspect.unwrap(AuthenticatedFileHandler.get)
+_FILES_GET = inspect.unwrap(FilesHandler.get)
 
 
 class AuditedStaticFilesHandler(AuthenticatedFileHandler):
@@ -341,7 +373,7 @@ class AuditedStaticFilesHandler(AuthenticatedFileHandler):
             except Exception:
                 os_path = None
             await _audit_download(self, path, os_path)
-        served = super().get(path, include_body=include_body)
+        served = _STATIC_GET(self, path, include_body=include_body)
         if served is not None:
             await served
 
@@ -356,7 +388,7 @@ class AuditedFilesHandler(FilesHandler):
             await _audit_download(self, path, None)
         token = _in_audited_call.set(True)
         try:
-            served = super().get(path, include_body=include_body)
+            served = _FILES_GET(self, path, include_body=include_body)
             if served is not None:
                 await served
         finally:
