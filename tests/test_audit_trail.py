@@ -30,8 +30,9 @@ def make_trail(tmp_path: Path, **extra: Any) -> AuditTrail:
         },
         "JSONLSink": {"path": str(tmp_path / "log" / "audit.jsonl")},
     }
+    live = frozenset(extra.pop("secrets", {"s3cr3t-value-123"}))
     sections.update(extra)
-    secrets = frozenset({"s3cr3t-value-123"})
+    secrets = live
     return AuditTrail(config=Config(sections), secrets_provider=lambda: secrets)
 
 
@@ -79,6 +80,30 @@ def test_record_trail_masks_live_secrets(trail: AuditTrail) -> None:
     recs = records(trail)
     assert recs[0]["data"]["code"] == f"pw = '{MASK}'"
     assert recs[0]["data"]["code_redacted"] is True
+
+
+def test_record_trail_masks_secrets_needing_json_escapes_and_keeps_chain(tmp_path: Path) -> None:
+    # A secret with a quote and a backslash appears escaped in the sealed line: still found,
+    # and the record sealed again after redaction leaves no gap in the chain.
+    secret = 'pa"ss\\w0rd-Ünï'
+    t = make_trail(tmp_path, secrets={secret, "other-secret-42"})
+    t.start()
+    try:
+        t.record("execution", {"phase": "request", "kernel_id": "k", "code": "x = 1"})
+        t.record("execution", {"phase": "request", "kernel_id": "k", "code": f"pw = '{secret}'"})
+        t.record("denied", {"resource": "/x/other-secret-42/y", "action": "read"})
+        t.record("execution", {"phase": "request", "kernel_id": "k", "code": "y = 2"})
+        assert t.flush()
+        text = "\n".join(t.sinks[0].read_lines())
+        assert secret not in text and json.dumps(secret)[1:-1] not in text
+        assert "other-secret-42" not in text
+        recs = records(t)
+        assert [r["seq"] for r in recs] == [1, 2, 3, 4]
+        assert "code_redacted" not in recs[0]["data"] and recs[1]["data"]["code_redacted"]
+        assert recs[2]["data"]["resource"] == f"/x/{MASK}/y"
+        assert t.verify().ok
+    finally:
+        t.stop()
 
 
 def test_record_trail_omits_code_when_configured_off(tmp_path: Path) -> None:

@@ -50,6 +50,13 @@ def _mac(key: bytes, digest: str) -> str:
     return hmac.digest(key, digest.encode(), "sha256").hex()
 
 
+def _mac_with(keyed: hmac.HMAC, digest: str) -> str:
+    """``_mac`` from a copy of an HMAC already keyed (saves the key setup per record)."""
+    h = keyed.copy()
+    h.update(digest.encode())
+    return h.hexdigest()
+
+
 def checkpoint_mac(key: bytes, seq: int, head: str) -> str:
     """MAC of a checkpoint, so that a forged checkpoint cannot hide a truncation."""
     return _mac(key, f"checkpoint:{seq}:{head}")
@@ -60,6 +67,7 @@ class Chain:
 
     def __init__(self, key: bytes, seq: int = 0, head: str = GENESIS) -> None:
         self._key = key
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
         self.seq = seq
         self.head = head
 
@@ -72,7 +80,7 @@ class Chain:
         body.pop("mac", None)
         text = _CANONICAL(body)
         digest = hashlib.sha256(text.encode()).hexdigest()
-        mac = _mac(self._key, digest)
+        mac = _mac_with(self._keyed, digest)
         body["hash"] = digest
         body["mac"] = mac
         self.head = digest

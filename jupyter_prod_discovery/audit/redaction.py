@@ -1,7 +1,9 @@
 """The redaction modifier: live secrets never reach the audit log.
 
 Runs as a jupyter_events modifier on every audit schema, before validation and before the
-record is chained. Any string field containing a value from ``app.secrets.all()`` has that value
+record is chained; the trail's fast path first seals a record as it is and calls
+:meth:`RedactionModifier.leaks` on the sealed line (a substring search per live secret, in its
+JSON-escaped form), and only a record that holds a secret is redacted and sealed again. Any string field containing a value from ``app.secrets.all()`` has that value
 masked; code text that contained one is flagged ``code_redacted`` so that compliance knows the
 stored code is not verbatim (its ``code_sha256`` is still of the original, which lets an
 investigator holding the original prove it). PII values cannot enter through the schemas: the
@@ -10,6 +12,7 @@ investigator holding the original prove it). PII values cannot enter through the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +28,23 @@ class RedactionModifier:
         self._secrets = secrets
         # (secrets, longest first): one attribute, so threads never see a mismatched pair.
         self._sorted: tuple[frozenset[str], tuple[str, ...]] = (frozenset(), ())
+        # (secrets, each as it appears inside a JSON string), likewise.
+        self._escaped: tuple[frozenset[str], tuple[str, ...]] = (frozenset(), ())
+
+    def leaks(self, line: str) -> bool:
+        """Whether a serialized record (canonical JSON, not ASCII-escaped) holds a live secret.
+
+        Exact for string values: a value containing a secret contains its JSON-escaped form.
+        A match across JSON syntax is a false alarm that only costs a redaction pass.
+        """
+        values = self._secrets()
+        if not values:
+            return False
+        seen, escaped = self._escaped
+        if values is not seen:
+            escaped = tuple(json.dumps(v, ensure_ascii=False)[1:-1] for v in values if v)
+            self._escaped = (values, escaped)
+        return any(e in line for e in escaped)
 
     def __call__(self, schema_id: str, data: dict[str, Any]) -> dict[str, Any]:
         values = self._secrets()

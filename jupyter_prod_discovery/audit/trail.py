@@ -52,7 +52,7 @@ import fastjsonschema
 import yaml
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_events import EventLogger
-from traitlets import Bool, Enum, Float, Int, List, Type, Unicode, default, validate
+from traitlets import Bool, Enum, Float, Int, List, Type, Unicode, default, observe, validate
 from traitlets import TraitError as _TraitError
 from traitlets.config import LoggingConfigurable
 
@@ -242,6 +242,13 @@ class AuditTrail(LoggingConfigurable):
         help="Identifies this server in every event. Default: '<hostname>:<pid>'.",
     )
 
+    # Plain attributes mirroring traits read for every record (a trait read costs ~1 us).
+    @observe("record_code", "server_id", "validation")
+    def _mirror_traits(self, change: Any = None) -> None:
+        self._record_code = self.record_code
+        self._server_id = self.server_id
+        self._validation = self.validation
+
     @default("mac_key")
     def _mac_key_default(self) -> str:
         return os.environ.get(KEY_ENV, "")
@@ -314,6 +321,8 @@ class AuditTrail(LoggingConfigurable):
         # Records queued and not yet written: an inline record may not overtake them.
         self._pending = 0
         self._inline = False  # every sink inline (set by start)
+        self._running = False  # the writer thread runs (cheaper to read than is_alive())
+        self._mirror_traits()
         self.invalid_events = 0
 
     # --- the request side -------------------------------------------------------------------
@@ -338,10 +347,10 @@ class AuditTrail(LoggingConfigurable):
         if kind not in AUDIT_KINDS:
             raise ValueError(f"unknown audit event kind {kind!r}")
         payload = {k: v for k, v in data.items() if v is not None}
-        if kind == "execution" and not self.record_code:
+        if kind == "execution" and not self._record_code:
             payload.pop("code", None)
         payload["user"] = user_info(user)
-        payload["server_id"] = self.server_id
+        payload["server_id"] = self._server_id
         return payload
 
     def _enqueue(self, kind: str, payload: dict[str, Any]) -> int:
@@ -376,10 +385,10 @@ class AuditTrail(LoggingConfigurable):
         """
         if not self._inline_ready():
             return False
-        return self._write_inline(kind, self._payload(kind, data, user))
+        return self._write_inline(kind, self._payload(kind, data, user), checked=True)
 
-    def _write_inline(self, kind: str, payload: dict[str, Any]) -> bool:
-        if not self._inline_ready():
+    def _write_inline(self, kind: str, payload: dict[str, Any], checked: bool = False) -> bool:
+        if not checked and not self._inline_ready():
             return False
         with self._write_lock:
             # Re-checked under the lock: the writer may have taken a batch or found a sink
@@ -391,9 +400,9 @@ class AuditTrail(LoggingConfigurable):
 
     def _inline_ready(self) -> bool:
         """Nothing queued or in the writer's hands, the writer alive, every sink inline and up."""
-        if self._pending or not self._inline or self._thread is None:
+        if self._pending or not self._inline or not self._running:
             return False
-        return self._thread.is_alive() and not any(st.down for st in self._states)
+        return not any(st.down for st in self._states)
 
     async def wait_written(self, ticket: int) -> bool:
         """Wait until the record with ``ticket`` (and all before it) is acknowledged.
@@ -467,6 +476,7 @@ class AuditTrail(LoggingConfigurable):
         self._last_cp = (self._chain.seq, time.monotonic())
         self._inline = all(st.sink.inline for st in self._states)  # configuration: fixed
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._running = True
         self._thread.start()
 
     def flush(self, timeout: float = 30.0) -> bool:
@@ -485,6 +495,7 @@ class AuditTrail(LoggingConfigurable):
         """Write what is queued, a final checkpoint, and close the sinks."""
         if self._thread is None:
             return
+        self._running = False  # from here on records are queued for the writer's last pass
         self._queue.put(_STOP)
         self._thread.join(timeout)
         self._thread = None
@@ -518,6 +529,12 @@ class AuditTrail(LoggingConfigurable):
     # --- the writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._write_loop()
+        finally:
+            self._running = False
+
+    def _write_loop(self) -> None:
         stop = False
         while not stop:
             wait = self.retry_interval if any(st.down for st in self._states) else 1e9
@@ -562,22 +579,33 @@ class AuditTrail(LoggingConfigurable):
         Called with ``_write_lock`` held, by the writer thread or by an inline record.
         """
         lines = []
+        redact = self._redact
         for _ticket, kind, ts, payload in items:
             try:
-                data = self._checked(kind, payload)
+                # Redaction is checked on the sealed line (one substring search per live
+                # secret) instead of walking every field of every record; only a record that
+                # holds a secret is redacted, re-checked and sealed again.
+                fast = self._validation != "jupyter_events"
+                data = self._checked(kind, payload, redacted=not fast)
+                body = {
+                    "ts": ts,
+                    "event_id": os.urandom(16).hex(),
+                    "kind": kind,
+                    "schema": schema_id(kind),
+                    "version": 1,
+                    "data": data,
+                }
+                mark = self._chain.seq, self._chain.head
+                line = self._chain.seal(body)
+                if fast and redact.leaks(line):
+                    self._chain.seq, self._chain.head = mark
+                    body["data"] = self._checked(kind, payload, redacted=True)
+                    line = self._chain.seal(body)
             except Exception as exc:  # schema violation: a caller's bug, not worth a lost batch
                 self.invalid_events += 1
                 self.log.error("audit event %s rejected: %s", kind, str(exc).split("\n")[0])
                 continue
-            body = {
-                "ts": ts,
-                "event_id": os.urandom(16).hex(),
-                "kind": kind,
-                "schema": schema_id(kind),
-                "version": 1,
-                "data": data,
-            }
-            lines.append(self._chain.seal(body))
+            lines.append(line)
         if not lines:
             return
         for st in self._states:
@@ -594,14 +622,14 @@ class AuditTrail(LoggingConfigurable):
             except OSError as exc:
                 self.log.critical("audit records LOST for sink %s: %s", st.sink.name, exc)
 
-    def _checked(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Redacted and schema-valid data of one event (raises when invalid)."""
+    def _checked(self, kind: str, payload: dict[str, Any], redacted: bool = True) -> dict[str, Any]:
+        """Schema-valid data of one event, redacted unless told not to (raises when invalid)."""
         sid = schema_id(kind)
-        if self.validation == "jupyter_events":
+        if self._validation == "jupyter_events":
             capsule = self.events.emit(schema_id=sid, data=payload)
             assert capsule is not None
             return {k: v for k, v in capsule.items() if not k.startswith("__")}
-        data = self._redact(sid, payload)
+        data = self._redact(sid, payload) if redacted else payload
         self._validators[kind](data)
         return data
 

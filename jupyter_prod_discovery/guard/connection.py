@@ -139,7 +139,7 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
     @property
     def pd_guard(self) -> PIIGuard | None:
         guard = getattr(self.pd_app, "pii_guard", None)
-        return guard if guard is not None and guard.enabled else None
+        return guard if guard is not None and guard.on else None
 
     @property
     def pd_kernel_id(self) -> str:
@@ -196,8 +196,9 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             if not isinstance(ws_msg, bytes) or b"execute_request" not in ws_msg[:4096]:
                 return
             _, parts = deserialize_msg_from_ws_v1(ws_msg)
-            header = json.loads(parts[0])
-            metadata, content = json.loads(parts[2]), json.loads(parts[3])
+            # Decoded first: json.loads of bytes detects the encoding in Python each time.
+            header = json.loads(parts[0].decode())
+            metadata, content = json.loads(parts[2].decode()), json.loads(parts[3].decode())
         else:
             # Binary legacy frames carry buffers (comm data), never an execute_request.
             if not isinstance(ws_msg, str) or "execute_request" not in ws_msg[:4096]:
@@ -211,7 +212,7 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             "execution",
             {
                 "phase": "request",
-                "kernel_id": self.kernel_id,
+                "kernel_id": self.pd_kernel_id,
                 "session": header.get("session"),
                 "msg_id": header.get("msg_id"),
                 "cell_id": (metadata or {}).get("cellId") or (metadata or {}).get("cell_id"),
@@ -225,12 +226,12 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
         audit = getattr(self.pd_app, "audit", None)
         if audit is None:
             return
-        parent, content = json.loads(parts[1]), json.loads(parts[3])
+        parent, content = json.loads(parts[1].decode()), json.loads(parts[3].decode())
         audit.record(
             "execution",
             {
                 "phase": "reply",
-                "kernel_id": self.kernel_id,
+                "kernel_id": self.pd_kernel_id,
                 "session": parent.get("session"),
                 "msg_id": parent.get("msg_id"),
                 "status": content.get("status"),
@@ -242,7 +243,9 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
     def handle_outgoing_message(self, stream: Any, outgoing_msg: list[Any]) -> None:
         if isinstance(stream, str):
             stream = self.channels[stream]
-        msg_list = [p.bytes if hasattr(p, "bytes") else p for p in outgoing_msg]
+        msg_list = outgoing_msg
+        if msg_list and type(msg_list[0]) is not bytes:  # zmq Frames (streams with copy=False)
+            msg_list = [p.bytes if hasattr(p, "bytes") else p for p in outgoing_msg]
         try:
             i = msg_list.index(DELIM)
         except ValueError:

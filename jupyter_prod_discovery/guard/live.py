@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from traitlets import Bool, Enum, Float, Instance, Int, default
+from traitlets import Bool, Enum, Float, Instance, Int, default, observe
 from traitlets.config import LoggingConfigurable
 
 from ..pii import Finding, PIIPolicy, Scanner, SecretMatcher, Verdict, redact
@@ -127,12 +127,20 @@ class PIIGuard(LoggingConfigurable):
     )
     policy = Instance(PIIPolicy)
 
+    # ``on`` mirrors ``enabled`` as a plain attribute: it is read for every outgoing message.
+    on = True
+
+    @observe("enabled")
+    def _mirror_enabled(self, change: Any = None) -> None:
+        self.on = bool(self.enabled)
+
     @default("policy")
     def _default_policy(self) -> PIIPolicy:
         return PIIPolicy(parent=self)
 
     def __init__(self, secrets: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._mirror_enabled()
         self.secrets = secrets
         self.scanner: Scanner = self.policy.scanner()
         self._matchers: dict[str, tuple[int, SecretMatcher]] = {}

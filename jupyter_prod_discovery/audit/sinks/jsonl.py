@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Bool, Float, Int, Unicode, default, validate
+from traitlets import Bool, Float, Int, Unicode, default, observe, validate
 from traitlets import TraitError as _TraitError
 
 from .base import AuditSink, SinkUnavailable
@@ -98,7 +98,12 @@ class JSONLSink(AuditSink):
             raise _TraitError("JSONLSink.fsync_interval must be >= 0")
         return float(proposal["value"])
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._mirror_traits()
+
     _file: IO[bytes] | None = None
+    _size = 0  # bytes in the file, kept here instead of asking the OS (lseek) after each write
     _dirty = False
     _unsynced = False
     _synced_at = float("-inf")  # the first sync is always due
@@ -113,6 +118,7 @@ class JSONLSink(AuditSink):
             self._set_aside_partial_line()
             # Unbuffered binary append: one write(2) per batch, no text or buffer layers.
             self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
+            self._size = os.fstat(self._file.fileno()).st_size
         except OSError as exc:
             raise SinkUnavailable(f"cannot open {self.path}: {exc.strerror}") from exc
 
@@ -147,21 +153,23 @@ class JSONLSink(AuditSink):
             if self._file is None:
                 self.open()
             assert self._file is not None
-            data = memoryview(("\n".join(lines) + "\n").encode())
+            encoded = ("\n".join(lines) + "\n").encode()
+            data = memoryview(encoded)
             while data:  # a regular file may take less than asked (signals, quota)
                 n = self._file.write(data)
                 if not n:
                     raise OSError(f"no progress writing {self.path}")
                 data = data[n:]
+            self._size += len(encoded)
             self._unsynced = True
-            if self.fsync and self.fsync_interval == 0:
+            if not self._inline:
                 self._sync()
             self._dirty = False
         except (OSError, SinkUnavailable) as exc:
             self._dirty = True
             self.close()
             raise SinkUnavailable(f"cannot write {self.path}: {exc}") from exc
-        if self.max_bytes and self._file.tell() >= self.max_bytes:
+        if self._max_bytes and self._size >= self._max_bytes:
             self._rotate()
 
     def _sync(self) -> None:
@@ -174,7 +182,16 @@ class JSONLSink(AuditSink):
     def inline(self) -> bool:
         # write() is a buffered append plus one write(2); only fsync_interval = 0 makes it
         # fsync, which must stay off the event loop.
-        return not (self.fsync and self.fsync_interval == 0)
+        return self._inline
+
+    # Plain attributes mirroring traits read on every write (a trait read costs a microsecond).
+    _inline = True
+    _max_bytes = 0
+
+    @observe("fsync", "fsync_interval", "max_bytes")
+    def _mirror_traits(self, change: Any = None) -> None:
+        self._inline = not (self.fsync and self.fsync_interval == 0)
+        self._max_bytes = self.max_bytes
 
     def sync(self) -> None:
         """fsync what ``write`` deferred once ``fsync_interval`` has passed since the last one.
