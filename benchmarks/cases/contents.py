@@ -29,6 +29,18 @@ async def contents_get_small(server: BenchServer, measure: Measure) -> None:
             await server.request("GET", "/api/contents/small.ipynb?content=1")
 
 
+@case("contents_put_small", description="PUT /api/contents of a small notebook (a save)")
+async def contents_put_small(server: BenchServer, measure: Measure) -> None:
+    import json
+
+    body = json.dumps({"type": "notebook", "content": _notebook(4_000)}).encode()
+    await server.request("PUT", "/api/contents/small-save.ipynb", body)
+    n = 40
+    async with measure(ops=n):
+        for _ in range(n):
+            await server.request("PUT", "/api/contents/small-save.ipynb", body)
+
+
 @case("contents_put_1mb", description="PUT /api/contents of a 1 MB notebook (a save)")
 async def contents_put_1mb(server: BenchServer, measure: Measure) -> None:
     nb = _notebook(1_000_000)
