@@ -386,3 +386,23 @@ async def test_issue_profile_finishing_after_the_start_gave_up_revokes_its_lease
     assert issued == []
     assert warehouse.leases() == []
     assert warehouse.roles() == set()
+
+
+async def test_start_kernel_failing_after_issue_revokes_what_was_issued(
+    jp_fetch: Any, jp_serverapp: Any, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Credentials are issued before the kernel's ports are chosen; when choosing them (or
+    # writing the connection file) fails, the start fails and nothing stays issued.
+    from jupyter_client.provisioning import LocalProvisioner
+
+    app = app_of(jp_serverapp)
+
+    async def no_ports(self: Any, **kwargs: Any) -> Any:
+        raise OSError("no free port")
+
+    monkeypatch.setattr(LocalProvisioner, "pre_launch", no_ports)
+    with pytest.raises(HTTPClientError):
+        await start_kernel(jp_fetch)
+    assert warehouse.roles() == set()
+    assert warehouse.leases() == []
+    assert app.broker.outstanding() == 0

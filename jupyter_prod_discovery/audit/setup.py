@@ -44,6 +44,11 @@ def create(app: Any) -> AuditTrail:
 async def start(app: Any) -> None:
     """Open the sinks (may connect to PostgreSQL: off the event loop) and start the writer."""
     await asyncio.to_thread(app.audit.start)
+    listener = getattr(app, "audit_shim_listener", None)
+    if listener is not None:
+        # Bound now, not at the first kernel start: a port taken between the moment a kernel's
+        # ports are chosen and the moment it binds them would fail that start.
+        listener.address()
 
 
 async def stop(app: Any) -> None:

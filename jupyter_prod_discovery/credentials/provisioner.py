@@ -69,15 +69,15 @@ class CredentialProvisioner(LocalProvisioner):
         Fails the start with HTTP 503 naming the cause when Vault refuses or is unreachable,
         unless ``CredentialBroker.start_without_credentials`` is set.
         """
-        kwargs = await super().pre_launch(**kwargs)
         app = self._app
         if app is None:
-            return kwargs
-        env: dict[str, str] = kwargs.setdefault("env", {})
+            return await super().pre_launch(**kwargs)
         broker = app.broker
+        issued: dict[str, str] = {}
         if broker.active:
-            for name in SERVER_SECRET_ENV:
-                env.pop(name, None)
+            # Issued before the base class picks the kernel's ports: those ports are only free
+            # until the kernel binds them, and issuing (Vault creating a database user) takes
+            # milliseconds in which another process may take one (ZMQError: address in use).
             kernel_name = getattr(self.parent, "kernel_name", "") or ""
             try:
                 issued = await broker.issue(self.kernel_id, kernel_name, current_request_user())
@@ -85,6 +85,15 @@ class CredentialProvisioner(LocalProvisioner):
                 message = f"Kernel not started: no credentials. {exc}"
                 reason = "Kernel credentials unavailable"
                 raise web.HTTPError(503, message.replace("%", "%%"), reason=reason) from None
+        try:
+            kwargs = await super().pre_launch(**kwargs)
+        except BaseException:
+            await broker.revoke(self.kernel_id, reason="shutdown")
+            raise
+        env: dict[str, str] = kwargs.setdefault("env", {})
+        if broker.active:
+            for name in SERVER_SECRET_ENV:
+                env.pop(name, None)
             env.update(issued)
             owner = broker.owner_of(self.kernel_id)
             if owner is not None and self.parent is not None:
