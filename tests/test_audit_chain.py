@@ -118,3 +118,21 @@ def test_verify_chain_detects_tail_truncation_only_with_checkpoint() -> None:
     result = verify(lines[:7], KEY, cps)
     assert result.problem is not None
     assert result.problem.what == "truncated"
+
+
+def test_canonical_chain_direct_encoder_equals_json_encoder() -> None:
+    from jupyter_prod_discovery.audit.chain import _C_ENCODER, canonical
+
+    assert _C_ENCODER is not None  # CPython: the fast path is the one in use
+    reference = json.JSONEncoder(
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode
+    samples: list[object] = [
+        {"b": 1, "a": [1, 2.5, None, True, False, float("inf")], "c": {"z": 'ü\n"q"\\', "y": {}}},
+        {"code": "\x00\x1f\u2028 é 𝄞", "n": -0.0, "big": 10**30, "when": object.__new__(object)},
+        {},
+        "plain string",
+        [1, {"b": 2, "a": 1}],
+    ]
+    for sample in samples:
+        assert canonical(sample) == reference(sample)
