@@ -29,18 +29,26 @@ def audit_trail(env: BenchEnv) -> dict:
 CSV = "id,amount,region\n" + "".join(f"{i},{i * 7 % 1000},eu\n" for i in range(4500))
 
 
+async def _downloads(server: BenchServer, measure: Measure, name: str, settle: float) -> None:
+    """40 downloads of the CSV, written ``settle`` seconds before the first one."""
+    await server.json(
+        "PUT", f"/api/contents/{name}", {"type": "file", "format": "text", "content": CSV}
+    )
+    if settle:
+        await asyncio.sleep(settle)
+        await server.request("GET", f"/files/{name}")  # hashes it once; the digest is kept
+    n = 40
+    async with measure(ops=n):
+        for _ in range(n):
+            await server.request("GET", f"/files/{name}")
+
+
 @case(
     "files_download_64kb",
     description="GET /files/ of a 64 KB CSV written just before (hashed at each download)",
 )
 async def files_download_64kb(server: BenchServer, measure: Measure) -> None:
-    await server.json(
-        "PUT", "/api/contents/sales.csv", {"type": "file", "format": "text", "content": CSV}
-    )
-    n = 40
-    async with measure(ops=n):
-        for _ in range(n):
-            await server.request("GET", "/files/sales.csv")
+    await _downloads(server, measure, "sales.csv", settle=0)
 
 
 @case(
@@ -50,16 +58,8 @@ async def files_download_64kb(server: BenchServer, measure: Measure) -> None:
 async def files_download_settled(server: BenchServer, measure: Measure) -> None:
     # The usual download: a file not written in the last seconds. The audit trail hashes a
     # file once and keeps the digest while device, inode, size, mtime and ctime are unchanged
-    # and the ctime is 2 s old (recording.py, _DIGESTS); the first download hashes it.
-    await server.json(
-        "PUT", "/api/contents/settled.csv", {"type": "file", "format": "text", "content": CSV}
-    )
-    await asyncio.sleep(2.1)
-    await server.request("GET", "/files/settled.csv")
-    n = 40
-    async with measure(ops=n):
-        for _ in range(n):
-            await server.request("GET", "/files/settled.csv")
+    # and the ctime is 2 s old (recording.py, _DIGESTS).
+    await _downloads(server, measure, "settled.csv", settle=2.1)
 
 
 EXECUTES = 20
