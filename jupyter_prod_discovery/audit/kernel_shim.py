@@ -2,8 +2,9 @@
 
 Loaded into every kernel by ``shim_site/sitecustomize.py`` (first on the kernel's PYTHONPATH,
 set by the server's kernel env hook) when ``PROD_DISCOVERY_AUDIT_SHIM`` holds the address of
-the server's collector socket and ``PROD_DISCOVERY_AUDIT_SHIM_TOKEN`` this kernel's token. Kept free of heavy imports: it runs at interpreter
-start in every kernel and every Python subprocess a kernel starts.
+the server's collector socket and ``PROD_DISCOVERY_AUDIT_SHIM_TOKEN`` this kernel's token. Kept
+free of heavy imports: it runs at interpreter start in every kernel and every Python subprocess a
+kernel starts.
 
 What it sees
 ------------

@@ -95,7 +95,7 @@ class ShimListener:
         env["PYTHONPATH"] = os.pathsep.join([SHIM_SITE, *parts])
 
     def address(self) -> str:
-        """The collector socket's address (bound on first use, on the event loop's thread)."""
+        """The collector socket's address (bound at server start, on the event loop's thread)."""
         if self._stream is None:
             sock = self._ctx.socket(zmq.PULL)
             sock.setsockopt(zmq.LINGER, 0)

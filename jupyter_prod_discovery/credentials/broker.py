@@ -5,7 +5,8 @@ one kernel process, but leases must outlive a restart (to be revoked then), be r
 background task, be listed over REST and be revoked all at once on server stop. The provisioner
 only calls :meth:`CredentialBroker.issue` and :meth:`CredentialBroker.revoke`.
 
-Bookkeeping happens on the event loop thread; only Vault I/O runs in worker threads. Secret values
+Everything happens on the event loop thread, Vault calls included (``transport``: pooled
+asyncio connections, several calls in flight at once, no worker threads). Secret values
 stay in memory (``app.secrets`` for the output guard, the child token for renewal); the state file
 holds lease ids and token accessors only, so that the next server start can revoke what a
 SIGKILLed server left behind. Short TTLs remain the last line of defence: a server that is killed
