@@ -330,3 +330,12 @@ async def test_record_acknowledged_trail_concurrent_with_queued_records(tmp_path
         assert t.verify().ok
     finally:
         t.stop()
+
+
+def test_record_trail_event_ids_unique_across_pool_refills(trail: AuditTrail) -> None:
+    for i in range(600):  # more than two pools of 256 ids
+        trail.record("kernel", {"action": "start", "kernel_id": f"k{i}"})
+    assert trail.flush()
+    ids = [r["event_id"] for r in records(trail)]
+    assert len(ids) == 600 and len(set(ids)) == 600
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
