@@ -98,8 +98,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="profile each server's event-loop thread with cProfile inside the measured blocks "
         "and write DIR/<side>.r<round>.prof (one case at a time: stats accumulate per process); "
-        "prints the functions whose own time differs most between the sides. CPU figures of "
-        "such a run include the profiler's cost",
+        "also prints CPU per op by thread name. Compare the sides with "
+        "'python -m benchmarks.profile_diff DIR'. CPU figures of such a run include the "
+        "profiler's cost",
     )
     p.add_argument(
         "--no-pin",

@@ -150,7 +150,7 @@ class Sample:
     ops: int
     instructions: float | None = None  # server instructions per op (--instructions only)
     # CPU of the main thread (the event loop) per op; the rest of ``cpu`` is other threads
-    # (the audit writer, Vault workers, ZMQ I/O). None when the coarse total had to be used.
+    # (the audit writer, ZMQ I/O, the PII guard's scanner). None when the coarse total was used.
     loop_cpu: float | None = None
 
 

@@ -155,6 +155,36 @@ async def test_record_files_download(jp_fetch: Any, jp_serverapp: Any, jp_root_d
     assert got[0]["size"] == 18
 
 
+async def test_record_files_over_inline_limit_hashed_in_thread(
+    jp_fetch: Any, jp_serverapp: Any, jp_root_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Files over the inline limit are hashed in a thread, by a read and by a download alike.
+    from jupyter_prod_discovery.audit import recording
+
+    monkeypatch.setattr(recording, "_HASH_INLINE_LIMIT", 8)
+    threads: list[Any] = []
+    to_thread = asyncio.to_thread
+
+    async def counting_to_thread(fn: Any, *args: Any) -> Any:
+        threads.append(fn)
+        return await to_thread(fn, *args)
+
+    monkeypatch.setattr(recording.asyncio, "to_thread", counting_to_thread)
+    trail = trail_of(jp_serverapp)
+    content = b"more than eight bytes of data\n"
+    (jp_root_dir / "big.txt").write_bytes(content)
+    await jp_fetch("api", "contents", "big.txt", method="GET", params={"content": "1"})
+    await jp_fetch("files", "big.txt", method="GET")
+    got = [e["data"] for e in events(trail, "contents")]
+    assert [(d["operation"], d["path"]) for d in got] == [
+        ("get", "big.txt"),
+        ("download", "big.txt"),
+    ]
+    assert {d["sha256"] for d in got} == {hashlib.sha256(content).hexdigest()}
+    assert {d["size"] for d in got} == {len(content)}
+    assert [fn for fn in threads if fn is recording.hash_file] == [recording.hash_file] * 2
+
+
 async def test_record_kernel_lifecycle(jp_fetch: Any, jp_serverapp: Any) -> None:
     trail = trail_of(jp_serverapp)
     kernel = json.loads((await jp_fetch("api", "kernels", method="POST", body="{}")).body)

@@ -45,15 +45,11 @@ _C_ENCODER = (
 )
 
 
-def _canonical_text(obj: Any) -> str:
+def canonical(obj: Any) -> str:
+    """The one serialisation hashes are computed over: sorted keys, no spaces, UTF-8."""
     if _C_ENCODER is not None and isinstance(obj, dict):
         return "".join(_C_ENCODER(obj, 0))
     return _ENCODER.encode(obj)
-
-
-def canonical(obj: Any) -> str:
-    """The one serialisation hashes are computed over: sorted keys, no spaces, UTF-8."""
-    return _canonical_text(obj)
 
 
 def _hash(body: dict[str, Any]) -> str:
@@ -92,7 +88,7 @@ class Chain:
         body["prev"] = self.head
         body.pop("hash", None)
         body.pop("mac", None)
-        text = _canonical_text(body)
+        text = canonical(body)
         digest = hashlib.sha256(text.encode()).hexdigest()
         mac = _mac_with(self._keyed, digest)
         body["hash"] = digest

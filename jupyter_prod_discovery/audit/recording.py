@@ -144,14 +144,6 @@ def hash_file(path: str | Path, max_size: int = 0) -> tuple[int, str] | None:
     return result
 
 
-async def _hash_path(path: str | Path) -> tuple[int, str] | None:
-    """Small files inline (cheaper than a thread hop), large ones in a thread."""
-    digest = hash_file(path, _HASH_INLINE_LIMIT)
-    if digest is _TOO_BIG:
-        return await asyncio.to_thread(hash_file, path)
-    return digest
-
-
 def _hash_model(model: dict[str, Any] | None) -> tuple[int, str] | None:
     """Size and sha256 of a model's content when the manager is not file based."""
     if not model or model.get("content") is None or model.get("type") == "directory":
@@ -188,17 +180,11 @@ class _ContentsAuditor:
             _remember(self._os_paths, path, os_path)
         return os_path
 
-    async def digest(self, path: str, model: dict[str, Any] | None) -> tuple[int, str] | None:
-        """What was read or written: the file on disk when file based, else the model."""
-        if model is not None and model.get("type") == "directory":
-            return None
-        if not self.on_disk:
-            return _hash_model(model)
-        os_path = self.os_path(path)
-        return None if os_path is None else await _hash_path(os_path)
+    def digest(self, path: str, model: dict[str, Any] | None) -> tuple[int, str] | None:
+        """What was read or written: the file on disk when file based, else the model.
 
-    def digest_now(self, path: str, model: dict[str, Any] | None) -> tuple[int, str] | None:
-        """:meth:`digest` without awaiting, or ``_TOO_BIG`` for a file to hash in a thread."""
+        ``_TOO_BIG`` for a file over the inline limit, which the caller hashes in a thread.
+        """
         if model is not None and model.get("type") == "directory":
             return None
         if not self.on_disk:
@@ -259,9 +245,11 @@ class _ContentsAuditor:
                         (data.get("to_path") if operation == "copy" else data["path"]) or ""
                     )
                     source = result if isinstance(result, dict) else model
-                    digest = self.digest_now(target, source)
-                    if digest is _TOO_BIG:
-                        digest = await self.digest(target, source)
+                    digest = self.digest(target, source)
+                    if digest is _TOO_BIG:  # only from a file on disk: its path is known
+                        big = self.os_path(target)
+                        assert big is not None
+                        digest = await asyncio.to_thread(hash_file, big)
                     if digest is not None:
                         data["size"], data["sha256"] = digest
                 if operation == "new_untitled":

@@ -3,8 +3,8 @@
 Runs as a jupyter_events modifier on every audit schema, before validation and before the
 record is chained; the trail's fast path first seals a record as it is and calls
 :meth:`RedactionModifier.leaks` on the sealed line (a substring search per live secret, in its
-JSON-escaped form), and only a record that holds a secret is redacted and sealed again. Any string field containing a value from ``app.secrets.all()`` has that value
-masked; code text that contained one is flagged ``code_redacted`` so that compliance knows the
+JSON-escaped form), and only a record that holds a secret is redacted and sealed again. Any
+string field containing a value from ``app.secrets.all()`` has that value masked; code text that contained one is flagged ``code_redacted`` so that compliance knows the
 stored code is not verbatim (its ``code_sha256`` is still of the original, which lets an
 investigator holding the original prove it). PII values cannot enter through the schemas: the
 ``pii`` schema only admits entity types and integer counts, and no schema accepts output text.

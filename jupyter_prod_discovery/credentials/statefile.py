@@ -57,16 +57,11 @@ class CrashStateFile(BrokerState):
         added, removed = live - self._journaled, self._journaled - live
         if not added and not removed:
             return
-        lines = b""
-        if added:
-            rows = [{"kernel_id": kid, "kind": kind, "id": i} for kid, kind, i in sorted(added)]
-            lines += json.dumps({"add": rows}).encode() + b"\n"
-        if removed:
-            lines += json.dumps({"remove": sorted(i for _, _, i in removed)}).encode() + b"\n"
         try:
             if self._journal_fd is None or self._journal_lines > len(live) + _COMPACT_LINES:
                 self._rewrite_journal(live)
             else:
+                lines = _changes(added, removed)
                 os.write(self._journal_fd, lines)
                 self._journal_lines += lines.count(b"\n")
             self._journaled = live
@@ -80,10 +75,7 @@ class CrashStateFile(BrokerState):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         head = {"pid": os.getpid(), "vault": self.app.vault.url}
-        rows = [{"kernel_id": kid, "kind": kind, "id": i} for kid, kind, i in sorted(live)]
-        data = json.dumps(head).encode() + b"\n"
-        if rows:
-            data += json.dumps({"add": rows}).encode() + b"\n"
+        data = json.dumps(head).encode() + b"\n" + _changes(live, frozenset())
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         try:
             os.write(fd, data)
@@ -161,6 +153,18 @@ class CrashStateFile(BrokerState):
         if count:
             self.log.warning("Revoked %d credential(s) orphaned by a crashed server", count)
         return count
+
+
+def _changes(added: frozenset[Entry], removed: frozenset[Entry]) -> bytes:
+    """Journal lines: one ``add`` line with the added entries, one ``remove`` line with the
+    removed lease ids (a line only where there is something)."""
+    lines = b""
+    if added:
+        rows = [{"kernel_id": kid, "kind": kind, "id": i} for kid, kind, i in sorted(added)]
+        lines += json.dumps({"add": rows}).encode() + b"\n"
+    if removed:
+        lines += json.dumps({"remove": sorted(i for _, _, i in removed)}).encode() + b"\n"
+    return lines
 
 
 def read_state(path: Path) -> dict[str, Any]:

@@ -114,8 +114,8 @@ class _Connection(asyncio.Protocol):
         finally:
             self._waiter = None
 
-    async def _until(self, marker: bytes, limit: int, start: int = 0) -> int:
-        while (i := self.buffer.find(marker, start)) < 0:
+    async def _until(self, marker: bytes, limit: int) -> int:
+        while (i := self.buffer.find(marker)) < 0:
             if len(self.buffer) > limit:
                 raise _Malformed("header block too large")
             if self.closed:
