@@ -374,6 +374,8 @@ async def test_issue_profile_finishing_after_the_start_gave_up_revokes_its_lease
     from jupyter_prod_discovery.credentials.records import CredentialError
 
     app = app_of(jp_serverapp)
+    recorder = ListRecorder(app.audit)
+    app.audit = recorder
     broker = app.broker
     profile = next(p for p in broker._profiles if p.type == "database")
     abandoned = asyncio.Event()
@@ -386,6 +388,10 @@ async def test_issue_profile_finishing_after_the_start_gave_up_revokes_its_lease
     assert issued == []
     assert warehouse.leases() == []
     assert warehouse.roles() == set()
+    assert broker.outstanding() == 0
+    # Audited like every revocation (lease id, profile), never left unrecorded.
+    revoked = recorder.actions("revoke")
+    assert [(e["kernel_id"], e["profile"]) for e in revoked] == [("late-kernel", profile.name)]
 
 
 async def test_start_kernel_failing_after_issue_revokes_what_was_issued(

@@ -153,7 +153,8 @@ class CredentialIssuing(BrokerState):
             raise CredentialError(f"credential profile {profile.name!r}: {err}") from None
         if lease is not None:
             if abandoned.is_set():
-                await self._revoke_in_vault([lease])
+                # Revoked like any other lease: audited, and kept for retry if Vault refuses.
+                await self._revoke_leases(kernel_id, [lease], owner)
                 raise CredentialError("the kernel start gave up waiting")
             issued.append(lease)
         values = {**values, "kernel_id": kernel_id, "user": owner or ""}
