@@ -38,19 +38,29 @@ class KernelClient:
         self.session = Session(key=b"", session=uuid.uuid4().hex)
 
     async def send(self, code: str, cell_id: str = "cell-1") -> str:
-        msg = self.session.msg(
+        return await self.request(
             "execute_request",
-            content={"code": code, "silent": False, "store_history": True},
+            {"code": code, "silent": False, "store_history": True},
             metadata={"cellId": cell_id},
         )
+
+    async def request(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        channel: str = "shell",
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Send one request on ``channel``; returns its msg_id."""
+        msg = self.session.msg(msg_type, content=content, metadata=metadata or {})
         if self.protocol == V1:
             parts = [
                 json.dumps(msg[k], default=str).encode()
                 for k in ("header", "parent_header", "metadata", "content")
             ]
-            await self.ws.write_message(serialize_msg_to_ws_v1(parts, "shell"), binary=True)
+            await self.ws.write_message(serialize_msg_to_ws_v1(parts, channel), binary=True)
         else:
-            msg["channel"] = "shell"
+            msg["channel"] = channel
             await self.ws.write_message(json.dumps(msg, default=str))
         return str(msg["header"]["msg_id"])
 

@@ -82,6 +82,7 @@ async def run_split_secret(
     cut: int,
     pause: float = 0.0,
     whole: bool = False,
+    interject: bool = False,
 ) -> list[dict[str, Any]]:
     """Write a live secret in two flushes, ``key=<first part>`` and ``<rest> end``, ``pause``
     seconds apart (then the whole secret once more when ``whole``); check that the cell ran and
@@ -95,7 +96,11 @@ async def run_split_secret(
         + f"sys.stdout.write({secret[cut:] + ' end' + chr(10)!r}); sys.stdout.flush()\n"
         + (f"print({'whole ' + secret!r})\n" if whole else "")
     )
-    iopub, reply = await kc.execute(code)
+    run = asyncio.ensure_future(kc.execute(code))
+    if interject:  # another request, answered during the pause (control runs while busy)
+        await asyncio.sleep(pause / 2)
+        await kc.request("kernel_info_request", {}, channel="control")
+    iopub, reply = await run
     assert reply["content"]["status"] == "ok"
     text = stream_text(iopub)
     assert secret[:cut] not in text and secret[cut:] not in text
@@ -120,6 +125,26 @@ async def test_secret_split_across_slow_flushes_is_redacted(
     """The second half comes long after stream_hold_timeout: the first half waits for it."""
     iopub = await run_split_secret(
         jp_fetch, jp_ws_fetch, jp_serverapp, protocol, SECRET, len(SECRET) // 2, pause=1.5
+    )
+    text = stream_text(iopub)
+    assert "<SECRET>" in text and "end" in text
+
+
+async def test_secret_split_with_other_requests_answered_between_is_redacted(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, protocol: str
+) -> None:
+    """Messages of another request (a control kernel_info_request, as the connection's nudge
+    or a debugger sends while a cell runs) arrive between the halves: the first half still
+    waits, since they say nothing about the cell's own output."""
+    iopub = await run_split_secret(
+        jp_fetch,
+        jp_ws_fetch,
+        jp_serverapp,
+        protocol,
+        SECRET,
+        len(SECRET) // 2,
+        pause=1.5,
+        interject=True,
     )
     text = stream_text(iopub)
     assert "<SECRET>" in text and "end" in text

@@ -111,6 +111,19 @@ def _stream_key(e: _Out) -> tuple[str, str]:
     return e.key
 
 
+def _same_parent(held: _Out, parts: list[Any]) -> bool:
+    """Whether a message (its parts after the signature) answers the same request as the held
+    stream chunk."""
+    parent = parts[1] if len(parts) > 1 else b""
+    if held.parts[1] == parent:  # the same packed header: no need to parse it
+        return True
+    try:
+        msg_id = json.loads(parent).get("msg_id", "")
+    except (ValueError, AttributeError):
+        return True  # unreadable: treated as the cell moving on, as before
+    return bool(_stream_key(held)[0] == str(msg_id))
+
+
 def _same_stream(a: _Out, b: _Out) -> bool:
     """Whether two stream messages continue one another (decodes both)."""
     _decode(a)
@@ -264,10 +277,13 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             if not self._pd_queue:
                 super().handle_outgoing_message(stream, msg_list)
                 return
-            if channel == "iopub":
-                # Kernel output moved on: the held chunk has no continuation. A reply on another
-                # channel (a late kernel_info_reply) says nothing about the stream; it waits in
-                # order behind the chunk instead of cutting the seam of a split value.
+            held = self._pd_held
+            if channel == "iopub" and held is not None and _same_parent(held, parts):
+                # The cell's output moved on: the held chunk has no continuation. A message of
+                # another request (the status of a control kernel_info_request answered while
+                # the cell runs), or a reply on another channel, says nothing about the stream;
+                # it waits in order behind the chunk instead of cutting the seam of a split
+                # value (which would let each half of a secret pass the scan alone).
                 self._release_held()
             self._pd_queue.append(_Out(stream, msg_list))
             self._drain()
