@@ -136,3 +136,40 @@ def test_canonical_chain_direct_encoder_equals_json_encoder() -> None:
     ]
     for sample in samples:
         assert canonical(sample) == reference(sample)
+
+
+def test_seal_event_chain_equals_seal_of_the_body() -> None:
+    # The trail formats the envelope around the canonical data instead of encoding a dict:
+    # the line, the chain fields and the verifier's view must be exactly those of seal().
+    from jupyter_prod_discovery.audit.chain import canonical
+
+    rng = random.Random(7)
+    alphabet = 'aZ09 "\\\n\t\x00\x1f/é€𝄞\u2028<>'
+    direct, reference = Chain(KEY), Chain(KEY)
+    lines = []
+    for i in range(300):
+        data = {
+            rng.choice(["path", "code", "é", "a b", "z"]): "".join(
+                rng.choice(alphabet) for _ in range(rng.randrange(12))
+            ),
+            "size": rng.randrange(-(10**12), 10**12),
+            "ratio": rng.random(),
+            "ok": rng.random() < 0.5,
+            "none": None,
+            "user": {"username": f"u{i}", "groups": ["g", "é"][: rng.randrange(3)]},
+        }
+        ts, eid, kind = f"2026-11-21T10:00:{i % 60:02d}.000001Z", f"{i:032x}", "contents"
+        schema = "https://events.prod-discovery.dev/contents/v1"
+        line = direct.seal_event(ts, eid, kind, schema, canonical(data))
+        body = {
+            "ts": ts,
+            "event_id": eid,
+            "kind": kind,
+            "schema": schema,
+            "version": 1,
+            "data": data,
+        }
+        assert line == reference.seal(body)
+        assert (direct.seq, direct.head) == (reference.seq, reference.head)
+        lines.append(line)
+    assert verify(lines, KEY, [direct.checkpoint()]).ok

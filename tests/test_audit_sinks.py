@@ -93,6 +93,50 @@ def test_rotate_jsonl_sink_keeps_every_segment(tmp_path: Path) -> None:
     assert verify(sink.read_lines(), KEY, [chain.checkpoint()]).records == 30
 
 
+class _ShortWrites:
+    """A file that takes at most ``step`` bytes per write (as a signal or a quota can make a
+    regular file do), or none at all once ``stall`` writes were made."""
+
+    def __init__(self, real: Any, step: int, stall: int = 10**9) -> None:
+        self.real, self.step, self.stall, self.calls = real, step, stall, 0
+
+    def write(self, data: Any) -> int:
+        self.calls += 1
+        if self.calls > self.stall:
+            return 0
+        return int(self.real.write(bytes(data[: self.step])))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_write_jsonl_sink_completes_short_writes(tmp_path: Path) -> None:
+    sink = JSONLSink(path=str(tmp_path / "a.jsonl"))
+    sink.open()
+    sink._file = _ShortWrites(sink._file, step=7)  # type: ignore[assignment]
+    chain = Chain(KEY)
+    lines = lines_of(3, chain)
+    sink.write(lines)
+    assert sink._file.calls > 3  # type: ignore[union-attr]
+    sink.close()
+    assert list(sink.read_lines()) == lines
+    assert verify(sink.read_lines(), KEY, [chain.checkpoint()]).ok
+
+
+def test_write_jsonl_sink_without_progress_is_unavailable(tmp_path: Path) -> None:
+    sink = JSONLSink(path=str(tmp_path / "a.jsonl"))
+    sink.open()
+    sink._file = _ShortWrites(sink._file, step=5, stall=2)  # type: ignore[assignment]
+    with pytest.raises(SinkUnavailable, match="no progress"):
+        sink.write(lines_of(2))
+    # The cut line is set aside when the sink opens again: what follows chains cleanly.
+    sink.open()
+    chain = Chain(KEY)
+    sink.write(lines_of(2, chain))
+    sink.close()
+    assert verify(sink.read_lines(), KEY, [chain.checkpoint()]).records == 2
+
+
 def test_open_jsonl_sink_unwritable(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")

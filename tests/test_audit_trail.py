@@ -247,9 +247,11 @@ def test_record_trail_inline_when_nothing_queued(trail: AuditTrail) -> None:
     assert trail.record("credential", {"action": "issue", "kernel_id": "k"}, user="ann") == 0
     assert records(trail)[-1]["data"]["kernel_id"] == "k"
     assert trail._written == 0  # the writer never saw it
-    trail._states[0].down = True  # a sink down: queued for the writer (which spools)
+    trail._set_down(
+        trail._states[0], True, "test"
+    )  # a sink down: queued for the writer (which spools)
     assert trail.record("credential", {"action": "issue", "kernel_id": "k2"}) > 0
-    trail._states[0].down = False
+    trail._set_down(trail._states[0], False, None)
     assert trail.flush()
     assert [r["data"]["kernel_id"] for r in records(trail)][-2:] == ["k", "k2"]
     assert trail.verify().ok
@@ -293,9 +295,9 @@ def test_write_now_trail_refused_while_sink_down_or_stopped(tmp_path: Path) -> N
     t = make_trail(tmp_path)
     assert not t.write_now("kernel", {"action": "start", "kernel_id": "k"})  # not started
     t.start()
-    t._states[0].down = True
+    t._set_down(t._states[0], True, "test")
     assert not t.write_now("kernel", {"action": "start", "kernel_id": "k"})
-    t._states[0].down = False
+    t._set_down(t._states[0], False, None)
     assert t.write_now("kernel", {"action": "start", "kernel_id": "k"})
     t.stop()
     assert not t.write_now("kernel", {"action": "start", "kernel_id": "k"})

@@ -57,7 +57,7 @@ from traitlets import TraitError as _TraitError
 from traitlets.config import LoggingConfigurable
 
 from . import vault_checkpoints
-from .chain import Chain, VerifyResult, verify
+from .chain import Chain, VerifyResult, canonical, verify
 from .recorder import AUDIT_KINDS
 from .redaction import RedactionModifier
 from .sinks import AuditSink, JSONLSink, SinkUnavailable
@@ -300,6 +300,7 @@ class AuditTrail(LoggingConfigurable):
         self.events = EventLogger(handlers=[logging.NullHandler()])
         self._redact = RedactionModifier(secrets_provider or frozenset)
         self._validators: dict[str, Callable[[dict[str, Any]], Any]] = {}
+        self._schema_ids = {kind: schema_id(kind) for kind in AUDIT_KINDS}
         for kind in AUDIT_KINDS:
             path = SCHEMA_DIR / kind / "v1.yaml"
             self.events.register_event_schema(path)
@@ -321,6 +322,7 @@ class AuditTrail(LoggingConfigurable):
         # Records queued and not yet written: an inline record may not overtake them.
         self._pending = 0
         self._inline = False  # every sink inline (set by start)
+        self._inline_up = False  # ... and none of them down (kept by _set_down)
         self._running = False  # the writer thread runs (cheaper to read than is_alive())
         self._ids: tuple[bytes, int] = (b"", 0)  # random bytes for event ids, next offset
         self._mirror_traits()
@@ -384,7 +386,7 @@ class AuditTrail(LoggingConfigurable):
         Returns False, having recorded nothing, when the record must go through the writer
         (a sink is not inline or is down, records are queued before it, the writer stopped).
         """
-        if not self._inline_ready():
+        if self._pending or not self._inline_up or not self._running:
             return False
         return self._write_inline(kind, self._payload(kind, data, user), checked=True)
 
@@ -394,16 +396,16 @@ class AuditTrail(LoggingConfigurable):
         with self._write_lock:
             # Re-checked under the lock: the writer may have taken a batch or found a sink
             # down meanwhile, and the chain order must stay the order of the queue.
-            if not self._inline_ready():
+            if self._pending or not self._inline_up or not self._running:
                 return False
-            self._write_records([(0, kind, _now(), payload)])
+            line = self._seal(kind, _now(), payload)
+            if line is not None:
+                self._append([line])
         return True
 
     def _inline_ready(self) -> bool:
         """Nothing queued or in the writer's hands, the writer alive, every sink inline and up."""
-        if self._pending or not self._inline or not self._running:
-            return False
-        return not any(st.down for st in self._states)
+        return not self._pending and self._inline_up and self._running
 
     async def wait_written(self, ticket: int) -> bool:
         """Wait until the record with ``ticket`` (and all before it) is acknowledged.
@@ -469,13 +471,14 @@ class AuditTrail(LoggingConfigurable):
             except SinkUnavailable as exc:
                 self._mark_down(st, str(exc))
             if st.spool.pending():
-                st.down = True
+                self._set_down(st, True, st.error)
                 tails.append(st.spool.tail())
         last = max((t for t in tails if t), key=lambda t: t["seq"], default=None)
         if last is not None:
             self._chain = Chain(self._key, last["seq"], last["hash"])
         self._last_cp = (self._chain.seq, time.monotonic())
         self._inline = all(st.sink.inline for st in self._states)  # configuration: fixed
+        self._set_down(None, False, None)
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._running = True
         self._thread.start()
@@ -579,36 +582,35 @@ class AuditTrail(LoggingConfigurable):
 
         Called with ``_write_lock`` held, by the writer thread or by an inline record.
         """
-        lines = []
-        redact = self._redact
-        for _ticket, kind, ts, payload in items:
-            try:
-                # Redaction is checked on the sealed line (one substring search per live
-                # secret) instead of walking every field of every record; only a record that
-                # holds a secret is redacted, re-checked and sealed again.
-                fast = self._validation != "jupyter_events"
-                data = self._checked(kind, payload, redacted=not fast)
-                body = {
-                    "ts": ts,
-                    "event_id": self._event_id(),
-                    "kind": kind,
-                    "schema": schema_id(kind),
-                    "version": 1,
-                    "data": data,
-                }
-                mark = self._chain.seq, self._chain.head
-                line = self._chain.seal(body)
-                if fast and redact.leaks(line):
-                    self._chain.seq, self._chain.head = mark
-                    body["data"] = self._checked(kind, payload, redacted=True)
-                    line = self._chain.seal(body)
-            except Exception as exc:  # schema violation: a caller's bug, not worth a lost batch
-                self.invalid_events += 1
-                self.log.error("audit event %s rejected: %s", kind, str(exc).split("\n")[0])
-                continue
-            lines.append(line)
-        if not lines:
-            return
+        seal = self._seal
+        lines = [line for _t, kind, ts, payload in items if (line := seal(kind, ts, payload))]
+        if lines:
+            self._append(lines)
+
+    def _seal(self, kind: str, ts: str, payload: dict[str, Any]) -> str | None:
+        """The chained line of one event; None when it fails its schema (counted and logged:
+        a caller's bug, not worth a lost batch). Called with ``_write_lock`` held.
+
+        Redaction is decided on the canonical data (one substring search per live secret)
+        instead of walking every field of every record; only data that holds a secret is
+        redacted and checked again before it is chained.
+        """
+        try:
+            if self._validation == "jupyter_events":
+                text = canonical(self._checked(kind, payload))
+            else:
+                self._validators[kind](payload)
+                text = canonical(payload)
+                if self._redact.leaks(text):
+                    text = canonical(self._checked(kind, payload))
+        except Exception as exc:
+            self.invalid_events += 1
+            self.log.error("audit event %s rejected: %s", kind, str(exc).split("\n")[0])
+            return None
+        return self._chain.seal_event(ts, self._event_id(), kind, self._schema_ids[kind], text)
+
+    def _append(self, lines: list[str]) -> None:
+        """Append chained lines to every sink, or to its spool while it is down."""
         for st in self._states:
             if st.down:
                 self._replay(st)
@@ -635,14 +637,14 @@ class AuditTrail(LoggingConfigurable):
         self._ids = (pool, at + 16)
         return pool[at : at + 16].hex()
 
-    def _checked(self, kind: str, payload: dict[str, Any], redacted: bool = True) -> dict[str, Any]:
-        """Schema-valid data of one event, redacted unless told not to (raises when invalid)."""
-        sid = schema_id(kind)
+    def _checked(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Redacted, schema-valid data of one event (raises when invalid)."""
+        sid = self._schema_ids[kind]
         if self._validation == "jupyter_events":
             capsule = self.events.emit(schema_id=sid, data=payload)
             assert capsule is not None
             return {k: v for k, v in capsule.items() if not k.startswith("__")}
-        data = self._redact(sid, payload) if redacted else payload
+        data = self._redact(sid, payload)
         self._validators[kind](data)
         return data
 
@@ -667,8 +669,14 @@ class AuditTrail(LoggingConfigurable):
     def _mark_down(self, st: _SinkState, error: str) -> None:
         if not st.down:
             self.log.error("audit sink %s is down, spooling locally: %s", st.sink.name, error)
-        st.down, st.error = True, error
+        self._set_down(st, True, error)
         st.next_retry = time.monotonic() + self.retry_interval
+
+    def _set_down(self, st: _SinkState | None, down: bool, error: str | None) -> None:
+        """Mark a sink down or up, and keep ``_inline_up`` (read for every record) in step."""
+        if st is not None:
+            st.down, st.error = down, error
+        self._inline_up = self._inline and not any(s.down for s in self._states)
 
     def _replay(self, st: _SinkState) -> None:
         if time.monotonic() < st.next_retry:
@@ -682,7 +690,7 @@ class AuditTrail(LoggingConfigurable):
         except SinkUnavailable as exc:
             self._mark_down(st, str(exc))
             return
-        st.down, st.error = False, None
+        self._set_down(st, False, None)
         self.log.warning("audit sink %s is back: replayed %d records", st.sink.name, len(pending))
 
     def _checkpoint(self, force: bool = False) -> None:

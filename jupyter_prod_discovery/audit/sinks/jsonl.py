@@ -154,12 +154,9 @@ class JSONLSink(AuditSink):
                 self.open()
             assert self._file is not None
             encoded = ("\n".join(lines) + "\n").encode()
-            data = memoryview(encoded)
-            while data:  # a regular file may take less than asked (signals, quota)
-                n = self._file.write(data)
-                if not n:
-                    raise OSError(f"no progress writing {self.path}")
-                data = data[n:]
+            n = self._file.write(encoded)
+            if n != len(encoded):  # a regular file may take less than asked (signals, quota)
+                self._write_rest(memoryview(encoded)[n or 0 :])
             self._size += len(encoded)
             self._unsynced = True
             if not self._inline:
@@ -171,6 +168,14 @@ class JSONLSink(AuditSink):
             raise SinkUnavailable(f"cannot write {self.path}: {exc}") from exc
         if self._max_bytes and self._size >= self._max_bytes:
             self._rotate()
+
+    def _write_rest(self, data: memoryview) -> None:
+        assert self._file is not None
+        while data:
+            n = self._file.write(data)
+            if not n:
+                raise OSError(f"no progress writing {self.path}")
+            data = data[n:]
 
     def _sync(self) -> None:
         if self._file is not None and self._unsynced:
