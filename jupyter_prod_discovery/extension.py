@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
 from traitlets import Bool, Unicode
 
 from .audit import setup as audit_setup
@@ -21,7 +22,7 @@ from .credentials.secrets import SecretRegistry
 from .credentials.vault import VaultClient, VaultError
 from .export import setup as export_setup
 from .guard import setup as guard_setup
-from .handlers import default_handlers
+from .handlers import API, default_handlers, narrow_routes
 
 SETTINGS_KEY = "prod_discovery"
 
@@ -92,6 +93,15 @@ class ProdDiscoveryApp(ExtensionApp):
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
         self.handlers.extend(audit_handlers)
+
+    def _prepare_handlers(self) -> None:
+        assert self.serverapp is not None
+        web_app = self.serverapp.web_app
+        before = list(web_app.default_router.rules)
+        super()._prepare_handlers()
+        prefix = url_path_join(web_app.settings["base_url"], API) + "/"
+        if not narrow_routes(web_app, before, prefix):
+            self.log.debug("routes not narrowed to %s: every request tries ours first", prefix)
 
     def guards(self) -> dict[str, bool]:
         """Which guards are active now, for the status endpoint and the indicator."""

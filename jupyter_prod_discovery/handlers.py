@@ -12,6 +12,8 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
+from tornado.httputil import HTTPServerRequest
+from tornado.routing import HostMatches, Matcher, Rule
 
 from . import __version__
 from .credentials.vault import VaultAuthError, VaultError, VaultUnreachable
@@ -165,3 +167,37 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"{API}/credentials/(?P<kernel_id>[\w-]+)/renew", CredentialsRenewHandler),
     (rf"{API}/exports", ExportsHandler),
 ]
+
+
+class PrefixMatches(Matcher):
+    """Matches any request whose path starts with ``prefix`` (one ``str.startswith``)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
+        return {} if request.path.startswith(self.prefix) else None
+
+
+def narrow_routes(web_app: Any, rules_before: list[Rule], prefix: str) -> bool:
+    """Let only requests under ``prefix`` reach the rules this extension just added.
+
+    Why: tornado tries each extension's routes before the server's own, so without this every
+    request (each contents read, each download) is matched against all of our patterns first,
+    a measurable share of an audited request. The rule jupyter_server added for us (any host,
+    then our patterns) gets a path-prefix matcher instead of its any-host one; within it the
+    patterns, their handlers and jupyter_server's check of their authentication are unchanged.
+    Returns False, changing nothing, when the added rules are not the expected shape.
+    """
+    added = [r for r in web_app.default_router.rules if r not in rules_before]
+    if len(added) != 1:
+        return False
+    rule = added[0]
+    router = rule.target
+    if not isinstance(rule.matcher, HostMatches) or rule.matcher.host_pattern.pattern != ".*$":
+        return False
+    patterns = [getattr(r.matcher, "regex", None) for r in getattr(router, "rules", ())]
+    if not patterns or not all(p is not None and p.pattern.startswith(prefix) for p in patterns):
+        return False
+    rule.matcher = PrefixMatches(prefix)
+    return True

@@ -271,7 +271,7 @@ def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str, dflt:
 
 def gate(trail: AuditTrail, user: Any, resource: str, action: str) -> None:
     """Fail closed: refuse (503) and record the refusal while the trail cannot be written."""
-    if trail.fail_closed and not trail.writable:
+    if trail.refusing():
         trail.record(
             "denied",
             {

@@ -243,8 +243,9 @@ class AuditTrail(LoggingConfigurable):
     )
 
     # Plain attributes mirroring traits read for every record (a trait read costs ~1 us).
-    @observe("record_code", "server_id", "validation")
+    @observe("record_code", "server_id", "validation", "fail_closed")
     def _mirror_traits(self, change: Any = None) -> None:
+        self._fail_closed = self.fail_closed
         self._record_code = self.record_code
         self._server_id = self.server_id
         self._validation = self.validation
@@ -433,6 +434,10 @@ class AuditTrail(LoggingConfigurable):
         finally:
             timer.cancel()
         return True
+
+    def refusing(self) -> bool:
+        """Whether data access must be refused now: ``fail_closed`` and the trail not writable."""
+        return self._fail_closed and not self.writable
 
     @property
     def writable(self) -> bool:
