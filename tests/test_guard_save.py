@@ -83,9 +83,18 @@ async def test_save_redacts_text_file(jp_fetch: Any, jp_root_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("guard_config", [{"PIIGuard": {"enabled": False}}])
-async def test_save_passes_when_guard_disabled(jp_fetch: Any, jp_root_dir: Path) -> None:
+async def test_save_passes_when_guard_disabled(
+    jp_fetch: Any, jp_root_dir: Path, jp_serverapp: Any
+) -> None:
     await _put(jp_fetch, "d.txt", {"type": "file", "format": "text", "content": EMAIL})
     assert (jp_root_dir / "d.txt").read_text() == EMAIL
+    cm = jp_serverapp.contents_manager
+    assert not cm._pre_save_hooks  # no hook to run (and debug-log) on every save
+    # Turned on while the server runs: saves are guarded from then on.
+    jp_serverapp.web_app.settings["prod_discovery"].pii_guard.enabled = True
+    await _put(jp_fetch, "d2.txt", {"type": "file", "format": "text", "content": EMAIL})
+    assert (jp_root_dir / "d2.txt").read_text() == "<EMAIL_ADDRESS>"
+    assert len(cm._pre_save_hooks) == 1
 
 
 async def test_save_redacts_injected_secret(

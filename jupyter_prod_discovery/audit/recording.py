@@ -27,6 +27,7 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.auth.decorator import authorized
@@ -208,7 +209,7 @@ class _ContentsAuditor:
             if _in_audited_call.get() or (is_get and not kwargs.get("content", True)):
                 # Nested (copy calling get and save) or metadata only (not a read).
                 result = original(*args, **kwargs)
-                return await result if inspect.isawaitable(result) else result
+                return await result if _awaitable(result) else result
             token = _in_audited_call.set(True)
             try:
                 user = current_user()
@@ -224,7 +225,7 @@ class _ContentsAuditor:
                 gate(trail, user, "contents", operation)
                 try:
                     result = original(*args, **kwargs)
-                    if inspect.isawaitable(result):
+                    if _awaitable(result):
                         result = await result
                 except BaseException as exc:
                     data["status"] = _status_of(exc)
@@ -261,6 +262,12 @@ class _ContentsAuditor:
                 _in_audited_call.reset(token)
 
         setattr(self.cm, method, wrapper)
+
+
+def _awaitable(result: Any) -> bool:
+    """``inspect.isawaitable``, answering the usual case (an async manager's coroutine) first:
+    the wrapper runs for every nested call of a save too."""
+    return type(result) is CoroutineType or inspect.isawaitable(result)
 
 
 def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str, dflt: Any) -> Any:

@@ -29,7 +29,19 @@ def create(app: Any) -> PIIGuard:
     app.pii_guard = guard
     cm = getattr(app.serverapp, "contents_manager", None)
     if cm is not None:
-        cm.register_pre_save_hook(make_pre_save_hook(guard, app))
+        # Registered once the guard is on (at start or when turned on later), not before: the
+        # server runs and debug-logs every registered hook on each save. Turned off again, the
+        # hook stays and returns at once.
+        hook = make_pre_save_hook(guard, app)
+        registered: list[bool] = []
+
+        def register(change: Any = None) -> None:
+            if guard.enabled and not registered:
+                cm.register_pre_save_hook(hook)
+                registered.append(True)
+
+        register()
+        guard.observe(register, "enabled")
     return guard
 
 
