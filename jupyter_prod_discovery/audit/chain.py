@@ -60,13 +60,6 @@ def _mac(key: bytes, digest: str) -> str:
     return hmac.digest(key, digest.encode(), "sha256").hex()
 
 
-def _mac_with(keyed: hmac.HMAC, digest: str) -> str:
-    """``_mac`` from a copy of an HMAC already keyed (saves the key setup per record)."""
-    h = keyed.copy()
-    h.update(digest.encode())
-    return h.hexdigest()
-
-
 def checkpoint_mac(key: bytes, seq: int, head: str) -> str:
     """MAC of a checkpoint, so that a forged checkpoint cannot hide a truncation."""
     return _mac(key, f"checkpoint:{seq}:{head}")
@@ -77,29 +70,21 @@ class Chain:
 
     def __init__(self, key: bytes, seq: int = 0, head: str = GENESIS) -> None:
         self._key = key
-        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
-        # The keyed OpenSSL object under it where there is one: copying it skips a Python frame
-        # and an object per record (hmac's own copy() wraps the same call).
-        self._keyed_c: Any = getattr(self._keyed, "_hmac", None) or self._keyed
+        keyed = hmac.new(key, digestmod=hashlib.sha256)
+        # Copied for each record's MAC (no key setup per record); the keyed OpenSSL object under
+        # it where there is one, which skips a Python frame and an object per copy.
+        self._keyed: Any = getattr(keyed, "_hmac", None) or keyed
         self.seq = seq
         self.head = head
 
     def seal(self, body: dict[str, Any]) -> str:
         """Chain ``body`` (mutated: chain fields added) and return its canonical JSON line."""
-        self.seq += 1
-        body["seq"] = self.seq
+        body["seq"] = self.seq + 1
         body["prev"] = self.head
         body.pop("hash", None)
         body.pop("mac", None)
-        text = canonical(body)
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        mac = _mac_with(self._keyed_c, digest)
-        body["hash"] = digest
-        body["mac"] = mac
-        self.head = digest
-        # Appending the two fields to the canonical text keeps it canonical-ish and valid JSON
-        # without a second full serialisation (the verifier re-serialises anyway).
-        return f'{text[:-1]},"hash":"{digest}","mac":"{mac}"}}'
+        line, body["hash"], body["mac"] = self._close(canonical(body))
+        return line
 
     def seal_event(self, ts: str, event_id: str, kind: str, schema: str, data_json: str) -> str:
         """The line of one event, as :meth:`seal` would give for its body, built around the
@@ -111,18 +96,25 @@ class Chain:
         ``schema`` must be values JSON does not escape (a timestamp, hex, a known kind, a schema
         URL); test_audit_chain checks the line equals ``seal`` of the same body.
         """
-        seq = self.seq + 1
         text = (
             f'{{"data":{data_json},"event_id":"{event_id}","kind":"{kind}",'
-            f'"prev":"{self.head}","schema":"{schema}","seq":{seq},"ts":"{ts}","version":1}}'
+            f'"prev":"{self.head}","schema":"{schema}","seq":{self.seq + 1},"ts":"{ts}",'
+            '"version":1}'
         )
+        return self._close(text)[0]
+
+    def _close(self, text: str) -> tuple[str, str, str]:
+        """Hash and MAC the canonical text of the next record and make it the head; returns
+        its line, hash and MAC. The chain moves only here, once the text exists."""
         digest = hashlib.sha256(text.encode()).hexdigest()
-        h = self._keyed_c.copy()
-        h.update(digest.encode())
-        mac = h.hexdigest()
-        self.seq = seq
+        keyed = self._keyed.copy()  # the same MAC as _mac(key, digest), without the key setup
+        keyed.update(digest.encode())
+        mac = keyed.hexdigest()
+        self.seq += 1
         self.head = digest
-        return f'{text[:-1]},"hash":"{digest}","mac":"{mac}"}}'
+        # Appending the two fields to the canonical text keeps it canonical-ish and valid JSON
+        # without a second full serialisation (the verifier re-serialises anyway).
+        return f'{text[:-1]},"hash":"{digest}","mac":"{mac}"}}', digest, mac
 
     def checkpoint(self) -> dict[str, Any]:
         """The current head as a MACed checkpoint."""

@@ -343,7 +343,7 @@ class AuditTrail(LoggingConfigurable):
         identity and timestamp are taken here, at request time.
         """
         payload = self._payload(kind, data, user)
-        if self._write_inline(kind, payload):
+        if self._inline_ready() and self._write_inline(kind, payload):
             return 0
         return self._enqueue(kind, payload)
 
@@ -387,17 +387,17 @@ class AuditTrail(LoggingConfigurable):
         Returns False, having recorded nothing, when the record must go through the writer
         (a sink is not inline or is down, records are queued before it, the writer stopped).
         """
-        if self._pending or not self._inline_up or not self._running:
+        if not self._inline_ready():
             return False
-        return self._write_inline(kind, self._payload(kind, data, user), checked=True)
+        return self._write_inline(kind, self._payload(kind, data, user))
 
-    def _write_inline(self, kind: str, payload: dict[str, Any], checked: bool = False) -> bool:
-        if not checked and not self._inline_ready():
-            return False
+    def _write_inline(self, kind: str, payload: dict[str, Any]) -> bool:
+        """Write one record under the lock if still :meth:`_inline_ready` (callers check first,
+        so that a trail going through its writer never waits for the lock the writer holds)."""
         with self._write_lock:
             # Re-checked under the lock: the writer may have taken a batch or found a sink
             # down meanwhile, and the chain order must stay the order of the queue.
-            if self._pending or not self._inline_up or not self._running:
+            if not self._inline_ready():
                 return False
             line = self._seal(kind, _now(), payload)
             if line is not None:
@@ -483,7 +483,7 @@ class AuditTrail(LoggingConfigurable):
             self._chain = Chain(self._key, last["seq"], last["hash"])
         self._last_cp = (self._chain.seq, time.monotonic())
         self._inline = all(st.sink.inline for st in self._states)  # configuration: fixed
-        self._set_down(None, False, None)
+        self._refresh_inline_up()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._running = True
         self._thread.start()
@@ -677,10 +677,13 @@ class AuditTrail(LoggingConfigurable):
         self._set_down(st, True, error)
         st.next_retry = time.monotonic() + self.retry_interval
 
-    def _set_down(self, st: _SinkState | None, down: bool, error: str | None) -> None:
-        """Mark a sink down or up, and keep ``_inline_up`` (read for every record) in step."""
-        if st is not None:
-            st.down, st.error = down, error
+    def _set_down(self, st: _SinkState, down: bool, error: str | None) -> None:
+        """Mark a sink down or up; the one place its state changes, so ``_inline_up`` (read
+        for every record instead of asking every sink) stays in step."""
+        st.down, st.error = down, error
+        self._refresh_inline_up()
+
+    def _refresh_inline_up(self) -> None:
         self._inline_up = self._inline and not any(s.down for s in self._states)
 
     def _replay(self, st: _SinkState) -> None:
