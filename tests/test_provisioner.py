@@ -394,6 +394,46 @@ async def test_issue_profile_finishing_after_the_start_gave_up_revokes_its_lease
     assert [(e["kernel_id"], e["profile"]) for e in revoked] == [("late-kernel", profile.name)]
 
 
+@pytest.mark.parametrize("cancel_when", ["calls_sent", "role_created"])
+async def test_cancelled_start_leaves_nothing_issued(
+    jp_serverapp: Any,
+    warehouse: Warehouse,
+    cancel_when: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A start cancelled while its Vault calls are in flight (the client went away, the server
+    # is stopping): what was issued is revoked, and calls still running revoke their own.
+    import asyncio
+    import gc
+
+    broker = app_of(jp_serverapp).broker
+    release = asyncio.Event()
+    issue_one = broker._issue_one
+
+    async def token_call_held(vault: Any, profile: Any, *args: Any) -> Any:
+        if profile.type == "token":  # still in flight when the start is cancelled
+            await release.wait()
+        return await issue_one(vault, profile, *args)
+
+    monkeypatch.setattr(broker, "_issue_one", token_call_held)
+    start = asyncio.ensure_future(broker.issue("cancelled-kernel", "python3", "alice"))
+    await asyncio.sleep(0)  # every call task created
+    if cancel_when == "role_created":  # the database profile's lease is issued
+        await eventually(warehouse.roles, what="database user created")
+    start.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await start
+    release.set()  # the held call now issues a child token, after the start gave up
+    await eventually(lambda: not broker._background, what="late calls finished")
+    await eventually(lambda: not warehouse.roles(), what="roles dropped")
+    assert warehouse.leases() == []
+    assert broker.outstanding() == 0
+    # The late call's outcome ("gave up") was taken up, not left for the collector to log.
+    gc.collect()
+    assert "never retrieved" not in caplog.text
+
+
 async def test_start_kernel_failing_after_issue_revokes_what_was_issued(
     jp_fetch: Any, jp_serverapp: Any, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -70,16 +70,13 @@ class CredentialIssuing(BrokerState):
                     raise failure
             results = [call.result() for call in calls]
         except asyncio.CancelledError:
-            abandoned.set()  # the start itself was cancelled: nothing may stay issued
+            # The start itself was cancelled: nothing may stay issued.
+            self._abandon(abandoned, calls)
             self._keep(asyncio.ensure_future(self._revoke_leases(kernel_id, list(issued), user)))
             raise
-        except (TimeoutError, Exception) as exc:
-            abandoned.set()  # from here on a call that completes revokes what it issued itself
+        except Exception as exc:
+            self._abandon(abandoned, calls)
             leases = list(issued)
-            for call in calls:
-                if not call.done():
-                    self._keep(call)
-                    call.add_done_callback(_consume)
             if isinstance(exc, TimeoutError):
                 err: VaultError = CredentialError(
                     f"Vault at {self.app.vault.url} did not issue the kernel's credentials "
@@ -128,6 +125,15 @@ class CredentialIssuing(BrokerState):
         if self._stopped:  # the server stopped while we were issuing
             await self.revoke(kernel_id, reason="server_stop")
         return env
+
+    def _abandon(self, abandoned: asyncio.Event, calls: list[asyncio.Task[Any]]) -> None:
+        """Give up a start: from here on a call that completes revokes what it issued itself;
+        those still running are kept to their end and their outcome taken up."""
+        abandoned.set()
+        for call in calls:
+            if not call.done():
+                self._keep(call)
+                call.add_done_callback(_consume)
 
     async def _issue_profile(
         self,
