@@ -1,11 +1,11 @@
 """The redaction modifier: live secrets never reach the audit log.
 
 Runs as a jupyter_events modifier on every audit schema, before validation and before the
-record is chained; the trail's fast path first seals a record as it is and calls
-:meth:`RedactionModifier.leaks` on the sealed line (a substring search per live secret, in its
-JSON-escaped form), and only a record that holds a secret is redacted and sealed again. Any
-string field containing a value from ``app.secrets.all()`` has that value masked; code text that contained one is flagged ``code_redacted`` so that compliance knows the
-stored code is not verbatim (its ``code_sha256`` is still of the original, which lets an
+record is chained; the trail's fast path first calls :meth:`RedactionModifier.leaks` on the
+event's canonical data (a substring search per live secret, in its JSON-escaped form), and only
+data that holds a secret is redacted and checked again before it is sealed. Any string field
+containing a value from ``app.secrets.all()`` has that value masked; code text that contained
+one is flagged ``code_redacted`` so that compliance knows the stored code is not verbatim (its ``code_sha256`` is still of the original, which lets an
 investigator holding the original prove it). PII values cannot enter through the schemas: the
 ``pii`` schema only admits entity types and integer counts, and no schema accepts output text.
 """
@@ -32,7 +32,7 @@ class RedactionModifier:
         self._escaped: tuple[frozenset[str], tuple[str, ...]] = (frozenset(), ())
 
     def leaks(self, line: str) -> bool:
-        """Whether a serialized record (canonical JSON, not ASCII-escaped) holds a live secret.
+        """Whether serialized data (canonical JSON, not ASCII-escaped) holds a live secret.
 
         Exact for string values: a value containing a secret contains its JSON-escaped form.
         A match across JSON syntax is a false alarm that only costs a redaction pass.
