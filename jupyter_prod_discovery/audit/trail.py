@@ -1,17 +1,14 @@
 """AuditTrail: the real recorder behind ``app.audit``.
 
-Flow of one event: ``record()`` (request thread, microseconds) builds the envelope and puts it
-on a queue with a ticket number. One writer thread drains the queue in batches, checks each
-event (redaction modifier, schema validation), chains it (seq, prev, hash, MAC), appends the
-batch to every sink, fsyncs when due, and periodically writes a checkpoint (seq + head hash) to
-the sinks that keep them.
-
-A request that must wait for its record (``record_acknowledged``) skips the queue when every
-sink is ``inline`` (a local file whose fsync is deferred) and nothing is queued before it: it
-checks, chains and appends its one record itself, under the same lock as the writer, and is
-answered as soon as the record reached the OS. Two thread hops (to the writer and back to the
-event loop) cost about five times the ~30 us of the write itself; this keeps an audited
-contents request close to the cost of an unaudited one.
+Flow of one event: ``record()`` (request thread, microseconds) builds the envelope. When every
+sink is ``inline`` (a local file whose fsync is deferred) and nothing is queued before it, the
+event is checked (schema validation; the redaction modifier only when its data holds a live
+secret), chained (seq, prev, hash, MAC) and appended on that thread, under the same lock as the
+writer, and is on its way to disk as soon as it reached the OS: two thread hops (to the writer
+and back to the event loop) would cost several times the ~13 us of the write itself. Otherwise it
+is put on a queue with a ticket number; one writer thread drains the queue in batches and does
+the same per event, appending each batch to every sink. The writer also fsyncs when due and
+periodically writes a checkpoint (seq + head hash) to the sinks that keep them.
 
 Durability policy
 -----------------
@@ -224,11 +221,12 @@ class AuditTrail(LoggingConfigurable):
         ["fast", "jupyter_events"],
         default_value="fast",
         config=True,
-        help="""How each event is checked against its schema in the writer thread. 'fast'
-        (default): the same schema files compiled with fastjsonschema, after the same redaction
-        modifier (~10 us per event). 'jupyter_events': through the trail's jupyter_events
-        EventLogger (modifiers, validation, listeners; ~500 us per event, which costs
-        throughput and server CPU on every audited request).""",
+        help="""How each event is checked against its schema where it is chained (the
+        request's thread for inline sinks, else the writer thread). 'fast' (default): the same
+        schema files compiled with fastjsonschema (~2 us per event), the redaction modifier
+        applied only to data holding a live secret. 'jupyter_events': through the trail's
+        jupyter_events EventLogger (modifiers, validation, listeners; ~500 us per event, which
+        costs throughput and server CPU on every audited request).""",
     )
     kernel_shim = Bool(
         True,
