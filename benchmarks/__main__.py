@@ -30,9 +30,11 @@ from .core import (
     Case,
     Measure,
     Sample,
+    measure_lockstep,
     merge_config,
     pin_cpus,
 )
+from .stats import bootstrap_ci, pair_ratios
 
 EXTENSION = "jupyter_prod_discovery"
 RESULTS = Path(__file__).parent / "results" / "latest.json"
@@ -107,6 +109,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="do not pin the client and the servers to separate CPUs",
     )
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run request cases one server after the other (A/B, B/A) instead of in lockstep "
+        "(both servers measured over one window, their requests alternating)",
+    )
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
     return p.parse_args(argv)
 
@@ -180,6 +188,23 @@ async def run_once(c: Case, server: BenchServer) -> Sample:
     return measure.sample
 
 
+async def run_lockstep(c: Case, servers: list[BenchServer]) -> list[Sample]:
+    """One lockstep window of request case ``c`` (``measure_lockstep``): a sample per server."""
+    measures = []
+    for s in servers:
+        assert s.ps is not None
+        measures.append(Measure(s.ps, s.callgrind_dir, profile=s.profile is not None))
+    await measure_lockstep(c, servers, measures)
+    out = []
+    for s, m in zip(servers, measures, strict=True):
+        if m.sample is None:
+            raise RuntimeError(f"case {c.name} measured nothing on the {s.label} server")
+        for name, cpu in m.threads.items():
+            THREADS.setdefault(f"{c.name}/{s.label}", {}).setdefault(name, []).append(cpu)
+        out.append(m.sample)
+    return out
+
+
 def summarize(samples: list[Sample]) -> dict[str, Any]:
     cpu = [s.cpu for s in samples]
     wall = [s.wall for s in samples]
@@ -228,6 +253,14 @@ def table(results: dict[str, Any]) -> str:
             f" {fmt_time(p['wall_median_s']):>11} {fmt_time(e['wall_median_s']):>11}"
             f" {(f'{wr:.2f}' if wr else 'n/a'):>10}"
         )
+    for name, r in results["cases"].items():
+        if "cpu_pair_ratio_ci95" in r:
+            lo, hi = r["cpu_pair_ratio_ci95"]
+            n = len(r["plain"]["cpu_samples_s"])
+            lines.append(
+                f"{name:<20} CPU ratio of side-by-side pairs: median {r['cpu_pair_ratio']:.3f}"
+                f" of {n}, 95% CI {lo:.3f}-{hi:.3f}"
+            )
     for name, r in results["cases"].items():
         if "instructions_ratio" in r:
             p, e = r["plain"]["instructions_median"], r["extension"]["instructions_median"]
@@ -286,11 +319,14 @@ async def main_async(args: argparse.Namespace) -> int:
             "rounds": args.rounds,
             "pinned_cpus": pinned,
             "instructions": cg,
+            "lockstep": not args.sequential,
             "openbao": openbao is not None,
             "extension_config_sections": sorted(ext_cfg),
             "cases": {},
         }
-        samples = {c.name: {"plain": [], "extension": []} for c in cases}
+        samples: dict[str, dict[str, list[Sample]]] = {
+            c.name: {"plain": [], "extension": []} for c in cases
+        }
         errors: dict[str, str] = {}
         for rnd in range(args.rounds):
             # Fresh server processes each round, with a hash seed shared by both sides: one
@@ -325,6 +361,14 @@ async def main_async(args: argparse.Namespace) -> int:
                     continue
                 print(f"· {c.name}: {c.description}", file=sys.stderr, flush=True)
                 try:
+                    if c.prepare is not None and not args.sequential:
+                        for _ in range(args.warmup):
+                            await run_lockstep(c, servers)
+                        for _ in range(args.repeat):
+                            got = await run_lockstep(c, servers)
+                            for s, sample in zip(servers, got, strict=True):
+                                samples[c.name][s.label].append(sample)
+                        continue
                     for _ in range(args.warmup):
                         for s in servers:
                             await run_once(c, s)
@@ -351,6 +395,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 "cpu_ratio": ratio(e["cpu_median_s"], p["cpu_median_s"]),
                 "wall_ratio": ratio(e["wall_median_s"], p["wall_median_s"]),
             }
+            pairs = pair_ratios(p["cpu_samples_s"], e["cpu_samples_s"])
+            if pairs:
+                results["cases"][c.name]["cpu_pair_ratio"] = statistics.median(pairs)
+                results["cases"][c.name]["cpu_pair_ratio_ci95"] = bootstrap_ci(pairs)
             if "instructions_median" in p and "instructions_median" in e:
                 results["cases"][c.name]["instructions_ratio"] = ratio(
                     e["instructions_median"], p["instructions_median"]
