@@ -44,8 +44,6 @@ __all__ = [
     "Kernel",
     "Measure",
     "case",
-    "measure_lockstep",
-    "request_case",
     "server_config",
 ]
 
@@ -79,9 +77,6 @@ def pin_cpus() -> tuple[int, int] | None:
 # ---------------------------------------------------------------------------------------------
 
 CaseFn = Callable[["BenchServer", "Measure"], Awaitable[None]]
-#: What a request case repeats: one operation against the server it was prepared on.
-OpFn = Callable[[], Awaitable[Any]]
-PrepareFn = Callable[["BenchServer"], Awaitable[OpFn]]
 
 
 @dataclass
@@ -94,10 +89,6 @@ class Case:
     unit: str = "op"
     # Cases in the default set run without --only; heavy or experimental ones can opt out.
     default: bool = True
-    # Request cases (``request_case``): their setup and repeated operation, which the runner
-    # can drive on both servers at once (``measure_lockstep``).
-    prepare: PrepareFn | None = None
-    ops: int = 0
 
 
 CASES: dict[str, Case] = {}
@@ -113,30 +104,6 @@ def case(
             raise ValueError(f"benchmark case {name!r} is registered twice")
         CASES[name] = Case(name, fn, description or (fn.__doc__ or "").strip(), unit, default)
         return fn
-
-    return register
-
-
-def request_case(
-    name: str, *, description: str, ops: int, unit: str = "op", default: bool = True
-) -> Callable[[PrepareFn], PrepareFn]:
-    """Register a case that repeats one operation ``ops`` times: ``prepare(server)`` sets it up
-    (unmeasured) and returns the operation.
-
-    Why a separate kind: such a case can run in lockstep (``measure_lockstep``), both servers
-    measured over the same window with their requests alternating, which the runner prefers.
-    """
-
-    def register(prepare: PrepareFn) -> PrepareFn:
-        async def fn(server: BenchServer, measure: Measure) -> None:
-            op = await prepare(server)
-            async with measure(ops=ops):
-                for _ in range(ops):
-                    await op()
-
-        case(name, description=description, unit=unit, default=default)(fn)
-        CASES[name].prepare, CASES[name].ops = prepare, ops
-        return prepare
 
     return register
 
@@ -300,26 +267,6 @@ class Measure:
             instructions=instructions,
             loop_cpu=None if loop_cpu is None else loop_cpu / ops,
         )
-
-
-async def measure_lockstep(c: Case, servers: list[BenchServer], measures: list[Measure]) -> None:
-    """Run request case ``c`` on every server at once: one measured window for all, in which
-    the servers take turns, one operation each, the order reversed at every turn (ABBA).
-
-    Why: a shared VM's speed drifts within seconds; run one after the other, the two blocks of
-    a pair meet different moments of it. In lockstep each moment is shared by both servers, so
-    the ratio of their CPU keeps only what the code adds (and the cold caches both suffer from
-    taking turns on one CPU, as a server among other processes does).
-    """
-    if c.prepare is None:
-        raise ValueError(f"benchmark case {c.name!r} is not a request case")
-    ops = [await c.prepare(s) for s in servers]
-    async with contextlib.AsyncExitStack() as stack:
-        for m in measures:
-            await stack.enter_async_context(m(ops=c.ops))
-        for i in range(c.ops):
-            for op in ops if i % 2 == 0 else ops[::-1]:
-                await op()
 
 
 # --profile: the server runs under this wrapper, which profiles its main thread (the event loop,

@@ -11,15 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from benchmarks.core import (
-    BenchEnv,
-    BenchServer,
-    Measure,
-    OpFn,
-    case,
-    request_case,
-    server_config,
-)
+from benchmarks.core import BenchEnv, BenchServer, Measure, case, server_config
 
 
 @server_config
@@ -37,36 +29,37 @@ def audit_trail(env: BenchEnv) -> dict:
 CSV = "id,amount,region\n" + "".join(f"{i},{i * 7 % 1000},eu\n" for i in range(4500))
 
 
-async def _downloads(server: BenchServer, name: str, settle: float) -> OpFn:
-    """Downloads of the CSV, written ``settle`` seconds before the first one."""
+async def _downloads(server: BenchServer, measure: Measure, name: str, settle: float) -> None:
+    """40 downloads of the CSV, written ``settle`` seconds before the first one."""
     await server.json(
         "PUT", f"/api/contents/{name}", {"type": "file", "format": "text", "content": CSV}
     )
     if settle:
         await asyncio.sleep(settle)
         await server.request("GET", f"/files/{name}")  # hashes it once; the digest is kept
-    return lambda: server.request("GET", f"/files/{name}")
+    n = 40
+    async with measure(ops=n):
+        for _ in range(n):
+            await server.request("GET", f"/files/{name}")
 
 
-@request_case(
+@case(
     "files_download_64kb",
     description="GET /files/ of a 64 KB CSV written just before (hashed at each download)",
-    ops=40,
 )
-async def files_download_64kb(server: BenchServer) -> OpFn:
-    return await _downloads(server, "sales.csv", settle=0)
+async def files_download_64kb(server: BenchServer, measure: Measure) -> None:
+    await _downloads(server, measure, "sales.csv", settle=0)
 
 
-@request_case(
+@case(
     "files_download_settled",
     description="GET /files/ of a 64 KB CSV unchanged for over 2 s (its digest is cached)",
-    ops=40,
 )
-async def files_download_settled(server: BenchServer) -> OpFn:
+async def files_download_settled(server: BenchServer, measure: Measure) -> None:
     # The usual download: a file not written in the last seconds. The audit trail hashes a
     # file once and keeps the digest while device, inode, size, mtime and ctime are unchanged
     # and the ctime is 2 s old (recording.py, _DIGESTS).
-    return await _downloads(server, "settled.csv", settle=2.1)
+    await _downloads(server, measure, "settled.csv", settle=2.1)
 
 
 EXECUTES = 20

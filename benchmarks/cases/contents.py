@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import nbformat
 
-from benchmarks.core import BenchServer, OpFn, request_case
+from benchmarks.core import BenchServer, Measure, case
 
 
 def _notebook(target_bytes: int) -> dict:
@@ -21,35 +19,36 @@ def _notebook(target_bytes: int) -> dict:
     return nbformat.from_dict(nb)
 
 
-@request_case(
-    "contents_get_small",
-    description="GET /api/contents of a small notebook (with content)",
-    ops=40,  # one op is a few ms: a batch evens out the timing of single requests
-)
-async def contents_get_small(server: BenchServer) -> OpFn:
+@case("contents_get_small", description="GET /api/contents of a small notebook (with content)")
+async def contents_get_small(server: BenchServer, measure: Measure) -> None:
     nb = _notebook(4_000)
     await server.json("PUT", "/api/contents/small.ipynb", {"type": "notebook", "content": nb})
-    return lambda: server.request("GET", "/api/contents/small.ipynb?content=1")
+    n = 40  # one op is a few ms: a batch evens out the timing of single requests
+    async with measure(ops=n):
+        for _ in range(n):
+            await server.request("GET", "/api/contents/small.ipynb?content=1")
 
 
-def _save(server: BenchServer, path: str, target_bytes: int) -> OpFn:
-    body = json.dumps({"type": "notebook", "content": _notebook(target_bytes)}).encode()
-    return lambda: server.request("PUT", path, body)
+@case("contents_put_small", description="PUT /api/contents of a small notebook (a save)")
+async def contents_put_small(server: BenchServer, measure: Measure) -> None:
+    import json
+
+    body = json.dumps({"type": "notebook", "content": _notebook(4_000)}).encode()
+    await server.request("PUT", "/api/contents/small-save.ipynb", body)
+    n = 40
+    async with measure(ops=n):
+        for _ in range(n):
+            await server.request("PUT", "/api/contents/small-save.ipynb", body)
 
 
-@request_case(
-    "contents_put_small", description="PUT /api/contents of a small notebook (a save)", ops=40
-)
-async def contents_put_small(server: BenchServer) -> OpFn:
-    save = _save(server, "/api/contents/small-save.ipynb", 4_000)
-    await save()
-    return save
+@case("contents_put_1mb", description="PUT /api/contents of a 1 MB notebook (a save)")
+async def contents_put_1mb(server: BenchServer, measure: Measure) -> None:
+    nb = _notebook(1_000_000)
+    import json
 
-
-@request_case(
-    "contents_put_1mb", description="PUT /api/contents of a 1 MB notebook (a save)", ops=5
-)
-async def contents_put_1mb(server: BenchServer) -> OpFn:
-    save = _save(server, "/api/contents/big.ipynb", 1_000_000)
-    await save()
-    return save
+    body = json.dumps({"type": "notebook", "content": nb}).encode()
+    await server.request("PUT", "/api/contents/big.ipynb", body)
+    n = 5
+    async with measure(ops=n):
+        for _ in range(n):
+            await server.request("PUT", "/api/contents/big.ipynb", body)
