@@ -108,6 +108,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="do not pin the client and the servers to separate CPUs",
     )
+    p.add_argument(
+        "--aa",
+        action="store_true",
+        help="A/A check of the harness: the 'extension' side runs without the extension too, "
+        "so every ratio should be 1 within its interval (a bias here is the harness's)",
+    )
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
     return p.parse_args(argv)
 
@@ -280,6 +286,8 @@ async def main_async(args: argparse.Namespace) -> int:
         for hook in CONFIG_HOOKS:
             merge_config(ext_cfg, hook(env))
         merge_config(ext_cfg, extra_config(args))
+        if args.aa:
+            ext_cfg = json.loads(json.dumps(plain_cfg))
 
         cg = args.instructions
         pinned = None if args.no_pin else pin_cpus()
@@ -296,6 +304,7 @@ async def main_async(args: argparse.Namespace) -> int:
             "started_first": ["plain" if r % 2 == 0 else "extension" for r in range(args.rounds)],
             "pinned_cpus": pinned,
             "instructions": cg,
+            "aa": args.aa,
             "openbao": openbao is not None,
             "extension_config_sections": sorted(ext_cfg),
             "cases": {},
@@ -331,8 +340,12 @@ async def main_async(args: argparse.Namespace) -> int:
             # first), so the sides take turns at starting first, round by round.
             for s in servers if rnd % 2 == 0 else servers[::-1]:
                 await s.start()
-            if plain.loaded_extension(EXTENSION) or not ext.loaded_extension(EXTENSION):
-                raise RuntimeError("A/B setup wrong: the extension must load on one side only")
+            if plain.loaded_extension(EXTENSION) or ext.loaded_extension(EXTENSION) == args.aa:
+                raise RuntimeError(
+                    "A/A setup wrong: the extension must load on neither side"
+                    if args.aa
+                    else "A/B setup wrong: the extension must load on one side only"
+                )
             if args.rounds > 1:
                 print(f"round {rnd + 1}/{args.rounds}", file=sys.stderr, flush=True)
             for c in cases:
