@@ -238,10 +238,9 @@ def table(results: dict[str, Any]) -> str:
     for name, r in results["cases"].items():
         if "cpu_pair_ratio_ci95" in r:
             lo, hi = r["cpu_pair_ratio_ci95"]
-            n = len(r["plain"]["cpu_samples_s"])
             lines.append(
                 f"{name:<20} CPU ratio of side-by-side pairs: median {r['cpu_pair_ratio']:.3f}"
-                f" of {n}, 95% CI {lo:.3f}-{hi:.3f}"
+                f" of {r['cpu_pairs']}, 95% CI {lo:.3f}-{hi:.3f}"
             )
     for name, r in results["cases"].items():
         if "instructions_ratio" in r:
@@ -281,13 +280,14 @@ async def main_async(args: argparse.Namespace) -> int:
             )
         plain_cfg = json.loads(json.dumps(BASE_CONFIG))
         merge_config(plain_cfg, {"ServerApp": {"jpserver_extensions": {EXTENSION: False}}})
-        ext_cfg = json.loads(json.dumps(BASE_CONFIG))
-        merge_config(ext_cfg, {"ServerApp": {"jpserver_extensions": {EXTENSION: True}}})
-        for hook in CONFIG_HOOKS:
-            merge_config(ext_cfg, hook(env))
-        merge_config(ext_cfg, extra_config(args))
-        if args.aa:
+        if args.aa:  # the capabilities' hooks (seeding OpenBao, database roles) are not run
             ext_cfg = json.loads(json.dumps(plain_cfg))
+        else:
+            ext_cfg = json.loads(json.dumps(BASE_CONFIG))
+            merge_config(ext_cfg, {"ServerApp": {"jpserver_extensions": {EXTENSION: True}}})
+            for hook in CONFIG_HOOKS:
+                merge_config(ext_cfg, hook(env))
+            merge_config(ext_cfg, extra_config(args))
 
         cg = args.instructions
         pinned = None if args.no_pin else pin_cpus()
@@ -301,7 +301,7 @@ async def main_async(args: argparse.Namespace) -> int:
             "repeat": args.repeat,
             "warmup": args.warmup,
             "rounds": args.rounds,
-            "started_first": ["plain" if r % 2 == 0 else "extension" for r in range(args.rounds)],
+            "started_first": [],  # per round, the side started first
             "pinned_cpus": pinned,
             "instructions": cg,
             "aa": args.aa,
@@ -338,7 +338,9 @@ async def main_async(args: argparse.Namespace) -> int:
             # The server started first runs its requests measurably slower (about 10 % in A/A
             # runs of two identical plain servers on these VMs, whichever of the two was started
             # first), so the sides take turns at starting first, round by round.
-            for s in servers if rnd % 2 == 0 else servers[::-1]:
+            order = servers if rnd % 2 == 0 else servers[::-1]
+            results["started_first"].append(order[0].label)
+            for s in order:
                 await s.start()
             if plain.loaded_extension(EXTENSION) or ext.loaded_extension(EXTENSION) == args.aa:
                 raise RuntimeError(
@@ -381,6 +383,7 @@ async def main_async(args: argparse.Namespace) -> int:
             }
             pairs = pair_ratios(p["cpu_samples_s"], e["cpu_samples_s"])
             if pairs:
+                results["cases"][c.name]["cpu_pairs"] = len(pairs)
                 results["cases"][c.name]["cpu_pair_ratio"] = statistics.median(pairs)
                 results["cases"][c.name]["cpu_pair_ratio_ci95"] = bootstrap_ci(pairs)
             if "instructions_median" in p and "instructions_median" in e:
