@@ -69,6 +69,29 @@ def _add_hub(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_hub(sub)
 
 
+def _add_service(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "service",
+        help="run the trusted service (credentials and the sealed audit ledger)",
+        description=(
+            "Run the trusted side of Prod Discovery under its own OS user: it issues, renews and "
+            "revokes kernel credentials (the only Vault token) and seals, signs and stores the "
+            "audit trail (the only signing key). Options are traitlets, e.g. "
+            "--ProdDiscoveryService.socket_path=/run/prod-discovery/service.sock "
+            "--AuditLedger.dsn=postgresql://... ; --help-all lists them."
+        ),
+        add_help=False,
+    )
+    p.add_argument("options", nargs=argparse.REMAINDER, help="traitlets options")
+
+    def run(args: argparse.Namespace) -> int:
+        from .service.app import main as service_main
+
+        return service_main(list(args.options))
+
+    p.set_defaults(run=run)
+
+
 def _add_scan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from .guard.scan_cli import add_scan
 
@@ -81,6 +104,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
     _add_export,
     _add_audit,
     _add_hub,
+    _add_service,
     _add_scan,
 ]
 
@@ -102,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["service"]:
+        # Traitlets options (--Class.trait=value, --help-all) are the service's own: argparse
+        # would take them for its own and refuse them.
+        from .service.app import main as service_main
+
+        return service_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     run: Runner | None = getattr(args, "run", None)

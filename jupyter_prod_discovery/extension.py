@@ -6,23 +6,27 @@ and to the handlers, and starts and stops their background work with the server.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Unicode
+from traitlets import Bool, Unicode, default
 
 from .audit import setup as audit_setup
 from .audit.api import audit_handlers
 from .audit.recorder import AuditRecorder, NullRecorder
 from .credentials.broker import CredentialBroker
 from .credentials.provisioner import PROVISIONER_NAME
+from .credentials.remote import RemoteCredentialBroker
 from .credentials.secrets import SecretRegistry
 from .credentials.vault import VaultClient, VaultError
 from .export import setup as export_setup
 from .guard import setup as guard_setup
 from .handlers import API, default_handlers, narrow_routes
+from .service.client import URL_ENV as SERVICE_URL_ENV
+from .service.client import ServiceClient
 
 SETTINGS_KEY = "prod_discovery"
 
@@ -36,6 +40,7 @@ class ProdDiscoveryApp(ExtensionApp):
     classes = [
         VaultClient,
         CredentialBroker,
+        RemoteCredentialBroker,
         *audit_setup.CONFIG_CLASSES,
         *guard_setup.CONFIG_CLASSES,
         *export_setup.CONFIG_CLASSES,
@@ -61,10 +66,29 @@ class ProdDiscoveryApp(ExtensionApp):
         to start anyway with the credential guard inactive (the status endpoint reports why).""",
     )
 
+    service_url = Unicode(
+        config=True,
+        help="""Address of the trusted service (`jupyter prod-discovery service`, or the
+        JupyterHub service) this server is a client of: 'unix:/path/to/service.sock' or
+        'http(s)://host:port/prefix/'. When set, kernel credentials are issued by the service
+        (the server holds no Vault token and does not connect to Vault) and audit records are
+        shipped to it (AuditTrail.sink_classes defaults to [ServiceSink]). Default: the
+        PROD_DISCOVERY_SERVICE_URL environment variable, or '' (same-user mode: everything in
+        this process, evaluation only).""",
+    )
+
+    @default("service_url")
+    def _service_url_default(self) -> str:
+        return os.environ.get(SERVICE_URL_ENV, "")
+
     def initialize_settings(self) -> None:
         self.vault = VaultClient(parent=self)
         self.vault_error: str | None = None
-        if self.vault.configured:
+        self.service_client: ServiceClient | None = None
+        if self.service_url:
+            # Client of the trusted service: Vault is the service's business, not ours.
+            self.log.info("Prod Discovery: client of the trusted service at %s", self.service_url)
+        elif self.vault.configured:
             try:
                 self.vault.connect()
             except VaultError as exc:
@@ -85,7 +109,12 @@ class ProdDiscoveryApp(ExtensionApp):
 
         # Audit first: every other capability records through it.
         self.audit = audit_setup.create(self)
-        self.broker = CredentialBroker(parent=self, app=self)
+        self.broker: CredentialBroker | RemoteCredentialBroker
+        if self.service_url:
+            self.service_client = ServiceClient(self.service_url, self.audit.server_id)
+            self.broker = RemoteCredentialBroker(self.service_client, self.secrets, parent=self)
+        else:
+            self.broker = CredentialBroker(parent=self, app=self)
         self.pii_guard = guard_setup.create(self)
         # Export needs no server-side state: each request builds its exporter (export/service.py).
         self.settings[SETTINGS_KEY] = self
@@ -124,7 +153,7 @@ class ProdDiscoveryApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         await super()._start_jupyter_server_extension(serverapp)
-        if self.vault.configured and self.vault_error is None:
+        if self.vault.configured and self.vault_error is None and not self.service_url:
             self.vault.start_renewal()
         await audit_setup.start(self)
         if self.broker.active:

@@ -17,6 +17,7 @@ from typing import Any
 
 from .chain import VerifyResult, verify
 from .query import Filters, render, row, select
+from .signed_chain import SignedVerifyResult, verify_signed
 from .sinks.jsonl import read_checkpoint_file, segments
 from .trail import KEY_ENV
 
@@ -130,7 +131,80 @@ def _verify(args: argparse.Namespace) -> VerifyResult | None:
     return verify(_lines(args), key, _checkpoints(args))
 
 
+def _service_client(url: str) -> Any:
+    from ..service.client import ServiceClient
+
+    try:
+        return ServiceClient(url, "compliance-cli")
+    except ValueError as exc:
+        raise _usage(str(exc)) from None
+
+
+def _verify_signed(args: argparse.Namespace) -> SignedVerifyResult:
+    """Verify the trusted service's ledger with its public key (no secret needed)."""
+    from ..service.client import ServiceError
+    from ..service.ledger import read_checkpoints, read_lines
+    from ..service.signing import PublicKeys
+
+    if not args.dsn:
+        raise _usage("--public-key/--service verify the service's ledger: pass its --dsn")
+    table = "prod_discovery_service_audit" if args.table == "prod_discovery_audit" else args.table
+    pems = []
+    for path in args.public_key:
+        try:
+            pems.append(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise _usage(f"cannot read the public key {path}: {exc.strerror}") from None
+    head = None
+    if args.service:
+        client = _service_client(args.service)
+        try:
+            if not pems:  # trust on first use; pin the key with --public-key
+                pems.append(client.public_key()["public_key_pem"])
+            head = client.head()
+        except ServiceError as exc:
+            raise _usage(str(exc)) from None
+    try:
+        keys = PublicKeys(pems)
+    except ValueError as exc:
+        raise _usage(f"not an ed25519 public key: {exc}") from None
+    import psycopg
+
+    try:
+        return verify_signed(
+            read_lines(args.dsn, args.chain, table),
+            read_checkpoints(args.dsn, args.chain, table),
+            keys,
+            chain=args.chain,
+            head=head,
+        )
+    except psycopg.Error as exc:
+        raise _usage(f"cannot read the ledger: {str(exc).strip()}") from None
+
+
+def run_public_key(args: argparse.Namespace) -> int:
+    """Print (or write) the trusted service's public key: what verifiers pin."""
+    from ..service.client import ServiceError
+
+    try:
+        key = _service_client(args.service).public_key()
+    except ServiceError as exc:
+        raise _usage(str(exc)) from None
+    if args.output:
+        Path(args.output).write_text(key["public_key_pem"], encoding="utf-8")
+        print(f"key {key['key_id']} ({key['algorithm']}) written to {args.output}")
+    else:
+        print(key["public_key_pem"], end="")
+    return 0
+
+
 def run_verify(args: argparse.Namespace) -> int:
+    if args.public_key or args.service:
+        signed = _verify_signed(args)
+        for warning in signed.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(signed.summary())
+        return 0 if signed.ok else 1
     result = _verify(args)
     if result is None:
         raise _usage(f"no MAC key: pass --key-file or set {KEY_ENV}")
@@ -259,7 +333,25 @@ def add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = asub.add_parser("verify", help="check the hash chain, MACs and checkpoints")
     _source_args(p)
+    p.add_argument(
+        "--public-key",
+        action="append",
+        default=[],
+        help="the trusted service's public key (PEM; repeatable for rotated keys): verify its "
+        "ledger (--dsn) with signatures, no secret needed",
+    )
+    p.add_argument(
+        "--service",
+        help="the trusted service's address (unix:/path or http(s)://...): its signed head "
+        "detects a cut-off tail (and gives the public key when --public-key is not given)",
+    )
+    p.add_argument("--chain", default="main", help="the ledger's chain (default %(default)s)")
     p.set_defaults(run=run_verify)
+
+    p = asub.add_parser("public-key", help="print the trusted service's public key")
+    p.add_argument("--service", required=True, help="the service's address")
+    p.add_argument("-o", "--output", help="write the PEM to this file")
+    p.set_defaults(run=run_public_key)
 
     p = asub.add_parser("query", help="list events as a table, JSON or CSV")
     _source_args(p, key=False)

@@ -9,13 +9,13 @@ from traitlets.config import Configurable
 
 from . import recording
 from .shim_listener import ShimListener
-from .sinks import JSONLSink, PostgresSink
+from .sinks import JSONLSink, PostgresSink, ServiceSink
 from .trail import AuditTrail
 
 __all__ = ["CONFIG_CLASSES", "create", "link", "start", "stop"]
 
 # Configurables of the audit trail, listed in the app's ``classes`` for --help-all.
-CONFIG_CLASSES: list[type[Configurable]] = [AuditTrail, JSONLSink, PostgresSink]
+CONFIG_CLASSES: list[type[Configurable]] = [AuditTrail, JSONLSink, PostgresSink, ServiceSink]
 
 
 def link(serverapp: Any) -> None:
@@ -24,8 +24,19 @@ def link(serverapp: Any) -> None:
 
 
 def create(app: Any) -> AuditTrail:
-    """The trail, with contents/kernel/denied recording installed (writer not started yet)."""
+    """The trail, with contents/kernel/denied recording installed (writer not started yet).
+
+    A client of the trusted service ships its records there unless sinks were configured.
+    """
+    kwargs: dict[str, Any] = {}
+    service_url = getattr(app, "service_url", "")
+    if service_url:
+        if "url" not in app.config.ServiceSink:
+            app.config.ServiceSink.url = service_url
+        if "sink_classes" not in app.config.AuditTrail:
+            kwargs["sink_classes"] = [ServiceSink]
     trail = AuditTrail(
+        **kwargs,
         parent=app,
         secrets_provider=app.secrets.all,
         vault_client=lambda: app.vault.client if app.vault.configured else None,

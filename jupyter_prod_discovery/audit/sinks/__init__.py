@@ -3,5 +3,6 @@
 from .base import AuditSink, SinkUnavailable
 from .jsonl import JSONLSink
 from .postgres import PostgresSink
+from .service import ServiceSink
 
-__all__ = ["AuditSink", "JSONLSink", "PostgresSink", "SinkUnavailable"]
+__all__ = ["AuditSink", "JSONLSink", "PostgresSink", "ServiceSink", "SinkUnavailable"]

@@ -1,0 +1,485 @@
+"""The service's audit ledger: events from many servers, sealed in one order, signed, stored.
+
+Why group commit: hundreds of servers ship small batches at once. Each request's events wait in
+a queue; one writer takes everything waiting, seals it into the chain, writes it with one COPY
+and one signed checkpoint in one PostgreSQL transaction, and answers all those requests. One
+transaction and one signature per round instead of per request is what lets two cores seal
+tens of thousands of events a second.
+
+Streams. Each server numbers what it ships (``server_seq``, its local chain's seq). The ledger
+keeps the last number per (principal, server) stream: a replay after a lost answer is
+acknowledged without a second copy, and a jump is recorded as an ``alert`` record naming the
+missing numbers. The uniqueness of (chain, seq) and of (chain, user, server, server_seq) is
+enforced by PostgreSQL: a conflict (another writer on the same chain) is an error that reloads
+the state, is retried once, and is logged as an alert; it is never ignored.
+
+Nothing here trusts the server: the principal is the identity the service authenticated, and
+the events' own ``user`` is kept as what the server reported. State lives in PostgreSQL: a
+restarted service resumes the chain and the streams from the tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from traitlets import Int, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from ..audit.chain import GENESIS, canonical
+from ..audit.recorder import AUDIT_KINDS
+from ..audit.signed_chain import checkpoint_message, head_message
+from .signing import AuditSigner
+
+__all__ = ["AuditLedger", "LedgerError", "LedgerUnavailable", "Principal"]
+
+ALERT_SCHEMA = "https://events.prod-discovery.dev/alert/v1"
+_EVENT_KEYS = ("data", "event_id", "kind", "schema", "ts", "version")
+
+
+class LedgerError(ValueError):
+    """What a server shipped cannot be taken (a client bug, or a forgery attempt): 400."""
+
+
+class LedgerUnavailable(Exception):
+    """The store cannot be written now: the server keeps its spool and retries (503)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who the service authenticated: never a name taken from the request body."""
+
+    username: str
+    server: str = ""
+    groups: tuple[str, ...] = ()
+    via: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"username": self.username, "server": self.server, "via": self.via}
+
+
+@dataclass
+class _Request:
+    principal: Principal | None  # None: the service's own event
+    server_id: str
+    events: list[dict[str, Any]]
+    future: asyncio.Future[dict[str, Any]] | None
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def _ddl(table: str) -> list[str]:
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {table} (
+            chain text NOT NULL, seq bigint NOT NULL, ts timestamptz, received timestamptz,
+            username text, acting_user text, server_id text, server_seq bigint, kind text,
+            kernel_id text, path text, record text NOT NULL, PRIMARY KEY (chain, seq),
+            UNIQUE (chain, username, server_id, server_seq))""",
+        f"CREATE INDEX IF NOT EXISTS {table}_user_ts ON {table} (username, ts)",
+        f"""CREATE TABLE IF NOT EXISTS {table}_checkpoints (
+            chain text NOT NULL, first_seq bigint NOT NULL, last_seq bigint NOT NULL,
+            head text NOT NULL, hashes text NOT NULL, key_id text NOT NULL, sig text NOT NULL,
+            PRIMARY KEY (chain, first_seq))""",
+    ]
+
+
+def _ident(name: str) -> str:
+    if not name.replace("_", "").isalnum() or name[0].isdigit():
+        raise ValueError(f"invalid SQL identifier {name!r}")
+    return name
+
+
+def _q(text: str, table: str) -> Any:
+    """A statement on ``table`` (``{t}``) and its checkpoints (``{cp}``), identifiers quoted."""
+    from psycopg import sql
+
+    return sql.SQL(text).format(t=sql.Identifier(table), cp=sql.Identifier(f"{table}_checkpoints"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class AuditLedger(LoggingConfigurable):
+    """Seals and stores every server's audit events in one signed chain (PostgreSQL)."""
+
+    dsn = Unicode(
+        config=True,
+        help="""PostgreSQL DSN of the audit store, used by the service only (never given to
+        single-user servers). Default: the PROD_DISCOVERY_SERVICE_DSN environment variable.""",
+    )
+    table = Unicode(
+        "prod_discovery_service_audit",
+        config=True,
+        help="Table of sealed records (checkpoints in <table>_checkpoints). Default "
+        "'prod_discovery_service_audit'.",
+    )
+    chain = Unicode(
+        "main",
+        config=True,
+        help="""Name of this service's chain. One service instance writes one chain; a second
+        instance on the same table needs a name of its own. Default 'main'.""",
+    )
+    max_batch = Int(
+        20000,
+        config=True,
+        help="Most events sealed in one transaction (one signed checkpoint). Default 20000.",
+    )
+
+    @default("dsn")
+    def _dsn_default(self) -> str:
+        return os.environ.get("PROD_DISCOVERY_SERVICE_DSN", "")
+
+    def __init__(self, signer: AuditSigner, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.signer = signer
+        self._table = _ident(self.table)
+        self._conn: Any = None
+        self.seq = 0
+        self.head = GENESIS
+        self._streams: dict[tuple[str, str], int] = {}
+        self._waiting: list[_Request] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()  # the writer thread vs. a synchronous local record
+        self.alerts = 0
+        self.committed = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect, create the tables when missing and resume chain and streams."""
+        import psycopg
+
+        if not self.dsn:
+            raise LedgerUnavailable(
+                "no audit store: set AuditLedger.dsn or PROD_DISCOVERY_SERVICE_DSN"
+            )
+        try:
+            self._conn = psycopg.connect(self.dsn, autocommit=False, connect_timeout=5)
+            with self._conn.transaction():
+                for stmt in _ddl(self._table):
+                    self._conn.execute(stmt)
+        except psycopg.Error as exc:
+            raise LedgerUnavailable(f"audit store unreachable: {exc}") from None
+        self._reload()
+
+    def _reload(self) -> None:
+        t = self._table
+        with self._conn.transaction():
+            row = self._conn.execute(
+                _q("SELECT seq, record FROM {t} WHERE chain = %s ORDER BY seq DESC LIMIT 1", t),
+                (self.chain,),
+            ).fetchone()
+            streams = self._conn.execute(
+                _q(
+                    "SELECT username, server_id, max(server_seq) FROM {t} "
+                    "WHERE chain = %s AND server_seq IS NOT NULL GROUP BY username, server_id",
+                    t,
+                ),
+                (self.chain,),
+            ).fetchall()
+        self.seq, self.head = (int(row[0]), json.loads(row[1])["hash"]) if row else (0, GENESIS)
+        self._streams = {(u, s): int(n) for u, s, n in streams}
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.open)
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            if self._wake is not None:
+                self._wake.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._waiting:  # whatever arrived last is still committed
+            await asyncio.to_thread(self._commit_all, self._take())
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- appending -------------------------------------------------------------------------------
+
+    def stream_position(self, principal: Principal, server_id: str) -> int:
+        """The last server_seq stored for this stream (0: none): where a server resumes."""
+        return self._streams.get((principal.username, server_id), 0)
+
+    async def append(
+        self, principal: Principal, server_id: str, lines: list[str]
+    ) -> dict[str, Any]:
+        """Seal and store what a server shipped; returns once committed (or raises)."""
+        events = [self._parse(line) for line in lines if line.strip()]
+        if not server_id or len(server_id) > 200:
+            raise LedgerError("the server id (X-Prod-Discovery-Server) is missing or too long")
+        if self._task is None or self._wake is None:
+            raise LedgerUnavailable("the ledger is not running")
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Request(principal, server_id, events, fut))
+        self._wake.set()
+        return await fut
+
+    def record_local(self, kind: str, data: dict[str, Any]) -> None:
+        """The service's own event (credential issued or revoked by the service): queued."""
+        event = {
+            "data": data,
+            "event_id": os.urandom(16).hex(),
+            "kind": kind,
+            "schema": f"https://events.prod-discovery.dev/{kind}/v1",
+            "ts": _now(),
+            "version": 1,
+        }
+        self._waiting.append(_Request(None, "", [event], None))
+        if self._wake is not None:
+            self._wake.set()
+
+    @staticmethod
+    def _parse(line: str) -> dict[str, Any]:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            raise LedgerError("an event is not JSON") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("seq"), int) or rec["seq"] < 1:
+            raise LedgerError("an event has no positive integer seq")
+        if rec.get("kind") not in AUDIT_KINDS or not isinstance(rec.get("data"), dict):
+            raise LedgerError(f"unknown event kind {rec.get('kind')!r}")
+        event = {k: rec[k] for k in _EVENT_KEYS if k in rec}
+        event["server_seq"] = rec["seq"]
+        return event
+
+    def _take(self) -> list[_Request]:
+        taken: list[_Request] = []
+        count = 0
+        while self._waiting and (
+            not taken or count + len(self._waiting[0].events) <= self.max_batch
+        ):
+            req = self._waiting.pop(0)
+            taken.append(req)
+            count += len(req.events)
+        return taken
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                taken = self._take()
+                try:
+                    await asyncio.to_thread(self._commit_all, taken)
+                except Exception as exc:  # the store failed: every request of the round fails
+                    err = exc if isinstance(exc, LedgerUnavailable) else LedgerUnavailable(str(exc))
+                    self.log.error("Audit store write failed: %s", exc)
+                    for req in taken:
+                        if req.future is not None and not req.future.done():
+                            req.future.set_exception(err)
+                    break
+                for req in taken:
+                    if req.future is not None and not req.future.done():
+                        req.future.set_result(req.result)
+
+    def _commit_all(self, taken: list[_Request]) -> None:
+        import psycopg
+
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    self._commit(taken)
+                    return
+                except psycopg.errors.UniqueViolation as exc:
+                    self.alerts += 1
+                    self.log.error(
+                        "ALERT audit store conflict on chain %r (another writer?): %s; reloading "
+                        "the chain and retrying (attempt %d)",
+                        self.chain,
+                        exc,
+                        attempt,
+                    )
+                    self._conn.rollback()
+                    self._reload()
+                except psycopg.Error as exc:
+                    with contextlib.suppress(psycopg.Error):
+                        self._conn.rollback()
+                    if self._conn.closed:
+                        with contextlib.suppress(LedgerUnavailable):
+                            self.open()
+                    raise LedgerUnavailable(f"audit store write failed: {exc}") from None
+            raise LedgerUnavailable("audit store conflict persisted after reloading the chain")
+
+    def _commit(self, taken: list[_Request]) -> None:
+        """Seal every event of ``taken`` in order and store them with one signed checkpoint."""
+        seq, head = self.seq, self.head
+        streams = dict(self._streams)
+        received = _now()
+        rows: list[tuple[Any, ...]] = []
+        hashes: list[str] = []
+
+        def seal(event: dict[str, Any], principal: Principal | None, server_id: str) -> None:
+            nonlocal seq, head
+            seq += 1
+            rec = dict(event)
+            rec.update(chain=self.chain, seq=seq, prev=head, received=received, server_id=server_id)
+            rec["principal"] = (
+                principal.to_json() if principal else {"username": "", "via": "service"}
+            )
+            text = canonical(rec)
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            head = digest
+            hashes.append(digest)
+            data = rec.get("data") or {}
+            acting = (data.get("user") or {}).get("username") if isinstance(data, dict) else None
+            rows.append(
+                (
+                    self.chain,
+                    seq,
+                    rec.get("ts"),
+                    received,
+                    rec["principal"]["username"],
+                    acting,
+                    server_id or None,
+                    rec.get("server_seq"),
+                    rec.get("kind"),
+                    data.get("kernel_id"),
+                    data.get("path"),
+                    f'{text[:-1]},"hash":"{digest}"}}',
+                )
+            )
+
+        for req in taken:
+            acked = dups = 0
+            key = (req.principal.username, req.server_id) if req.principal else None
+            for event in req.events:
+                if key is None:
+                    seal(event, None, "")
+                    acked += 1
+                    continue
+                last = streams.get(key, 0)
+                n = int(event["server_seq"])
+                if n <= last:
+                    dups += 1  # a replay of what is stored: acknowledged, not stored twice
+                    continue
+                if n > last + 1 and last:
+                    self.alerts += 1
+                    seal(
+                        {
+                            "data": {
+                                "what": "gap",
+                                "server_id": req.server_id,
+                                "missing_from": last + 1,
+                                "missing_to": n - 1,
+                            },
+                            "event_id": os.urandom(16).hex(),
+                            "kind": "alert",
+                            "schema": ALERT_SCHEMA,
+                            "ts": received,
+                            "version": 1,
+                        },
+                        req.principal,
+                        req.server_id,
+                    )
+                seal(event, req.principal, req.server_id)
+                streams[key] = n
+                acked += 1
+            req.result = {
+                "acknowledged": acked,
+                "duplicates": dups,
+                "last_server_seq": streams.get(key, 0) if key else 0,
+            }
+        if not rows:
+            return
+        first = seq - len(rows) + 1
+        sig = self.signer.sign(checkpoint_message(self.chain, first, seq, head, hashes))
+        t = self._table
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            with cur.copy(
+                _q(
+                    "COPY {t} (chain, seq, ts, received, username, acting_user, server_id, "
+                    "server_seq, kind, kernel_id, path, record) FROM STDIN",
+                    t,
+                )
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(
+                _q("INSERT INTO {cp} VALUES (%s, %s, %s, %s, %s, %s, %s)", t),
+                (self.chain, first, seq, head, json.dumps(hashes), self.signer.key_id, sig),
+            )
+        self.seq, self.head, self._streams = seq, head, streams
+        self.committed += len(rows)
+
+    # -- reading (own connections: psycopg shares one connection's transaction between threads) -
+
+    def signed_head(self) -> dict[str, Any]:
+        """The current head, signed now: what ``audit verify`` judges truncation against."""
+        ts = _now()
+        sig = self.signer.sign(head_message(self.chain, self.seq, self.head, ts))
+        return {
+            "chain": self.chain,
+            "seq": self.seq,
+            "head": self.head,
+            "ts": ts,
+            "key_id": self.signer.key_id,
+            "sig": sig,
+        }
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "chain": self.chain,
+            "seq": self.seq,
+            "alerts": self.alerts,
+            "waiting": sum(len(r.events) for r in self._waiting),
+            "up": self._conn is not None and not self._conn.closed,
+        }
+
+
+def read_lines(
+    dsn: str, chain: str = "main", table: str = "prod_discovery_service_audit"
+) -> Iterator[str]:
+    """Every record of ``chain`` in seq order, on a connection of its own."""
+    import psycopg
+
+    t = _ident(table)
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor(name="pd_read") as cur:
+        conn.autocommit = False
+        cur.execute(_q("SELECT record FROM {t} WHERE chain = %s ORDER BY seq", t), (chain,))
+        for (record,) in cur:
+            yield record
+
+
+def read_checkpoints(
+    dsn: str, chain: str = "main", table: str = "prod_discovery_service_audit"
+) -> list[dict[str, Any]]:
+    """The signed checkpoints of ``chain``, on a connection of its own."""
+    import psycopg
+
+    t = _ident(table)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            _q(
+                "SELECT chain, first_seq, last_seq, head, hashes, key_id, sig FROM {cp} "
+                "WHERE chain = %s ORDER BY first_seq",
+                t,
+            ),
+            (chain,),
+        ).fetchall()
+    return [
+        {
+            "chain": c,
+            "first_seq": f,
+            "last_seq": la,
+            "head": h,
+            "hashes": json.loads(hs),
+            "key_id": k,
+            "sig": s,
+        }
+        for c, f, la, h, hs, k, s in rows
+    ]
