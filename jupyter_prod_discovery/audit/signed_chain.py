@@ -161,7 +161,7 @@ def verify_signed(
         digest = record_hash(rec)
         vouched = signed.get(seq)
         if seq > expected:
-            return fail(index, seq, "deleted", f"seq {expected}..{seq - 1} missing")
+            return fail(index, expected, "deleted", f"seq {expected}..{seq - 1} missing")
         if seq < expected:
             return fail(index, seq, "inserted", f"seq {seq} appears a second time")
         if vouched is None:

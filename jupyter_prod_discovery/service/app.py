@@ -51,6 +51,23 @@ class ProdDiscoveryService(Application):
         PeerCredentials,
     ]
 
+    config_file = Unicode(
+        "",
+        config=True,
+        help="""A traitlets config file (.py or .json) to load, e.g. with the credential
+        profiles (c.CredentialBroker.profiles). Default '' (command line only).""",
+    )
+    aliases = {"config": "ProdDiscoveryService.config_file"}
+
+    def initialize(self, argv: list[str] | None = None) -> None:
+        super().initialize(argv)
+        if self.config_file:
+            path = Path(self.config_file)
+            if not path.is_file():
+                raise SystemExit(f"prod-discovery service: no config file at {path}")
+            self.load_config_file(path.name, path=[str(path.parent)])
+            self.update_config(self.cli_config)  # the command line wins over the file
+
     socket_path = Unicode(
         "",
         config=True,

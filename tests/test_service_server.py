@@ -1,0 +1,209 @@
+"""A Jupyter server as a client of the trusted service: credentials issued, renewed and revoked by
+the service with a least-privilege token, audit records shipped and sealed there, and what
+happens when the service is down. Real service process, OpenBao, PostgreSQL and kernels."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from credentials_support import QUERY, Warehouse, eventually, run_code
+from service_support import ServiceProcess, service_token, start_service
+from tornado.httpclient import HTTPClientError
+
+from jupyter_prod_discovery.service.ledger import read_lines
+
+
+@pytest.fixture
+def ledger_dsn(postgres_database: str) -> str:
+    """The service's store (beside the warehouse's table in the test's throw-away database)."""
+    return postgres_database
+
+
+@pytest.fixture
+def service(
+    tmp_path: Path, openbao: Any, warehouse: Warehouse, ledger_dsn: str
+) -> Iterator[ServiceProcess]:
+    profiles = warehouse.profiles()
+    token = service_token(openbao, profiles)
+    svc = start_service(
+        tmp_path, ledger_dsn, vault_addr=openbao.address, vault_token=token, profiles=profiles
+    )
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture
+def prod_discovery_extension_config(service: ServiceProcess, tmp_path: Path) -> dict[str, Any]:
+    return {
+        "ProdDiscoveryApp": {"service_url": service.url},
+        "AuditTrail": {"spool_dir": str(tmp_path / "spool"), "retry_interval": 0.2},
+        "RemoteCredentialBroker": {"heartbeat_interval": 0.5},
+    }
+
+
+@pytest.fixture
+def started(jp_serverapp: Any, jp_asyncio_loop: Any) -> Any:
+    """The extension's start hook (pytest-jupyter never runs it): writer, heartbeat."""
+    app = jp_serverapp.web_app.settings["prod_discovery"]
+    jp_asyncio_loop.run_until_complete(app._start_jupyter_server_extension(jp_serverapp))
+    return app
+
+
+def records(dsn: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in read_lines(dsn)]
+
+
+async def start_kernel(jp_fetch: Any) -> str:
+    response = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": "python3"}))
+    return str(json.loads(response.body)["id"])
+
+
+async def test_kernel_credentials_come_from_the_service_and_go_back(
+    jp_fetch: Any, jp_serverapp: Any, warehouse: Warehouse, service: ServiceProcess, started: Any
+) -> None:
+    app = started
+    assert app.vault.configured is False or app.service_client is not None
+    kid = await start_kernel(jp_fetch)
+    out = await run_code(jp_serverapp, kid, QUERY)
+    count, user, token_head = out.split()
+    assert count == "3" and warehouse.roles() == {user}
+    assert token_head.startswith(("s.", "hvs"))
+    # The panel shows the service's lease ids, never a value.
+    listing = json.loads((await jp_fetch("prod-discovery", "api", "credentials")).body)
+    (kernel,) = listing["kernels"]
+    assert kernel["kernel_id"] == kid and set(kernel["profiles"]) == {"warehouse", "vault"}
+    lease_id = next(x["lease_id"] for x in kernel["leases"] if x["profile"] == "warehouse")
+    assert warehouse.lease_alive(lease_id)
+    # The issued password is redacted by the server's guard: it knows the values it injected.
+    assert any(len(s) >= 6 for s in app.secrets.get(kid))
+
+    await jp_fetch("api", "kernels", kid, method="DELETE")
+    await eventually(lambda: not warehouse.lease_alive(lease_id), what="lease revoked")
+    assert warehouse.roles() == set()
+    # The service recorded issue and revoke under its own chain; the server's events arrive
+    # with the principal the service authenticated (this test runs as root).
+    await eventually(
+        lambda: any(r["kind"] == "kernel" for r in records(service.dsn)), what="kernel events"
+    )
+    recs = records(service.dsn)
+    actions = [r["data"]["action"] for r in recs if r["kind"] == "credential"]
+    assert "issue" in actions or "issued" in actions, actions
+    assert any(a.startswith("revok") for a in actions), actions
+    served = [r for r in recs if r["kind"] == "kernel"]
+    assert all(r["principal"]["username"] == "root" for r in served)
+
+
+async def test_contents_reads_are_sealed_by_the_service(
+    jp_fetch: Any, jp_root_dir: Path, service: ServiceProcess, started: Any
+) -> None:
+    (jp_root_dir / "extract.csv").write_text("id,name\n1,ada\n")
+    for _ in range(3):
+        await jp_fetch("api", "contents", "extract.csv", method="GET")
+    await jp_fetch("files", "extract.csv", method="GET")
+
+    def extract() -> list[dict[str, Any]]:
+        found = [
+            r for r in records(service.dsn) if str(r["data"].get("path")).endswith("extract.csv")
+        ]
+        return found if len(found) >= 4 else []
+
+    recs = await eventually(extract, what="four records of extract.csv")
+    assert {r["principal"]["via"] for r in recs} == {"peer-uid"}
+    assert [r["server_seq"] for r in recs] == sorted(r["server_seq"] for r in recs)
+
+
+async def test_service_down_refuses_kernel_start_naming_it(
+    jp_fetch: Any, service: ServiceProcess, started: Any
+) -> None:
+    service.kill()
+    started = time.monotonic()
+    with pytest.raises(HTTPClientError) as info:
+        await start_kernel(jp_fetch)
+    elapsed = time.monotonic() - started
+    assert info.value.code == 503
+    body = info.value.response.body.decode() if info.value.response else ""
+    assert "Prod Discovery service" in body and service.socket_path in body
+    assert elapsed < 5.0, elapsed
+
+
+class TestFailClosed:
+    @pytest.fixture
+    def prod_discovery_extension_config(
+        self, service: ServiceProcess, tmp_path: Path
+    ) -> dict[str, Any]:
+        return {
+            "ProdDiscoveryApp": {"service_url": service.url},
+            "AuditTrail": {
+                "spool_dir": str(tmp_path / "spool"),
+                "retry_interval": 0.2,
+                "fail_closed": True,
+                "ack_timeout": 2.0,
+            },
+        }
+
+    async def test_data_refused_while_down_and_nothing_lost_after(
+        self,
+        jp_fetch: Any,
+        jp_root_dir: Path,
+        service: ServiceProcess,
+        tmp_path: Path,
+        openbao: Any,
+        warehouse: Warehouse,
+        started: Any,
+    ) -> None:
+        (jp_root_dir / "a.txt").write_text("x")
+        await jp_fetch("api", "contents", "a.txt", method="GET")
+        service.kill()
+        refused = 0
+        for _ in range(10):
+            try:
+                await jp_fetch("api", "contents", "a.txt", method="GET")
+            except HTTPClientError as exc:
+                assert exc.code == 503
+                refused += 1
+            await asyncio.sleep(0.1)
+        assert refused >= 8  # the first may still be answered before the writer notices
+        # The service comes back (same store, same key): the spool is replayed, in order.
+        profiles = warehouse.profiles()
+        again = start_service(
+            tmp_path,
+            service.dsn,
+            vault_addr=openbao.address,
+            vault_token=service_token(openbao, profiles),
+            profiles=profiles,
+        )
+        try:
+            await _served(jp_fetch)
+            recs = records(service.dsn)
+            denied = [r for r in recs if r["kind"] == "denied"]
+            assert len(denied) >= refused
+            seqs = [
+                r["server_seq"]
+                for r in recs
+                if r["principal"]["username"] == "root" and r.get("server_id") not in ("", None)
+            ]
+            assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+            assert not [r for r in recs if r["kind"] == "alert"], "no gap: nothing lost"
+        finally:
+            again.stop()
+
+
+async def _served(jp_fetch: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await jp_fetch("api", "contents", "a.txt", method="GET")
+            return
+        except HTTPClientError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
