@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from credentials_support import QUERY, Warehouse, eventually, run_code
 from service_support import ServiceProcess, service_token, start_service
