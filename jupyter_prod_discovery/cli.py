@@ -92,6 +92,37 @@ def _add_service(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(run=run)
 
 
+def _add_service_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "service-policy",
+        help="print the least-privilege Vault policy of the trusted service",
+        description=(
+            "Print the HCL of the Vault policy the trusted service needs for its credential "
+            "profiles (read on their paths, lease and token bookkeeping) and nothing else."
+        ),
+    )
+    p.add_argument(
+        "--config", required=True, help="the service's JSON config file (CredentialBroker.profiles)"
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        import json
+        from pathlib import Path
+
+        from .credentials.profiles import ProfileError, parse_profiles
+        from .service.vault_policy import service_policy
+
+        try:
+            config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+            profiles = parse_profiles(config.get("CredentialBroker", {}).get("profiles", []))
+        except (OSError, ValueError, ProfileError, AttributeError) as exc:
+            raise UsageError(f"cannot read profiles from {args.config}: {exc}") from None
+        print(service_policy(profiles), end="")
+        return 0
+
+    p.set_defaults(run=run)
+
+
 def _add_scan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from .guard.scan_cli import add_scan
 
@@ -105,6 +136,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
     _add_audit,
     _add_hub,
     _add_service,
+    _add_service_policy,
     _add_scan,
 ]
 

@@ -81,20 +81,36 @@ c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
 c.Spawner.interrupt_timeout = 20
 c.Spawner.environment = s["env"]
-configure_hub(
-    c,
-    vault_addr=s["vault_addr"],
-    service_port=s["service_port"],
-    key_file=s["dir"] + "/jwt-key.pem",
-    hub_vault_token=s["hub_vault_token"],
-)
+if s.get("trusted"):
+    from jupyter_prod_discovery.hub.config import configure_trusted_service
+
+    configure_trusted_service(c, **s["trusted"])
+else:
+    configure_hub(
+        c,
+        vault_addr=s["vault_addr"],
+        service_port=s["service_port"],
+        key_file=s["dir"] + "/jwt-key.pem",
+        hub_vault_token=s["hub_vault_token"],
+    )
 """
 
 
 class HubWorld:
     """Everything the hub tests need, started once per module (see the module docstring)."""
 
-    def __init__(self, base: Path, postgres_dsn: str) -> None:
+    def __init__(
+        self,
+        base: Path,
+        postgres_dsn: str,
+        *,
+        trusted: bool = False,
+        users: dict[str, list[str]] | None = None,
+    ) -> None:
+        """``trusted``: the topology of the trusted service (servers are its clients, hold no
+        Vault token, DSN or audit key) instead of the JWT login of each server to Vault."""
+        self.trusted = trusted
+        self.users = dict(users or USERS)
         self.dir = base
         self.pg_admin_dsn = postgres_dsn
         self.dbname = "pd_hub_" + uuid.uuid4().hex[:10]
@@ -163,10 +179,16 @@ class HubWorld:
                 "env": {"PGUSER": "{username}", "PGPASSWORD": "{password}"},
             },
         ]
-        config = {
+        self.profiles = profiles
+        config: dict[str, Any] = {
             "ServerApp": {"jpserver_extensions": {"jupyter_prod_discovery": True}},
             "CredentialBroker": {"profiles": profiles, "deny_without_profile": True},
         }
+        if self.trusted:  # the profiles are the service's business, not the servers'
+            config = {
+                "ServerApp": {"jpserver_extensions": {"jupyter_prod_discovery": True}},
+                "AuditTrail": {"fail_closed": True},
+            }
         cfg_dir = self.dir / "jupyter-config"
         cfg_dir.mkdir(exist_ok=True)
         (cfg_dir / "jupyter_server_config.json").write_text(json.dumps(config))
@@ -186,9 +208,11 @@ class HubWorld:
             "service_port": self.service_port,
             "chp": str(CHP),
             "password": PASSWORD,
-            "users": list(USERS),
+            "users": list(self.users),
             "admins": ADMINS,
-            "groups": {g: [u for u, gs in USERS.items() if g in gs] for g in ("analysts", "fraud")},
+            "groups": {
+                g: [u for u, gs in self.users.items() if g in gs] for g in ("analysts", "fraud")
+            },
             "tester_token": self.tester_token,
             "singleuser": str(VENV_BIN / "jupyterhub-singleuser"),
             "vault_addr": self.bao.address,
@@ -202,6 +226,9 @@ class HubWorld:
                 "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
             },
         }
+        if self.trusted:
+            settings["env"].pop("PROD_DISCOVERY_AUDIT_KEY")
+            settings["trusted"] = self._trusted_service()
         settings_path = self.dir / "settings.json"
         settings_path.write_text(json.dumps(settings))
         config_path = self.dir / "jupyterhub_config.py"
@@ -226,6 +253,37 @@ class HubWorld:
                     return
             time.sleep(0.3)
         raise RuntimeError(f"jupyterhub did not answer within 60 s: {self.log_tail()}")
+
+    def _trusted_service(self) -> dict[str, Any]:
+        """The service's settings: a least-privilege Vault token, its store and profiles."""
+        from jupyter_prod_discovery.credentials.profiles import parse_profiles
+        from jupyter_prod_discovery.service.vault_policy import service_policy
+
+        root = hvac.Client(url=self.bao.address, token=self.bao.root_token)
+        root.sys.create_or_update_policy(
+            "prod-discovery-service", service_policy(parse_profiles(self.profiles))
+        )
+        token = root.auth.token.create(policies=["prod-discovery-service"], ttl="2h")
+        config = self.dir / "service_config.json"
+        config.write_text(
+            json.dumps(
+                {"CredentialBroker": {"profiles": self.profiles, "deny_without_profile": True}}
+            )
+        )
+        self.trusted_port = free_port()
+        return {
+            "port": self.trusted_port,
+            "dsn": self.db_dsn,
+            "vault_addr": self.bao.address,
+            "vault_token": token["auth"]["client_token"],
+            "config_file": str(config),
+            "state_dir": str(self.dir / "service-state"),
+        }
+
+    @property
+    def service_url(self) -> str:
+        """The trusted service through the hub's proxy."""
+        return f"{self.url}/services/prod-discovery"
 
     def log_tail(self, n: int = 4000) -> str:
         try:

@@ -17,7 +17,14 @@ import hvac
 from .service import SERVICE_NAME
 from .singleuser import JWT_URL_ENV
 
-__all__ = ["configure_hub", "revoke_server_tokens"]
+__all__ = [
+    "TRUSTED_SERVICE_NAME",
+    "configure_hub",
+    "configure_trusted_service",
+    "revoke_server_tokens",
+]
+
+TRUSTED_SERVICE_NAME = "prod-discovery"
 
 
 def _current(c: Any, section: str, name: str, empty: Any) -> Any:
@@ -164,3 +171,66 @@ def configure_hub(
             )
 
         c.Spawner.post_stop_hook = _revoke_on_stop
+
+
+def configure_trusted_service(
+    c: Any,
+    *,
+    port: int,
+    dsn: str,
+    vault_addr: str,
+    vault_token: str,
+    config_file: str,
+    state_dir: str,
+    host: str = "127.0.0.1",
+    user: str = "",
+    server_url: str = "",
+) -> None:
+    """Run the trusted service as a hub-managed service and make every server its client.
+
+    The service (``jupyter prod-discovery service``) gets the only secrets of the trusted side in
+    its own environment: the audit store's ``dsn``, Vault's ``vault_token`` (a least-privilege
+    token: ``jupyter prod-discovery service-policy`` prints its policy), and its signing key in
+    ``state_dir``. ``config_file`` holds its configuration (the credential profiles). ``user``
+    runs it as that OS user (the hub must run as root), so single-user servers, whatever uid they
+    run as, cannot read its memory or files. Servers get only the service's address
+    (``server_url``, default ``http://host:port/services/prod-discovery/``) and authenticate
+    with their own hub API token: they hold no Vault token, no DSN and no audit key.
+    """
+    prefix = f"/services/{TRUSTED_SERVICE_NAME}/"
+    service: dict[str, Any] = {
+        "name": TRUSTED_SERVICE_NAME,
+        "url": f"http://{host}:{port}",
+        "command": [
+            sys.executable,
+            "-m",
+            "jupyter_prod_discovery.cli",
+            "service",
+            f"--config={config_file}",
+            f"--ProdDiscoveryService.ip={host}",
+        ],
+        "environment": {
+            "PROD_DISCOVERY_SERVICE_DSN": dsn,
+            "VAULT_ADDR": vault_addr,
+            "VAULT_TOKEN": vault_token,
+            "PROD_DISCOVERY_SERVICE_STATE_DIR": state_dir,
+        },
+    }
+    if user:
+        service["user"] = user
+    services = list(_current(c, "JupyterHub", "services", []))
+    services.append(service)
+    c.JupyterHub.services = services
+    roles = list(_current(c, "JupyterHub", "load_roles", []))
+    roles.append(
+        {
+            "name": "prod-discovery-service",
+            "description": "Read users' names and groups to enforce credential profiles",
+            "scopes": ["read:users", "read:users:groups"],
+            "services": [TRUSTED_SERVICE_NAME],
+        }
+    )
+    c.JupyterHub.load_roles = roles
+    env = dict(_current(c, "Spawner", "environment", {}))
+    env["PROD_DISCOVERY_SERVICE_URL"] = server_url or f"http://{host}:{port}{prefix}"
+    c.Spawner.environment = env
