@@ -206,3 +206,57 @@ async def _served(jp_fetch: Any, timeout: float = 20.0) -> None:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+async def test_dead_servers_credentials_are_revoked_by_the_service(
+    service: ServiceProcess, warehouse: Warehouse
+) -> None:
+    """A server that stops beating (SIGKILL, OOM, node lost) loses its kernels' credentials
+    without ever starting again: the service revokes them after its server_timeout (3 s here)."""
+    dead = service.client("dead-server")
+    alive = service.client("live-server")
+    issued = await dead.issue("k-dead", "python3")
+    kept = await alive.issue("k-live", "python3")
+
+    def lease(result: dict[str, Any]) -> str:
+        return next(
+            x["lease_id"] for x in result["kernel"]["leases"] if x["profile"] == "warehouse"
+        )
+
+    dead_lease, live_lease = lease(issued), lease(kept)
+    assert warehouse.lease_alive(dead_lease) and warehouse.lease_alive(live_lease)
+    deadline = time.monotonic() + 15
+    while warehouse.lease_alive(dead_lease):
+        await alive.heartbeat()  # the live server keeps beating
+        assert time.monotonic() < deadline, "the dead server's lease was not revoked"
+        await asyncio.sleep(0.5)
+    assert warehouse.lease_alive(live_lease)
+    revoked = [
+        r["data"]
+        for r in records(service.dsn)
+        if r["kind"] == "credential" and r["data"].get("reason") == "server_gone"
+    ]
+    assert revoked and all("dead-server" in d["kernel_id"] for d in revoked)
+    await alive.revoke("k-live", "shutdown")
+    assert not warehouse.lease_alive(live_lease)
+    await dead.aclose()
+    await alive.aclose()
+
+
+async def test_one_server_cannot_revoke_anothers_kernel(
+    service: ServiceProcess, warehouse: Warehouse
+) -> None:
+    """Kernel ids are scoped to the server (and principal) that asked: knowing another
+    server's kernel id, from the trail or anywhere, reaches nothing."""
+    owner = service.client("owner-server")
+    other = service.client("other-server")
+    issued = await owner.issue("k-1", "python3")
+    lease = next(x["lease_id"] for x in issued["kernel"]["leases"] if x["profile"] == "warehouse")
+    await other.revoke("k-1", "shutdown")
+    with pytest.raises(Exception, match="holds no credentials"):
+        await other.renew("k-1")
+    assert warehouse.lease_alive(lease)
+    await owner.revoke("k-1", "shutdown")
+    assert not warehouse.lease_alive(lease)
+    await owner.aclose()
+    await other.aclose()

@@ -48,7 +48,7 @@ class LeaseRevocation(BrokerState):
         for lease in leases:
             err = failed.get(lease.lease_id)
             if err is None:
-                self._audit_lease("revoke", kernel_id, user, lease)
+                self._audit_lease("revoke", kernel_id, user, lease, reason=reason)
             else:
                 self._pending_revoke.append((kernel_id, lease))
                 self._audit_lease(

@@ -55,6 +55,7 @@ class _LedgerAudit:
 
     def record(self, kind: str, data: dict[str, Any], *, user: Any = None) -> int:
         payload = {k: v for k, v in data.items() if v is not None}
+        payload["server_id"] = "prod-discovery-service"
         payload["user"] = (
             user_info(user)
             if not isinstance(user, Requester)
