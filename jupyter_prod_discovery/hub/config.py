@@ -183,7 +183,9 @@ def configure_trusted_service(
     config_file: str,
     state_dir: str,
     host: str = "127.0.0.1",
+    bind_ip: str = "",
     user: str = "",
+    python: str = "",
     server_url: str = "",
 ) -> None:
     """Run the trusted service as a hub-managed service and make every server its client.
@@ -196,18 +198,21 @@ def configure_trusted_service(
     run as, cannot read its memory or files. Servers get only the service's address
     (``server_url``, default ``http://host:port/services/prod-discovery/``) and authenticate
     with their own hub API token: they hold no Vault token, no DSN and no audit key.
+    ``bind_ip`` is where it listens when ``host`` is a name the hub's process cannot bind (on
+    Kubernetes: ``host="hub"``, ``bind_ip="0.0.0.0"``); ``python`` the interpreter that ``user``
+    can run (default: the hub's own).
     """
     prefix = f"/services/{TRUSTED_SERVICE_NAME}/"
     service: dict[str, Any] = {
         "name": TRUSTED_SERVICE_NAME,
         "url": f"http://{host}:{port}",
         "command": [
-            sys.executable,
+            python or sys.executable,
             "-m",
             "jupyter_prod_discovery.cli",
             "service",
             f"--config={config_file}",
-            f"--ProdDiscoveryService.ip={host}",
+            f"--ProdDiscoveryService.ip={bind_ip or host}",
         ],
         "environment": {
             "PROD_DISCOVERY_SERVICE_DSN": dsn,
