@@ -280,12 +280,14 @@ class AuditTrail(LoggingConfigurable):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        shipped = all(getattr(cls, "ships_records", False) for cls in self.sink_classes)
         if not self.mac_key:
-            self.log.warning(
-                "AuditTrail.mac_key is not set (nor %s): using a random key for this process; "
-                "the trail cannot be verified after the server stops.",
-                KEY_ENV,
-            )
+            if not shipped:  # a service seals and signs shipped records: no local key needed
+                self.log.warning(
+                    "AuditTrail.mac_key is not set (nor %s): using a random key for this "
+                    "process; the trail cannot be verified after the server stops.",
+                    KEY_ENV,
+                )
             self._key = secrets.token_bytes(32)
         else:
             self._key = self.mac_key.encode()

@@ -29,6 +29,9 @@ __all__ = ["ServiceSink"]
 class ServiceSink(AuditSink):
     """Ships records to the trusted service (``jupyter prod-discovery service``)."""
 
+    # The service seals and signs what it receives: the local chain only numbers the stream.
+    ships_records = True
+
     url = Unicode(
         config=True,
         help="""Address of the trusted service: 'unix:/path/to/service.sock' (standalone) or
