@@ -55,4 +55,43 @@ if [ -f .ci/airflow-venv.sh ]; then
   log "Airflow virtualenv"
   bash .ci/airflow-venv.sh
 fi
+
+# The venv that other OS users run (tests/test_boundary_*.py start servers, kernels and terminals
+# as real, different users). The image's Python lives in /root (mode 700), which they cannot
+# enter, so this one is built from Debian's /usr/bin/python3 in a world-readable directory, with
+# the project installed editable (the users need /work/main readable, not writable: the code they
+# run must not be theirs to change). Skipped while its stamp matches pyproject.toml, the spec and
+# the checkout it points at.
+USERS_VENV="${PROD_DISCOVERY_USERS_VENV:-$PWD/.venv-users}"
+users_spec=(-e "$PWD" "jupyterhub>=5" "jupyter_server_terminals")
+users_stamp="$USERS_VENV/.prod-discovery-stamp"
+users_want="$(sha256sum pyproject.toml | cut -d' ' -f1) $PWD ${users_spec[*]}"
+if [ ! -x "$USERS_VENV/bin/jupyter-server" ] || [ "$(cat "$users_stamp" 2>/dev/null)" != "$users_want" ]; then
+  log "users venv $USERS_VENV (Debian python3, for the tests that run as other OS users)"
+  [ -x /usr/bin/python3 ] || apt_install python3
+  # Debian moves ensurepip into python3-venv; without it `python3 -m venv` fails half-way.
+  /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || apt_install python3-venv
+  (
+    umask 022  # whatever the caller's umask, other users must read and run it
+    # --clear: a venv whose interpreter no longer runs (Debian's python3 moved on) starts afresh.
+    "$USERS_VENV/bin/python" -c '' >/dev/null 2>&1 || /usr/bin/python3 -m venv --clear "$USERS_VENV"
+    printf '*\n' >"$USERS_VENV/.gitignore"
+    "$USERS_VENV/bin/python" -m pip install -q -U pip wheel
+    # The labextension was built into the checkout by the .venv install above and is shared by an
+    # editable install; building it again here would only cost a minute of Node.
+    SKIP_JUPYTER_BUILDER=1 "$USERS_VENV/bin/python" -m pip install -q "${users_spec[@]}"
+    chmod -R a+rX "$USERS_VENV"
+  )
+  printf '%s' "$users_want" >"$users_stamp"
+fi
+# Every directory above the venv and the checkout must be enterable by other users.
+for d in "$USERS_VENV" "$PWD"; do
+  while [ "$d" != "/" ]; do
+    if (( (0$(stat -c %a "$d") & 1) == 0 )); then  # no search bit for others
+      echo "warning: $d is not enterable by other users: the boundary tests cannot run from here" >&2
+      break
+    fi
+    d="$(dirname "$d")"
+  done
+done
 log "installed"
