@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -73,10 +75,15 @@ c.JupyterHub.load_roles = [
         "services": ["tester"],
     }}
 ]
-c.JupyterHub.spawner_class = "simple"
-c.SimpleLocalProcessSpawner.home_dir_template = s["dir"] + "/home/{{username}}"
-c.Spawner.cmd = [s["singleuser"]]
-c.Spawner.args = ["--allow-root"]
+if s.get("os_users"):  # each user's server runs as that user's OS account
+    c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
+    c.Spawner.cmd = [s["singleuser"]]
+    c.Spawner.args = []
+else:
+    c.JupyterHub.spawner_class = "simple"
+    c.SimpleLocalProcessSpawner.home_dir_template = s["dir"] + "/home/{{username}}"
+    c.Spawner.cmd = [s["singleuser"]]
+    c.Spawner.args = ["--allow-root"]
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
 c.Spawner.interrupt_timeout = 20
@@ -106,11 +113,24 @@ class HubWorld:
         *,
         trusted: bool = False,
         users: dict[str, list[str]] | None = None,
+        os_users: bool = False,
     ) -> None:
         """``trusted``: the topology of the trusted service (servers are its clients, hold no
-        Vault token, DSN or audit key) instead of the JWT login of each server to Vault."""
+        Vault token, DSN or audit key) instead of the JWT login of each server to Vault.
+        ``os_users``: every user's server runs as a real OS user of that name (created), from
+        the venv other users can run, and the service as the OS user ``pdsvc``; ``base`` is then
+        replaced by a world-readable directory (theirs must be readable by those users)."""
         self.trusted = trusted
         self.users = dict(users or USERS)
+        self.os_users = os_users
+        if os_users:
+            from boundary_support import ensure_user, users_python
+
+            self.users_bin = Path(users_python()).parent
+            for name in [*self.users, "pdsvc"]:
+                ensure_user(name)
+            base = Path(tempfile.mkdtemp(prefix="pd-hub-", dir="/tmp"))
+            base.chmod(0o755)
         self.dir = base
         self.pg_admin_dsn = postgres_dsn
         self.dbname = "pd_hub_" + uuid.uuid4().hex[:10]
@@ -214,16 +234,23 @@ class HubWorld:
                 g: [u for u, gs in self.users.items() if g in gs] for g in ("analysts", "fraud")
             },
             "tester_token": self.tester_token,
-            "singleuser": str(VENV_BIN / "jupyterhub-singleuser"),
+            "singleuser": str(
+                (self.users_bin if self.os_users else VENV_BIN) / "jupyterhub-singleuser"
+            ),
+            "os_users": self.os_users,
             "vault_addr": self.bao.address,
             "hub_vault_token": self.hub_vault_token,
             "env": {
-                "JUPYTER_CONFIG_DIR": str(self._server_config()),
+                # Users cannot write there: a read-only path, not their config dir.
+                ("JUPYTER_CONFIG_PATH" if self.os_users else "JUPYTER_CONFIG_DIR"): str(
+                    self._server_config()
+                ),
                 "PROD_DISCOVERY_AUDIT_KEY": self.audit_key,
                 "PGHOST": str(params.get("host", "127.0.0.1")),
                 "PGPORT": str(params.get("port", 5432)),
                 "PGDATABASE": self.dbname,
-                "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+                "PATH": f"{self.users_bin if self.os_users else VENV_BIN}:"
+                + ("/usr/local/bin:/usr/bin:/bin" if self.os_users else os.environ.get("PATH", "")),
             },
         }
         if self.trusted:
@@ -271,13 +298,23 @@ class HubWorld:
             )
         )
         self.trusted_port = free_port()
+        state = self.dir / "service-state"
+        extra: dict[str, Any] = {}
+        if self.os_users:  # the service under an OS user of its own, which owns its state
+            import pwd
+
+            svc = pwd.getpwnam("pdsvc")
+            state.mkdir(mode=0o700)
+            os.chown(state, svc.pw_uid, svc.pw_gid)
+            extra = {"user": "pdsvc", "python": str(self.users_bin / "python")}
         return {
+            **extra,
             "port": self.trusted_port,
             "dsn": self.db_dsn,
             "vault_addr": self.bao.address,
             "vault_token": token["auth"]["client_token"],
             "config_file": str(config),
-            "state_dir": str(self.dir / "service-state"),
+            "state_dir": str(state),
         }
 
     @property
@@ -307,7 +344,9 @@ class HubWorld:
     def start_server(self, user: str, timeout: float = 90) -> None:
         resp = self.api("POST", f"/users/{user}/server")
         if resp.status_code not in (201, 202, 400):
-            raise RuntimeError(f"starting {user}'s server: {resp.status_code} {resp.text}")
+            raise RuntimeError(
+                f"starting {user}'s server: {resp.status_code} {resp.text}\n{self.log_tail()}"
+            )
         self.wait_server(user, ready=True, timeout=timeout)
 
     def stop_server(self, user: str, timeout: float = 60) -> None:
@@ -361,6 +400,8 @@ class HubWorld:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         self.bao.stop()
+        if self.os_users:
+            shutil.rmtree(self.dir, ignore_errors=True)
         with psycopg.connect(self.pg_admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
             for (role,) in conn.execute(

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import requests
-from hub_support import USERS, HubWorld, _descendants
+from hub_support import HubWorld, _descendants
 
 from jupyter_prod_discovery.audit.signed_chain import verify_signed
 from jupyter_prod_discovery.pytest_plugin import require
@@ -25,7 +25,9 @@ from jupyter_prod_discovery.service.signing import PublicKeys
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-LOAD_USERS = {f"load{i}": ["analysts"] for i in range(8)}
+# Real OS users (created): every server runs as its user's own uid, the service as pdsvc.
+TOPOLOGY_USERS = {"pdhalice": ["analysts"], "pdhcarol": []}
+LOAD_USERS = {f"pdhload{i}": ["analysts"] for i in range(8)}
 REQUESTS = 500
 
 
@@ -38,7 +40,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubWorld]:
 
     dsn = os.environ.get("PROD_DISCOVERY_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
     world = HubWorld(
-        tmp_path_factory.mktemp("hubsvc"), dsn, trusted=True, users={**USERS, **LOAD_USERS}
+        tmp_path_factory.mktemp("hubsvc"),
+        dsn,
+        trusted=True,
+        users={**TOPOLOGY_USERS, **LOAD_USERS},
+        os_users=True,
     )
     try:
         world.start()
@@ -71,13 +77,24 @@ def _server_pid(world: HubWorld, user: str) -> int:
 
 
 def test_singleuser_environment_holds_no_secret_of_the_trusted_side(world: HubWorld) -> None:
-    _token(world, "alice")
-    pid = _server_pid(world, "alice")
+    _token(world, "pdhalice")
+    pid = _server_pid(world, "pdhalice")
     env = dict(
         item.split("=", 1)
         for item in Path(f"/proc/{pid}/environ").read_text(errors="replace").split("\0")
         if "=" in item
     )
+    import pwd
+
+    # The server runs as its user's own uid, and the service as another one.
+    uid = int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0])
+    assert uid == pwd.getpwnam("pdhalice").pw_uid
+    service_uids = {
+        int(Path(f"/proc/{p}/status").read_text().split("Uid:")[1].split()[0])
+        for p in _descendants(world.hub.pid if world.hub else 0)
+        if b"service" in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+    }
+    assert service_uids == {pwd.getpwnam("pdsvc").pw_uid}
     trusted = json.loads((world.dir / "settings.json").read_text())["trusted"]
     values = "\n".join(env.values())
     assert trusted["vault_token"] not in values
@@ -88,18 +105,18 @@ def test_singleuser_environment_holds_no_secret_of_the_trusted_side(world: HubWo
 
 
 def test_kernel_credentials_by_hub_group_through_the_service(world: HubWorld) -> None:
-    token = _token(world, "alice")
-    resp = world.server("alice", "POST", "/api/kernels", token, json={"name": "python3"})
+    token = _token(world, "pdhalice")
+    resp = world.server("pdhalice", "POST", "/api/kernels", token, json={"name": "python3"})
     assert resp.status_code == 201, resp.text
-    listing = world.server("alice", "GET", "/prod-discovery/api/credentials", token).json()
+    listing = world.server("pdhalice", "GET", "/prod-discovery/api/credentials", token).json()
     (kernel,) = listing["kernels"]
     assert kernel["profiles"] == ["warehouse-ro"]
-    world.server("alice", "DELETE", f"/api/kernels/{resp.json()['id']}", token)
+    world.server("pdhalice", "DELETE", f"/api/kernels/{resp.json()['id']}", token)
 
-    carol = _token(world, "carol")
-    denied = world.server("carol", "POST", "/api/kernels", carol, json={"name": "python3"})
+    carol = _token(world, "pdhcarol")
+    denied = world.server("pdhcarol", "POST", "/api/kernels", carol, json={"name": "python3"})
     assert denied.status_code == 503
-    assert "no credential profile applies to user 'carol'" in denied.text
+    assert "no credential profile applies to user 'pdhcarol'" in denied.text
 
 
 def test_service_accepts_only_a_servers_own_token(world: HubWorld) -> None:
@@ -107,7 +124,7 @@ def test_service_accepts_only_a_servers_own_token(world: HubWorld) -> None:
     assert anonymous.status_code in (401, 403)
     personal = requests.get(
         f"{world.service_url}/api/status",
-        headers={"Authorization": f"token {world.user_token('alice')}"},
+        headers={"Authorization": f"token {world.user_token('pdhalice')}"},
         timeout=10,
     )
     assert personal.status_code == 403

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import sys
 from typing import Any
 from urllib.parse import quote, urlparse
@@ -31,20 +30,11 @@ from tornado import httpclient, web
 from tornado.ioloop import IOLoop
 
 from .issuer import JWTIssuer
+from .scopes import server_of_scopes
 
 __all__ = ["SERVICE_NAME", "TokenHandler", "main", "make_app", "server_of_scopes"]
 
 SERVICE_NAME = "prod-discovery-jwt"
-_SERVER_SCOPE = re.compile(r"^access:servers!server=([^/]+)/(.*)$")
-
-
-def server_of_scopes(scopes: list[str]) -> tuple[str, str] | None:
-    """(user, server name) of a single-user server token's scopes, None when not exactly one."""
-    found = {m.groups() for s in scopes if (m := _SERVER_SCOPE.match(s))}
-    if len(found) != 1:
-        return None
-    user, server = next(iter(found))
-    return user, server
 
 
 class _Base(web.RequestHandler):

@@ -30,7 +30,7 @@ from tornado import httpclient, web
 from traitlets import Float, MetaHasTraits, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..hub.service import server_of_scopes
+from ..hub.scopes import server_of_scopes
 from .ledger import Principal
 
 __all__ = ["ClientAuthenticator", "HubServerToken", "PeerCredentials"]
