@@ -62,6 +62,51 @@ def _setup_vault(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup_service(args: argparse.Namespace) -> int:
+    """Write the trusted service's least-privilege policy (and optionally create its token)."""
+    import hvac
+
+    from ..cli import UsageError
+    from ..credentials.profiles import ProfileError, parse_profiles
+    from ..credentials.vault import translate_error
+    from ..service.vault_policy import service_policy
+
+    address = args.vault_addr or os.environ.get("VAULT_ADDR", "")
+    token = os.environ.get("VAULT_TOKEN", "")
+    if not address:
+        raise UsageError("no Vault address: pass --vault-addr or set VAULT_ADDR")
+    if not token:
+        raise UsageError("set VAULT_TOKEN to a token allowed to write policies")
+    try:
+        with open(args.config, encoding="utf-8") as f:
+            config = json.load(f)
+        profiles = parse_profiles(config.get("CredentialBroker", {}).get("profiles", []))
+    except (OSError, ValueError, ProfileError, AttributeError) as exc:
+        raise UsageError(f"cannot read profiles from {args.config}: {exc}") from None
+    client = hvac.Client(url=address, token=token, timeout=10)
+    extra = sorted({p for prof in profiles for p in prof.policies})
+    summary: dict[str, object] = {"policy": args.policy, "child_token_policies": extra}
+    try:
+        client.sys.create_or_update_policy(args.policy, service_policy(profiles))
+        if args.create_token:
+            created = client.auth.token.create(
+                policies=[args.policy, *extra],
+                period=args.period,
+                no_parent=True,
+                display_name="prod-discovery-service",
+            )
+            summary["token_accessor"] = created["auth"]["accessor"]
+            summary["token"] = created["auth"]["client_token"]
+    except Exception as exc:
+        print(
+            f"jupyter prod-discovery hub setup-service: {translate_error(exc, address)}",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def add_hub(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``hub setup-vault``."""
     hub = sub.add_parser("hub", help="JupyterHub deployment: per-user Vault identity")
@@ -103,6 +148,23 @@ def add_hub(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--token-max-ttl", default="1h", help="max TTL of login tokens (default 1h)")
     p.add_argument("--kv-mount", default="secret", help="KV v2 mount of user/group secrets")
     p.set_defaults(run=_setup_vault)
+
+    p = hub_sub.add_parser(
+        "setup-service",
+        help="write the trusted service's least-privilege Vault policy (and create its token)",
+        description=(
+            "Write the policy the trusted service needs for the profiles of its config file (read "
+            "on their paths, lease and token bookkeeping, nothing else) and, with --create-token, "
+            "a periodic orphan token with it and the profiles' child-token policies, printed once "
+            "for the service's environment. The operator's token is read from VAULT_TOKEN only."
+        ),
+    )
+    p.add_argument("--config", required=True, help="the service's JSON config (its profiles)")
+    p.add_argument("--vault-addr", default="", help="Vault address (default: VAULT_ADDR)")
+    p.add_argument("--policy", default="prod-discovery-service", help="policy name")
+    p.add_argument("--create-token", action="store_true", help="create the service's token")
+    p.add_argument("--period", default="24h", help="renewal period of that token (default 24h)")
+    p.set_defaults(run=_setup_service)
 
     def _help(args: argparse.Namespace) -> int:
         hub.print_help()
