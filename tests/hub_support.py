@@ -129,9 +129,14 @@ class HubWorld:
             self.users_bin = Path(users_python()).parent
             for name in [*self.users, "pdsvc"]:
                 ensure_user(name)
+            # What the users and the service must read (their configs, the service's state
+            # dir) lives apart from the hub's own state (its database, cookie secret, the test's
+            # settings with every token), which stays root's alone (mkdtemp: 0700).
+            shared = Path(tempfile.mkdtemp(prefix="pd-hub-shared-", dir="/tmp"))
+            shared.chmod(0o755)
             base = Path(tempfile.mkdtemp(prefix="pd-hub-", dir="/tmp"))
-            base.chmod(0o755)
         self.dir = base
+        self.shared = shared if os_users else base
         self.pg_admin_dsn = postgres_dsn
         self.dbname = "pd_hub_" + uuid.uuid4().hex[:10]
         self.bao = DevServer()
@@ -209,7 +214,7 @@ class HubWorld:
                 "ServerApp": {"jpserver_extensions": {"jupyter_prod_discovery": True}},
                 "AuditTrail": {"fail_closed": True},
             }
-        cfg_dir = self.dir / "jupyter-config"
+        cfg_dir = self.shared / "jupyter-config"
         cfg_dir.mkdir(exist_ok=True)
         (cfg_dir / "jupyter_server_config.json").write_text(json.dumps(config))
         return cfg_dir
@@ -291,14 +296,14 @@ class HubWorld:
             "prod-discovery-service", service_policy(parse_profiles(self.profiles))
         )
         token = root.auth.token.create(policies=["prod-discovery-service"], ttl="2h")
-        config = self.dir / "service_config.json"
+        config = self.shared / "service_config.json"
         config.write_text(
             json.dumps(
                 {"CredentialBroker": {"profiles": self.profiles, "deny_without_profile": True}}
             )
         )
         self.trusted_port = free_port()
-        state = self.dir / "service-state"
+        state = self.shared / "service-state"
         extra: dict[str, Any] = {}
         if self.os_users:  # the service under an OS user of its own, which owns its state
             import pwd
@@ -402,6 +407,7 @@ class HubWorld:
         self.bao.stop()
         if self.os_users:
             shutil.rmtree(self.dir, ignore_errors=True)
+            shutil.rmtree(self.shared, ignore_errors=True)
         with psycopg.connect(self.pg_admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
             for (role,) in conn.execute(
