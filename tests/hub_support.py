@@ -289,13 +289,11 @@ class HubWorld:
     def _trusted_service(self) -> dict[str, Any]:
         """The service's settings: a least-privilege Vault token, its store and profiles."""
         from jupyter_prod_discovery.credentials.profiles import parse_profiles
-        from jupyter_prod_discovery.service.vault_policy import service_policy
+        from jupyter_prod_discovery.service.vault_policy import install_policies
 
         root = hvac.Client(url=self.bao.address, token=self.bao.root_token)
-        root.sys.create_or_update_policy(
-            "prod-discovery-service", service_policy(parse_profiles(self.profiles))
-        )
-        token = root.auth.token.create(policies=["prod-discovery-service"], ttl="2h")
+        policies = install_policies(root, parse_profiles(self.profiles))
+        token = root.auth.token.create(policies=policies, ttl="2h")
         config = self.shared / "service_config.json"
         config.write_text(
             json.dumps(

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import hvac
 
 from jupyter_prod_discovery.credentials.profiles import parse_profiles
 from jupyter_prod_discovery.service.client import ServiceClient, ServiceError
-from jupyter_prod_discovery.service.vault_policy import service_policy
+from jupyter_prod_discovery.service.vault_policy import install_policies
 
 
 @dataclass
@@ -64,12 +65,8 @@ class ServiceProcess:
 def service_token(openbao: Any, profiles: list[dict[str, Any]]) -> str:
     """A least-privilege Vault token for the service: the policy its profiles need, no root."""
     client: hvac.Client = openbao.client()
-    parsed = parse_profiles(profiles)
-    client.sys.create_or_update_policy("prod-discovery-service", service_policy(parsed))
-    extra = sorted({p for prof in parsed for p in prof.policies})
-    token = client.auth.token.create(
-        policies=["prod-discovery-service", *extra], ttl="1h", renewable=True, no_parent=True
-    )
+    policies = install_policies(client, parse_profiles(profiles))
+    token = client.auth.token.create(policies=policies, ttl="1h", renewable=True, no_parent=True)
     return str(token["auth"]["client_token"])
 
 
@@ -84,38 +81,58 @@ def start_service(
     preexec_user: tuple[int, int] | None = None,
     socket_dir: Path | None = None,
     timeout: float = 30.0,
+    python: str | None = None,
+    base_env: Mapping[str, str] | None = None,
+    state_dir: Path | None = None,
+    log_path: Path | None = None,
+    server_timeout: float = 3.0,
 ) -> ServiceProcess:
-    """Start the service and wait until it answers on its socket."""
+    """Start the service and wait until it answers on its socket.
+
+    ``tmp`` holds the config file (and, unless given elsewhere, the socket, the state dir and the
+    log). A service under another OS user (``preexec_user``) needs ``python`` runnable by that
+    user, ``tmp`` readable by it, and ``base_env`` instead of the test runner's environment (which
+    would hand it root's variables); its ``log_path`` belongs where only root reads. A server
+    silent for ``server_timeout`` seconds is presumed dead and its kernels are revoked.
+    """
     socket_dir = socket_dir or tmp
     socket_path = str(socket_dir / "service.sock")
-    state_dir = str(tmp / "service-state")
+    state = str(state_dir or tmp / "service-state")
     config = tmp / "service_config.json"
     config.write_text(json.dumps({"CredentialBroker": {"profiles": profiles or []}}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    config.chmod(0o644)  # profiles only, no secret: the service's user must read it
+    source = os.environ if base_env is None else base_env
+    env = {k: v for k, v in source.items() if not k.startswith(("VAULT_", "BAO_"))}
     env["PROD_DISCOVERY_SERVICE_DSN"] = dsn
     if vault_addr:
         env["VAULT_ADDR"] = vault_addr
         env["VAULT_TOKEN"] = vault_token
-    log_path = tmp / "service.log"
+    log_path = log_path or tmp / "service.log"
     argv = [
-        sys.executable,
+        python or sys.executable,
         "-m",
         "jupyter_prod_discovery.cli",
         "service",
         f"--ProdDiscoveryService.socket_path={socket_path}",
-        f"--ProdDiscoveryService.state_dir={state_dir}",
+        f"--ProdDiscoveryService.state_dir={state}",
         f"--config={config}",
-        "--CredentialDesk.server_timeout=3",
+        f"--CredentialDesk.server_timeout={server_timeout:g}",
         *args,
     ]
     user_kwargs: dict[str, Any] = {}
     if preexec_user is not None:
-        user_kwargs = {"user": preexec_user[0], "group": preexec_user[1], "extra_groups": []}
+        # The runner's cwd may be a directory the service's user cannot enter.
+        user_kwargs = {
+            "user": preexec_user[0],
+            "group": preexec_user[1],
+            "extra_groups": [],
+            "cwd": str(tmp),
+        }
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             argv, env=env, stdout=log, stderr=subprocess.STDOUT, process_group=0, **user_kwargs
         )
-    service = ServiceProcess(proc, socket_path, state_dir, dsn, log_path)
+    service = ServiceProcess(proc, socket_path, state, dsn, log_path)
     deadline = time.monotonic() + timeout
     probe = ServiceClient(service.url, "probe")
     try:

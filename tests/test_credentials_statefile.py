@@ -58,7 +58,7 @@ class Broker(CrashStateFile):
         self._write_state()
 
     def live(self) -> set[str]:
-        return {i for _, _, i in self._live_entries()}
+        return {e[2] for e in self._live_entries()}
 
 
 def listed(path: Path) -> set[str]:

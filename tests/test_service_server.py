@@ -260,3 +260,65 @@ async def test_one_server_cannot_revoke_anothers_kernel(
     assert not warehouse.lease_alive(lease)
     await owner.aclose()
     await other.aclose()
+
+
+async def test_kernel_token_manages_itself_only(
+    service: ServiceProcess, warehouse: Warehouse, openbao: Any
+) -> None:
+    """Vault's default policy lets any token look up and renew any lease whose id it knows
+    (ids are in the trail): the service gives kernel tokens their profile's policies and
+    self-management only."""
+    import hvac
+    import hvac.exceptions
+
+    client = service.client("policy-server")
+    mine = await client.issue("k-mine", "python3")
+    other = await service.client("other-server").issue("k-other", "python3")
+    other_lease = next(
+        x["lease_id"] for x in other["kernel"]["leases"] if x["profile"] == "warehouse"
+    )
+    kernel = hvac.Client(url=openbao.address, token=mine["env"]["VAULT_TOKEN"])
+    policies = kernel.auth.token.lookup_self()["data"]["policies"]
+    assert "default" not in policies and "prod-discovery-kernel" in policies
+    kernel.auth.token.renew_self()
+    for attempt in (
+        lambda: kernel.sys.read_lease(other_lease),
+        lambda: kernel.sys.renew_lease(other_lease),
+        lambda: kernel.sys.revoke_lease(other_lease),
+    ):
+        with pytest.raises(hvac.exceptions.Forbidden):
+            attempt()
+    assert warehouse.lease_alive(other_lease)
+
+
+async def test_restarted_service_adopts_and_keeps_renewing(
+    service: ServiceProcess, warehouse: Warehouse, openbao: Any, tmp_path: Path
+) -> None:
+    """A restart of the service (upgrade, crash) does not cut running kernels off their data:
+    the new process adopts the leases the old one journaled, renews them, and revokes them when
+    their kernel stops."""
+    client = service.client("adopting-server")
+    issued = await client.issue("k-kept", "python3")
+    lease = next(x["lease_id"] for x in issued["kernel"]["leases"] if x["profile"] == "warehouse")
+    service.kill()  # SIGKILL: no cleanup at all
+    assert warehouse.lease_alive(lease)
+    profiles = warehouse.profiles()
+    again = start_service(
+        tmp_path,
+        service.dsn,
+        vault_addr=openbao.address,
+        vault_token=service_token(openbao, profiles),
+        profiles=profiles,
+    )
+    try:
+        fresh = again.client("adopting-server")
+        kernels = await fresh.heartbeat()
+        assert [k["kernel_id"] for k in kernels] == ["k-kept"]
+        renewed = await fresh.renew("k-kept")
+        assert any(x["lease_id"] == lease for x in renewed["leases"])
+        assert warehouse.lease_alive(lease)
+        await fresh.revoke("k-kept", "shutdown")
+        assert not warehouse.lease_alive(lease)
+        await fresh.aclose()
+    finally:
+        again.stop()

@@ -26,7 +26,9 @@ __all__ = ["STATE_PREFIX", "CrashStateFile"]
 STATE_PREFIX = "prod-discovery-credentials-"
 _COMPACT_LINES = 256  # rewrite once the journal has this many lines more than live entries
 
-Entry = tuple[str, str, str]  # kernel id, kind, lease id or accessor
+# kernel id, kind, lease id or accessor, profile, requested TTL, renewable: enough for a trusted
+# service restarted in place of a dead one to adopt and keep renewing what it left.
+Entry = tuple[str, str, str, str, int, bool]
 
 
 class CrashStateFile(BrokerState):
@@ -42,14 +44,9 @@ class CrashStateFile(BrokerState):
         return Path(base) / f"{STATE_PREFIX}{os.getpid()}.jsonl"
 
     def _live_entries(self) -> frozenset[Entry]:
-        live = {
-            (k.kernel_id, lease.kind, lease.lease_id)
-            for k in self._kernels.values()
-            for lease in k.leases
-            if lease.lease_id
-        }
-        live.update((kid, lease.kind, lease.lease_id) for kid, lease in self._pending_revoke)
-        return frozenset(live)
+        live = {_entry(k.kernel_id, lease) for k in self._kernels.values() for lease in k.leases}
+        live.update(_entry(kid, lease) for kid, lease in self._pending_revoke)
+        return frozenset(e for e in live if e[2])
 
     def _write_state(self) -> None:
         """Append what changed since the last call (lease ids and accessors, never secrets)."""
@@ -155,15 +152,22 @@ class CrashStateFile(BrokerState):
         return count
 
 
+def _entry(kernel_id: str, lease: Lease) -> Entry:
+    return (kernel_id, lease.kind, lease.lease_id, lease.profile, lease.ttl, lease.renewable)
+
+
 def _changes(added: frozenset[Entry], removed: frozenset[Entry]) -> bytes:
     """Journal lines: one ``add`` line with the added entries, one ``remove`` line with the
     removed lease ids (a line only where there is something)."""
     lines = b""
     if added:
-        rows = [{"kernel_id": kid, "kind": kind, "id": i} for kid, kind, i in sorted(added)]
+        rows = [
+            {"kernel_id": kid, "kind": kind, "id": i, "profile": p, "ttl": t, "renewable": r}
+            for kid, kind, i, p, t, r in sorted(added)
+        ]
         lines += json.dumps({"add": rows}).encode() + b"\n"
     if removed:
-        lines += json.dumps({"remove": sorted(i for _, _, i in removed)}).encode() + b"\n"
+        lines += json.dumps({"remove": sorted(e[2] for e in removed)}).encode() + b"\n"
     return lines
 
 

@@ -69,7 +69,7 @@ def _setup_service(args: argparse.Namespace) -> int:
     from ..cli import UsageError
     from ..credentials.profiles import ProfileError, parse_profiles
     from ..credentials.vault import translate_error
-    from ..service.vault_policy import service_policy
+    from ..service.vault_policy import install_policies
 
     address = args.vault_addr or os.environ.get("VAULT_ADDR", "")
     token = os.environ.get("VAULT_TOKEN", "")
@@ -84,13 +84,13 @@ def _setup_service(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ProfileError, AttributeError) as exc:
         raise UsageError(f"cannot read profiles from {args.config}: {exc}") from None
     client = hvac.Client(url=address, token=token, timeout=10)
-    extra = sorted({p for prof in profiles for p in prof.policies})
-    summary: dict[str, object] = {"policy": args.policy, "child_token_policies": extra}
+    summary: dict[str, object] = {"policy": args.policy}
     try:
-        client.sys.create_or_update_policy(args.policy, service_policy(profiles))
+        policies = install_policies(client, profiles, args.policy)
+        summary["token_policies"] = policies
         if args.create_token:
             created = client.auth.token.create(
-                policies=[args.policy, *extra],
+                policies=policies,
                 period=args.period,
                 no_parent=True,
                 display_name="prod-discovery-service",

@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from traitlets import Float
+from traitlets import Float, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..audit.trail import user_info
 from ..credentials.broker import CredentialBroker
-from ..credentials.records import KernelCredentials
+from ..credentials.records import KernelCredentials, Lease
 from ..credentials.secrets import SecretRegistry
+from ..credentials.statefile import STATE_PREFIX, read_state
 from ..credentials.vault import VaultClient
 from .ledger import AuditLedger, Principal
+from .vault_policy import KERNEL_POLICY
 
 __all__ = ["CredentialDesk", "Requester", "kernel_key"]
 
@@ -40,6 +43,16 @@ class Requester:
 
     username: str
     groups: list[str]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
 
 
 def kernel_key(principal: Principal, server_id: str, kernel_id: str) -> str:
@@ -87,12 +100,37 @@ class CredentialDesk(LoggingConfigurable):
         heartbeat_interval (default 10). Default 60.""",
     )
 
+    kernel_token_policy = Unicode(
+        KERNEL_POLICY,
+        config=True,
+        help="""Policy every kernel child token gets instead of Vault's 'default' policy (which
+        lets a token look up and renew any lease whose id it knows). Default
+        'prod-discovery-kernel' (lookup, renew and revoke itself; `hub setup-service` writes it,
+        and the service's own token must hold it). '' keeps the profiles as configured.""",
+    )
+
     def __init__(self, vault: VaultClient, ledger: AuditLedger, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.host = _Host(vault, ledger)
         self.broker = CredentialBroker(parent=self, app=self.host)  # type: ignore[arg-type]
+        self.broker.observe(self._harden_profiles, "profiles")
+        self._harden_profiles()
         self._seen: dict[tuple[str, str], float] = {}
         self._reaper: asyncio.Task[None] | None = None
+
+    def _harden_profiles(self, change: Any = None) -> None:
+        """Child tokens for kernels never carry Vault's ``default`` policy (it lets a token look
+        up and renew any lease whose id it knows), only their profile's policies and
+        ``kernel_token_policy`` (manage itself)."""
+        if not self.kernel_token_policy:
+            return
+        hardened = []
+        for profile in self.broker._profiles:
+            if profile.type == "token":
+                policies = tuple(dict.fromkeys((*profile.policies, self.kernel_token_policy)))
+                profile = replace(profile, no_default_policy=True, policies=policies)
+            hardened.append(profile)
+        self.broker._profiles = hardened
 
     @property
     def active(self) -> bool:
@@ -100,9 +138,63 @@ class CredentialDesk(LoggingConfigurable):
 
     async def start(self) -> None:
         if self.broker.active:
-            await self.broker.revoke_orphans()
+            self.adopt()
+            await self.broker.revoke_orphans()  # what could not be adopted
             self.broker.start()
         self._reaper = asyncio.create_task(self._reap_loop())
+
+    def adopt(self) -> int:
+        """Take over the leases a previous service process left in its journal.
+
+        Why adopt rather than revoke: a restart of the service (an upgrade, a crash) must not
+        cut every running kernel off its data. The previous process's journal (same Vault, its
+        process gone) lists each lease with its kernel key, profile, TTL and renewability;
+        they are renewed at the next renewal pass (which also finds any that expired meanwhile)
+        and their servers are given ``server_timeout`` to beat again before the reaper revokes
+        them. Returns how many leases were adopted.
+        """
+        base = self.broker.state_path.parent
+        if not base.is_dir():
+            return 0
+        adopted = 0
+        now = time.time()
+        for path in sorted(base.glob(f"{STATE_PREFIX}*.jsonl")):
+            try:
+                payload = read_state(path)
+                pid = int(payload.get("pid") or 0)
+            except (OSError, ValueError):
+                continue
+            if pid == os.getpid() or _alive(pid) or payload.get("vault") != self.host.vault.url:
+                continue
+            for row in payload.get("leases", []):
+                key = str(row.get("kernel_id", ""))
+                if key.count("/") < 2 or not row.get("id"):
+                    continue  # not a kernel key of this service: left to revoke_orphans
+                user, server_id, _ = key.split("/", 2)
+                record = self.broker._kernels.get(key)
+                if record is None:
+                    record = KernelCredentials(key, "", user, [], [])
+                    self.broker._kernels[key] = record
+                    self.broker._owners[key] = user
+                lease = Lease(
+                    profile=str(row.get("profile") or ""),
+                    kind=str(row.get("kind")),
+                    lease_id=str(row["id"]),
+                    request_id="",
+                    ttl=int(row.get("ttl") or 0),
+                    renewable=bool(row.get("renewable", True)),
+                    expires_at=now,  # unknown: renewed at the next pass
+                )
+                record.leases.append(lease)
+                if lease.profile and lease.profile not in record.profiles:
+                    record.profiles.append(lease.profile)
+                self._seen[(user, server_id)] = time.monotonic()
+                adopted += 1
+            self.broker._write_state()  # ours lists them now; the dead one's journal can go
+            path.unlink(missing_ok=True)
+        if adopted:
+            self.log.warning("Adopted %d lease(s) of a previous service process", adopted)
+        return adopted
 
     async def stop(self) -> None:
         if self._reaper is not None:
