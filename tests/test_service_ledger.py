@@ -278,3 +278,40 @@ async def test_forged_checkpoint_with_another_key_is_ignored(
     result = check(dsn, signer)
     assert result.problem is not None and result.problem.what == "inserted"
     assert any("not signed by a trusted key" in w for w in result.warnings)
+
+
+async def test_restart_ignores_rows_it_did_not_sign(
+    postgres_database: str, signer: KeyFileSigner
+) -> None:
+    """Someone who can write the table inserts a row at the next seq and raises bob's stream
+    position: the restarted service neither chains to that row nor drops bob's next events."""
+    dsn = postgres_database
+    await filled(dsn, signer)
+    last = json.loads(list(read_lines(dsn))[-1])
+    from jupyter_prod_discovery.audit.signed_chain import record_hash
+
+    alien = dict(last, seq=7, prev=last["hash"], event_id="alien", server_seq=10**9)
+    alien["hash"] = record_hash(alien)
+    sql(
+        dsn,
+        f"INSERT INTO {T} (chain, seq, username, server_id, server_seq, record) "
+        "VALUES ('main', 7, 'bob', 'srv', %s, %s)",
+        10**9,
+        json.dumps(alien),
+    )
+    ledger = await started(dsn, signer)
+    try:
+        assert ledger.alerts >= 1
+        assert ledger.stream_position(BOB, "srv") == 3  # what a signed record vouches for
+        result = await ledger.append(BOB, "srv", [event(4, user="bob")])
+    finally:
+        await ledger.stop()
+    assert result["acknowledged"] == 1
+    records = [json.loads(line) for line in read_lines(dsn)]
+    mine = records[-1]
+    assert mine["seq"] == 9 and mine["prev"] != alien["hash"]
+    alert = records[-2]
+    assert alert["kind"] == "alert" and alert["data"]["what"] == "foreign_records"
+    verdict = check(dsn, signer)
+    assert verdict.problem is not None
+    assert (verdict.problem.what, verdict.problem.seq) == ("inserted", 7)

@@ -36,7 +36,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..audit.chain import GENESIS, canonical
 from ..audit.recorder import AUDIT_KINDS
-from ..audit.signed_chain import checkpoint_message, head_message
+from ..audit.signed_chain import checkpoint_message, head_message, record_hash
 from .signing import AuditSigner
 
 __all__ = ["AuditLedger", "LedgerError", "LedgerUnavailable", "Principal"]
@@ -145,6 +145,7 @@ class AuditLedger(LoggingConfigurable):
         self.seq = 0
         self.head = GENESIS
         self._streams: dict[tuple[str, str], int] = {}
+        self._foreign: tuple[int, int] | None = None  # rows found that this service did not sign
         self._waiting: list[_Request] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -172,12 +173,32 @@ class AuditLedger(LoggingConfigurable):
         self._reload()
 
     def _reload(self) -> None:
+        """Resume from what this service signed, never from a row it merely finds.
+
+        Why not the table's last row: whoever can write the table (a misconfigured DSN, trust
+        auth) could insert a row at the next seq, which would become the head the next batch
+        chains to; or raise a stream's ``server_seq`` column so that the service dropped that
+        server's next events as replays. The head comes from the newest checkpoint that this
+        service's key signed; rows beyond it are recorded as an ``alert`` with the next batch,
+        and each stream's position is the highest ``server_seq`` of a record a signed
+        checkpoint lists (checked per stream: one checkpoint lookup each).
+        """
+        from .signing import PublicKeys
+
+        check = PublicKeys([self.signer.public_key_pem()])
         t = self._table
         with self._conn.transaction():
-            row = self._conn.execute(
-                _q("SELECT seq, record FROM {t} WHERE chain = %s ORDER BY seq DESC LIMIT 1", t),
-                (self.chain,),
+            top = self._conn.execute(
+                _q("SELECT max(seq) FROM {t} WHERE chain = %s", t), (self.chain,)
             ).fetchone()
+            checkpoints = self._conn.execute(
+                _q(
+                    "SELECT first_seq, last_seq, head, hashes, key_id, sig FROM {cp} "
+                    "WHERE chain = %s ORDER BY last_seq DESC LIMIT 50",
+                    t,
+                ),
+                (self.chain,),
+            ).fetchall()
             streams = self._conn.execute(
                 _q(
                     "SELECT username, server_id, max(server_seq) FROM {t} "
@@ -186,8 +207,71 @@ class AuditLedger(LoggingConfigurable):
                 ),
                 (self.chain,),
             ).fetchall()
-        self.seq, self.head = (int(row[0]), json.loads(row[1])["hash"]) if row else (0, GENESIS)
-        self._streams = {(u, s): int(n) for u, s, n in streams}
+        signed_seq, head = 0, GENESIS
+        for first, last, cp_head, hashes, key_id, sig in checkpoints:
+            hash_list = json.loads(hashes)
+            msg = checkpoint_message(self.chain, int(first), int(last), cp_head, hash_list)
+            if check(msg, sig, key_id):
+                signed_seq, head = int(last), cp_head
+                break
+        highest = int(top[0]) if top and top[0] is not None else 0
+        self.seq, self.head = max(highest, signed_seq), head
+        self._foreign = (signed_seq + 1, highest) if highest > signed_seq else None
+        if self._foreign:
+            self.alerts += 1
+            self.log.error(
+                "ALERT audit store: records %d..%d of chain %r were not signed by this service",
+                *self._foreign,
+                self.chain,
+            )
+        self._streams = {}
+        with self._conn.transaction():  # autocommit is off: never leave a transaction open
+            for user, server, n in streams:
+                position = self._signed_position(check, user, server, int(n))
+                self._streams[(user, server)] = position
+
+    def _signed_position(self, check: Any, user: str, server: str, claimed: int) -> int:
+        """The highest server_seq of ``(user, server)`` that a signed record vouches for."""
+        t = self._table
+        rows = self._conn.execute(
+            _q(
+                "SELECT seq, record FROM {t} WHERE chain = %s AND username = %s AND "
+                "server_id = %s AND server_seq <= %s ORDER BY server_seq DESC LIMIT 20",
+                t,
+            ),
+            (self.chain, user, server, claimed),
+        ).fetchall()
+        for seq, record in rows:
+            cp = self._conn.execute(
+                _q(
+                    "SELECT first_seq, last_seq, head, hashes, key_id, sig FROM {cp} "
+                    "WHERE chain = %s AND first_seq <= %s AND last_seq >= %s",
+                    t,
+                ),
+                (self.chain, seq, seq),
+            ).fetchone()
+            if cp is None:
+                continue
+            hashes = json.loads(cp[3])
+            message = checkpoint_message(self.chain, int(cp[0]), int(cp[1]), cp[2], hashes)
+            rec = json.loads(record)
+            if (
+                check(message, cp[5], cp[4])
+                and hashes[int(seq) - int(cp[0])] == record_hash(rec)
+                and rec.get("principal", {}).get("username") == user
+                and rec.get("server_id") == server
+            ):
+                if int(rec["server_seq"]) != claimed:
+                    self.alerts += 1
+                    self.log.error(
+                        "ALERT audit store: stream %s/%s claims server_seq %d, signed %d",
+                        user,
+                        server,
+                        claimed,
+                        rec["server_seq"],
+                    )
+                return int(rec["server_seq"])
+        return 0
 
     async def start(self) -> None:
         await asyncio.to_thread(self.open)
@@ -354,6 +438,24 @@ class AuditLedger(LoggingConfigurable):
                 )
             )
 
+        if self._foreign is not None:
+            first_alien, last_alien = self._foreign
+            seal(
+                {
+                    "data": {
+                        "what": "foreign_records",
+                        "missing_from": first_alien,
+                        "missing_to": last_alien,
+                    },
+                    "event_id": os.urandom(16).hex(),
+                    "kind": "alert",
+                    "schema": ALERT_SCHEMA,
+                    "ts": received,
+                    "version": 1,
+                },
+                None,
+                "",
+            )
         for req in taken:
             acked = dups = 0
             key = (req.principal.username, req.server_id) if req.principal else None
@@ -414,6 +516,7 @@ class AuditLedger(LoggingConfigurable):
                 (self.chain, first, seq, head, json.dumps(hashes), self.signer.key_id, sig),
             )
         self.seq, self.head, self._streams = seq, head, streams
+        self._foreign = None
         self.committed += len(rows)
 
     # -- reading (own connections: psycopg shares one connection's transaction between threads) -
