@@ -14,9 +14,11 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Unicode, default
 
+from . import hardening
 from .audit import setup as audit_setup
 from .audit.api import audit_handlers
 from .audit.recorder import AuditRecorder, NullRecorder
+from .credentials import environment
 from .credentials.broker import CredentialBroker
 from .credentials.provisioner import PROVISIONER_NAME
 from .credentials.remote import RemoteCredentialBroker
@@ -41,6 +43,7 @@ class ProdDiscoveryApp(ExtensionApp):
         VaultClient,
         CredentialBroker,
         RemoteCredentialBroker,
+        environment.KernelEnvironment,
         *audit_setup.CONFIG_CLASSES,
         *guard_setup.CONFIG_CLASSES,
         *export_setup.CONFIG_CLASSES,
@@ -65,6 +68,14 @@ class ProdDiscoveryApp(ExtensionApp):
         unreachable or the token is invalid, refuse to start the server. Default True. Set False
         to start anyway with the credential guard inactive (the status endpoint reports why).""",
     )
+    non_dumpable = Bool(
+        True,
+        config=True,
+        help="""Make the server process non-dumpable (Linux prctl PR_SET_DUMPABLE 0) so that
+        kernels, terminals and other processes of the same user cannot read its environment or
+        memory through /proc, nor ptrace it (root and CAP_SYS_PTRACE still can). Default True; a
+        no-op elsewhere. Set False to debug the server with gdb or py-spy.""",
+    )
 
     service_url = Unicode(
         config=True,
@@ -82,6 +93,7 @@ class ProdDiscoveryApp(ExtensionApp):
         return os.environ.get(SERVICE_URL_ENV, "")
 
     def initialize_settings(self) -> None:
+        hardening.harden(self.serverapp, non_dumpable=self.non_dumpable, log=self.log)
         self.vault = VaultClient(parent=self)
         self.vault_error: str | None = None
         self.service_client: ServiceClient | None = None
@@ -102,6 +114,7 @@ class ProdDiscoveryApp(ExtensionApp):
                 self.log.error("Vault unavailable, credential guard inactive: %s", exc)
         # Shared seams, created before any capability so each can be handed the others.
         self.secrets = SecretRegistry()
+        self.kernel_environment = environment.KernelEnvironment(parent=self)
         self.audit: AuditRecorder = NullRecorder()
         # Called by the credential provisioner in pre_launch with (kernel_id, env) so that other
         # capabilities (the audit shim) can add variables to every kernel's environment.
@@ -147,12 +160,14 @@ class ProdDiscoveryApp(ExtensionApp):
         # what the user configured explicitly is never overridden.
         audit_setup.link(serverapp)
         guard_setup.link(serverapp)
+        environment.link(serverapp)
         factory = serverapp.config.get("KernelProvisionerFactory", {})
         if "default_provisioner_name" not in factory:
             serverapp.config.KernelProvisionerFactory.default_provisioner_name = PROVISIONER_NAME
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         await super()._start_jupyter_server_extension(serverapp)
+        hardening.secure_runtime_dir(serverapp.runtime_dir, self.log)  # files of start_app
         if self.vault.configured and self.vault_error is None and not self.service_url:
             self.vault.start_renewal()
         await audit_setup.start(self)

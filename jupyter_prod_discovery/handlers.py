@@ -17,6 +17,7 @@ from tornado.routing import HostMatches, Matcher, Rule
 
 from . import __version__
 from .credentials.vault import VaultAuthError, VaultError, VaultUnreachable
+from .hardening import boundary_status
 
 if TYPE_CHECKING:
     from .extension import ProdDiscoveryApp
@@ -77,14 +78,18 @@ class ProdDiscoveryHandler(ExtensionHandlerMixin, APIHandler):
 
 
 class StatusHandler(ProdDiscoveryHandler):
-    """What the indicator shows: environment, active guards, Vault reachability and identity."""
+    """What the indicator shows: environment, active guards, Vault reachability and identity,
+    and which kind of boundary protects the controls (``hardening.boundary_status``)."""
 
     @web.authenticated
     @authorized
     @map_errors
     async def get(self) -> None:
         app = self.app
-        vault = await asyncio.to_thread(app.vault.health)
+        if app.service_client is not None:  # Vault is the trusted service's business
+            vault = await app.broker.health()  # type: ignore[union-attr]
+        else:
+            vault = await asyncio.to_thread(app.vault.health)
         if app.vault_error and not vault.get("error"):
             vault["error"] = app.vault_error
         user = self.current_user
@@ -100,6 +105,7 @@ class StatusHandler(ProdDiscoveryHandler):
                 "guards": app.guards(),
                 "vault": vault,
                 "user": {"name": getattr(user, "username", None)},
+                "boundary": boundary_status(app),
             }
         )
 

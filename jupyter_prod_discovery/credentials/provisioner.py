@@ -10,6 +10,7 @@ registered in ``post_launch`` (and by the broker's reaper as a safety net).
 from __future__ import annotations
 
 import asyncio
+from string import Template
 from typing import TYPE_CHECKING, Any
 
 from jupyter_client.provisioning import LocalProvisioner
@@ -55,7 +56,11 @@ def find_app(obj: Any) -> ProdDiscoveryApp | None:
 
 
 class CredentialProvisioner(LocalProvisioner):
-    """LocalProvisioner plus per-kernel Vault credentials in the kernel's environment."""
+    """LocalProvisioner plus per-kernel Vault credentials in the kernel's environment.
+
+    The rest of that environment comes from ``KernelEnvironment``'s allow-list, not from a copy of
+    the server's (``credentials/environment.py``).
+    """
 
     _dead_callback_registered = False
 
@@ -90,9 +95,12 @@ class CredentialProvisioner(LocalProvisioner):
         except BaseException:
             await broker.revoke(self.kernel_id, reason="shutdown")
             raise
-        env: dict[str, str] = kwargs.setdefault("env", {})
+        env = self._filtered_env(app, kwargs.get("env", {}))
+        kwargs["env"] = env
         if broker.active:
             for name in SERVER_SECRET_ENV:
+                # The server's Vault login never reaches a kernel, not even through a kernelspec
+                # or a loosened KernelEnvironment.deny.
                 env.pop(name, None)
             env.update(issued)
             owner = broker.owner_of(self.kernel_id)
@@ -102,6 +110,25 @@ class CredentialProvisioner(LocalProvisioner):
         for hook in list(app.kernel_env_hooks):
             hook(self.kernel_id, env)
         return kwargs
+
+    def _filtered_env(self, app: ProdDiscoveryApp, env: dict[str, str]) -> dict[str, str]:
+        """The kernel's environment from the allow-list, plus its kernelspec's ``env``.
+
+        jupyter_client hands over a copy of the server's environment (plus what the session
+        manager set, such as ``JPY_SESSION_NAME``) updated with the kernelspec's ``env``, whose
+        ``${VAR}`` templates it filled from the server's whole environment. The kernelspec's
+        entries are kept, but their templates are filled again from the filtered environment:
+        otherwise a kernelspec written by kernel code (``"X": "${JUPYTERHUB_API_TOKEN}"``) would
+        copy out any secret the allow-list withholds. ``JPY_PARENT_PID`` is added later, by
+        jupyter_client's launcher.
+        """
+        filtered = app.kernel_environment.build(env)
+        spec_env: dict[str, str] = getattr(self.kernel_spec, "env", None) or {}
+        explicit = {
+            name: Template(value).safe_substitute(filtered) for name, value in spec_env.items()
+        }
+        filtered.update(explicit)
+        return filtered
 
     async def post_launch(self, **kwargs: Any) -> None:
         """Register the "dead" callback once the restarter exists (it does after launch)."""

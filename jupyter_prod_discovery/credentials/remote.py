@@ -124,6 +124,32 @@ class RemoteCredentialBroker(LoggingConfigurable):
             self._pending_revoke[kernel_id] = reason
             self.log.error("Revoking kernel %s through the service failed: %s", kernel_id, exc)
 
+    async def health(self) -> dict[str, Any]:
+        """Vault as this server sees it: through the service (for the status endpoint)."""
+        try:
+            status = await self.client.status()
+        except ServiceError as exc:
+            return {
+                "configured": True,
+                "reachable": False,
+                "authenticated": False,
+                "via": "service",
+                "address": None,
+                "identity": None,
+                "error": str(exc),
+            }
+        active = bool(status.get("credentials", {}).get("active"))
+        return {
+            "configured": True,
+            "reachable": True,
+            "authenticated": active,
+            "via": "service",
+            "address": None,  # the service's Vault is not the user's business
+            "identity": None,
+            "principal": status.get("principal", {}).get("username"),
+            "error": None if active else "the trusted service has no usable Vault connection",
+        }
+
     async def renew_now(self, kernel_id: str) -> RemoteKernel:
         record = self._kernels.get(kernel_id)
         if record is None:

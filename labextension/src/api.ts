@@ -12,6 +12,8 @@ export interface IStatus {
     authenticated: boolean;
     address: string | null;
     error: string | null;
+    /** 'service' when the trusted service holds Vault and this server is its client. */
+    via?: 'service';
     identity: {
       display_name: string;
       policies: string[];
@@ -22,6 +24,17 @@ export interface IStatus {
   user: { name: string | null };
   /** What this user may see; absent on servers older than the audit viewer. */
   permissions?: { audit: boolean };
+  /** What protects the controls; absent on older servers. */
+  boundary?: IBoundary;
+}
+
+/** The server's trust boundary (hardening.boundary_status on the server). */
+export interface IBoundary {
+  /** same-user: everything runs as the user (evaluation only); service: a trusted service. */
+  mode: 'same-user' | 'service';
+  label: string;
+  /** Whether the server process is non-dumpable (its /proc environ and memory unreadable). */
+  non_dumpable: boolean;
 }
 
 /** An error answer of the server API with its message. */

@@ -9,7 +9,7 @@ import { IStatus } from '../api';
  * forget they are working on production data.
  */
 export class EnvironmentIndicator extends Widget {
-  constructor(kind: 'statusbar' | 'banner') {
+  constructor(private readonly kind: 'statusbar' | 'banner') {
     super();
     this.addClass('jp-ProdDiscovery-indicator');
     this.addClass(`jp-ProdDiscovery-indicator-${kind}`);
@@ -29,7 +29,10 @@ export class EnvironmentIndicator extends Widget {
       label = 'Vault not configured';
     } else if (vault.reachable && vault.authenticated) {
       state = 'connected';
-      label = 'Vault connected';
+      label =
+        vault.via === 'service'
+          ? 'Vault connected (through the trusted service)'
+          : 'Vault connected';
     } else {
       state = 'disconnected';
       label = 'Vault disconnected';
@@ -39,8 +42,15 @@ export class EnvironmentIndicator extends Widget {
       '--jp-prod-discovery-color',
       status.environment.color
     );
-    this.node.textContent = `${status.environment.name} · ${label}`;
-    const tip = vault.error ? `${label}: ${vault.error}` : label;
+    // Said wherever the controls run as the user themselves: fine to evaluate, not a boundary.
+    const boundary = status.boundary;
+    const caveat = boundary?.mode === 'same-user' ? boundary.label : null;
+    this.node.dataset.boundary = boundary?.mode ?? 'unknown';
+    const text = `${status.environment.name} · ${label}`;
+    this.node.textContent =
+      caveat && this.kind === 'banner' ? `${text} · ${caveat}` : text;
+    const vaultTip = vault.error ? `${label}: ${vault.error}` : label;
+    const tip = caveat ? `${vaultTip}; ${caveat}` : vaultTip;
     this.node.title = tip;
     this.node.setAttribute('aria-label', `${status.environment.name}, ${tip}`);
   }

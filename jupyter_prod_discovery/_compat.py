@@ -1,0 +1,68 @@
+"""Where this project relies on other packages' undeclared behaviour, in one place.
+
+Why one module: when a jupyter_server_terminals or terminado upgrade changes one of these details,
+one small file breaks, and its tests (``tests/test_hardening.py``) say what broke.
+
+Terminal environments. jupyter_server_terminals declares the terminal manager as a configurable
+class (``TerminalsExtensionApp.terminal_manager_class``) but has no setting for which of the
+server's variables a shell inherits: terminado's ``TermManagerBase.make_term_env`` (a public method,
+not a documented extension point) starts from ``os.environ.copy()``, sets ``TERM``, ``COLUMNS``,
+``LINES`` and ``PYXTERM_DIMENSIONS`` (``PYXTERM_URL`` with a server URL), then applies the
+manager's and the request's ``extra_env``. ``FilteredTerminalManager`` overrides that method and
+relies on exactly that: whatever terminado set itself stays, the inherited rest goes through
+``KernelEnvironment``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server_terminals.terminalmanager import TerminalManager
+from terminado import management as _terminado
+
+from .credentials.environment import KernelEnvironment
+from .credentials.provisioner import find_app
+
+__all__ = ["TERMINADO_OWN_ENV", "FilteredTerminalManager"]
+
+_PREFIX = getattr(_terminado, "ENV_PREFIX", "PYXTERM_")
+#: The variables terminado sets for every terminal itself (not inherited from the server).
+TERMINADO_OWN_ENV = ("TERM", "COLUMNS", "LINES", f"{_PREFIX}DIMENSIONS", f"{_PREFIX}URL")
+
+
+class FilteredTerminalManager(TerminalManager):
+    """jupyter_server_terminals' manager whose shells inherit only what KernelEnvironment passes.
+
+    Installed by ``credentials.environment.link`` unless a terminal manager class is configured.
+    """
+
+    _own_environment: KernelEnvironment | None = None
+
+    @property
+    def kernel_environment(self) -> KernelEnvironment:
+        """The extension's KernelEnvironment (one policy for kernels and terminals).
+
+        Without the extension (this class configured on its own) a KernelEnvironment of its own,
+        from the same ``c.KernelEnvironment`` config: terminals are never left unfiltered.
+        """
+        app = find_app(self)
+        shared = getattr(app, "kernel_environment", None)
+        if isinstance(shared, KernelEnvironment):
+            return shared
+        if self._own_environment is None:
+            self._own_environment = KernelEnvironment(parent=self)
+        return self._own_environment
+
+    def make_term_env(
+        self,
+        height: int = 25,
+        width: int = 80,
+        winheight: int = 0,
+        winwidth: int = 0,
+        **kwargs: Any,
+    ) -> dict[str, str]:
+        """terminado's environment, with the server's inherited variables filtered."""
+        env = super().make_term_env(height, width, winheight, winwidth, **kwargs)
+        own = {*TERMINADO_OWN_ENV, *(self.extra_env or {}), *(kwargs.get("extra_env") or {})}
+        explicit = {k: v for k, v in env.items() if k in own}
+        return self.kernel_environment.build(env, explicit)
