@@ -27,9 +27,11 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "demo",
         help="start OpenBao, a sample production database and JupyterLab with the guards on",
         description=(
-            "Start an embedded OpenBao dev server on loopback, seed it (policies, a KV secret and, "
-            "when PostgreSQL is reachable, the database secrets engine with a sample production "
-            "database), then start JupyterLab with the extension configured against it. "
+            "Start an embedded OpenBao dev server on loopback, seed it (policies, a KV secret and "
+            "the database secrets engine with a sample production database in PostgreSQL), then "
+            "the trusted service with a least-privilege token and JupyterLab as its client. As "
+            "root, OpenBao and the service run as the OS user pd-demo-svc and JupyterLab as "
+            "pd-demo; as a normal user everything runs as that user (evaluation only). "
             "Ctrl-C stops everything and leaves nothing behind."
         ),
     )

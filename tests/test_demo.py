@@ -1,16 +1,21 @@
-"""The one-command demo: seeding on real OpenBao and PostgreSQL, and the demo process end to end."""
+"""The one-command demo: seeding and the Vault hand-over on real OpenBao and PostgreSQL, and the
+demo process end to end (as root: the separated topology with real OS users)."""
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import hvac
 import psutil
@@ -21,12 +26,25 @@ import requests
 from jupyter_prod_discovery.demo.binder import write_user_config
 from jupyter_prod_discovery.demo.openbao import DevServer
 from jupyter_prod_discovery.demo.process import DemoProcess
+from jupyter_prod_discovery.demo.runner import DEFAULT_DSN
 from jupyter_prod_discovery.demo.seed import (
+    ANALYST_POLICY,
     drop_leftover_roles,
     generate_customers,
+    postgres_reachable,
     revoke_database_leases,
     seed_vault,
 )
+from jupyter_prod_discovery.demo.topology import (
+    DEMO_USER,
+    SERVICE_USER,
+    ensure_account,
+    users_venv,
+)
+from jupyter_prod_discovery.demo.trusted import SERVICE_POLICY, hand_over_vault
+from jupyter_prod_discovery.pytest_plugin import require
+from jupyter_prod_discovery.service.ledger import read_lines
+from jupyter_prod_discovery.service.vault_policy import KERNEL_POLICY
 
 SSN = re.compile(r"^(?!000|666|9)\d{3}-(?!00)\d{2}-(?!0000)\d{4}$")
 
@@ -125,11 +143,94 @@ def test_drop_leftover_roles_refuses_broad_prefix(postgres_dsn: str) -> None:
             drop_leftover_roles(postgres_dsn, prefix)
 
 
+def test_hand_over_vault_revokes_root_and_keeps_two_narrow_tokens(
+    openbao: DevServer, postgres_dsn: str
+) -> None:
+    """After seeding no root token works; the service's token issues what the profiles need and
+    nothing else; the demo's cleanup token can only revoke the database leases."""
+    root = openbao.client()
+    seed = seed_vault(root, dsn=postgres_dsn)
+    assert seed.role_prefix
+    try:
+        handover = hand_over_vault(root, seed.profiles(), seed.database_mount or "database")
+        assert not openbao.client().is_authenticated()  # revoked, not merely forgotten
+        assert handover.service_token not in repr(handover)
+        service = hvac.Client(url=openbao.address, token=handover.service_token, timeout=5)
+        creds = service.read(f"{seed.database_mount}/creds/{seed.database_role}")
+        assert creds["data"]["username"].startswith(seed.role_prefix)
+        child = service.auth.token.create(policies=[ANALYST_POLICY], ttl="5m")
+        assert child["auth"]["policies"] == ["default", ANALYST_POLICY]
+        with pytest.raises(hvac.exceptions.Forbidden):
+            service.sys.list_mounted_secrets_engines()
+        with pytest.raises(hvac.exceptions.Forbidden):
+            service.sys.create_or_update_policy("mine", 'path "*" { capabilities = ["sudo"] }')
+        cleanup = hvac.Client(url=openbao.address, token=handover.cleanup_token, timeout=5)
+        with pytest.raises(hvac.exceptions.Forbidden):
+            cleanup.read(f"{seed.database_mount}/creds/{seed.database_role}")
+        assert len(roles_with_prefix(postgres_dsn, seed.role_prefix)) == 1
+        revoke_database_leases(cleanup, seed.database_mount or "database")
+        assert roles_with_prefix(postgres_dsn, seed.role_prefix) == []
+    finally:
+        drop_leftover_roles(postgres_dsn, seed.role_prefix)
+
+
 # --- the demo process ------------------------------------------------------------------------
+#
+# Run as root (sessions and CI are), the demo separates: OpenBao and the trusted service as
+# pd-demo-svc, JupyterLab with its kernels as pd-demo. Elsewhere it runs in same-user mode and the
+# tests that need the separation skip (and fail under CI=true).
+
+
+def demo_dsn() -> str:
+    return os.environ.get("PROD_DISCOVERY_DEMO_DSN") or DEFAULT_DSN
+
+
+def require_root() -> None:
+    require(os.geteuid() == 0, "the separated topology needs the demo started as root")
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    """A process's environment, read as root (JupyterLab is non-dumpable: root only)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(): v.decode(errors="replace") for k, v in pairs}
+
+
+def uid_of(pid: int) -> int:
+    """The real uid of ``pid`` from ``/proc/<pid>/status`` (its "Uid:" line)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+def option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def verify(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a banner's ``jupyter prod-discovery audit verify ...`` with this interpreter."""
+    assert command[:4] == ["jupyter", "prod-discovery", "audit", "verify"], command
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_prod_discovery.cli", *command[2:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[DemoProcess]:
+    require(postgres_reachable(demo_dsn()), f"PostgreSQL is unreachable at {demo_dsn()}")
     proc = DemoProcess(free_port())
     try:
         yield proc.start(timeout=30)  # acceptance: JupyterLab serves within 30 s
@@ -137,22 +238,81 @@ def demo() -> Iterator[DemoProcess]:
         proc.cleanup()
 
 
-def test_serve_demo_status_vault_connected(demo: DemoProcess) -> None:
+def test_serve_demo_status_client_of_the_service(demo: DemoProcess) -> None:
+    """JupyterLab talks to the trusted service, not to Vault: it holds nothing of Vault."""
     r = requests.get(
         f"{demo.url}/prod-discovery/api/status",
         headers={"Authorization": f"token {demo.token}"},
         timeout=10,
     )
     assert r.status_code == 200
-    vault = r.json()["vault"]
-    assert vault["configured"] and vault["reachable"] and vault["authenticated"]
-    assert r.json()["environment"]["name"] == "Prod Discovery (demo)"
+    status = r.json()
+    assert status["environment"]["name"] == "Prod Discovery (demo)"
+    assert status["vault"]["configured"] is False
+    assert status["guards"]["credentials"] is True
+    assert status["boundary"]["mode"] == "service"
     assert demo.token not in r.text
 
 
 def test_serve_demo_refuses_without_token(demo: DemoProcess) -> None:
     r = requests.get(f"{demo.url}/prod-discovery/api/status", timeout=10)
     assert r.status_code == 403
+
+
+def test_run_demo_parts_as_their_os_users(demo: DemoProcess) -> None:
+    """OpenBao and the service as pd-demo-svc, JupyterLab as pd-demo, none as root."""
+    require_root()
+    assert demo.parts["openbao"][0] == demo.parts["service"][0] == SERVICE_USER
+    assert demo.parts["lab"][0] == DEMO_USER
+    service_uid, demo_uid = pwd.getpwnam(SERVICE_USER).pw_uid, pwd.getpwnam(DEMO_USER).pw_uid
+    assert uid_of(demo.parts["openbao"][1]) == service_uid
+    assert uid_of(demo.parts["service"][1]) == service_uid
+    assert uid_of(demo.parts["lab"][1]) == demo_uid
+    assert service_uid != demo_uid and 0 not in (service_uid, demo_uid)
+    # The service's socket is in a directory only it and the demo user may enter.
+    socket_dir = Path(demo.socket_path).parent.stat()
+    assert (socket_dir.st_uid, socket_dir.st_gid) == (service_uid, pwd.getpwnam(DEMO_USER).pw_gid)
+    assert stat.S_IMODE(socket_dir.st_mode) == 0o750
+    notebooks = Path(demo.notebooks).stat()
+    assert notebooks.st_uid == demo_uid and stat.S_IMODE(notebooks.st_mode) == 0o700
+    assert "same-user mode" not in demo.output
+
+
+def test_run_demo_lab_environment_holds_no_secret(demo: DemoProcess) -> None:
+    """No Vault token, DSN or audit key in JupyterLab's environment, by name or by value."""
+    require_root()
+    lab = environ_of(demo.parts["lab"][1])
+    service = environ_of(demo.parts["service"][1])
+    forbidden = ("VAULT_", "BAO_", "PROD_DISCOVERY_SERVICE_DSN", "PROD_DISCOVERY_AUDIT_KEY", "PG")
+    assert [k for k in lab if k.startswith(forbidden)] == []
+    state = Path(demo.workdir) / "service-state" / "audit-signing-key.pem"
+    signing_key = "".join(state.read_text().splitlines()[1:-1])
+    values = "\0".join(lab.values())
+    for secret in (service["VAULT_TOKEN"], service["PROD_DISCOVERY_SERVICE_DSN"], signing_key):
+        assert secret and secret not in values
+    # OpenBao got no root token id in its environment either: it generated one, which the
+    # demo read from a pipe, kept out of the log and revoked after seeding.
+    bao = environ_of(demo.parts["openbao"][1])
+    assert [k for k in bao if k.startswith(("VAULT_", "BAO_"))] == []
+    log = (Path(demo.workdir) / "logs" / "openbao.log").read_text()
+    assert "Root Token: <redacted" in log and "revoked lease: lease_id=auth/token/root/" in log
+
+
+def test_run_demo_service_token_is_least_privilege(demo: DemoProcess) -> None:
+    """The only Vault token past seeding: the service's, with its derived policy, no root."""
+    require_root()
+    service = environ_of(demo.parts["service"][1])
+    client = hvac.Client(url=service["VAULT_ADDR"], token=service["VAULT_TOKEN"], timeout=5)
+    policies = client.auth.token.lookup_self()["data"]["policies"]
+    assert "root" not in policies and SERVICE_POLICY in policies and KERNEL_POLICY in policies
+    with pytest.raises(hvac.exceptions.Forbidden):
+        client.sys.list_mounted_secrets_engines()
+    with pytest.raises(hvac.exceptions.Forbidden):  # it reads the profiles' paths, no more
+        client.secrets.kv.v2.create_or_update_secret(
+            path="demo/warehouse", secret={"api_key": "x"}, mount_point="secret"
+        )
+    with pytest.raises(hvac.exceptions.Forbidden):
+        client.sys.create_or_update_policy("mine", 'path "*" { capabilities = ["sudo"] }')
 
 
 def run_in_kernel(demo: DemoProcess, code: str) -> str:
@@ -207,60 +367,146 @@ def run_in_kernel(demo: DemoProcess, code: str) -> str:
         requests.delete(f"{demo.url}/api/kernels/{kid}", headers=headers, timeout=60)
 
 
-def test_run_demo_kernel_never_sees_root_token(demo: DemoProcess) -> None:
-    # DevServer root tokens start with "root-"; a kernel gets at most a child token.
-    out = run_in_kernel(demo, "import os; print(os.environ.get('VAULT_TOKEN', '')[:5])")
-    assert out.strip() != "root-"
+def test_run_demo_kernel_holds_only_a_child_token(demo: DemoProcess) -> None:
+    """The kernel's Vault token is the service's child with the analyst policy, never root."""
+    out = run_in_kernel(
+        demo, "import hvac; print(*hvac.Client().auth.token.lookup_self()['data']['policies'])"
+    )
+    policies = out.split()
+    assert ANALYST_POLICY in policies and "root" not in policies
+    assert set(policies) <= {ANALYST_POLICY, KERNEL_POLICY, "default"}
 
 
-def test_run_demo_kernel_reads_customers_with_injected_env(demo: DemoProcess) -> None:
-    """The README's first step: libpq needs nothing but the kernel's injected environment."""
+def test_run_demo_kernel_reads_customers_with_issued_user(demo: DemoProcess) -> None:
+    """The WELCOME notebook's step: libpq needs nothing but the kernel's injected environment;
+    the kernel runs as the demo user, the login is its own, and PII comes back redacted."""
     out = run_in_kernel(
         demo,
         "import os, psycopg\n"
-        "row = psycopg.connect('').execute('select count(*), current_user from customers')"
-        ".fetchone()\n"
-        "print(row[0], row[1].startswith('v-'), os.environ['PGUSER'] == row[1])",
+        "conn = psycopg.connect('')\n"
+        "row = conn.execute('select count(*), current_user from customers').fetchone()\n"
+        "print(row[0], row[1].startswith('v-'), os.environ['PGUSER'] == row[1], os.getuid())\n"
+        "print(conn.execute('select email, ssn from customers limit 5').fetchall())",
     )
-    assert out.split() == ["200", "True", "True"]
+    first, rows = out.split("\n", 1)
+    count, own_login, injected, uid = first.split()
+    assert (count, own_login, injected) == ("200", "True", "True")
+    if os.geteuid() == 0:
+        assert int(uid) == pwd.getpwnam(DEMO_USER).pw_uid
+    assert rows.count("(") == 5  # five rows came back...
+    assert not re.search(r"\d{3}-\d{2}-\d{4}", rows) and "@" not in rows  # ...redacted
 
 
-def test_stop_demo_leaves_nothing(demo: DemoProcess, postgres_dsn: str) -> None:
-    """Ctrl-C with a kernel running: no process of the demo, no role of its database engine."""
+def test_run_demo_ledger_records_kernel_start_as_demo_user(demo: DemoProcess) -> None:
+    """The service sealed the kernel start under the principal it authenticated (peer uid), and
+    the banner's command verifies the chain with the service's public key."""
+    require_root()
+    dsn, chain = option(demo.verify_command, "--dsn"), option(demo.verify_command, "--chain")
+
+    def started() -> list[dict[str, Any]]:
+        records = (json.loads(line) for line in read_lines(dsn, chain))
+        return [r for r in records if r["kind"] == "kernel" and r["data"]["action"] == "start"]
+
+    eventually(lambda: bool(started()), "a sealed kernel start")
+    assert {r["principal"]["username"] for r in started()} == {DEMO_USER}
+    done = verify(demo.verify_command)
+    assert done.returncode == 0 and "intact" in done.stdout, done.stdout + done.stderr
+
+
+def test_stop_demo_leaves_nothing(demo: DemoProcess) -> None:
+    """Ctrl-C with a kernel running: its credentials revoked through the service, then no
+    process of the demo, no role, no private file; the trail still verifies afterwards."""
     headers = {"Authorization": f"token {demo.token}"}
     r = requests.post(
         f"{demo.url}/api/kernels", json={"name": "python3"}, headers=headers, timeout=30
     )
     assert r.status_code == 201
+    kernel_id = r.json()["id"]
     assert demo.bao_port is not None
+    tree = demo.tree()
+    assert len(tree) >= 4  # OpenBao, the service, JupyterLab, the kernel
     assert demo.stop() == 0
+    assert [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
     assert demo.leftover_processes() == []
     assert "stopped: no processes" in demo.output
+    assert "failed" not in demo.output.split("[prod-discovery demo] stopping", 1)[1]
     if demo.role_prefix:
-        assert roles_with_prefix(postgres_dsn, demo.role_prefix) == []
+        assert roles_with_prefix(demo_dsn(), demo.role_prefix) == []
+    # The signing key, the socket, the config and the runtime dir are gone; notebooks stay.
+    left = sorted(p.name for p in Path(demo.workdir).iterdir())
+    assert left == ["audit-public-key.pem", "logs", "notebooks"]
+    # JupyterLab stopped first: the service revoked the running kernel's credentials for it.
+    dsn, chain = option(demo.verify_command, "--dsn"), option(demo.verify_command, "--chain")
+    revoked = [
+        rec["data"].get("reason")
+        for rec in (json.loads(line) for line in read_lines(dsn, chain))
+        if rec["kind"] == "credential"
+        and rec["data"].get("action") == "revoke"
+        and str(rec["data"].get("kernel_id", "")).endswith(f"/{kernel_id}")
+    ]
+    assert revoked and set(revoked) == {"server_stop"}
+    done = verify(demo.verify_after_command)
+    assert done.returncode == 0 and "intact" in done.stdout, done.stdout + done.stderr
 
 
-def test_run_demo_without_postgres() -> None:
-    """Binder has no PostgreSQL: the demo still serves, with KV and token credentials."""
-    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
-    proc = DemoProcess(free_port(), ["--dsn", dead])
+def test_run_demo_same_user_mode_says_so() -> None:
+    """Started as a normal user, everything runs as that user, and the banner says so."""
+    require_root()  # to start the demo as another, unprivileged, user
+    require(postgres_reachable(demo_dsn()), f"PostgreSQL is unreachable at {demo_dsn()}")
+    python = users_venv() / "bin" / "python"
+    require(python.exists(), f"{users_venv()} is missing: run `bash scripts/install.sh`")
+    user = ensure_account(DEMO_USER, system=False)
+    proc = DemoProcess(free_port(), user=DEMO_USER)
     try:
         proc.start(timeout=60)
-        assert "unreachable" in proc.output
-        assert proc.role_prefix is None
-        r = requests.get(
-            f"{proc.url}/prod-discovery/api/status",
-            headers={"Authorization": f"token {proc.token}"},
-            timeout=10,
+        assert "same-user mode: evaluation only; start as root for the separated topology" in (
+            proc.output
         )
-        assert r.json()["vault"]["authenticated"] is True
+        assert {name for name, _ in proc.parts.values()} == {DEMO_USER}
+        assert {uid_of(pid) for _, pid in proc.parts.values()} == {user.uid}
+        assert [k for k in environ_of(proc.parts["lab"][1]) if k.startswith("VAULT_")] == []
         assert proc.stop() == 0
         assert proc.leftover_processes() == []
     finally:
         proc.cleanup()
 
 
+def test_run_demo_as_root_without_users_venv_names_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root mode needs an interpreter the demo's users can run: say how to get one."""
+    require_root()
+    require(postgres_reachable(demo_dsn()), f"PostgreSQL is unreachable at {demo_dsn()}")
+    monkeypatch.setenv("PROD_DISCOVERY_USERS_VENV", str(tmp_path / "missing"))
+    proc = DemoProcess(free_port())
+    try:
+        with pytest.raises(RuntimeError, match="exited with 1"):
+            proc.start(timeout=60)
+        assert "bash scripts/install.sh" in proc.output
+        assert "OpenBao dev server at" not in proc.output  # nothing was started
+        assert proc.wait(30) == 1
+    finally:
+        proc.cleanup()
+
+
+def test_run_demo_without_postgres_refuses_cleanly() -> None:
+    """The service's signed ledger lives in PostgreSQL: without it the demo says so and starts
+    nothing (Binder, which has none, runs ``demo.binder`` instead)."""
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    proc = DemoProcess(free_port(), ["--dsn", dead])
+    try:
+        with pytest.raises(RuntimeError, match="exited with 1"):
+            proc.start(timeout=60)
+        assert "unreachable" in proc.output and "--dsn" in proc.output
+        assert "OpenBao dev server at" not in proc.output
+        assert proc.wait(30) == 1
+        assert proc.leftover_processes() == []
+    finally:
+        proc.cleanup()
+
+
 def test_run_demo_port_taken_fails_cleanly() -> None:
+    require(postgres_reachable(demo_dsn()), f"PostgreSQL is unreachable at {demo_dsn()}")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -270,6 +516,7 @@ def test_run_demo_port_taken_fails_cleanly() -> None:
             with pytest.raises(RuntimeError, match="exited with 1"):
                 proc.start(timeout=60)
             assert "JupyterLab exited" in proc.output
+            assert "stopped: no processes" in proc.output
             assert proc.wait(30) == 1
             assert proc.leftover_processes() == []
         finally:
@@ -329,6 +576,29 @@ def test_write_user_config_rejects_invalid_json(tmp_path: Path) -> None:
     (tmp_path / "jupyter_server_config.json").write_text("{not json")
     with pytest.raises(SystemExit, match="not valid JSON"):
         write_user_config(tmp_path, {"ServerApp": {}})
+
+
+def test_start_openbao_private_root_token_in_no_env_and_no_file(tmp_path: Path) -> None:
+    """The demo's mode: OpenBao generates the root token; only this process learns it."""
+    log = tmp_path / "openbao.log"
+    server = DevServer(log_path=str(log), private_root_token=True)
+    try:
+        server.start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        require(False, f"OpenBao dev server could not start: {exc}")
+    try:
+        assert server.root_token and server.client().is_authenticated()
+        assert server.process is not None
+        child = psutil.Process(server.process.pid)
+        assert not [k for k in child.environ() if k.startswith(("BAO_", "VAULT_"))]
+        assert server.root_token not in " ".join(child.cmdline())
+    finally:
+        server.stop()
+    text = log.read_text()
+    assert "Root Token: <redacted" in text and "Unseal Key: <redacted" in text
+    assert server.root_token not in text
+    with pytest.raises(ValueError, match="private root token"):
+        DevServer(root_token="root-x", private_root_token=True)
 
 
 def test_start_openbao_token_not_on_command_line(openbao: DevServer) -> None:

@@ -1,21 +1,35 @@
-"""``jupyter prod-discovery demo``: OpenBao, a sample production database and JupyterLab.
+"""``jupyter prod-discovery demo``: OpenBao, a sample production database, the trusted service
+and JupyterLab as its client.
 
-Order of start: OpenBao dev server, seeding (see ``seed.py``), a throw-away Jupyter config
-directory, then JupyterLab as a child process in its own process group. The Vault address and
-token reach JupyterLab through its environment only; nothing secret is written to disk.
+Order of start, each step only once the previous one works:
 
-Order of stop (Ctrl-C or SIGTERM), so that nothing is left behind:
+1. PostgreSQL is checked (the service's signed ledger lives there: no PostgreSQL, no demo) and
+   the topology resolved (``topology.py``: started as root, OpenBao and the service run as
+   ``pd-demo-svc`` and JupyterLab as ``pd-demo``; otherwise everything as the caller).
+2. OpenBao dev server; its root token seeds policies, the KV secret and the database engine
+   (``seed.py``), creates the service's least-privilege token and the demo's cleanup token, and
+   is revoked (``trusted.py``). From here on no root token exists.
+3. The trusted service: the only Vault token, the ledger's DSN and the signing key, in its own
+   environment and state dir; a unix socket in a directory of its own.
+4. JupyterLab, a client of the service (``ProdDiscoveryApp.service_url``): it holds nothing of
+   Vault, no DSN and no audit key. Kernels get credentials from the service; audit records are
+   sealed there; the live PII guard stays in JupyterLab, where the outputs pass.
 
-1. JupyterLab gets SIGTERM: its kernels shut down and the extension revokes their leases;
-   whatever is left in its process group (kernels, terminals) is then killed.
-2. Every lease still under the database mount is revoked (``sys/leases/revoke-prefix``), which
-   drops the PostgreSQL roles Vault created; any role of this demo still present afterwards
+Order of stop (Ctrl-C, SIGTERM or SIGHUP), so that nothing is left behind:
+
+1. JupyterLab gets SIGTERM: its kernels shut down and the service revokes their credentials;
+   whatever is left of its process tree (kernels and terminals run in sessions of their own) is
+   then killed.
+2. The service gets SIGTERM: it revokes anything still issued and flushes the ledger.
+3. Every lease still under the database mount is revoked with the cleanup token, which drops the
+   PostgreSQL roles Vault created; any role of this demo still present afterwards
    (``v-pd<tag>-...``) is dropped directly.
-3. OpenBao is stopped.
+4. OpenBao is stopped; the private directories (signing key, socket, config, runtime) go.
 
-The sample database ``prod_discovery_demo`` is kept: it holds only synthetic data, it is reused
-by the next demo (and may be in use by another demo sharing the PostgreSQL), and no login can
-reach it once the demo's roles are gone. Drop it with ``DROP DATABASE prod_discovery_demo``.
+Kept: the notebooks, the logs, the ledger (``prod_discovery_demo_audit``, one chain per run, with
+its public key in the work dir) and the sample database ``prod_discovery_demo``: it holds only
+synthetic data, is reused by the next demo (and may be in use by another demo sharing the
+PostgreSQL), and no login can reach it once the demo's roles are gone.
 """
 
 from __future__ import annotations
@@ -25,21 +39,44 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import hvac
+import psutil
 import requests
 
 from .openbao import DevServer
-from .seed import SeedResult, drop_leftover_roles, revoke_database_leases, seed_vault
+from .seed import (
+    SeedResult,
+    _host_port,
+    drop_leftover_roles,
+    postgres_reachable,
+    revoke_database_leases,
+    seed_vault,
+)
+from .topology import (
+    SAME_USER_NOTE,
+    DemoError,
+    Layout,
+    Topology,
+    resolve_topology,
+)
+from .trusted import (
+    LEDGER_TABLE,
+    DemoService,
+    VaultHandover,
+    dsn_password,
+    ensure_audit_database,
+    hand_over_vault,
+    public_dsn,
+)
 
-__all__ = ["DEFAULT_DSN", "run_demo"]
+__all__ = ["DEFAULT_DSN", "demo_config", "lab_command", "lab_config", "run_demo"]
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 STARTUP_TIMEOUT = 60.0
@@ -47,22 +84,27 @@ STARTUP_TIMEOUT = 60.0
 WELCOME = """\
 # Prod Discovery demo
 
-This JupyterLab runs with the Prod Discovery guardrails against a throw-away OpenBao.
-Each kernel gets its own short-lived credentials as environment variables, revoked when the
-kernel stops. Try:
+This JupyterLab runs with the Prod Discovery guardrails against a throw-away OpenBao. It holds
+no Vault token, no database password and no audit key: a separate trusted service issues each
+kernel its own short-lived credentials (as environment variables, revoked when the kernel stops)
+and seals the audit trail. Try, in a notebook:
 
 ```python
 import os
 sorted(k for k in os.environ if k.startswith(("PG", "PROD_", "WAREHOUSE", "VAULT")))
 ```
 
-and, when the demo found PostgreSQL:
+then read the sample production data with the database login issued to this kernel alone
+(libpq needs nothing but the `PG*` variables):
 
 ```python
 import psycopg
-with psycopg.connect(os.environ["PROD_DB_URL"]) as conn:
-    print(conn.execute("select * from customers limit 5").fetchall())
+psycopg.connect("").execute("select * from customers limit 5").fetchall()
 ```
+
+The SSNs and emails come back redacted: the live PII guard scans every output before it reaches
+the browser. Every file you open, every cell you run and every credential issued is recorded in
+the service's signed ledger (the demo's banner prints the command that verifies it).
 """
 
 
@@ -80,7 +122,8 @@ def _broker_has_profiles() -> bool:
 
 
 def demo_config(seed: SeedResult, root_dir: Path) -> dict[str, Any]:
-    """The Jupyter config of the demo's JupyterLab (holds no secret: Vault comes from the env)."""
+    """Jupyter config of a server that talks to Vault itself (Binder, the UI tests): the seeded
+    credential profiles, no secret (Vault comes from the environment)."""
     config: dict[str, Any] = {
         "ServerApp": {
             "jpserver_extensions": {"jupyter_prod_discovery": True},
@@ -93,6 +136,25 @@ def demo_config(seed: SeedResult, root_dir: Path) -> dict[str, Any]:
     if _broker_has_profiles():
         config["CredentialBroker"] = {"profiles": seed.profiles()}
     return config
+
+
+def lab_config(root_dir: Path, service_url: str, spool_dir: Path) -> dict[str, Any]:
+    """The demo's JupyterLab config: a client of the trusted service, holding no secret."""
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_prod_discovery": True},
+            "root_dir": str(root_dir),
+            "open_browser": False,
+            "allow_unauthenticated_access": False,
+        },
+        "ProdDiscoveryApp": {
+            "environment_name": "Prod Discovery (demo)",
+            "service_url": service_url,
+        },
+        # In this run's runtime dir: a later demo (another service, another chain) must not
+        # replay what this one could not ship.
+        "AuditTrail": {"spool_dir": str(spool_dir)},
+    }
 
 
 def _wait_until_serving(
@@ -112,8 +174,15 @@ def _wait_until_serving(
     raise RuntimeError(f"JupyterLab did not serve within {timeout:.0f}s")
 
 
-def _stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    """SIGTERM the leader (JupyterLab shuts its kernels and revokes), then kill the group."""
+def _stop_lab(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM JupyterLab (it shuts its kernels; the service revokes), then kill what is left.
+
+    Kernels and terminals run in sessions of their own: they are collected before the server
+    goes, so that none outlives a server that failed to stop them.
+    """
+    tree: list[psutil.Process] = []
+    with contextlib.suppress(psutil.Error):
+        tree = psutil.Process(proc.pid).children(recursive=True)
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
@@ -125,16 +194,24 @@ def _stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 30.0) ->
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(5)
+    for child in tree:
+        with contextlib.suppress(psutil.Error):
+            if child.is_running():
+                child.kill()
+    psutil.wait_procs(tree, timeout=5)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def lab_command(port: int) -> list[str]:
-    """The JupyterLab command of the demo (and of the UI tests): loopback only, fixed port."""
+def lab_command(port: int, python: str | None = None, *, as_root: bool | None = None) -> list[str]:
+    """The JupyterLab command of the demo (and of the UI tests): loopback only, fixed port.
+
+    ``as_root``: whether JupyterLab itself runs as root (default: whether this process does).
+    """
     cmd = [
-        sys.executable,
+        python or sys.executable,
         "-m",
         "jupyterlab",
         "--no-browser",
@@ -142,26 +219,65 @@ def lab_command(port: int) -> list[str]:
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
     ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
+    if as_root is None:
+        as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if as_root:
         cmd.append("--allow-root")  # containers run as root; the server is loopback-only
     return cmd
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Run the demo until Ctrl-C or SIGTERM; returns the exit status (0 on a clean stop)."""
-    port: int = args.port
-    dsn: str = args.dsn or os.environ.get("PROD_DISCOVERY_DEMO_DSN") or DEFAULT_DSN
-    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    workdir = Path(tempfile.mkdtemp(prefix="prod-discovery-demo-"))
-    bao = DevServer(log_path=str(workdir / "openbao.log"))
-    lab: subprocess.Popen[bytes] | None = None
-    seed: SeedResult | None = None
-    status = 0
-    started = time.monotonic()
-    try:
+class Demo:
+    """One run of the demo: what was started, so that ``stop`` undoes exactly that."""
+
+    def __init__(self, args: argparse.Namespace, dsn: str) -> None:
+        self.args = args
+        self.dsn = dsn
+        self.port: int = args.port
+        self.topology: Topology | None = None
+        self.layout: Layout | None = None
+        self.bao: DevServer | None = None
+        self.seed: SeedResult | None = None
+        self._handover: VaultHandover | None = None  # the tokens that replace the root token
+        self.cleanup_token = ""  # revoke-prefix on the database mount, nothing else
+        self.service: DemoService | None = None
+        self.audit_dsn = ""
+        self.lab: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = ""
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        started = time.monotonic()
+        if not postgres_reachable(self.dsn):
+            raise DemoError(
+                f"PostgreSQL at {_host_port(self.dsn)} is unreachable: the trusted service keeps "
+                "its signed audit ledger there. Start PostgreSQL or pass --dsn (a superuser DSN)"
+            )
+        self.topology = topo = resolve_topology()
+        self.layout = layout = Layout.create(
+            topo, Path(self.args.root_dir) if self.args.root_dir else None
+        )
+        _say(f"work dir: {layout.workdir}")
+        self._start_vault(topo, layout)
+        self._start_service(topo, layout)
+        self._start_lab(topo, layout)
+        _say(f"JupyterLab is serving after {time.monotonic() - started:.1f}s")
+        self._banner(topo, layout)
+
+    def _start_vault(self, topo: Topology, layout: Layout) -> None:
+        self.bao = bao = DevServer(
+            log_path=str(layout.logs / "openbao.log"),
+            private_root_token=True,  # generated by OpenBao, read from a pipe: no env, no file
+            run_as=topo.run_as(topo.service),
+            env=topo.environment(topo.service, home=str(layout.bao_home)),
+            cwd=str(layout.bao_home),
+            bao=topo.bao,
+        )
         bao.start()
         _say(f"OpenBao dev server at {bao.address} (in memory, stopped with the demo)")
-        seed = seed_vault(bao.client(), dsn=dsn)
+        root = bao.client()
+        self.seed = seed = seed_vault(root, dsn=self.dsn)
         for note in seed.notes:
             _say(note)
         if seed.has_database:
@@ -170,75 +286,196 @@ def run_demo(args: argparse.Namespace) -> int:
                 f"PII; database credentials from {seed.database_mount}/creds/"
                 f"{seed.database_role} (role prefix {seed.role_prefix})"
             )
-        root_dir = Path(args.root_dir) if args.root_dir else workdir / "notebooks"
-        root_dir.mkdir(parents=True, exist_ok=True)
-        if not args.root_dir:  # never write into a directory the user chose
-            (root_dir / "WELCOME.md").write_text(WELCOME)
-        config_dir = workdir / "config"
-        config_dir.mkdir()
-        (config_dir / "jupyter_server_config.json").write_text(
-            json.dumps(demo_config(seed, root_dir), indent=1)
+        self._handover = handover = hand_over_vault(
+            root, seed.profiles(), seed.database_mount or "database"
         )
-        token = secrets.token_hex(24)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+        bao.root_token = ""  # revoked in OpenBao; no copy kept here
+        del root
+        self.cleanup_token = handover.cleanup_token
+        _say(
+            "root token revoked after seeding; the service holds a token with the policies "
+            + ", ".join(handover.service_policies)
+        )
+
+    def _start_service(self, topo: Topology, layout: Layout) -> None:
+        assert self.bao is not None and self.seed is not None and self._handover is not None
+        self.audit_dsn = ensure_audit_database(self.dsn)
+        chain = f"demo-{os.urandom(4).hex()}"
+        self.service = service = DemoService(
+            python=topo.python,
+            socket_path=layout.socket_path,
+            state_dir=layout.service_state,
+            config_path=layout.service_config,
+            log_path=layout.logs / "service.log",
+            chain=chain,
+        )
+        service.write_config(self.seed.profiles())
+        secrets_ = {
+            "PROD_DISCOVERY_SERVICE_DSN": self.audit_dsn,
+            "VAULT_ADDR": self.bao.address,
+            "VAULT_TOKEN": self._handover.service_token,
+        }
+        service.start(
+            topo.environment(topo.service, home=str(layout.service_state)),
+            secrets_,
+            topo.popen_user(topo.service),
+        )
+        # The service has it now; the demo keeps only the cleanup token.
+        self._handover.service_token = ""
+        del secrets_
+        layout.public_key.write_text(service.public_key())
+        layout.public_key.chmod(0o644)
+
+    def _start_lab(self, topo: Topology, layout: Layout) -> None:
+        assert self.service is not None
+        root_dir = layout.notebooks
+        if not self.args.root_dir:  # never write into a directory the user chose
+            welcome = root_dir / "WELCOME.md"
+            welcome.write_text(WELCOME)
+            if topo.separated:
+                os.chown(welcome, topo.lab.uid, topo.lab.gid)
+        elif topo.separated and root_dir.stat().st_uid != topo.lab.uid:
+            _say(
+                f"note: JupyterLab runs as {topo.lab.name}, which does not own {root_dir}: it "
+                "reads and writes there only as far as the directory's modes allow"
+            )
+        config = layout.config / "jupyter_server_config.json"
+        config.write_text(
+            json.dumps(lab_config(root_dir, self.service.url, layout.runtime / "spool"), indent=1)
+        )
+        if topo.separated:
+            os.chown(config, topo.lab.uid, topo.lab.gid)
+        self.token = secrets.token_hex(24)
+        env = topo.environment(topo.lab)
         env.update(
             {
-                "VAULT_ADDR": bao.address,
-                "VAULT_TOKEN": bao.root_token,  # the child's environment only, never a file
-                "JUPYTER_CONFIG_DIR": str(config_dir),
-                "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
-                "JUPYTER_TOKEN": token,  # not on the command line, where `ps` would show it
+                "JUPYTER_CONFIG_DIR": str(layout.config),
+                "JUPYTER_RUNTIME_DIR": str(layout.runtime),
+                "JUPYTERLAB_SETTINGS_DIR": str(layout.lab_settings / "user-settings"),
+                "JUPYTERLAB_WORKSPACES_DIR": str(layout.lab_settings / "workspaces"),
+                "JUPYTER_TOKEN": self.token,  # not on the command line, where `ps` shows it
             }
         )
-        cmd = lab_command(port)
-        lab = subprocess.Popen(
-            cmd,
+        self.lab = subprocess.Popen(
+            # Root separates: JupyterLab never runs as root here.
+            lab_command(self.port, topo.python, as_root=False),
             env=env,
             cwd=root_dir,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us only; we stop it in order
+            **topo.popen_user(topo.lab),
         )
-        url = f"http://127.0.0.1:{port}"
-        _wait_until_serving(url, token, lab, STARTUP_TIMEOUT)
-        _say(f"JupyterLab is serving after {time.monotonic() - started:.1f}s")
-        print(f"\n    {url}/lab?token={token}\n", flush=True)
+        _wait_until_serving(self.url, self.token, self.lab, STARTUP_TIMEOUT)
+
+    def _banner(self, topo: Topology, layout: Layout) -> None:
+        assert self.bao is not None and self.service is not None and self.lab is not None
+        bao_pid = self.bao.process.pid if self.bao.process else 0
+        svc_pid = self.service.process.pid if self.service.process else 0
+        if topo.separated:
+            _say("topology: separated (started as root): controls run outside the user's reach")
+        else:
+            _say(f"topology: {SAME_USER_NOTE}")
+        _say(f"  OpenBao dev server: user {topo.service.name}, pid {bao_pid}, {self.bao.address}")
+        _say(
+            f"  trusted service: user {topo.service.name}, pid {svc_pid}, {self.service.url} "
+            "(the only Vault token, the ledger's DSN and the signing key)"
+        )
+        _say(
+            f"  JupyterLab with its kernels and terminals: user {topo.lab.name}, "
+            f"pid {self.lab.pid} (no Vault token, no DSN, no audit key)"
+        )
+        _say(f"notebooks: {layout.notebooks}")
+        ledger = public_dsn(self.audit_dsn)
+        hidden = " (its password not shown)" if dsn_password(self.audit_dsn) else ""
+        _say(
+            f"audit ledger: {ledger}{hidden} table {LEDGER_TABLE} chain {self.service.chain} "
+            f"(public key {layout.public_key})"
+        )
+        _say(f"logs: {layout.logs}")
+        verify = f"jupyter prod-discovery audit verify --dsn {ledger} --chain {self.service.chain}"
+        _say(f"verify the trail: {verify} --service {self.service.url}")
+        _say(f"  after the demo: {verify} --public-key {layout.public_key}")
+        print(f"\n    {self.url}/lab?token={self.token}\n", flush=True)
         _say("press Ctrl-C to stop everything")
-        while lab.poll() is None:
+
+    # -- stop ----------------------------------------------------------------------------------
+
+    def stop(self) -> int:
+        """Undo what ``start`` did, in order; 1 when something could not be checked."""
+        status = 0
+        _say("stopping")
+        if self.lab is not None:
+            _stop_lab(self.lab)
+        if self.service is not None and self.service.stop() not in (0, None):
+            _say(f"the trusted service exited uncleanly: {self.service.log_tail(300)}")
+        seed, bao = self.seed, self.bao
+        if seed and seed.has_database and bao and bao.running and self.cleanup_token:
+            try:
+                client = hvac.Client(url=bao.address, token=self.cleanup_token, timeout=5)
+                revoke_database_leases(client, seed.database_mount or "database")
+            except Exception as exc:
+                _say(f"revoking leftover leases failed ({exc.__class__.__name__})")
+        if seed is not None and seed.role_prefix:
+            try:
+                dropped = drop_leftover_roles(self.dsn, seed.role_prefix)
+            except Exception as exc:
+                _say(f"could not check for leftover database roles ({exc.__class__.__name__})")
+                status = 1
+            else:
+                if dropped:
+                    _say(f"dropped {len(dropped)} database role(s) Vault had not revoked")
+        if bao is not None:
+            bao.stop()
+        self.cleanup_token = ""
+        if self.layout is not None:
+            self.layout.remove_private()
+        _say("stopped: no processes, leases or database roles left")
+        return status
+
+    def wait(self) -> int:
+        """Until JupyterLab exits by itself (an error: 1)."""
+        assert self.lab is not None
+        while self.lab.poll() is None:
             time.sleep(0.5)
-        _say(f"JupyterLab exited with status {lab.returncode}")
-        status = 1
+        _say(f"JupyterLab exited with status {self.lab.returncode}")
+        return 1
+
+
+def _make_non_dumpable() -> None:
+    """The demo holds the cleanup token (and, briefly, the root token): in same-user mode keep
+    other processes of the user (kernels, terminals) out of its memory and environment."""
+    import logging
+
+    from ..hardening import make_non_dumpable
+
+    make_non_dumpable(logging.getLogger("prod_discovery.demo"))
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo until Ctrl-C, SIGTERM or SIGHUP; the exit status (0 on a clean stop)."""
+    dsn: str = args.dsn or os.environ.get("PROD_DISCOVERY_DEMO_DSN") or DEFAULT_DSN
+    previous = {
+        sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)
+    }
+    _make_non_dumpable()
+    demo = Demo(args, dsn)
+    status = 0
+    try:
+        demo.start()
+        status = demo.wait()
     except KeyboardInterrupt:
         pass
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # DemoError included: the message says what to do
         _say(f"error: {exc}")
         status = 1
     finally:
         # A second Ctrl-C must not cut the cleanup short and leave roles or processes behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         try:
-            _say("stopping")
-            if lab is not None:
-                _stop_process_group(lab)
-            if seed is not None and seed.has_database and bao.running:
-                try:
-                    revoke_database_leases(bao.client(), seed.database_mount or "database")
-                except Exception as exc:
-                    _say(f"revoking leftover leases failed ({exc.__class__.__name__})")
-            if seed is not None and seed.role_prefix:
-                try:
-                    dropped = drop_leftover_roles(dsn, seed.role_prefix)
-                except Exception as exc:
-                    _say(f"could not check for leftover database roles ({exc.__class__.__name__})")
-                    status = status or 1
-                else:
-                    if dropped:
-                        _say(f"dropped {len(dropped)} database role(s) Vault had not revoked")
-            bao.stop()
-            for sub in ("config", "runtime"):
-                shutil.rmtree(workdir / sub, ignore_errors=True)
-            _say("stopped: no processes, leases or database roles left")
+            status = demo.stop() or status
         finally:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, previous_term)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return status
