@@ -149,6 +149,7 @@ class HubWorld:
         self.issuer: JWTIssuer | None = None
         self.vault_setup: dict[str, Any] = {}
         self.service_port = 0
+        self.dsn_password = ""  # the password in the trusted service's DSN (os_users mode)
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -208,11 +209,14 @@ class HubWorld:
         config: dict[str, Any] = {
             "ServerApp": {"jpserver_extensions": {"jupyter_prod_discovery": True}},
             "CredentialBroker": {"profiles": profiles, "deny_without_profile": True},
+            # The warehouse's address, set for every server: not secret, passed on to kernels.
+            "KernelEnvironment": {"pass_through": ["PGHOST", "PGPORT", "PGDATABASE"]},
         }
         if self.trusted:  # the profiles are the service's business, not the servers'
             config = {
                 "ServerApp": {"jpserver_extensions": {"jupyter_prod_discovery": True}},
                 "AuditTrail": {"fail_closed": True},
+                "KernelEnvironment": {"pass_through": ["PGHOST", "PGPORT", "PGDATABASE"]},
             }
         cfg_dir = self.shared / "jupyter-config"
         cfg_dir.mkdir(exist_ok=True)
@@ -303,6 +307,7 @@ class HubWorld:
         self.trusted_port = free_port()
         state = self.shared / "service-state"
         extra: dict[str, Any] = {}
+        dsn = self.db_dsn
         if self.os_users:  # the service under an OS user of its own, which owns its state
             import pwd
 
@@ -310,10 +315,17 @@ class HubWorld:
             state.mkdir(mode=0o700)
             os.chown(state, svc.pw_uid, svc.pw_gid)
             extra = {"user": "pdsvc", "python": str(self.users_bin / "python")}
+            # The DSN's secret is a needle of the attacker suite: without a password of its
+            # own, a distinctive fake one (trust auth ignores it).
+            password = conninfo_to_dict(dsn).get("password")
+            if not password:
+                password = f"svcdsn-{uuid.uuid4().hex}"
+                dsn = make_conninfo(dsn, password=password)
+            self.dsn_password = str(password)
         return {
             **extra,
             "port": self.trusted_port,
-            "dsn": self.db_dsn,
+            "dsn": dsn,
             "vault_addr": self.bao.address,
             "vault_token": token["auth"]["client_token"],
             "config_file": str(config),
