@@ -60,18 +60,28 @@ _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\
 def ensure_user(name: str) -> pwd.struct_passwd:
     """The OS user ``name`` (created with a home and bash if absent); needs root."""
     require(os.geteuid() == 0, f"creating the OS user {name} needs root")
-    with contextlib.suppress(KeyError):
-        return pwd.getpwnam(name)
-    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-    done = subprocess.run(
-        [useradd, "--create-home", "--shell", "/bin/bash", name],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode not in (0, 9):  # 9: created meanwhile by a concurrent run
-        raise RuntimeError(f"useradd {name} failed ({done.returncode}): {done.stderr.strip()}")
-    return pwd.getpwnam(name)
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        done = subprocess.run(
+            [useradd, "--create-home", "--shell", "/bin/bash", name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode not in (0, 9):  # 9: created meanwhile by a concurrent run
+            raise RuntimeError(
+                f"useradd {name} failed ({done.returncode}): {done.stderr.strip()}"
+            ) from None
+        entry = pwd.getpwnam(name)
+    # Debian creates homes 0755 (UMASK 022, no HOME_MODE): every user could read every other
+    # user's notebooks, which under LocalProcessSpawner live in the home. Private, as a
+    # deployment must make them (deploy/README.md).
+    home = Path(entry.pw_dir)
+    if home.is_dir() and home.stat().st_uid == entry.pw_uid:
+        home.chmod(0o700)
+    return entry
 
 
 def _not_enterable(path: Path) -> list[str]:

@@ -322,3 +322,32 @@ async def test_restarted_service_adopts_and_keeps_renewing(
         await fresh.aclose()
     finally:
         again.stop()
+
+
+async def test_policy_refusal_is_403_and_names_the_user(
+    tmp_path: Path, openbao: Any, warehouse: Warehouse, ledger_dsn: str
+) -> None:
+    """A principal no profile selects is refused by policy (403, naming user and groups), not
+    reported as a Vault failure."""
+    from jupyter_prod_discovery.service.client import ServiceRefused
+
+    profiles = [dict(p, groups=["fraud-only"]) for p in warehouse.profiles()]
+    (tmp_path / "deny").mkdir()
+    svc = start_service(
+        tmp_path / "deny",
+        ledger_dsn,
+        vault_addr=openbao.address,
+        vault_token=service_token(openbao, profiles),
+        profiles=profiles,
+        args=("--CredentialBroker.deny_without_profile=True",),
+    )
+    try:
+        client = svc.client("denied-server")
+        with pytest.raises(ServiceRefused) as info:
+            await client.issue("k-1", "python3")
+        assert info.value.status == 403
+        assert "no credential profile applies to user 'root'" in str(info.value)
+        assert warehouse.roles() == set()
+        await client.aclose()
+    finally:
+        svc.stop()

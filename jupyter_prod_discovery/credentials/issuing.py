@@ -13,7 +13,15 @@ import time
 from typing import Any
 
 from .profiles import Profile, ProfileError, select_profiles
-from .records import BrokerState, CredentialError, KernelCredentials, Lease, user_groups, user_name
+from .records import (
+    AccessDenied,
+    BrokerState,
+    CredentialError,
+    KernelCredentials,
+    Lease,
+    user_groups,
+    user_name,
+)
 from .transport import VaultTransport
 from .vault import VaultError, translate_error
 
@@ -38,7 +46,7 @@ class CredentialIssuing(BrokerState):
         groups = user_groups(user)
         selected = select_profiles(self._profiles, kernel_name, owner, groups)
         if not selected and self.active and self.deny_without_profile:
-            denial = CredentialError(
+            denial = AccessDenied(
                 f"no credential profile applies to user {owner!r} "
                 f"(groups: {', '.join(groups) or 'none'}); ask your platform team for access"
             )

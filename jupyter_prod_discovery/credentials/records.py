@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .profiles import Profile
 
 __all__ = [
+    "AccessDenied",
     "BrokerState",
     "CredentialError",
     "KernelCredentials",
@@ -34,6 +35,10 @@ __all__ = [
 
 class CredentialError(VaultError):
     """Credentials could not be issued; the message names the profile and the cause."""
+
+
+class AccessDenied(CredentialError):
+    """No profile applies to this user and policy refuses a kernel without one."""
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from tornado import web
 
+from ..credentials.records import AccessDenied
 from ..credentials.vault import VaultError, VaultUnreachable
 from .credentials import CredentialDesk
 from .identity import ClientAuthenticator
@@ -47,10 +48,10 @@ def map_errors(method: F) -> F:
             raise web.HTTPError(404, str(exc)) from None
         except (LedgerUnavailable, VaultUnreachable) as exc:
             raise web.HTTPError(503, str(exc)) from None
-        except VaultError as exc:
-            # A refusal by policy (no profile for this user) or by Vault: the caller's problem
-            # to read, never a token in it (translate_error strips them).
-            raise web.HTTPError(403 if "profile" in str(exc) else 502, str(exc)) from None
+        except AccessDenied as exc:  # policy: no profile applies to this principal
+            raise web.HTTPError(403, str(exc)) from None
+        except VaultError as exc:  # Vault refused or failed (translate_error strips tokens)
+            raise web.HTTPError(502, str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 
