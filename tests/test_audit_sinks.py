@@ -230,3 +230,24 @@ def test_sync_jsonl_sink_defers_fsync_to_interval(tmp_path: Path) -> None:
     sink.close()  # closing makes everything durable
     assert not sink._unsynced
     assert [json.loads(x)["seq"] for x in sink.read_lines()] == [1, 2]
+
+
+def test_write_postgres_sink_conflict_with_another_writer_is_an_error(
+    postgres_database: str,
+) -> None:
+    """Two servers configured with one table: the second one's records at the same seqs are an
+    error (kept spooled by the trail and retried), never silently dropped."""
+    with writer_role(postgres_database) as dsn:
+        first = PostgresSink(dsn=dsn, create_tables=False)
+        second = PostgresSink(dsn=dsn, create_tables=False)
+        first.open()
+        second.open()
+        try:
+            first.write(lines_of(3, Chain(KEY)))
+            theirs = [Chain(KEY).seal({"kind": "contents", "data": {"path": "bob", "user": {}}})]
+            with pytest.raises(SinkUnavailable, match="another writer"):
+                second.write(theirs)
+            first.write(lines_of(3, Chain(KEY)))  # a replay of the same records: fine
+        finally:
+            first.close()
+            second.close()

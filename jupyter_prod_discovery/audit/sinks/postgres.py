@@ -74,6 +74,12 @@ def provision(
             conn.execute(f"GRANT INSERT, SELECT ON {t} TO {role}")
 
 
+class _Conflict(Exception):
+    def __init__(self, seqs: list[int]) -> None:
+        super().__init__(seqs)
+        self.seqs = seqs
+
+
 class PostgresSink(AuditSink):
     """Records in an append-only PostgreSQL table (one row per record, the line kept verbatim)."""
 
@@ -174,6 +180,28 @@ class PostgresSink(AuditSink):
                     " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (seq) DO NOTHING",
                     rows,
                 )
+                # A seq already stored is fine only as a replay of the same record (after a
+                # partial failure). Anything else is another writer on this table (two servers
+                # configured with one table): an error that keeps the batch spooled and is
+                # retried, never a record silently dropped.
+                cur.execute(
+                    f"SELECT seq FROM {self.table} WHERE seq = ANY(%s) AND record <> ALL(%s)",  # noqa: S608 - validated identifier
+                    ([r[0] for r in rows], [r[6] for r in rows]),
+                )
+                clashes = [row[0] for row in cur.fetchall()]
+                if clashes:
+                    raise _Conflict(clashes)
+        except _Conflict as exc:
+            self.log.error(
+                "ALERT audit table %s holds other records at seq %s: another writer shares it "
+                "(give every server its own table, or use the trusted service); the batch stays "
+                "spooled and is retried",
+                self.table,
+                exc.seqs[:5],
+            )
+            raise SinkUnavailable(
+                f"conflict: {len(exc.seqs)} record(s) of another writer at the same seq"
+            ) from None
         except psycopg.Error as exc:
             self.close()
             raise SinkUnavailable(f"PostgreSQL write failed: {exc.__class__.__name__}") from None
