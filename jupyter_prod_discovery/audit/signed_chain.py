@@ -28,10 +28,9 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from .chain import GENESIS, Problem, canonical
+from .chain import GENESIS, Problem, VerifyResult, canonical
 
 __all__ = [
     "CHECKPOINT_DOMAIN",
@@ -73,20 +72,9 @@ def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-@dataclass
-class SignedVerifyResult:
-    """Outcome of :func:`verify_signed` (same reading as :class:`.chain.VerifyResult`)."""
-
-    records: int = 0
-    last_seq: int = 0
-    head: str = GENESIS
-    checkpoints: int = 0
-    problem: Problem | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None
+class SignedVerifyResult(VerifyResult):
+    """Outcome of :func:`verify_signed`: read like :class:`.chain.VerifyResult`, whose
+    ``checkpoints`` here counts checkpoints with a valid signature."""
 
     def summary(self) -> str:
         if self.problem is None:
@@ -94,7 +82,7 @@ class SignedVerifyResult:
                 f"intact: {self.records} records, last seq {self.last_seq}, "
                 f"{self.checkpoints} signed checkpoints matched"
             )
-        return f"BROKEN: {self.problem}"
+        return super().summary()
 
 
 def _signed_hashes(
