@@ -18,6 +18,19 @@ def _parse_groups(values: list[str]) -> dict[str, list[str]]:
     return groups
 
 
+def _operator(args: argparse.Namespace, allowed_to: str) -> tuple[str, str]:
+    """Vault's address and the operator's token (from VAULT_TOKEN only, never the command line)."""
+    from ..cli import UsageError
+
+    address = args.vault_addr or os.environ.get("VAULT_ADDR", "")
+    token = os.environ.get("VAULT_TOKEN", "")
+    if not address:
+        raise UsageError("no Vault address: pass --vault-addr or set VAULT_ADDR")
+    if not token:
+        raise UsageError(f"set VAULT_TOKEN to a token allowed to {allowed_to}")
+    return address, token
+
+
 def _setup_vault(args: argparse.Namespace) -> int:
     import hvac
 
@@ -26,12 +39,7 @@ def _setup_vault(args: argparse.Namespace) -> int:
     from .issuer import JWTIssuer
     from .vault_setup import setup_vault
 
-    address = args.vault_addr or os.environ.get("VAULT_ADDR", "")
-    token = os.environ.get("VAULT_TOKEN", "")
-    if not address:
-        raise UsageError("no Vault address: pass --vault-addr or set VAULT_ADDR")
-    if not token:
-        raise UsageError("set VAULT_TOKEN to a token allowed to configure auth methods/policies")
+    address, token = _operator(args, "configure auth methods/policies")
     if bool(args.key_file) == bool(args.jwks_url):
         raise UsageError("pass exactly one of --key-file (the hub's signing key) and --jwks-url")
     public_pem = JWTIssuer(key_file=args.key_file).public_pem() if args.key_file else ""
@@ -71,12 +79,7 @@ def _setup_service(args: argparse.Namespace) -> int:
     from ..credentials.vault import translate_error
     from ..service.vault_policy import install_policies
 
-    address = args.vault_addr or os.environ.get("VAULT_ADDR", "")
-    token = os.environ.get("VAULT_TOKEN", "")
-    if not address:
-        raise UsageError("no Vault address: pass --vault-addr or set VAULT_ADDR")
-    if not token:
-        raise UsageError("set VAULT_TOKEN to a token allowed to write policies")
+    address, token = _operator(args, "write policies")
     try:
         with open(args.config, encoding="utf-8") as f:
             config = json.load(f)

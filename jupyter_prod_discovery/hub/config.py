@@ -43,6 +43,21 @@ def _current(c: Any, section: str, name: str, empty: Any) -> Any:
 log = logging.getLogger("jupyter_prod_discovery.hub")
 
 
+def _add_service(c: Any, service: dict[str, Any], role: str, description: str) -> None:
+    """Append a managed service and its role (read users and their groups) to ``c``, keeping
+    the services and roles configured before."""
+    c.JupyterHub.services = [*_current(c, "JupyterHub", "services", []), service]
+    c.JupyterHub.load_roles = [
+        *_current(c, "JupyterHub", "load_roles", []),
+        {
+            "name": role,
+            "description": description,
+            "scopes": ["read:users", "read:users:groups"],
+            "services": [service["name"]],
+        },
+    ]
+
+
 def revoke_server_tokens(
     vault_addr: str, hub_token: str, user: str, server_name: str = "", role: str = ""
 ) -> int:
@@ -102,32 +117,24 @@ def configure_hub(
     """
     service_url = f"http://{service_host}:{service_port}"
     prefix = f"/services/{SERVICE_NAME}/"
-    services = list(_current(c, "JupyterHub", "services", []))
-    services.append(
-        {
-            "name": SERVICE_NAME,
-            "url": service_url,
-            "command": [sys.executable, "-m", "jupyter_prod_discovery.hub.service"],
-            "environment": {
-                "PROD_DISCOVERY_JWT_KEY_FILE": key_file,
-                "PROD_DISCOVERY_JWT_ISSUER": issuer,
-                "PROD_DISCOVERY_JWT_AUDIENCE": audience,
-                "PROD_DISCOVERY_JWT_LIFETIME": str(jwt_lifetime),
-                "PROD_DISCOVERY_JWT_BIND_IP": bind_ip,
-            },
-        }
+    jwt_service: dict[str, Any] = {
+        "name": SERVICE_NAME,
+        "url": service_url,
+        "command": [sys.executable, "-m", "jupyter_prod_discovery.hub.service"],
+        "environment": {
+            "PROD_DISCOVERY_JWT_KEY_FILE": key_file,
+            "PROD_DISCOVERY_JWT_ISSUER": issuer,
+            "PROD_DISCOVERY_JWT_AUDIENCE": audience,
+            "PROD_DISCOVERY_JWT_LIFETIME": str(jwt_lifetime),
+            "PROD_DISCOVERY_JWT_BIND_IP": bind_ip,
+        },
+    }
+    _add_service(
+        c,
+        jwt_service,
+        "prod-discovery-jwt",
+        "Read users' names, groups and admin flag to sign their JWTs",
     )
-    c.JupyterHub.services = services
-    roles = list(_current(c, "JupyterHub", "load_roles", []))
-    roles.append(
-        {
-            "name": "prod-discovery-jwt",
-            "description": "Read users' names, groups and admin flag to sign their JWTs",
-            "scopes": ["read:users", "read:users:groups"],
-            "services": [SERVICE_NAME],
-        }
-    )
-    c.JupyterHub.load_roles = roles
 
     env = dict(_current(c, "Spawner", "environment", {}))
     env.update(
@@ -223,19 +230,12 @@ def configure_trusted_service(
     }
     if user:
         service["user"] = user
-    services = list(_current(c, "JupyterHub", "services", []))
-    services.append(service)
-    c.JupyterHub.services = services
-    roles = list(_current(c, "JupyterHub", "load_roles", []))
-    roles.append(
-        {
-            "name": "prod-discovery-service",
-            "description": "Read users' names and groups to enforce credential profiles",
-            "scopes": ["read:users", "read:users:groups"],
-            "services": [TRUSTED_SERVICE_NAME],
-        }
+    _add_service(
+        c,
+        service,
+        "prod-discovery-service",
+        "Read users' names and groups to enforce credential profiles",
     )
-    c.JupyterHub.load_roles = roles
     env = dict(_current(c, "Spawner", "environment", {}))
     env["PROD_DISCOVERY_SERVICE_URL"] = server_url or f"http://{host}:{port}{prefix}"
     c.Spawner.environment = env
