@@ -2,7 +2,8 @@
 
 Two real ``jupyter server`` subprocesses on loopback: "plain" (this extension disabled) and
 "extension" (enabled; by default against a fresh OpenBao dev server so the credential guard is on).
-IOPub rate limits are off on both, otherwise the output cases would measure the limiter.
+IOPub rate limits are off on both, otherwise the output cases would measure the limiter. With
+--service the extension side is a client of a real trusted service, whose CPU is reported too.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .core import (
     merge_config,
     pin_cpus,
 )
+from .service import SERVICE_SECTIONS, BenchService
 from .stats import bootstrap_ci, pair_ratios
 
 EXTENSION = "jupyter_prod_discovery"
@@ -114,8 +116,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="A/A check of the harness: the 'extension' side runs without the extension too, "
         "so every ratio should be 1 within its interval (a bias here is the harness's)",
     )
+    p.add_argument(
+        "--service",
+        nargs="?",
+        const="round",
+        choices=["round", "run"],
+        help="the extension side is a client of a real trusted service (jupyter prod-discovery "
+        "service, its own process, PostgreSQL ledger in a throw-away database, least-privilege "
+        "Vault token): credentials issued and audit records sealed there. Started once per "
+        "round (default) or once per run (--service=run). The service's CPU per op is reported "
+        "and added to the extension side's in a second ratio",
+    )
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.service and (args.aa or args.no_openbao):
+        p.error("--service needs OpenBao and the extension (not with --aa or --no-openbao)")
+    return args
 
 
 def extra_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -168,7 +184,12 @@ THREADS: dict[str, dict[str, list[float]]] = {}
 async def run_once(c: Case, server: BenchServer) -> Sample:
     assert server.ps is not None
     for attempt in range(DROP_RETRIES + 1):
-        measure = Measure(server.ps, server.callgrind_dir, profile=server.profile is not None)
+        measure = Measure(
+            server.ps,
+            server.callgrind_dir,
+            profile=server.profile is not None,
+            companions=server.companions,
+        )
         try:
             await c.fn(server, measure)
         except (TimeoutError, RuntimeError) as exc:
@@ -184,7 +205,17 @@ async def run_once(c: Case, server: BenchServer) -> Sample:
         raise RuntimeError(f"case {c.name} never entered its measure() block")
     for name, cpu in measure.threads.items():
         THREADS.setdefault(f"{c.name}/{server.label}", {}).setdefault(name, []).append(cpu)
+    for companion, split in measure.companion_threads.items():
+        for name, cpu in split.items():
+            key = f"{c.name}/{server.label}: {companion}"
+            THREADS.setdefault(key, {}).setdefault(name, []).append(cpu)
     return measure.sample
+
+
+#: --service: the companions whose CPU is added to the extension side's in the second ratio (the
+#: service: the work that moved there), and in a third (the ledger's PostgreSQL backend too).
+WITH_SERVICE = ("service",)
+WITH_SERVICE_DB = ("service", "ledger-db")
 
 
 def summarize(samples: list[Sample]) -> dict[str, Any]:
@@ -192,7 +223,7 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
     wall = [s.wall for s in samples]
     instr = [s.instructions for s in samples if s.instructions is not None]
     loop = [s.loop_cpu for s in samples if s.loop_cpu is not None]
-    return {
+    out: dict[str, Any] = {
         **({"instructions_median": statistics.median(instr)} if instr else {}),
         **({"loop_cpu_median_s": statistics.median(loop)} if loop else {}),
         "cpu_median_s": statistics.median(cpu),
@@ -201,6 +232,34 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
         "cpu_samples_s": cpu,
         "wall_samples_s": wall,
         "ops_per_run": samples[0].ops,
+    }
+    names = sorted({n for s in samples for n in s.companions})
+    if names:
+        companions: dict[str, Any] = {}
+        for name in names:
+            values = [s.companions.get(name, 0.0) for s in samples]
+            loops = [s.companion_loops[name] for s in samples if name in s.companion_loops]
+            companions[name] = {
+                "cpu_median_s": statistics.median(values),
+                "cpu_samples_s": values,
+                **({"loop_cpu_median_s": statistics.median(loops)} if loops else {}),
+            }
+        out["companions"] = companions
+        for key, counted in (("with_service", WITH_SERVICE), ("with_service_db", WITH_SERVICE_DB)):
+            total = [s.cpu + sum(s.companions.get(n, 0.0) for n in counted) for s in samples]
+            out[key] = {"cpu_median_s": statistics.median(total), "cpu_samples_s": total}
+    return out
+
+
+def pair_summary(plain: list[float], other: list[float]) -> dict[str, Any]:
+    """Median and 95 % bootstrap interval of the side-by-side ratios ``other / plain``."""
+    pairs = pair_ratios(plain, other)
+    if not pairs:
+        return {}
+    return {
+        "pairs": len(pairs),
+        "median": statistics.median(pairs),
+        "ci95": bootstrap_ci(pairs),
     }
 
 
@@ -259,6 +318,50 @@ def table(results: dict[str, Any]) -> str:
                 f"{fmt_time(e['cpu_median_s'] - el)}"
             )
     lines.append("(medians per op of server-process CPU and wall time; ratio = extension / plain)")
+    if results.get("service"):
+        lines += ["", service_table(results)]
+    return "\n".join(lines)
+
+
+def _ratio_ci(r: dict[str, Any]) -> str:
+    if not r:
+        return "n/a"
+    lo, hi = r["ci95"]
+    return f"{r['median']:.3f} [{lo:.3f}-{hi:.3f}]"
+
+
+def service_table(results: dict[str, Any]) -> str:
+    """--service: the service's CPU per op, and the extension side with it, against plain."""
+    head = (
+        f"{'case':<20} {'plain CPU':>10} {'ext CPU':>10} {'svc CPU':>10} {'svc loop':>10}"
+        f" {'ledger db':>10} {'ext+svc':>10}  {'ext/plain pairs [95% CI]':<25}"
+        f" {'(ext+svc)/plain pairs':<25} {'(ext+svc+db)/plain':<25}"
+    )
+    lines = [head, "-" * len(head)]
+    for name, r in results["cases"].items():
+        if "error" in r:
+            continue
+        p, e = r["plain"], r["extension"]
+        comp = e.get("companions", {})
+        svc, db = comp.get("service", {}), comp.get("ledger-db", {})
+        svc_loop = svc.get("loop_cpu_median_s")
+
+        def t(x: float | None) -> str:
+            return "n/a" if x is None else fmt_time(x)
+
+        lines.append(
+            f"{name:<20} {t(p['cpu_median_s']):>10} {t(e['cpu_median_s']):>10}"
+            f" {t(svc.get('cpu_median_s')):>10} {t(svc_loop):>10} {t(db.get('cpu_median_s')):>10}"
+            f" {t(e.get('with_service', {}).get('cpu_median_s')):>10}"
+            f"  {_ratio_ci(r.get('cpu_pair', {})):<25}"
+            f" {_ratio_ci(r.get('cpu_with_service_pair', {})):<25}"
+            f" {_ratio_ci(r.get('cpu_with_service_db_pair', {})):<25}"
+        )
+    lines.append(
+        "(--service: medians per op; svc = the trusted service process, all threads (svc loop: its"
+        " event loop); ledger db = the PostgreSQL backend of its ledger connection; ratios are"
+        " medians of side-by-side pairs with 95 % bootstrap intervals)"
+    )
     return "\n".join(lines)
 
 
@@ -268,16 +371,28 @@ async def main_async(args: argparse.Namespace) -> int:
     env = BenchEnv(workdir=workdir, postgres_dsn=postgres_dsn())
     openbao = None
     servers: list[BenchServer] = []
+    service: BenchService | None = None
+    store_created = False
     try:
+        if args.service:
+            if env.postgres_dsn is None:
+                raise SystemExit(
+                    "--service needs PostgreSQL for the service's ledger "
+                    "(PROD_DISCOVERY_TEST_DSN, default postgresql://postgres@127.0.0.1:5432)"
+                )
+            service = BenchService(workdir, env.postgres_dsn)
+            env.service_url = service.url
         if not args.no_openbao:
             from jupyter_prod_discovery.demo.openbao import DevServer
 
             openbao = DevServer().start()
             env.openbao = openbao
-            # The token reaches the extension server through its environment, never a file.
-            env.extension_env.update(
-                {"VAULT_ADDR": openbao.address, "VAULT_TOKEN": openbao.root_token}
-            )
+            if service is None:
+                # The token reaches the extension server through its environment, never a file.
+                # A client of the service holds none: Vault is the service's business.
+                env.extension_env.update(
+                    {"VAULT_ADDR": openbao.address, "VAULT_TOKEN": openbao.root_token}
+                )
         plain_cfg = json.loads(json.dumps(BASE_CONFIG))
         merge_config(plain_cfg, {"ServerApp": {"jpserver_extensions": {EXTENSION: False}}})
         if args.aa:  # the capabilities' hooks (seeding OpenBao, database roles) are not run
@@ -288,6 +403,13 @@ async def main_async(args: argparse.Namespace) -> int:
             for hook in CONFIG_HOOKS:
                 merge_config(ext_cfg, hook(env))
             merge_config(ext_cfg, extra_config(args))
+        if service is not None:
+            # What the service configures (the profiles, Vault) moves to its config file; the
+            # server keeps only the service's address.
+            svc_cfg = {s: ext_cfg.pop(s) for s in SERVICE_SECTIONS if s in ext_cfg}
+            merge_config(ext_cfg, {"ProdDiscoveryApp": {"service_url": service.url}})
+            store_created = True
+            service.prepare(svc_cfg, openbao)
 
         cg = args.instructions
         pinned = None if args.no_pin else pin_cpus()
@@ -305,6 +427,7 @@ async def main_async(args: argparse.Namespace) -> int:
             "pinned_cpus": pinned,
             "instructions": cg,
             "aa": args.aa,
+            "service": args.service,
             "openbao": openbao is not None,
             "extension_config_sections": sorted(ext_cfg),
             "cases": {},
@@ -321,8 +444,12 @@ async def main_async(args: argparse.Namespace) -> int:
             seed = {"PYTHONHASHSEED": str(rnd + 1)}
             prof = {
                 side: args.profile / f"{side}.r{rnd + 1}.prof" if args.profile else None
-                for side in ("plain", "extension")
+                for side in ("plain", "extension", "service")
             }
+            if service is not None and (args.service == "round" or rnd == 0):
+                # Before both servers (the client opens its stream at start), and outside their
+                # alternating start order: it serves one side only.
+                await service.start(seed=str(rnd + 1), profile=prof["service"])
             plain = BenchServer(
                 "plain", plain_cfg, base, env=seed, callgrind=cg, profile=prof["plain"]
             )
@@ -334,6 +461,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 callgrind=cg,
                 profile=prof["extension"],
             )
+            if service is not None:
+                ext.companions = service.companions()
             servers = [plain, ext]
             # The server started first runs its requests measurably slower (about 10 % in A/A
             # runs of two identical plain servers on these VMs, whichever of the two was started
@@ -347,6 +476,10 @@ async def main_async(args: argparse.Namespace) -> int:
                     "A/A setup wrong: the extension must load on neither side"
                     if args.aa
                     else "A/B setup wrong: the extension must load on one side only"
+                )
+            if service is not None and "client of the trusted service" not in ext.log_tail(10**7):
+                raise RuntimeError(
+                    "--service setup wrong: the extension is not the service's client"
                 )
             if args.rounds > 1:
                 print(f"round {rnd + 1}/{args.rounds}", file=sys.stderr, flush=True)
@@ -368,6 +501,18 @@ async def main_async(args: argparse.Namespace) -> int:
             for s in servers:
                 await s.stop()
             servers = []
+            if service is not None:
+                kinds = await asyncio.to_thread(service.ledger_kinds)
+                split = ", ".join(f"{k} {n}" for k, n in kinds.items())
+                print(
+                    f"  service ledger: {sum(kinds.values())} records sealed so far ({split})",
+                    file=sys.stderr,
+                )
+                results.setdefault("service_ledger", []).append(kinds)
+                if args.service == "round":
+                    await service.stop()
+        if service is not None:
+            results["service_starts"] = service.starts
         for c in cases:
             if c.name in errors:
                 results["cases"][c.name] = {"error": errors[c.name]}
@@ -386,6 +531,12 @@ async def main_async(args: argparse.Namespace) -> int:
                 results["cases"][c.name]["cpu_pairs"] = len(pairs)
                 results["cases"][c.name]["cpu_pair_ratio"] = statistics.median(pairs)
                 results["cases"][c.name]["cpu_pair_ratio_ci95"] = bootstrap_ci(pairs)
+            if "with_service" in e:
+                r = results["cases"][c.name]
+                r["cpu_pair"] = pair_summary(p["cpu_samples_s"], e["cpu_samples_s"])
+                for key in ("with_service", "with_service_db"):
+                    r[f"cpu_{key}_ratio"] = ratio(e[key]["cpu_median_s"], p["cpu_median_s"])
+                    r[f"cpu_{key}_pair"] = pair_summary(p["cpu_samples_s"], e[key]["cpu_samples_s"])
             if "instructions_median" in p and "instructions_median" in e:
                 results["cases"][c.name]["instructions_ratio"] = ratio(
                     e["instructions_median"], p["instructions_median"]
@@ -394,6 +545,10 @@ async def main_async(args: argparse.Namespace) -> int:
         for s in servers:
             with contextlib.suppress(Exception):
                 await s.stop()
+        if service is not None:
+            # Before the cleanups and OpenBao: the service revokes what it issued as it stops.
+            with contextlib.suppress(Exception):
+                await service.stop()
         for cleanup in env.cleanups:
             try:
                 cleanup()
@@ -401,6 +556,11 @@ async def main_async(args: argparse.Namespace) -> int:
                 print(f"cleanup failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         if openbao is not None:
             openbao.stop()
+        if service is not None and store_created:
+            try:
+                service.drop_store()
+            except Exception as exc:
+                print(f"dropping the ledger database failed: {exc}", file=sys.stderr)
 
     # Which side lost output how often (runs retried): a property of the server, not noise.
     results["dropped_runs"] = dict(DROPPED)

@@ -41,9 +41,11 @@ __all__ = [
     "BenchEnv",
     "BenchServer",
     "Case",
+    "Companion",
     "Kernel",
     "Measure",
     "case",
+    "profiled_command",
     "server_config",
 ]
 
@@ -119,6 +121,9 @@ class BenchEnv:
     extension_env: dict[str, str] = field(default_factory=dict)
     # Run after both servers stopped, before OpenBao stops (e.g. revoke leases, drop roles).
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    # --service: the trusted service's address ('unix:/...') the extension side is a client of;
+    # None otherwise. Hooks leave out what such a server does not do itself (a local trail).
+    service_url: str | None = None
 
 
 ConfigHook = Callable[[BenchEnv], dict[str, dict[str, Any]]]
@@ -152,6 +157,25 @@ class Sample:
     # CPU of the main thread (the event loop) per op; the rest of ``cpu`` is other threads
     # (the audit writer, ZMQ I/O, the PII guard's scanner). None when the coarse total was used.
     loop_cpu: float | None = None
+    # CPU per op of the server's companion processes (--service: "service", "ledger-db"), by
+    # name, measured around the same block; not included in ``cpu``.
+    companions: dict[str, float] = field(default_factory=dict)
+    # ... and of their main threads (the service's event loop), where known.
+    companion_loops: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Companion:
+    """A process outside the server that does part of the server's work (--service: the
+    trusted service, its ledger's PostgreSQL backend): its CPU is read around the same measured
+    blocks and reported beside the server's, by ``name`` (several processes of one name add up).
+    """
+
+    name: str
+    process: psutil.Process
+    # Runs under the --profile wrapper (it gets the profiler's on/off signals; a process without
+    # the wrapper's handlers would be killed by them).
+    profiled: bool = False
 
 
 def _thread_cpu(pid: int) -> dict[int, int] | None:
@@ -208,20 +232,28 @@ class Measure:
     """
 
     def __init__(
-        self, process: psutil.Process, callgrind_dir: Path | None = None, profile: bool = False
+        self,
+        process: psutil.Process,
+        callgrind_dir: Path | None = None,
+        profile: bool = False,
+        companions: list[Companion] | None = None,
     ) -> None:
         self._process = process
         self._callgrind_dir = callgrind_dir
         self._profile = profile
+        self._companions = companions or []
         self.sample: Sample | None = None
         self.threads: dict[str, float] = {}  # --profile: CPU seconds per op by thread name
+        # --profile: the same for each companion, by companion name.
+        self.companion_threads: dict[str, dict[str, float]] = {}
 
-    def _coarse(self) -> float:
-        t = self._process.cpu_times()
+    @staticmethod
+    def _coarse(process: psutil.Process) -> float:
+        t = process.cpu_times()
         return float(t.user + t.system)
 
+    @staticmethod
     def _cpu_between(
-        self,
         before: tuple[dict[int, int] | None, float],
         after: tuple[dict[int, int] | None, float],
     ) -> float:
@@ -230,32 +262,56 @@ class Measure:
             return coarse1 - coarse0
         return sum(ns - fine0.get(tid, 0) for tid, ns in fine1.items()) / 1e9
 
-    def _cpu(self) -> tuple[dict[int, int] | None, float]:
-        return _thread_cpu(self._process.pid), self._coarse()
+    def _cpu(self, process: psutil.Process | None = None) -> tuple[dict[int, int] | None, float]:
+        process = process or self._process
+        return _thread_cpu(process.pid), self._coarse(process)
+
+    def _signal_profilers(self, sig: int) -> None:
+        if not self._profile:
+            return
+        self._process.send_signal(sig)
+        for c in self._companions:
+            if c.profiled:
+                with contextlib.suppress(psutil.Error):
+                    c.process.send_signal(sig)
 
     @contextlib.asynccontextmanager
     async def __call__(self, ops: int = 1) -> AsyncIterator[None]:
         if self.sample is not None:
             raise RuntimeError("a benchmark case may measure only one block per run")
-        if self._profile:
-            self._process.send_signal(PROFILE_ON)
+        self._signal_profilers(PROFILE_ON)
         # Let the server settle (finish writing previous responses) before the first reading.
         await asyncio.sleep(0.05 if self._callgrind_dir is None else 1.0)
         if self._callgrind_dir is not None:
             await _callgrind_control("-z", self._process.pid)
             await _callgrind_control("-i", "on", self._process.pid)
         cpu0, wall0 = self._cpu(), time.perf_counter()
+        side0 = [self._cpu(c.process) for c in self._companions]
         yield
         wall1 = time.perf_counter()
         # The last response may still be leaving the server.
         await asyncio.sleep(0.02 if self._callgrind_dir is None else 1.0)
         cpu1 = self._cpu()
+        side1 = [self._cpu(c.process) for c in self._companions]
         cpu = self._cpu_between(cpu0, cpu1)
         loop_cpu = _main_thread_cpu(self._process.pid, cpu0[0], cpu1[0])
         if self._profile and cpu0[0] is not None and cpu1[0] is not None:
             self.threads = _by_thread_name(self._process.pid, cpu0[0], cpu1[0], ops)
-        if self._profile:
-            self._process.send_signal(PROFILE_OFF)
+        companions: dict[str, float] = {}
+        companion_loops: dict[str, float] = {}
+        for c, before, after in zip(self._companions, side0, side1, strict=True):
+            pid = c.process.pid
+            companions[c.name] = (
+                companions.get(c.name, 0.0) + self._cpu_between(before, after) / ops
+            )
+            c_loop = _main_thread_cpu(pid, before[0], after[0])
+            if c_loop is not None:
+                companion_loops[c.name] = companion_loops.get(c.name, 0.0) + c_loop / ops
+            if c.profiled and before[0] is not None and after[0] is not None:
+                split = self.companion_threads.setdefault(c.name, {})
+                for name, v in _by_thread_name(pid, before[0], after[0], ops).items():
+                    split[name] = split.get(name, 0.0) + v
+        self._signal_profilers(PROFILE_OFF)
         instructions = None
         if self._callgrind_dir is not None:
             await _callgrind_control("-i", "off", self._process.pid)
@@ -266,16 +322,19 @@ class Measure:
             ops=ops,
             instructions=instructions,
             loop_cpu=None if loop_cpu is None else loop_cpu / ops,
+            companions=companions,
+            companion_loops=companion_loops,
         )
 
 
-# --profile: the server runs under this wrapper, which profiles its main thread (the event loop,
-# where requests, websocket messages and audit records are handled) with cProfile between the
-# two signals and writes the accumulated stats to $BENCH_PROFILE_OUT after each measured block.
-# The variable is removed at once so that kernels do not inherit it.
+# --profile: the server (and with --service the service) runs under this wrapper, which profiles
+# its main thread (the event loop, where requests, websocket messages and audit records are
+# handled) with cProfile between the two signals and writes the accumulated stats to
+# $BENCH_PROFILE_OUT after each measured block. The variable is removed at once so that kernels
+# do not inherit it. The module to run and its argv[0] follow the code (profiled_command).
 PROFILE_ON = signal.SIGRTMIN + 1
 PROFILE_OFF = signal.SIGRTMIN + 2
-_PROFILED_SERVER = """
+_PROFILED = """
 import cProfile, ctypes, os, runpy, signal, sys, threading, time
 _libc = ctypes.CDLL(None)
 _inner = threading.Thread._bootstrap_inner
@@ -292,9 +351,15 @@ def _off(*_):
     _prof.dump_stats(_out)
 signal.signal(signal.SIGRTMIN + 1, _on)
 signal.signal(signal.SIGRTMIN + 2, _off)
-sys.argv[0] = "jupyter-server"
-runpy.run_module("jupyter_server", run_name="__main__", alter_sys=True)
+sys.argv[0] = _ARGV0
+runpy.run_module(_MODULE, run_name="__main__", alter_sys=True)
 """
+
+
+def profiled_command(module: str, argv0: str, args: list[str]) -> list[str]:
+    """The command running ``python -m module args`` under the --profile wrapper."""
+    code = f"_MODULE, _ARGV0 = {module!r}, {argv0!r}\n{_PROFILED}"
+    return [sys.executable, "-c", code, *args]
 
 
 async def _callgrind_control(*args: object) -> None:
@@ -369,6 +434,8 @@ class BenchServer:
         self.callgrind_dir = self.dir / "callgrind" if callgrind else None
         # --profile: cProfile stats of the event-loop thread inside measure() go to this file.
         self.profile = profile
+        # Processes doing part of this server's work (--service), read around every measure().
+        self.companions: list[Companion] = []
 
     async def start(self, timeout: float = 60.0) -> None:
         for d in ("root", "config", "data", "runtime"):
@@ -405,7 +472,7 @@ class BenchServer:
         if self.profile is not None:
             self.profile.parent.mkdir(parents=True, exist_ok=True)
             env["BENCH_PROFILE_OUT"] = str(self.profile)
-            command = [sys.executable, "-c", _PROFILED_SERVER, f"--config={cfg_file}"]
+            command = profiled_command("jupyter_server", "jupyter-server", [f"--config={cfg_file}"])
         if self.callgrind_dir is not None:
             self.callgrind_dir.mkdir(parents=True, exist_ok=True)
             command = [

@@ -2,8 +2,9 @@
 
 The foundation's ``contents_get_small`` / ``contents_put_1mb`` and the kernel ``execute`` cases
 already run with the audit trail on (it is always on); this module gives it a real key, a JSONL
-sink with fsync per batch and checkpoints in a second file, and adds the download path, which the
-trail records through its own files handler.
+sink with fsync per batch and checkpoints in a second file (with ``--service``: the service's
+sink, as a client of the service is configured), and adds the download path, which the trail
+records through its own files handler.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from benchmarks.core import BenchEnv, BenchServer, Measure, case, server_config
 @server_config
 def audit_trail(env: BenchEnv) -> dict:
     env.extension_env["PROD_DISCOVERY_AUDIT_KEY"] = secrets.token_hex(32)
+    if env.service_url:
+        # --service: records are shipped to the service (ServiceSink, the default of a client),
+        # which seals and signs them; the spool holds them only while it is unreachable.
+        return {"AuditTrail": {"spool_dir": str(env.workdir / "audit-spool")}}
     return {
         "AuditTrail": {
             "checkpoint_path": str(env.workdir / "audit-checkpoints" / "cp.jsonl"),
