@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -341,3 +342,47 @@ def test_record_trail_event_ids_unique_across_pool_refills(trail: AuditTrail) ->
     ids = [r["event_id"] for r in records(trail)]
     assert len(ids) == 600 and len(set(ids)) == 600
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+async def test_record_acknowledged_trail_keeps_no_request_alive(tmp_path: Path) -> None:
+    """A request waiting for its record's acknowledgment leaves nothing of itself behind: the
+    timeout timer, cancelled once acknowledged, stays in the loop until its deadline, and must
+    not hold the request's context (jupyter_server's handler, its connection) that long."""
+    import contextvars
+    import gc
+    import weakref
+
+    class Handler:
+        pass
+
+    class SlowSink(JSONLSink):  # the request surely waits (and arms its timer)
+        def write(self, lines: list[str]) -> None:
+            time.sleep(0.02)
+            super().write(lines)
+
+    current: contextvars.ContextVar[Handler] = contextvars.ContextVar("current")
+    t = make_trail(
+        tmp_path,
+        trail={"sink_classes": [SlowSink]},
+        SlowSink={"path": str(tmp_path / "a.jsonl"), "fsync_interval": 0},
+    )
+    t.start()
+    try:
+
+        async def request() -> weakref.ref[Handler]:
+            handler = Handler()
+            current.set(handler)
+            assert await t.record_acknowledged("kernel", {"action": "start", "kernel_id": "k"})
+            return weakref.ref(handler)
+
+        # A server always has earlier timers (periodic callbacks): cancelled timers behind one
+        # stay in the loop's heap instead of being dropped at once from its head.
+        earlier = asyncio.get_running_loop().call_later(5, lambda: None)
+        refs = [await asyncio.create_task(request()) for _ in range(5)]
+        await asyncio.sleep(0.05)  # the loop lets go of the last finished task
+        gc.collect()
+        alive = [r for r in refs if r() is not None]
+        assert alive == []  # while ack_timeout (10 s) has not passed
+        earlier.cancel()
+    finally:
+        t.stop()
