@@ -312,6 +312,8 @@ async def test_restarted_service_adopts_and_keeps_renewing(
     )
     try:
         fresh = again.client("adopting-server")
+        # The old client's pooled connection died with the old process: retried afresh once.
+        assert [k["kernel_id"] for k in await client.heartbeat()] == ["k-kept"]
         kernels = await fresh.heartbeat()
         assert [k["kernel_id"] for k in kernels] == ["k-kept"]
         renewed = await fresh.renew("k-kept")
