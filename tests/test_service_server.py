@@ -353,3 +353,52 @@ async def test_policy_refusal_is_403_and_names_the_user(
         await client.aclose()
     finally:
         svc.stop()
+
+
+async def test_records_removed_from_the_spool_show_as_a_gap(
+    jp_fetch: Any,
+    jp_root_dir: Path,
+    service: ServiceProcess,
+    started: Any,
+    tmp_path: Path,
+    openbao: Any,
+    warehouse: Warehouse,
+) -> None:
+    """While the service is down (and fail_closed is off) the server spools to a file its user
+    can edit. Deleting a record there before the replay cannot go unnoticed: the server's
+    stream has a gap, which the service seals as an alert naming the missing numbers."""
+    (jp_root_dir / "b.txt").write_text("x")
+    await jp_fetch("api", "contents", "b.txt", method="GET")
+    service.kill()
+    for _ in range(5):
+        await jp_fetch("api", "contents", "b.txt", method="GET")  # served, spooled
+    spool = tmp_path / "spool" / "ServiceSink.jsonl"
+    deadline = time.monotonic() + 10
+    while len(spool.read_text().splitlines() if spool.exists() else []) < 5:
+        assert time.monotonic() < deadline, "nothing spooled"
+        await asyncio.sleep(0.1)
+    lines = spool.read_text().splitlines()
+    removed = json.loads(lines[2])["seq"]
+    spool.write_text("\n".join(lines[:2] + lines[3:]) + "\n")  # the user hides one record
+    profiles = warehouse.profiles()
+    again = start_service(
+        tmp_path,
+        service.dsn,
+        vault_addr=openbao.address,
+        vault_token=service_token(openbao, profiles),
+        profiles=profiles,
+    )
+    try:
+
+        def gap() -> list[dict[str, Any]]:
+            return [
+                r
+                for r in records(service.dsn)
+                if r["kind"] == "alert" and r["data"].get("what") == "gap"
+            ]
+
+        (alert,) = await eventually(gap, timeout=20, what="a gap alert")
+        assert alert["data"]["missing_from"] == removed == alert["data"]["missing_to"]
+        assert alert["principal"]["username"] == "root"
+    finally:
+        again.stop()
