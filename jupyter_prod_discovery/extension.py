@@ -125,7 +125,12 @@ class ProdDiscoveryApp(ExtensionApp):
         self.broker: CredentialBroker | RemoteCredentialBroker
         if self.service_url:
             self.service_client = ServiceClient(self.service_url, self.audit.server_id)
-            self.broker = RemoteCredentialBroker(self.service_client, self.secrets, parent=self)
+            self.broker = RemoteCredentialBroker(
+                self.service_client,
+                self.secrets,
+                kernel_manager=lambda: getattr(self.serverapp, "kernel_manager", None),
+                parent=self,
+            )
         else:
             self.broker = CredentialBroker(parent=self, app=self)
         self.pii_guard = guard_setup.create(self)

@@ -402,3 +402,56 @@ async def test_records_removed_from_the_spool_show_as_a_gap(
         assert alert["principal"]["username"] == "root"
     finally:
         again.stop()
+
+
+class TestExpiryWarning:
+    """The service renews, but the notebook is where the user is: when a lease reaches its max
+    TTL, the server relays the service's report as a warning printed in the kernel."""
+
+    @pytest.fixture
+    def service(
+        self, tmp_path: Path, openbao: Any, warehouse: Warehouse, ledger_dsn: str
+    ) -> Iterator[ServiceProcess]:
+        from jupyter_prod_discovery.credentials.seeding import configure_database_engine
+
+        configure_database_engine(
+            warehouse.client,
+            warehouse.dsn,
+            role="short",
+            tables=["customers"],
+            username_prefix=warehouse.prefix,
+            default_ttl="14s",
+            max_ttl="14s",
+        )
+        profiles = [
+            {
+                "name": "short",
+                "type": "database",
+                "role": "short",
+                "env": {"PGUSER": "{username}", "PGPASSWORD": "{password}"},
+            }
+        ]
+        svc = start_service(
+            tmp_path,
+            ledger_dsn,
+            vault_addr=openbao.address,
+            vault_token=service_token(openbao, profiles),
+            profiles=profiles,
+        )
+        try:
+            yield svc
+        finally:
+            svc.stop()
+
+    async def test_expiring_lease_is_announced_in_the_kernel(
+        self, jp_fetch: Any, jp_serverapp: Any, started: Any
+    ) -> None:
+        kid = await start_kernel(jp_fetch)
+        deadline = time.monotonic() + 30
+        while not started.broker._warned:  # the service renews at half the TTL, gets less
+            assert time.monotonic() < deadline, "no expiry warning relayed"
+            await asyncio.sleep(0.2)
+        out = await run_code(jp_serverapp, kid, "print('next cell')")
+        assert "[Prod Discovery] The credentials of profile(s) short expire in" in out
+        assert "next cell" in out
+        await jp_fetch("api", "kernels", kid, method="DELETE")

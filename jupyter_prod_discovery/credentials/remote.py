@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from traitlets.config import LoggingConfigurable
 from ..service.client import ServiceClient, ServiceError
 from .profiles import Profile
 from .records import CredentialError, user_name
+from .renewal import expiry_message, warn_kernel
 from .secrets import SecretRegistry
 
 __all__ = ["RemoteCredentialBroker"]
@@ -55,6 +57,13 @@ class RemoteCredentialBroker(LoggingConfigurable):
         help="""Seconds a kernel start waits for the service before it is refused, naming the
         service. Default 4.5 (a start fails within 5 s).""",
     )
+    warn_before = Float(
+        60.0,
+        config=True,
+        help="""When a lease of a kernel can no longer be renewed (the service reports its max
+        TTL reached or renewal failing), tell the notebook this many seconds before it expires
+        (or at once when less is left). Default 60.""",
+    )
     heartbeat_interval = Float(
         10.0,
         config=True,
@@ -62,10 +71,18 @@ class RemoteCredentialBroker(LoggingConfigurable):
         silent for its server_timeout, default 60). Default 10.""",
     )
 
-    def __init__(self, client: ServiceClient, secrets: SecretRegistry, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        client: ServiceClient,
+        secrets: SecretRegistry,
+        kernel_manager: Callable[[], Any] = lambda: None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.client = client
         self.secrets = secrets
+        self._kernel_manager = kernel_manager  # where expiry warnings are printed
+        self._warned: set[tuple[str, str]] = set()
         self._kernels: dict[str, RemoteKernel] = {}
         self._owners: dict[str, str | None] = {}
         self._pending_revoke: dict[str, str] = {}
@@ -180,6 +197,28 @@ class RemoteCredentialBroker(LoggingConfigurable):
             record = self._kernels.get(str(public.get("kernel_id")))
             if record is not None:
                 record.public = public
+                await self._warn_expiring(record)
+
+    async def _warn_expiring(self, record: RemoteKernel) -> None:
+        """The service renews; the notebook is told here, where the kernel is, when a lease
+        it reports as no longer renewable is about to expire (once per lease)."""
+        leases = [
+            lease
+            for lease in record.public.get("leases") or []
+            if not lease.get("renewable")
+            and lease.get("ttl_left") is not None
+            and lease["ttl_left"] <= self.warn_before
+            and (record.kernel_id, str(lease.get("lease_id"))) not in self._warned
+        ]
+        if not leases:
+            return
+        for lease in leases:
+            self._warned.add((record.kernel_id, str(lease.get("lease_id"))))
+        names = ", ".join(sorted({str(lease.get("profile")) for lease in leases}))
+        left = min(int(lease["ttl_left"]) for lease in leases)
+        await warn_kernel(
+            self._kernel_manager(), record.kernel_id, expiry_message(names, left), self.log
+        )
 
     async def _beat_loop(self) -> None:
         while True:

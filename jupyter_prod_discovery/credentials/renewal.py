@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from .records import BrokerState, KernelCredentials, Lease
 from .vault import VaultError, translate_error
 
-__all__ = ["WARNING_CODE", "LeaseRenewal"]
+__all__ = ["WARNING_CODE", "LeaseRenewal", "expiry_message", "warn_kernel"]
 
 SERVER_SECRET_ENV = ("VAULT_TOKEN", "BAO_TOKEN", "VAULT_SECRET_ID", "VAULT_ROLE_ID")
 WARNING_CODE = """\
@@ -136,10 +137,7 @@ class LeaseRenewal(BrokerState):
         now = time.time()
         names = ", ".join(sorted({lease.profile for lease in leases}))
         left = max(0, round(min(lease.expires_at for lease in leases) - now))
-        message = (
-            f"[Prod Discovery] The credentials of profile(s) {names} expire in {left} s and "
-            "cannot be renewed. Save your work; restart the kernel to get new credentials."
-        )
+        message = expiry_message(names, left)
         for lease in leases:
             lease.warned = True
             self._audit_lease(
@@ -160,26 +158,7 @@ class LeaseRenewal(BrokerState):
         notebook does show it. Non-IPython kernels only get the immediate print.
         """
         km = getattr(self.app.serverapp, "kernel_manager", None)
-        if km is None or kernel_id not in km:
-            return False
-        client = km.get_kernel(kernel_id).client()
-        try:
-            client.start_channels()
-            msg_id = client.execute(
-                WARNING_CODE.format(message=message), silent=True, store_history=False
-            )
-            deadline = time.monotonic() + 5.0
-            while time.monotonic() < deadline:
-                reply = await client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
-                if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                    return reply.get("content", {}).get("status") == "ok"
-        except Exception as exc:
-            self.log.warning(
-                "Could not warn kernel %s about expiring credentials: %s", kernel_id, exc
-            )
-        finally:
-            client.stop_channels()
-        return False
+        return await warn_kernel(km, kernel_id, message, self.log)
 
     async def _reap_dead_kernels(self) -> None:
         """Revoke for kernels the kernel manager dropped without a cleanup (safety net)."""
@@ -211,3 +190,34 @@ class LeaseRenewal(BrokerState):
         """Start the background renewal task (idempotent)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop())
+
+
+def expiry_message(profiles: str, seconds_left: int) -> str:
+    """What a notebook is told when credentials are about to expire for good."""
+    return (
+        f"[Prod Discovery] The credentials of profile(s) {profiles} expire in {seconds_left} s "
+        "and cannot be renewed. Save your work; restart the kernel to get new credentials."
+    )
+
+
+async def warn_kernel(km: Any, kernel_id: str, message: str, log: Any) -> bool:
+    """Print ``message`` in kernel ``kernel_id`` of kernel manager ``km`` now, and again at the
+    start of its next cell (see :meth:`LeaseRenewal.notify_kernel`); False when it could not."""
+    if km is None or kernel_id not in km:
+        return False
+    client = km.get_kernel(kernel_id).client()
+    try:
+        client.start_channels()
+        msg_id = client.execute(
+            WARNING_CODE.format(message=message), silent=True, store_history=False
+        )
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            reply = await client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                return bool(reply.get("content", {}).get("status") == "ok")
+    except Exception as exc:
+        log.warning("Could not warn kernel %s about expiring credentials: %s", kernel_id, exc)
+    finally:
+        client.stop_channels()
+    return False
