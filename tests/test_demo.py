@@ -239,7 +239,8 @@ def demo() -> Iterator[DemoProcess]:
 
 
 def test_serve_demo_status_client_of_the_service(demo: DemoProcess) -> None:
-    """JupyterLab talks to the trusted service, not to Vault: it holds nothing of Vault."""
+    """JupyterLab talks to the trusted service, not to Vault: it holds nothing of Vault and
+    reports Vault as the service sees it, without an address or identity."""
     r = requests.get(
         f"{demo.url}/prod-discovery/api/status",
         headers={"Authorization": f"token {demo.token}"},
@@ -248,7 +249,10 @@ def test_serve_demo_status_client_of_the_service(demo: DemoProcess) -> None:
     assert r.status_code == 200
     status = r.json()
     assert status["environment"]["name"] == "Prod Discovery (demo)"
-    assert status["vault"]["configured"] is False
+    vault = status["vault"]
+    assert vault["via"] == "service" and vault["authenticated"] is True
+    assert vault["address"] is None and vault["identity"] is None
+    assert vault["principal"] == "pd-demo"
     assert status["guards"]["credentials"] is True
     assert status["boundary"]["mode"] == "service"
     assert demo.token not in r.text
