@@ -85,14 +85,17 @@ def ensure_user(name: str) -> pwd.struct_passwd:
 
 
 def _not_enterable(path: Path) -> list[str]:
-    """Directories on the way to ``path`` that other users cannot enter or read."""
+    """Directories on the way to ``path`` that other users cannot pass, and ``path`` itself if
+    they cannot read it. Passing needs only the search bit: install.sh gives a checkout in a
+    private directory (mktemp -d, 0700) exactly that (o+x), never the right to list it."""
     blocked = []
     for p in [path, *path.parents]:
         try:
             mode = p.stat().st_mode
         except OSError:
             continue
-        if not (mode & stat.S_IXOTH and mode & stat.S_IROTH):
+        needed = stat.S_IXOTH | (stat.S_IROTH if p == path else 0)
+        if mode & needed != needed:
             blocked.append(str(p))
     return blocked
 

@@ -25,15 +25,26 @@ def ledger_dsn(postgres_database: str) -> str:
     return postgres_database
 
 
+def service_for(
+    tmp: Path, dsn: str, openbao: Any, profiles: list[dict[str, Any]], *args: str
+) -> ServiceProcess:
+    """A service over ``dsn`` with ``profiles`` and a least-privilege token of its own (started
+    afresh, or again over the same store and state after the first one was killed)."""
+    return start_service(
+        tmp,
+        dsn,
+        vault_addr=openbao.address,
+        vault_token=service_token(openbao, profiles),
+        profiles=profiles,
+        args=args,
+    )
+
+
 @pytest.fixture
 def service(
     tmp_path: Path, openbao: Any, warehouse: Warehouse, ledger_dsn: str
 ) -> Iterator[ServiceProcess]:
-    profiles = warehouse.profiles()
-    token = service_token(openbao, profiles)
-    svc = start_service(
-        tmp_path, ledger_dsn, vault_addr=openbao.address, vault_token=token, profiles=profiles
-    )
+    svc = service_for(tmp_path, ledger_dsn, openbao, warehouse.profiles())
     try:
         yield svc
     finally:
@@ -172,14 +183,7 @@ class TestFailClosed:
             await asyncio.sleep(0.1)
         assert refused >= 8  # the first may still be answered before the writer notices
         # The service comes back (same store, same key): the spool is replayed, in order.
-        profiles = warehouse.profiles()
-        again = start_service(
-            tmp_path,
-            service.dsn,
-            vault_addr=openbao.address,
-            vault_token=service_token(openbao, profiles),
-            profiles=profiles,
-        )
+        again = service_for(tmp_path, service.dsn, openbao, warehouse.profiles())
         try:
             await _served(jp_fetch)
             recs = records(service.dsn)
@@ -302,14 +306,7 @@ async def test_restarted_service_adopts_and_keeps_renewing(
     lease = next(x["lease_id"] for x in issued["kernel"]["leases"] if x["profile"] == "warehouse")
     service.kill()  # SIGKILL: no cleanup at all
     assert warehouse.lease_alive(lease)
-    profiles = warehouse.profiles()
-    again = start_service(
-        tmp_path,
-        service.dsn,
-        vault_addr=openbao.address,
-        vault_token=service_token(openbao, profiles),
-        profiles=profiles,
-    )
+    again = service_for(tmp_path, service.dsn, openbao, warehouse.profiles())
     try:
         fresh = again.client("adopting-server")
         # The old client's pooled connection died with the old process: retried afresh once.
@@ -335,13 +332,12 @@ async def test_policy_refusal_is_403_and_names_the_user(
 
     profiles = [dict(p, groups=["fraud-only"]) for p in warehouse.profiles()]
     (tmp_path / "deny").mkdir()
-    svc = start_service(
+    svc = service_for(
         tmp_path / "deny",
         ledger_dsn,
-        vault_addr=openbao.address,
-        vault_token=service_token(openbao, profiles),
-        profiles=profiles,
-        args=("--CredentialBroker.deny_without_profile=True",),
+        openbao,
+        profiles,
+        "--CredentialBroker.deny_without_profile=True",
     )
     try:
         client = svc.client("denied-server")
@@ -380,14 +376,7 @@ async def test_records_removed_from_the_spool_show_as_a_gap(
     lines = spool.read_text().splitlines()
     removed = json.loads(lines[2])["seq"]
     spool.write_text("\n".join(lines[:2] + lines[3:]) + "\n")  # the user hides one record
-    profiles = warehouse.profiles()
-    again = start_service(
-        tmp_path,
-        service.dsn,
-        vault_addr=openbao.address,
-        vault_token=service_token(openbao, profiles),
-        profiles=profiles,
-    )
+    again = service_for(tmp_path, service.dsn, openbao, warehouse.profiles())
     try:
 
         def gap() -> list[dict[str, Any]]:
@@ -431,13 +420,7 @@ class TestExpiryWarning:
                 "env": {"PGUSER": "{username}", "PGPASSWORD": "{password}"},
             }
         ]
-        svc = start_service(
-            tmp_path,
-            ledger_dsn,
-            vault_addr=openbao.address,
-            vault_token=service_token(openbao, profiles),
-            profiles=profiles,
-        )
+        svc = service_for(tmp_path, ledger_dsn, openbao, profiles)
         try:
             yield svc
         finally:
