@@ -438,3 +438,42 @@ class TestExpiryWarning:
         assert "[Prod Discovery] The credentials of profile(s) short expire in" in out
         assert "next cell" in out
         await jp_fetch("api", "kernels", kid, method="DELETE")
+
+
+async def test_bad_requests_are_refused_with_a_reason(service: ServiceProcess) -> None:
+    """Bad input from a (possibly compromised) server gets a 4xx naming what is wrong, and
+    nothing is stored or issued."""
+    from jupyter_prod_discovery.service.client import ServiceRefused
+
+    before = len(records(service.dsn))
+    good = service.client("good-server")
+    bad_id = service.client("a/b")
+    cases = [
+        (lambda: bad_id.request("POST", "/api/audit/events", content=b"{}"), 400, "server's id"),
+        (lambda: good.request("POST", "/api/audit/events", content=b"not json"), 400, "not JSON"),
+        (
+            lambda: good.request(
+                "POST", "/api/audit/events", content=b'{"seq": 1, "kind": "alert", "data": {}}'
+            ),
+            400,
+            "unknown event kind",
+        ),
+        (
+            lambda: good.request("POST", "/api/credentials", json_body={"kernel_id": "x/y"}),
+            400,
+            "kernel_id",
+        ),
+        (lambda: good.request("POST", "/api/credentials", content=b"[1]"), 400, "JSON object"),
+        (
+            lambda: good.request("DELETE", "/api/credentials/k1", params={"reason": "because"}),
+            400,
+            "reason must be one of",
+        ),
+        (lambda: good.request("POST", "/api/credentials/nope/renew"), 404, "no credentials"),
+    ]
+    for call, status, message in cases:
+        with pytest.raises(ServiceRefused) as info:
+            call()
+        assert info.value.status == status, (message, info.value)
+        assert message in str(info.value)
+    assert len(records(service.dsn)) == before
