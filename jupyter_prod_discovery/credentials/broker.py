@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from traitlets import Bool, Float, List, TraitError, Unicode, observe, validate
@@ -195,6 +196,24 @@ class CredentialBroker(
 
     def owner_of(self, kernel_id: str) -> str | None:
         return self._owners.get(kernel_id)
+
+    def transform_profiles(self, transform: Callable[[Profile], Profile]) -> None:
+        """Apply ``transform`` to every configured profile (until the profiles change): how a
+        host such as the trusted service enforces its own rules on what is configured."""
+        self._profiles = [transform(p) for p in self._profiles]
+
+    def adopt(self, kernel_id: str, owner: str, lease: Lease) -> KernelCredentials:
+        """Take over ``lease`` of kernel ``kernel_id`` (issued by an earlier process): kept,
+        journaled and renewed from now on like one issued here."""
+        record = self._kernels.get(kernel_id)
+        if record is None:
+            record = self._kernels[kernel_id] = KernelCredentials(kernel_id, "", owner, [], [])
+            self._owners[kernel_id] = owner
+        record.leases.append(lease)
+        if lease.profile and lease.profile not in record.profiles:
+            record.profiles.append(lease.profile)
+        self._write_state()
+        return record
 
     def outstanding(self) -> int:
         """Leases and tokens issued and not yet revoked (including failed revocations)."""

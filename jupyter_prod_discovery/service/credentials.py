@@ -27,6 +27,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..audit.trail import user_info
 from ..credentials.broker import CredentialBroker
+from ..credentials.profiles import Profile
 from ..credentials.records import KernelCredentials, Lease
 from ..credentials.secrets import SecretRegistry
 from ..credentials.statefile import STATE_PREFIX, read_state
@@ -124,13 +125,15 @@ class CredentialDesk(LoggingConfigurable):
         ``kernel_token_policy`` (manage itself)."""
         if not self.kernel_token_policy:
             return
-        hardened = []
-        for profile in self.broker._profiles:
-            if profile.type == "token":
-                policies = tuple(dict.fromkeys((*profile.policies, self.kernel_token_policy)))
-                profile = replace(profile, no_default_policy=True, policies=policies)
-            hardened.append(profile)
-        self.broker._profiles = hardened
+        kernel_policy = self.kernel_token_policy
+
+        def harden(profile: Profile) -> Profile:
+            if profile.type != "token":
+                return profile
+            policies = tuple(dict.fromkeys((*profile.policies, kernel_policy)))
+            return replace(profile, no_default_policy=True, policies=policies)
+
+        self.broker.transform_profiles(harden)
 
     @property
     def active(self) -> bool:
@@ -166,16 +169,12 @@ class CredentialDesk(LoggingConfigurable):
                 continue
             if pid == os.getpid() or _alive(pid) or payload.get("vault") != self.host.vault.url:
                 continue
-            for row in payload.get("leases", []):
-                key = str(row.get("kernel_id", ""))
-                if key.count("/") < 2 or not row.get("id"):
-                    continue  # not a kernel key of this service: left to revoke_orphans
+            rows = payload.get("leases", [])
+            if not all(str(r.get("kernel_id", "")).count("/") >= 2 and r.get("id") for r in rows):
+                continue  # not a journal of this service: left whole to revoke_orphans
+            for row in rows:
+                key = str(row["kernel_id"])
                 user, server_id, _ = key.split("/", 2)
-                record = self.broker._kernels.get(key)
-                if record is None:
-                    record = KernelCredentials(key, "", user, [], [])
-                    self.broker._kernels[key] = record
-                    self.broker._owners[key] = user
                 lease = Lease(
                     profile=str(row.get("profile") or ""),
                     kind=str(row.get("kind")),
@@ -185,13 +184,10 @@ class CredentialDesk(LoggingConfigurable):
                     renewable=bool(row.get("renewable", True)),
                     expires_at=now,  # unknown: renewed at the next pass
                 )
-                record.leases.append(lease)
-                if lease.profile and lease.profile not in record.profiles:
-                    record.profiles.append(lease.profile)
+                self.broker.adopt(key, user, lease)  # journaled as ours
                 self._seen[(user, server_id)] = time.monotonic()
                 adopted += 1
-            self.broker._write_state()  # ours lists them now; the dead one's journal can go
-            path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)  # every lease in it is in our journal now
         if adopted:
             self.log.warning("Adopted %d lease(s) of a previous service process", adopted)
         return adopted
