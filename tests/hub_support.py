@@ -409,6 +409,10 @@ class HubWorld:
                     os.killpg(self.hub.pid, signal.SIGKILL)
                 self.hub.wait(timeout=10)
         # Single-user servers and the proxy run in sessions of their own: make sure they are gone.
+        # A hub that died early (a managed service failing at start stops it) no longer has
+        # descendants to find: its proxy is found through the pid file it left.
+        with contextlib.suppress(OSError, ValueError):
+            pids.append(int((self.dir / "proxy.pid").read_text().strip()))
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
