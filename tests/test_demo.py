@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import hvac
+import hvac.exceptions
 import psutil
 import psycopg
 import pytest
@@ -563,6 +564,10 @@ def test_run_binder_vault_exports_and_config(tmp_path: Path) -> None:
         assert set(exports) == {"VAULT_ADDR", "VAULT_TOKEN"}
         client = hvac.Client(url=exports["VAULT_ADDR"], token=exports["VAULT_TOKEN"])
         assert client.is_authenticated()
+        # Least privilege even here: not root, and refused what the profiles do not need.
+        assert "root" not in client.auth.token.lookup_self()["data"]["policies"]
+        with pytest.raises(hvac.exceptions.Forbidden):
+            client.sys.list_policies()
         written = (config_dir / "jupyter_server_config.json").read_text()
         assert exports["VAULT_TOKEN"] not in written
         config = json.loads(written)

@@ -7,6 +7,11 @@ container), seeds it (KV and token only: Binder has no PostgreSQL), writes the n
 the configuration (credential profiles, environment name) into the user's Jupyter config, and
 prints ``export VAULT_ADDR=... VAULT_TOKEN=...`` for the start script to ``eval``, so the token
 reaches only the environment of the server, never a file.
+
+Binder has no PostgreSQL for the trusted service's ledger, so this is the same-user topology
+(evaluation only: the server says so). Still no root token past seeding: the server gets the
+least-privilege token of its profiles (the one the service would hold) and the root token is
+revoked (``trusted.hand_over_vault``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from .openbao import DevServer
 from .runner import demo_config
 from .seed import SeedResult, seed_vault
+from .trusted import hand_over_vault
 
 __all__ = ["main", "start_background_vault", "write_user_config"]
 
@@ -70,13 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     dsn = os.environ.get("PROD_DISCOVERY_DEMO_DSN") or None  # None on Binder: no database
     server, seed = start_background_vault(home / ".prod-discovery", dsn)
     config = demo_config(seed, Path(os.environ.get("PROD_DISCOVERY_ROOT_DIR", home)))
+    profiles = config.get("CredentialBroker", {}).get("profiles", [])
+    handover = hand_over_vault(server.client(), profiles)
     config["ServerApp"] = {"jpserver_extensions": {"jupyter_prod_discovery": True}}
     path = write_user_config(config_dir, config)
     for note in seed.notes:
         print(f"[prod-discovery] {note}", file=sys.stderr)
     print(f"[prod-discovery] OpenBao at {server.address}; config in {path}", file=sys.stderr)
     print(f"export VAULT_ADDR={shlex.quote(server.address)}")
-    print(f"export VAULT_TOKEN={shlex.quote(server.root_token)}")
+    print(f"export VAULT_TOKEN={shlex.quote(handover.service_token)}")
     # Detach: the dev server keeps running after this process exits.
     server.process = None
     return 0
