@@ -28,39 +28,36 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 
-def line(seq: int, user: str) -> str:
-    return json.dumps(
-        {
-            "seq": seq,
-            "kind": "contents",
-            "schema": "https://events.prod-discovery.dev/contents/v1",
-            "event_id": uuid.uuid4().hex,
-            "ts": "2026-12-05T10:00:00.000000Z",
-            "version": 1,
-            "data": {
-                "action": "get",
-                "path": f"projects/q3/data-{seq % 100}.csv",
-                "status": "ok",
-                "size": 65536,
-                "sha256": "ab" * 32,
-                "user": {"username": user},
-                "server_id": f"{user}-server",
-            },
-            "prev": "0" * 64,
-            "hash": "1" * 64,
-            "mac": "2" * 64,
-        }
-    )
+def body(seq: int, user: str) -> dict[str, object]:
+    """A typical contents event as a server's trail records it."""
+    return {
+        "kind": "contents",
+        "schema": "https://events.prod-discovery.dev/contents/v1",
+        "event_id": uuid.uuid4().hex,
+        "ts": "2026-12-05T10:00:00.000000Z",
+        "version": 1,
+        "data": {
+            "action": "get",
+            "path": f"projects/q3/data-{seq % 100}.csv",
+            "status": "ok",
+            "size": 65536,
+            "sha256": "ab" * 32,
+            "user": {"username": user},
+            "server_id": f"{user}-server",
+        },
+    }
 
 
 def server(url: str, index: int, events: int, batch: int, start: mp.Event, out: mp.Queue) -> None:
+    from jupyter_prod_discovery.audit.chain import Chain
     from jupyter_prod_discovery.service.client import ServiceClient
 
     client = ServiceClient(url, f"bench-server-{index}")
-    batches = [
-        [line(s, f"user{index}") for s in range(i, min(i + batch, events + 1))]
-        for i in range(1, events + 1, batch)
-    ]
+    # Sealed as a server's trail does, with the key the service issued for this stream, so
+    # the service checks every record as it does a real server's.
+    chain = Chain(client.session_key())
+    lines = [chain.seal(body(s, f"user{index}")) for s in range(1, events + 1)]
+    batches = [lines[i : i + batch] for i in range(0, events, batch)]
     client.stream_position()  # connection warm
     start.wait()
     t0 = time.perf_counter()

@@ -108,6 +108,10 @@ async def test_append_refuses_bad_input_and_stores_nothing(
             (["not json"], "not JSON"),
             ([json.dumps({"seq": 0, "kind": "contents", "data": {}})], "positive integer seq"),
             ([json.dumps({"seq": 1, "kind": "alert", "data": {}})], "unknown event kind"),
+            (
+                [json.dumps({"seq": 2, "kind": "contents", "data": {}, "ts": "yesterday"})],
+                "not an ISO 8601 time",
+            ),
         ):
             with pytest.raises(LedgerError, match=message):
                 await ledger.append(ALICE, "srv", [event(1), *lines])
@@ -315,3 +319,45 @@ async def test_restart_ignores_rows_it_did_not_sign(
     verdict = check(dsn, signer)
     assert verdict.problem is not None
     assert (verdict.problem.what, verdict.problem.seq) == ("inserted", 7)
+
+
+async def test_stream_key_flags_lines_not_sealed_with_it(
+    postgres_database: str, signer: KeyFileSigner
+) -> None:
+    """Lines of a stream that has a session key are checked against it: the exact text the
+    server hashed and its MAC. Anything else is stored after an alert saying why."""
+    from jupyter_prod_discovery.audit.chain import Chain
+
+    ledger = await started(postgres_database, signer)
+    try:
+        key = await ledger.session_key(ALICE, "srv")
+        assert await ledger.session_key(ALICE, "srv") == key  # issued once per stream
+        assert await ledger.session_key(BOB, "srv") != key
+        chain = Chain(key)
+        body = {
+            "kind": "contents",
+            "schema": "s",
+            "event_id": "e",
+            "ts": "2026-12-05T10:00:00.000000Z",
+            "version": 1,
+            "data": {"action": "get", "path": "a.csv"},
+        }
+        good = chain.seal(dict(body))
+        reformatted = json.dumps(json.loads(chain.seal(dict(body))), indent=None)
+        foreign = Chain(b"another key, not the stream's", chain.seq, chain.head).seal(dict(body))
+        await ledger.append(ALICE, "srv", [good, reformatted, foreign])
+    finally:
+        await ledger.stop()
+    records = [json.loads(line) for line in read_lines(postgres_database)]
+    alerts = [r["data"] for r in records if r["kind"] == "alert"]
+    assert [(a["server_seq"], a["why"]) for a in alerts] == [
+        (2, "not in the form the server seals (hash and MAC last)"),
+        (3, "MAC invalid under the stream's key"),
+    ]
+    assert [r["server_seq"] for r in records if r["kind"] == "contents"] == [1, 2, 3]
+    # A restarted service still knows the key (kept in the store).
+    again = await started(postgres_database, signer)
+    try:
+        assert await again.session_key(ALICE, "srv") == key
+    finally:
+        await again.stop()

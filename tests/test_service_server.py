@@ -128,6 +128,8 @@ async def test_contents_reads_are_sealed_by_the_service(
 
     recs = await eventually(extract, what="four records of extract.csv")
     assert {r["principal"]["via"] for r in recs} == {"peer-uid"}
+    # Sealed by this server with its stream's key: every record checks out at the service.
+    assert not [r for r in records(service.dsn) if r["kind"] == "alert"]
     assert [r["server_seq"] for r in recs] == sorted(r["server_seq"] for r in recs)
 
 
@@ -349,6 +351,53 @@ async def test_policy_refusal_is_403_and_names_the_user(
         await client.aclose()
     finally:
         svc.stop()
+
+
+async def test_records_altered_in_the_spool_are_flagged(
+    jp_fetch: Any,
+    jp_root_dir: Path,
+    service: ServiceProcess,
+    started: Any,
+    tmp_path: Path,
+    openbao: Any,
+    warehouse: Warehouse,
+) -> None:
+    """The server chains its records with a key the service issued for its stream (held in the
+    non-dumpable server only): a record the user rewrites in the spool while the service is
+    down is stored as evidence, after an alert naming it; untouched ones pass unflagged."""
+    (jp_root_dir / "c.txt").write_text("x")
+    await jp_fetch("api", "contents", "c.txt", method="GET")
+    service.kill()
+    for _ in range(4):
+        await jp_fetch("api", "contents", "c.txt", method="GET")
+    spool = tmp_path / "spool" / "ServiceSink.jsonl"
+    deadline = time.monotonic() + 10
+    while len(spool.read_text().splitlines() if spool.exists() else []) < 4:
+        assert time.monotonic() < deadline, "nothing spooled"
+        await asyncio.sleep(0.1)
+    lines = spool.read_text().splitlines()
+    # Edited in place, hash and MAC kept (the key is the server's only): the form is intact.
+    assert '"path":"c.txt"' in lines[1]
+    forged_line = lines[1].replace('"path":"c.txt"', '"path":"innocent.txt"')
+    forged = json.loads(forged_line)
+    spool.write_text("\n".join([lines[0], forged_line, *lines[2:]]) + "\n")
+    again = service_for(tmp_path, service.dsn, openbao, warehouse.profiles())
+    try:
+
+        def altered() -> list[dict[str, Any]]:
+            return [
+                r
+                for r in records(service.dsn)
+                if r["kind"] == "alert" and r["data"].get("what") == "altered"
+            ]
+
+        (alert,) = await eventually(altered, timeout=20, what="an altered alert")
+        assert alert["data"]["server_seq"] == forged["seq"]
+        assert "does not match" in alert["data"]["why"]
+        paths = [r["data"].get("path") for r in records(service.dsn) if r["kind"] == "contents"]
+        assert "innocent.txt" in paths  # stored as evidence, after its alert
+    finally:
+        again.stop()
 
 
 async def test_records_removed_from_the_spool_show_as_a_gap(

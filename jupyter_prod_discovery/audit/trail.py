@@ -472,18 +472,24 @@ class AuditTrail(LoggingConfigurable):
         if self._thread is not None:
             return
         tails = []
+        issued: bytes | None = None
         for st in self._states:
             try:
                 st.sink.open()
                 tails.append(st.sink.tail())
+                issued = issued or st.sink.session_key()
             except SinkUnavailable as exc:
                 self._mark_down(st, str(exc))
             if st.spool.pending():
                 self._set_down(st, True, st.error)
                 tails.append(st.spool.tail())
+        if issued is not None:  # the store checks records with the key it issued
+            self._key = issued
         last = max((t for t in tails if t), key=lambda t: t["seq"], default=None)
         if last is not None:
             self._chain = Chain(self._key, last["seq"], last["hash"])
+        elif issued is not None:
+            self._chain = Chain(self._key)
         self._last_cp = (self._chain.seq, time.monotonic())
         self._inline = all(st.sink.inline for st in self._states)  # configuration: fixed
         self._refresh_inline_up()

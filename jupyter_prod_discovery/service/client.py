@@ -198,6 +198,10 @@ class ServiceClient:
         """The last of this server's events the service stored (0: none)."""
         return int(self.request("GET", "/api/audit/stream")["last_server_seq"])
 
+    def session_key(self) -> bytes:
+        """The MAC key the service keeps for this server's stream (issued once per stream)."""
+        return bytes.fromhex(str(self.request("POST", "/api/audit/session")["key"]))
+
     def public_key(self) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", "/api/audit/public-key")
         return result

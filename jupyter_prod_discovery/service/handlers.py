@@ -5,6 +5,7 @@
 - ``GET  /api/audit/head``                  the signed head (seq, hash, time): public
 - ``GET  /api/audit/stream``                where this server's stream stands (to resume)
 - ``POST /api/audit/events``                JSON lines from ``X-Prod-Discovery-Server``
+- ``POST /api/audit/session``               this server's stream MAC key (issued once)
 - ``POST /api/heartbeat``                   the server lives; its kernels' public records
 - ``POST /api/credentials``                 ``{kernel_id, kernel_name}``: issue
 - ``POST /api/credentials/<id>/renew``      renew now
@@ -148,6 +149,13 @@ class StreamHandler(_Base):
         )
 
 
+class SessionHandler(_Base):
+    @map_errors
+    async def post(self) -> None:
+        key = await self.ledger.session_key(self.principal, self.server_id)
+        self.write_json({"key": key.hex()})
+
+
 class EventsHandler(_Base):
     @map_errors
     async def post(self) -> None:
@@ -201,6 +209,7 @@ def make_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (p + "api/audit/head", HeadHandler),
         (p + "api/audit/stream", StreamHandler),
         (p + "api/audit/events", EventsHandler),
+        (p + "api/audit/session", SessionHandler),
         (p + "api/heartbeat", HeartbeatHandler),
         (p + "api/credentials", CredentialsHandler),
         (p + r"api/credentials/(?P<kernel_id>[\w-]+)/renew", RenewHandler),

@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +44,9 @@ from .signing import AuditSigner
 __all__ = ["AuditLedger", "LedgerError", "LedgerUnavailable", "Principal"]
 
 ALERT_SCHEMA = "https://events.prod-discovery.dev/alert/v1"
+# How a server's chain ends each line (audit/chain.py Chain._close): ,"hash":"<64>","mac":"<64>"}
+_SEAL = re.compile(r',"hash":"[0-9a-f]{64}","mac":"[0-9a-f]{64}"\}')
+_SEAL_SUFFIX = 148
 _EVENT_KEYS = ("data", "event_id", "kind", "schema", "ts", "version")
 
 
@@ -87,6 +92,9 @@ def _ddl(table: str) -> list[str]:
             chain text NOT NULL, first_seq bigint NOT NULL, last_seq bigint NOT NULL,
             head text NOT NULL, hashes text NOT NULL, key_id text NOT NULL, sig text NOT NULL,
             PRIMARY KEY (chain, first_seq))""",
+        f"""CREATE TABLE IF NOT EXISTS {table}_sessions (
+            chain text NOT NULL, username text NOT NULL, server_id text NOT NULL,
+            key text NOT NULL, PRIMARY KEY (chain, username, server_id))""",
     ]
 
 
@@ -97,10 +105,15 @@ def _ident(name: str) -> str:
 
 
 def _q(text: str, table: str) -> Any:
-    """A statement on ``table`` (``{t}``) and its checkpoints (``{cp}``), identifiers quoted."""
+    """A statement on ``table`` (``{t}``), its checkpoints (``{cp}``) and stream keys
+    (``{sessions}``), identifiers quoted."""
     from psycopg import sql
 
-    return sql.SQL(text).format(t=sql.Identifier(table), cp=sql.Identifier(f"{table}_checkpoints"))
+    return sql.SQL(text).format(
+        t=sql.Identifier(table),
+        cp=sql.Identifier(f"{table}_checkpoints"),
+        sessions=sql.Identifier(f"{table}_sessions"),
+    )
 
 
 def _now() -> str:
@@ -146,6 +159,7 @@ class AuditLedger(LoggingConfigurable):
         self.head = GENESIS
         self._streams: dict[tuple[str, str], int] = {}
         self._foreign: tuple[int, int] | None = None  # rows found that this service did not sign
+        self._session_keys: dict[tuple[str, str], bytes] = {}
         self._waiting: list[_Request] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -199,6 +213,10 @@ class AuditLedger(LoggingConfigurable):
                 ),
                 (self.chain,),
             ).fetchall()
+            sessions = self._conn.execute(
+                _q("SELECT username, server_id, key FROM {sessions} WHERE chain = %s", t),
+                (self.chain,),
+            ).fetchall()
             streams = self._conn.execute(
                 _q(
                     "SELECT username, server_id, max(server_seq) FROM {t} "
@@ -207,6 +225,7 @@ class AuditLedger(LoggingConfigurable):
                 ),
                 (self.chain,),
             ).fetchall()
+        self._session_keys = {(u, sid): bytes.fromhex(k) for u, sid, k in sessions}
         signed_seq, head = 0, GENESIS
         for first, last, cp_head, hashes, key_id, sig in checkpoints:
             hash_list = json.loads(hashes)
@@ -273,6 +292,52 @@ class AuditLedger(LoggingConfigurable):
                 return int(rec["server_seq"])
         return 0
 
+    async def session_key(self, principal: Principal, server_id: str) -> bytes:
+        """The MAC key of ``principal``'s stream ``server_id``: issued on first request, kept
+        in the store (a restarted service still checks a replayed spool)."""
+        if not server_id or len(server_id) > 200:
+            raise LedgerError("the server id (X-Prod-Discovery-Server) is missing or too long")
+        key = self._session_keys.get((principal.username, server_id))
+        if key is None:
+            key = await asyncio.to_thread(self._store_session_key, principal.username, server_id)
+            self._session_keys[(principal.username, server_id)] = key
+        return key
+
+    def _store_session_key(self, user: str, server_id: str) -> bytes:
+        import psycopg
+
+        fresh = os.urandom(32).hex()
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:  # not the writer's
+                row = conn.execute(
+                    _q(
+                        "INSERT INTO {sessions} AS s VALUES (%s, %s, %s, %s) ON CONFLICT "
+                        "(chain, username, server_id) DO UPDATE SET key = s.key "
+                        "RETURNING key",
+                        self._table,
+                    ),
+                    (self.chain, user, server_id, fresh),
+                ).fetchone()
+        except psycopg.Error as exc:
+            raise LedgerUnavailable(f"audit store unreachable: {exc}") from None
+        if row is None:  # RETURNING always gives the row; a store that does not is broken
+            raise LedgerUnavailable("the audit store returned no session key")
+        return bytes.fromhex(row[0])
+
+    def _check_sealed(self, key: bytes | None, event: dict[str, Any]) -> str | None:
+        """Why the server's seal of ``event`` does not hold under the stream's key, or None."""
+        sealed, digest, mac = event.pop("_sealed", (None, None, None))
+        if key is None:
+            return None  # a stream whose server never got a key (it started while we were down)
+        if sealed is None:
+            return "not in the form the server seals (hash and MAC last)"
+        if hashlib.sha256(sealed.encode()).hexdigest() != digest:
+            return "content does not match the hash the server sealed"
+        expected = hmac.new(key, str(digest).encode(), "sha256").hexdigest()
+        if not hmac.compare_digest(expected, str(mac)):
+            return "MAC invalid under the stream's key"
+        return None
+
     async def start(self) -> None:
         await asyncio.to_thread(self.open)
         self._wake = asyncio.Event()
@@ -336,8 +401,20 @@ class AuditLedger(LoggingConfigurable):
             raise LedgerError("an event has no positive integer seq")
         if rec.get("kind") not in AUDIT_KINDS or not isinstance(rec.get("data"), dict):
             raise LedgerError(f"unknown event kind {rec.get('kind')!r}")
+        # Checked here, for this request alone: a value PostgreSQL refuses would otherwise fail
+        # the whole round of every server's events committed with it.
+        try:
+            datetime.fromisoformat(str(rec.get("ts")))
+        except ValueError:
+            raise LedgerError(f"an event's ts is not an ISO 8601 time: {rec.get('ts')!r}") from None
         event = {k: rec[k] for k in _EVENT_KEYS if k in rec}
         event["server_seq"] = rec["seq"]
+        # What the server's own chain said of it, checked against the stream's session key:
+        # the exact text it hashed (the line less its fixed-size hash and MAC suffix: no
+        # re-encoding), the hash and the MAC.
+        suffix = line[-_SEAL_SUFFIX:]
+        sealed = line[:-_SEAL_SUFFIX] + "}" if _SEAL.fullmatch(suffix) else None
+        event["_sealed"] = (sealed, rec.get("hash"), rec.get("mac"))
         return event
 
     def _take(self) -> list[_Request]:
@@ -464,6 +541,7 @@ class AuditLedger(LoggingConfigurable):
                     seal(event, None, "")
                     acked += 1
                     continue
+                why = self._check_sealed(self._session_keys.get(key), event)
                 last = streams.get(key, 0)
                 n = int(event["server_seq"])
                 if n <= last:
@@ -478,6 +556,25 @@ class AuditLedger(LoggingConfigurable):
                                 "server_id": req.server_id,
                                 "missing_from": last + 1,
                                 "missing_to": n - 1,
+                            },
+                            "event_id": os.urandom(16).hex(),
+                            "kind": "alert",
+                            "schema": ALERT_SCHEMA,
+                            "ts": received,
+                            "version": 1,
+                        },
+                        req.principal,
+                        req.server_id,
+                    )
+                if why is not None:  # kept as evidence, flagged first
+                    self.alerts += 1
+                    seal(
+                        {
+                            "data": {
+                                "what": "altered",
+                                "server_id": req.server_id,
+                                "server_seq": n,
+                                "why": why,
                             },
                             "event_id": os.urandom(16).hex(),
                             "kind": "alert",

@@ -66,6 +66,12 @@ class AuditSink(ABC, LoggingConfigurable, metaclass=_Meta):
     def tail(self) -> dict[str, Any] | None:
         """The record with the highest seq, or None when empty (to resume the chain)."""
 
+    def session_key(self) -> bytes | None:
+        """A MAC key the store issued for this server's records (after ``open``), which the
+        trail then chains with, so that the store can tell a record altered on the way (in the
+        server's spool) from one the server sealed. Default None: the trail's own key."""
+        return None
+
     def sync(self) -> None:
         """Make written records durable against power loss if ``write`` deferred that and it is
         due by the sink's own policy (the writer thread calls this after every batch and at

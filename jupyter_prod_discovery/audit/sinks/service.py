@@ -47,6 +47,7 @@ class ServiceSink(AuditSink):
         super().__init__(**kwargs)
         self._client: Any = None
         self._position = 0
+        self._key: bytes | None = None
 
     @property
     def client(self) -> Any:
@@ -64,8 +65,14 @@ class ServiceSink(AuditSink):
 
         try:
             self._position = self.client.stream_position()
+            self._key = self.client.session_key()
         except (ServiceError, ValueError) as exc:
             raise SinkUnavailable(str(exc)) from None
+
+    def session_key(self) -> bytes | None:
+        """The key the service issued for this server's stream: with it the service tells a
+        record the user altered in the spool from one this server sealed."""
+        return self._key
 
     def write(self, lines: list[str]) -> None:
         from ...service.client import ServiceError
