@@ -353,6 +353,20 @@ async def test_policy_refusal_is_403_and_names_the_user(
         svc.stop()
 
 
+async def spooled(tmp_path: Path, at_least: int) -> tuple[Path, list[str]]:
+    """The server's spool of the service's sink once it holds ``at_least`` records."""
+    spool = tmp_path / "spool" / "ServiceSink.jsonl"
+    deadline = time.monotonic() + 10
+    while len(spool.read_text().splitlines() if spool.exists() else []) < at_least:
+        assert time.monotonic() < deadline, "nothing spooled"
+        await asyncio.sleep(0.1)
+    return spool, spool.read_text().splitlines()
+
+
+def alerts(dsn: str, what: str) -> list[dict[str, Any]]:
+    return [r for r in records(dsn) if r["kind"] == "alert" and r["data"].get("what") == what]
+
+
 async def test_records_altered_in_the_spool_are_flagged(
     jp_fetch: Any,
     jp_root_dir: Path,
@@ -370,12 +384,7 @@ async def test_records_altered_in_the_spool_are_flagged(
     service.kill()
     for _ in range(4):
         await jp_fetch("api", "contents", "c.txt", method="GET")
-    spool = tmp_path / "spool" / "ServiceSink.jsonl"
-    deadline = time.monotonic() + 10
-    while len(spool.read_text().splitlines() if spool.exists() else []) < 4:
-        assert time.monotonic() < deadline, "nothing spooled"
-        await asyncio.sleep(0.1)
-    lines = spool.read_text().splitlines()
+    spool, lines = await spooled(tmp_path, 4)
     # Edited in place, hash and MAC kept (the key is the server's only): the form is intact.
     assert '"path":"c.txt"' in lines[1]
     forged_line = lines[1].replace('"path":"c.txt"', '"path":"innocent.txt"')
@@ -383,15 +392,9 @@ async def test_records_altered_in_the_spool_are_flagged(
     spool.write_text("\n".join([lines[0], forged_line, *lines[2:]]) + "\n")
     again = service_for(tmp_path, service.dsn, openbao, warehouse.profiles())
     try:
-
-        def altered() -> list[dict[str, Any]]:
-            return [
-                r
-                for r in records(service.dsn)
-                if r["kind"] == "alert" and r["data"].get("what") == "altered"
-            ]
-
-        (alert,) = await eventually(altered, timeout=20, what="an altered alert")
+        (alert,) = await eventually(
+            lambda: alerts(service.dsn, "altered"), timeout=20, what="an altered alert"
+        )
         assert alert["data"]["server_seq"] == forged["seq"]
         assert "does not match" in alert["data"]["why"]
         paths = [r["data"].get("path") for r in records(service.dsn) if r["kind"] == "contents"]
@@ -417,25 +420,14 @@ async def test_records_removed_from_the_spool_show_as_a_gap(
     service.kill()
     for _ in range(5):
         await jp_fetch("api", "contents", "b.txt", method="GET")  # served, spooled
-    spool = tmp_path / "spool" / "ServiceSink.jsonl"
-    deadline = time.monotonic() + 10
-    while len(spool.read_text().splitlines() if spool.exists() else []) < 5:
-        assert time.monotonic() < deadline, "nothing spooled"
-        await asyncio.sleep(0.1)
-    lines = spool.read_text().splitlines()
+    spool, lines = await spooled(tmp_path, 5)
     removed = json.loads(lines[2])["seq"]
     spool.write_text("\n".join(lines[:2] + lines[3:]) + "\n")  # the user hides one record
     again = service_for(tmp_path, service.dsn, openbao, warehouse.profiles())
     try:
-
-        def gap() -> list[dict[str, Any]]:
-            return [
-                r
-                for r in records(service.dsn)
-                if r["kind"] == "alert" and r["data"].get("what") == "gap"
-            ]
-
-        (alert,) = await eventually(gap, timeout=20, what="a gap alert")
+        (alert,) = await eventually(
+            lambda: alerts(service.dsn, "gap"), timeout=20, what="a gap alert"
+        )
         assert alert["data"]["missing_from"] == removed == alert["data"]["missing_to"]
         assert alert["principal"]["username"] == "root"
     finally:
