@@ -21,7 +21,7 @@ from typing import Any
 
 from .records import BrokerState, Lease
 
-__all__ = ["STATE_PREFIX", "CrashStateFile"]
+__all__ = ["STATE_PREFIX", "CrashStateFile", "process_alive", "read_state"]
 
 STATE_PREFIX = "prod-discovery-credentials-"
 _COMPACT_LINES = 256  # rewrite once the journal has this many lines more than live entries
@@ -112,7 +112,7 @@ class CrashStateFile(BrokerState):
                 pid = int(payload.get("pid", 0))
             except (OSError, ValueError):
                 continue
-            if pid == os.getpid() or _process_alive(pid):
+            if pid == os.getpid() or process_alive(pid):
                 continue
             if payload.get("vault") != self.app.vault.url:
                 continue
@@ -196,7 +196,8 @@ def read_state(path: Path) -> dict[str, Any]:
     return {"pid": head.get("pid"), "vault": head.get("vault"), "leases": list(leases.values())}
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a journal of a live process is not an orphan's)."""
     if pid <= 0:
         return False
     try:

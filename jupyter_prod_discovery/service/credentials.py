@@ -30,7 +30,7 @@ from ..credentials.broker import CredentialBroker
 from ..credentials.profiles import Profile
 from ..credentials.records import KernelCredentials, Lease
 from ..credentials.secrets import SecretRegistry
-from ..credentials.statefile import STATE_PREFIX, read_state
+from ..credentials.statefile import STATE_PREFIX, process_alive, read_state
 from ..credentials.vault import VaultClient
 from .ledger import AuditLedger, Principal
 from .vault_policy import KERNEL_POLICY
@@ -44,16 +44,6 @@ class Requester:
 
     username: str
     groups: list[str]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0
 
 
 def kernel_key(principal: Principal, server_id: str, kernel_id: str) -> str:
@@ -167,7 +157,11 @@ class CredentialDesk(LoggingConfigurable):
                 pid = int(payload.get("pid") or 0)
             except (OSError, ValueError):
                 continue
-            if pid == os.getpid() or _alive(pid) or payload.get("vault") != self.host.vault.url:
+            if (
+                pid == os.getpid()
+                or process_alive(pid)
+                or payload.get("vault") != self.host.vault.url
+            ):
                 continue
             rows = payload.get("leases", [])
             if not all(str(r.get("kernel_id", "")).count("/") >= 2 and r.get("id") for r in rows):
