@@ -24,13 +24,13 @@ import json
 import os
 import sys
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import urlparse
 
-from tornado import httpclient, web
+from tornado import web
 from tornado.ioloop import IOLoop
 
 from .issuer import JWTIssuer
-from .scopes import server_of_scopes
+from .scopes import server_of_scopes, server_owner
 
 __all__ = ["SERVICE_NAME", "TokenHandler", "main", "make_app", "server_of_scopes"]
 
@@ -58,39 +58,16 @@ class JWKSHandler(_Base):
 class TokenHandler(_Base):
     """Issue a JWT for the user and server that own the presented server API token."""
 
-    async def _hub(self, path: str, token: str) -> dict[str, Any]:
-        client = httpclient.AsyncHTTPClient()
-        url = self.settings["hub_api_url"].rstrip("/") + path
-        try:
-            resp = await client.fetch(
-                url, headers={"Authorization": f"token {token}"}, request_timeout=10
-            )
-        except httpclient.HTTPClientError as exc:
-            if exc.code in (401, 403):
-                raise web.HTTPError(403, "the hub does not accept this token") from None
-            raise web.HTTPError(502, f"the hub answered {exc.code}") from None
-        except OSError:
-            raise web.HTTPError(502, "the hub is unreachable") from None
-        result: dict[str, Any] = json.loads(resp.body)
-        return result
-
     async def post(self) -> None:
         auth = self.request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() not in ("token", "bearer") or not token.strip():
             raise web.HTTPError(401, "send the server's API token: Authorization: token <token>")
-        whoami = await self._hub("/user", token.strip())
-        if whoami.get("kind") != "user":
-            raise web.HTTPError(403, "only a single-user server's token can get a JWT")
-        owner = server_of_scopes(list(whoami.get("scopes") or []))
-        if owner is None or owner[0] != whoami.get("name"):
-            raise web.HTTPError(
-                403, "only a single-user server's own API token can get a JWT (not a user token)"
-            )
-        user_name, server_name = owner
-        model = await self._hub(f"/users/{quote(user_name, safe='')}", self.settings["api_token"])
-        groups = [str(g) for g in model.get("groups") or []]
-        admin = bool(model.get("admin"))
+        owner = await server_owner(
+            self.settings["hub_api_url"], self.settings["api_token"], token.strip()
+        )
+        user_name, server_name, groups = owner.user, owner.server, list(owner.groups)
+        admin = owner.admin
         issuer: JWTIssuer = self.settings["issuer"]
         claims_jwt = issuer.issue(user_name, groups, server_name, admin)
         claims = issuer.verify(claims_jwt)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import grp
 import hashlib
-import json
 import os
 import pwd
 import socket
@@ -24,13 +23,12 @@ import struct
 import time
 from abc import ABC, ABCMeta, abstractmethod
 from typing import Any
-from urllib.parse import quote
 
-from tornado import httpclient, web
+from tornado import web
 from traitlets import Float, MetaHasTraits, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..hub.scopes import server_of_scopes
+from ..hub.scopes import server_owner
 from .ledger import Principal
 
 __all__ = ["ClientAuthenticator", "HubServerToken", "PeerCredentials"]
@@ -107,22 +105,6 @@ class HubServerToken(ClientAuthenticator):
         super().__init__(**kwargs)
         self._cache: dict[str, tuple[float, Principal]] = {}
 
-    async def _hub(self, path: str, token: str) -> dict[str, Any]:
-        client = httpclient.AsyncHTTPClient()
-        url = self.hub_api_url.rstrip("/") + path
-        try:
-            resp = await client.fetch(
-                url, headers={"Authorization": f"token {token}"}, request_timeout=10
-            )
-        except httpclient.HTTPClientError as exc:
-            if exc.code in (401, 403, 404):
-                raise web.HTTPError(403, "the hub does not accept this token") from None
-            raise web.HTTPError(502, f"the hub answered {exc.code}") from None
-        except OSError:
-            raise web.HTTPError(502, "the hub is unreachable") from None
-        result: dict[str, Any] = json.loads(resp.body)
-        return result
-
     async def authenticate(self, handler: web.RequestHandler) -> Principal:
         scheme, _, token = handler.request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
@@ -133,13 +115,8 @@ class HubServerToken(ClientAuthenticator):
         now = time.monotonic()
         if cached and now - cached[0] < self.cache_seconds:
             return cached[1]
-        whoami = await self._hub("/user", token)
-        owner = server_of_scopes(list(whoami.get("scopes") or []))
-        if whoami.get("kind") != "user" or owner is None or owner[0] != whoami.get("name"):
-            raise web.HTTPError(403, "only a single-user server's own API token is accepted")
-        model = await self._hub(f"/users/{quote(owner[0], safe='')}", self.api_token)
-        groups = tuple(sorted(str(g) for g in model.get("groups") or []))
-        principal = Principal(owner[0], owner[1], groups, "hub-token")
+        owner = await server_owner(self.hub_api_url, self.api_token, token)
+        principal = Principal(owner.user, owner.server, tuple(sorted(owner.groups)), "hub-token")
         if len(self._cache) > 10000:
             self._cache.clear()
         self._cache[key] = (now, principal)
