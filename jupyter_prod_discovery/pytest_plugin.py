@@ -13,6 +13,7 @@ unauthenticated access refused; a conftest uses it to override pytest-jupyter's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -67,9 +68,9 @@ def openbao() -> Iterator[DevServer]:
         server.stop()
 
 
-@pytest.fixture
-def postgres_dsn() -> str:
-    """DSN of a reachable PostgreSQL superuser connection (see module docstring)."""
+def reachable_dsn() -> str:
+    """DSN of a reachable PostgreSQL superuser connection (see module docstring); skips, or
+    fails under CI=true, when there is none. A function too, for module-scoped fixtures."""
     import psycopg
 
     dsn = os.environ.get("PROD_DISCOVERY_TEST_DSN", DEFAULT_DSN)
@@ -81,28 +82,45 @@ def postgres_dsn() -> str:
     return dsn
 
 
-@pytest.fixture
-def postgres_database(postgres_dsn: str) -> Iterator[str]:
-    """A throw-away database on the test PostgreSQL, dropped (with its sessions) afterwards."""
+@contextlib.contextmanager
+def throwaway_database(admin_dsn: str) -> Iterator[str]:
+    """A fresh database on ``admin_dsn``'s server, dropped (with its sessions and the group
+    roles that held privileges in it) afterwards."""
     import psycopg
+    from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     name = "pd_test_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(postgres_dsn)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(admin_dsn)
     params["dbname"] = name
     try:
         yield make_conninfo(**params)  # type: ignore[arg-type]
     finally:
-        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
             # Group roles that held privileges in it (credentials.seeding.group_role_name).
             groups = conn.execute(
                 "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (f"grp_{name}_",)
             ).fetchall()
             for (group,) in groups:
-                conn.execute(f'DROP ROLE IF EXISTS "{group}"')
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(group)))
+
+
+@pytest.fixture
+def postgres_dsn() -> str:
+    """DSN of a reachable PostgreSQL superuser connection (see module docstring)."""
+    return reachable_dsn()
+
+
+@pytest.fixture
+def postgres_database(postgres_dsn: str) -> Iterator[str]:
+    """A throw-away database on the test PostgreSQL, dropped (with its sessions) afterwards."""
+    with throwaway_database(postgres_dsn) as dsn:
+        yield dsn
 
 
 @pytest.fixture

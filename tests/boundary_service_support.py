@@ -20,8 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,11 +40,10 @@ from boundary_support import (
 )
 from credentials_support import Warehouse
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from service_support import ServiceProcess, service_token, start_service
 
 from jupyter_prod_discovery.demo.openbao import DevServer
-from jupyter_prod_discovery.pytest_plugin import DEFAULT_DSN, require
+from jupyter_prod_discovery.pytest_plugin import reachable_dsn
 from jupyter_prod_discovery.service.ledger import read_lines
 
 SERVICE_USER, ALICE, BOB = "pdsvc", "pdalice", "pdbob"
@@ -229,35 +227,7 @@ def run_as(user: str, argv: Sequence[str], timeout: float = 60.0) -> Any:
 
 def admin_dsn() -> str:
     """The PostgreSQL superuser DSN (module scope: the plugin's fixture is per test)."""
-    dsn = os.environ.get("PROD_DISCOVERY_TEST_DSN", DEFAULT_DSN)
-    try:
-        with psycopg.connect(dsn, connect_timeout=3) as conn:
-            conn.execute("select 1")
-    except psycopg.Error as exc:
-        require(False, f"PostgreSQL at {dsn} is unreachable: {exc.__class__.__name__}")
-    return dsn
-
-
-@contextlib.contextmanager
-def throwaway_database(admin: str) -> Iterator[str]:
-    """A database for this module, dropped with its sessions and group roles afterwards."""
-    name = "pd_test_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(admin)
-    params["dbname"] = name
-    try:
-        yield make_conninfo(**params)  # type: ignore[arg-type]
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-            groups = conn.execute(
-                "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (f"grp_{name}_",)
-            ).fetchall()
-            for (group,) in groups:
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(group)))
+    return reachable_dsn()
 
 
 def run_dir() -> Path:

@@ -85,7 +85,6 @@ from boundary_service_support import (
     snapshot,
     socket_calls,
     start_service_as,
-    throwaway_database,
     vault_token_needle,
     verify,
     wait_for,
@@ -113,7 +112,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from service_support import ServiceProcess
 
 from jupyter_prod_discovery.demo.openbao import DevServer
-from jupyter_prod_discovery.pytest_plugin import require
+from jupyter_prod_discovery.pytest_plugin import require, throwaway_database
 from jupyter_prod_discovery.service.client import URL_ENV
 
 pytestmark = [
