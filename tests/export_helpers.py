@@ -6,8 +6,46 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import pytest
 
 HMAC_KEY = "test-export-key-0123456789"
+
+
+def signing_key(directory: Path, name: str = "export") -> tuple[Path, Path]:
+    """A fresh ed25519 key: (private key file as the service holds it, public key PEM file)."""
+    from jupyter_prod_discovery.service.signing import KeyFileSigner
+
+    key = directory / f"{name}-signing-key.pem"
+    public = directory / f"{name}-public-key.pem"
+    public.write_text(KeyFileSigner(key_file=str(key)).public_key_pem())
+    return key, public
+
+
+@pytest.fixture(scope="session")
+def export_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The trusted service's export key for a test session: (private key file, public PEM file)."""
+    return signing_key(tmp_path_factory.mktemp("export-keys"))
+
+
+def ed25519_config(keys: tuple[Path, Path], **sections: Any) -> Any:
+    """Exporter config signing with ``keys`` (Ed25519Signer), plus other config sections."""
+    from traitlets.config import Config
+
+    from jupyter_prod_discovery.export.signing import Ed25519Signer
+
+    exporter = {"signer_class": Ed25519Signer, **sections.pop("NotebookExporter", {})}
+    return Config(
+        {"NotebookExporter": exporter, "Ed25519Signer": {"key_file": str(keys[0])}, **sections}
+    )
+
+
+def statement_fields(bundle: Path) -> dict[str, Any]:
+    """The flat view of a bundle's statement (``manifest.json``): name, gates, parameters, ..."""
+    import json
+
+    from jupyter_prod_discovery.export.provenance import predicate_fields
+
+    return predicate_fields(json.loads((bundle / "manifest.json").read_text()))
 
 
 def make_notebook(

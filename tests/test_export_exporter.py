@@ -11,20 +11,33 @@ from typing import Any
 
 import hvac
 import pytest
-from export_helpers import HMAC_KEY, ListRecorder, make_notebook, result_value, stream
+from export_helpers import (
+    HMAC_KEY,
+    ListRecorder,
+    ed25519_config,
+    export_keys,
+    make_notebook,
+    result_value,
+    statement_fields,
+    stream,
+)
 from traitlets.config import Config
 
 from jupyter_prod_discovery.export.exporter import ExportRefused, ExportRequest, NotebookExporter
-from jupyter_prod_discovery.export.signing import HMACSigner, SignatureError
+from jupyter_prod_discovery.export.signing import SignatureError
 from jupyter_prod_discovery.export.verify import verify_bundle
+
+__all__ = ["export_keys"]  # the session fixture, imported for pytest
 
 ALL_TARGETS = ["papermill", "airflow", "dagster", "kubernetes"]
 # Values a credential broker would have injected into the author's kernels.
 PLANTED = ["s3cr3t-db-password-9f8e7d", "hvs.CAESIplantedVaultToken0123456789"]
 
 
-def exporter(recorder: ListRecorder | None = None, **kwargs: Any) -> NotebookExporter:
-    config = Config({"HMACSigner": {"keys": [HMAC_KEY]}})
+def exporter(
+    keys: tuple[Path, Path], recorder: ListRecorder | None = None, **kwargs: Any
+) -> NotebookExporter:
+    config = ed25519_config(keys)
     return NotebookExporter(
         config=config,
         audit=recorder or ListRecorder(),
@@ -52,8 +65,14 @@ def session_provider(author: str, path: str) -> dict[str, Any]:
     }
 
 
+def pems(keys: tuple[Path, Path]) -> list[str]:
+    return [keys[1].read_text()]
+
+
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ListRecorder]:
+def bundle(
+    tmp_path_factory: pytest.TempPathFactory, export_keys: tuple[Path, Path]
+) -> tuple[Path, ListRecorder]:
     """One clean export with every target, shared by the read-only tests of this module."""
     import os
 
@@ -61,7 +80,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ListRecorder
     recorder = ListRecorder()
     os.environ["PD_WAREHOUSE_PASSWORD"] = PLANTED[0]  # the author's kernel env holds a secret
     try:
-        result = exporter(recorder, session_provider=session_provider).process(
+        result = exporter(export_keys, recorder, session_provider=session_provider).process(
             ExportRequest(
                 notebook=clean_notebook(tmp / "clean.ipynb"),
                 output=tmp / "bundle",
@@ -77,11 +96,11 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ListRecorder
 
 def test_export_passes_clean_notebook(bundle: tuple[Path, ListRecorder]) -> None:
     path, recorder = bundle
-    manifest = json.loads((path / "manifest.json").read_text())
+    manifest = statement_fields(path)
     assert [g["passed"] for g in manifest["gates"]] == [True] * 6
     assert manifest["parameters"] == {"x": 21}
     assert manifest["session"]["credential_profiles"] == ["warehouse"]
-    assert manifest["vault"]["references"][0] == {
+    assert manifest["declared_roles"][0] == {
         "profile": "warehouse",
         "path": "kv/warehouse",
         "mount": "kv",
@@ -119,10 +138,10 @@ def vault_env(openbao: Any) -> dict[str, str]:
 
 
 def test_run_bundle_with_papermill(
-    bundle: tuple[Path, ListRecorder], tmp_path: Path, openbao: Any
+    bundle: tuple[Path, ListRecorder], tmp_path: Path, openbao: Any, export_keys: tuple[Path, Path]
 ) -> None:
     out = tmp_path / "out.ipynb"
-    env = vault_env(openbao)
+    env = {**vault_env(openbao), "PROD_DISCOVERY_EXPORT_PUBLIC_KEY_FILE": str(export_keys[1])}
     proc = subprocess.run(
         [sys.executable, str(bundle[0] / "run.py"), str(out)],
         capture_output=True,
@@ -141,8 +160,10 @@ def test_run_bundle_with_papermill(
     assert result_value(out) == "10"
 
 
-def test_verify_bundle_accepts_untouched(bundle: tuple[Path, ListRecorder]) -> None:
-    assert verify_bundle(bundle[0], HMACSigner(keys=[HMAC_KEY])) == []
+def test_verify_bundle_accepts_untouched(
+    bundle: tuple[Path, ListRecorder], export_keys: tuple[Path, Path]
+) -> None:
+    assert verify_bundle(bundle[0], pems(export_keys)) == []
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:
@@ -152,44 +173,53 @@ def _copy(bundle: Path, tmp_path: Path) -> Path:
 
 
 def test_verify_bundle_names_every_changed_file(
-    bundle: tuple[Path, ListRecorder], tmp_path: Path
+    bundle: tuple[Path, ListRecorder], tmp_path: Path, export_keys: tuple[Path, Path]
 ) -> None:
-    files = json.loads((bundle[0] / "manifest.json").read_text())["files"]
+    files = statement_fields(bundle[0])["files"]
     for rel in files:
         copy = _copy(bundle[0], tmp_path)
         with (copy / rel).open("ab") as f:
             f.write(b"\n# tampered\n")
-        problems = verify_bundle(copy, HMACSigner(keys=[HMAC_KEY]))
+        problems = verify_bundle(copy, pems(export_keys))
         assert problems == [f"changed file: {rel}"], rel
         shutil.rmtree(copy)
 
 
 def test_verify_bundle_names_missing_and_extra_file(
-    bundle: tuple[Path, ListRecorder], tmp_path: Path
+    bundle: tuple[Path, ListRecorder], tmp_path: Path, export_keys: tuple[Path, Path]
 ) -> None:
     copy = _copy(bundle[0], tmp_path)
     (copy / "run.py").unlink()
     (copy / "k8s" / "extra.yaml").write_text("kind: Secret\n")
-    problems = verify_bundle(copy, HMACSigner(keys=[HMAC_KEY]))
-    assert problems == ["extra file: k8s/extra.yaml", "missing file: run.py"]
+    (copy / "evil.py").symlink_to(copy / "clean.py")
+    problems = verify_bundle(copy, pems(export_keys))
+    assert problems == [
+        "symlink not allowed: evil.py",
+        "extra file: k8s/extra.yaml",
+        "missing file: run.py",
+    ]
 
 
 def test_verify_bundle_refuses_edited_manifest(
-    bundle: tuple[Path, ListRecorder], tmp_path: Path
+    bundle: tuple[Path, ListRecorder], tmp_path: Path, export_keys: tuple[Path, Path]
 ) -> None:
     copy = _copy(bundle[0], tmp_path)
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["author"] = "mallory"
+    manifest["predicate"]["buildDefinition"]["internalParameters"]["author"] = "mallory"
     from jupyter_prod_discovery.export.manifest import canonical
 
     (copy / "manifest.json").write_bytes(canonical(manifest))
-    problems = verify_bundle(copy, HMACSigner(keys=[HMAC_KEY]))
-    assert problems == ["bad signature: the manifest does not match its HMAC"]
+    problems = verify_bundle(copy, pems(export_keys))
+    assert problems == ["changed file: manifest.json (differs from the signed statement)"]
 
 
-def test_verify_bundle_refuses_other_key(bundle: tuple[Path, ListRecorder]) -> None:
-    problems = verify_bundle(bundle[0], HMACSigner(keys=["another-key-0123456789"]))
-    assert problems == ["bad signature: signed with a key this verifier does not hold"]
+def test_verify_bundle_refuses_other_key(bundle: tuple[Path, ListRecorder], tmp_path: Path) -> None:
+    from export_helpers import signing_key
+
+    other = signing_key(tmp_path, "other")
+    problems = verify_bundle(bundle[0], pems(other))
+    assert len(problems) == 1
+    assert problems[0].startswith("bad signature: the envelope is not signed by a pinned key")
 
 
 def _assert_valid_audit_events(recorder: ListRecorder) -> None:
@@ -221,12 +251,14 @@ REFUSALS = {
 
 
 @pytest.mark.parametrize("case", sorted(REFUSALS))
-def test_export_refuses_notebook_naming_gate(case: str, tmp_path: Path) -> None:
+def test_export_refuses_notebook_naming_gate(
+    case: str, tmp_path: Path, export_keys: tuple[Path, Path]
+) -> None:
     source, outputs, gate = REFUSALS[case]
     nb = make_notebook(tmp_path / "nb.ipynb", [(source, outputs)])
     recorder = ListRecorder()
     with pytest.raises(ExportRefused) as err:
-        exporter(recorder).process(ExportRequest(nb, tmp_path / "out", author="ada"))
+        exporter(export_keys, recorder).process(ExportRequest(nb, tmp_path / "out", author="ada"))
     failed = [g.name for g in err.value.gates if not g.passed and not g.skipped]
     assert failed == [gate]
     assert gate in str(err.value)
@@ -240,25 +272,31 @@ def test_export_refuses_notebook_naming_gate(case: str, tmp_path: Path) -> None:
         assert value not in json.dumps(recorder.events[-1][1])
 
 
-def test_export_refuses_failing_notebook_in_clean_run(tmp_path: Path) -> None:
-    nb = make_notebook(tmp_path / "nb.ipynb", [("1 / 0", [])])
+def test_export_refuses_failing_notebook_in_clean_run(
+    tmp_path: Path, export_keys: tuple[Path, Path]
+) -> None:
+    # No parameters cell in the source: the export inserts one, which must not shift numbering.
+    nb = make_notebook(tmp_path / "nb.ipynb", [("a = 1", []), ("1 / 0", [])])
+    request = ExportRequest(nb, tmp_path / "out", author="ada", parameters={"n": 1})
     with pytest.raises(ExportRefused) as err:
-        exporter().process(ExportRequest(nb, tmp_path / "out", author="ada"))
+        exporter(export_keys).process(request)
     clean = next(g for g in err.value.gates if g.name == "clean_run")
     assert not clean.passed
-    assert "ZeroDivisionError" in clean.reason
+    assert clean.reason == "cell 2 raised ZeroDivisionError in a clean kernel"
 
 
 def test_export_refuses_notebook_over_time_limit(tmp_path: Path) -> None:
     nb = make_notebook(tmp_path / "nb.ipynb", [("import time\ntime.sleep(120)", [])])
-    config = Config({"HMACSigner": {"keys": [HMAC_KEY]}, "CleanRunGate": {"timeout": 3.0}})
+    config = Config({"HMACSigner": {"keys": [HMAC_KEY]}, "CleanRunGate": {"timeout": 3.0}})  # dev
     with pytest.raises(ExportRefused) as err:
         NotebookExporter(config=config).process(ExportRequest(nb, tmp_path / "out", author="ada"))
     clean = next(g for g in err.value.gates if g.name == "clean_run")
     assert clean.reason == "did not finish within 3 s"
 
 
-def test_export_override_with_reason_is_audited(tmp_path: Path) -> None:
+def test_export_override_with_reason_is_audited(
+    tmp_path: Path, export_keys: tuple[Path, Path]
+) -> None:
     nb = make_notebook(tmp_path / "nb.ipynb", [("%load_ext autoreload\nresult = 1", [])])
     recorder = ListRecorder()
     request = ExportRequest(
@@ -267,30 +305,37 @@ def test_export_override_with_reason_is_audited(tmp_path: Path) -> None:
         author="ada",
         overrides={"no_interactive": "autoreload is harmless in batch"},
     )
-    result = exporter(recorder).process(request)
+    result = exporter(export_keys, recorder).process(request)
     gate = next(g for g in result.gates if g.name == "no_interactive")
     assert (gate.passed, gate.overridden) == (False, True)
-    assert verify_bundle(result.bundle, HMACSigner(keys=[HMAC_KEY])) == []
+    assert verify_bundle(result.bundle, pems(export_keys)) == []
+    assert statement_fields(result.bundle)["overrides"] == {
+        "no_interactive": "autoreload is harmless in batch"
+    }
     actions = [d["action"] for _, d, _ in recorder.events]
     assert actions == ["override", "export"]
     _assert_valid_audit_events(recorder)
     assert recorder.events[0][1]["reason"] == "autoreload is harmless in batch"
 
 
-def test_export_override_refused_without_reason(tmp_path: Path) -> None:
+def test_export_override_refused_without_reason(
+    tmp_path: Path, export_keys: tuple[Path, Path]
+) -> None:
     nb = make_notebook(tmp_path / "nb.ipynb", [("%load_ext autoreload", [])])
     request = ExportRequest(nb, tmp_path / "out", author="ada", overrides={"no_interactive": " "})
     with pytest.raises(ValueError, match="needs a reason"):
-        exporter().process(request)
+        exporter(export_keys).process(request)
 
 
-def test_export_override_cannot_pass_secret_gate(tmp_path: Path) -> None:
+def test_export_override_cannot_pass_secret_gate(
+    tmp_path: Path, export_keys: tuple[Path, Path]
+) -> None:
     nb = make_notebook(tmp_path / "nb.ipynb", [(f"pw = {PLANTED[0]!r}", [])])
     request = ExportRequest(
         nb, tmp_path / "out", author="ada", overrides={"no_secrets": "trust me"}
     )
     with pytest.raises(ExportRefused, match="cannot be overridden"):
-        exporter().process(request)
+        exporter(export_keys).process(request)
     assert not (tmp_path / "out").exists()
 
 
@@ -303,11 +348,15 @@ def test_export_fails_without_signing_key(tmp_path: Path, monkeypatch: pytest.Mo
     assert [p.name for p in tmp_path.iterdir()] == ["nb.ipynb"]
 
 
-def test_export_refuses_unknown_target_and_nonempty_output(tmp_path: Path) -> None:
+def test_export_refuses_unknown_target_and_nonempty_output(
+    tmp_path: Path, export_keys: tuple[Path, Path]
+) -> None:
     nb = make_notebook(tmp_path / "nb.ipynb", [("result = 1", [])])
     with pytest.raises(ValueError, match="unknown target"):
-        exporter().process(ExportRequest(nb, tmp_path / "o", author="ada", targets=["luigi"]))
+        exporter(export_keys).process(
+            ExportRequest(nb, tmp_path / "o", author="ada", targets=["luigi"])
+        )
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
     with pytest.raises(ValueError, match="not empty"):
-        exporter().process(ExportRequest(nb, tmp_path / "full", author="ada"))
+        exporter(export_keys).process(ExportRequest(nb, tmp_path / "full", author="ada"))

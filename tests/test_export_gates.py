@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import nbformat
 import pytest
-from export_helpers import HMAC_KEY, make_notebook
+from export_helpers import HMAC_KEY, make_notebook, signing_key, statement_fields
 
 from jupyter_prod_discovery.cli import main
 from jupyter_prod_discovery.export.gates import ExportContext, NoInteractiveGate, NoPIIGate
@@ -46,7 +45,7 @@ def test_judge_pii_with_fallback_scanner(tmp_path: Path) -> None:
     )
     result = gate.check(ctx)
     assert not result.passed
-    assert result.reason == "PII found: EMAIL_ADDRESS in cell 0 output 0"
+    assert result.reason == "PII found: EMAIL_ADDRESS in cell 1 output 1"
     assert PatternPIIScanner().scan("card 4111 1111 1111 1111")[0]["entity_type"] == "CREDIT_CARD"
     assert PatternPIIScanner().scan("4111 1111 1111 1112") == []  # fails the Luhn check
 
@@ -55,7 +54,7 @@ def test_prepare_notebook_appends_missing_parameters(tmp_path: Path) -> None:
     nb = nbformat.read(make_notebook(tmp_path / "n.ipynb", [("y", [])], params="x = 1"), 4)
     out = prepare_notebook(nb, {"x": 5, "day": "2026-01-01"})
     assert out.cells[0].source == "x = 1\nday = '2026-01-01'"
-    assert "# %% cell 0 [parameters]" in to_script(out)
+    assert "# %% cell 1 [parameters]" in to_script(out)
     assert parse_param("n=3") == ("n", 3)
     assert parse_param("s=abc") == ("s", "abc")
     with pytest.raises(ValueError, match="identifier"):
@@ -66,16 +65,27 @@ def test_cli_export_and_verify_exit_statuses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PROD_DISCOVERY_EXPORT_HMAC_KEY", HMAC_KEY)
+    key, public = signing_key(tmp_path)
     clean = make_notebook(tmp_path / "clean.ipynb", [("result = n * 2\nresult", [])], "n = 1")
     out = tmp_path / "bundle"
-    assert (
-        main(["export", str(clean), "--target", "papermill", "-o", str(out), "--param", "n=4"]) == 0
-    )
-    assert json.loads((out / "manifest.json").read_text())["parameters"] == {"n": 4}
-    assert main(["export", "verify", str(out)]) == 0
+    signer = ["--signer", "ed25519", "--signing-key-file", str(key)]
+    argv = ["export", str(clean), "--target", "papermill", "-o", str(out), "--param", "n=4"]
+    assert main([*argv, *signer]) == 0
+    assert statement_fields(out)["parameters"] == {"n": 4}
+    assert main(["export", "verify", str(out), "--public-key", str(public)]) == 0
+    assert main(["export", "verify", str(out)]) == 2  # no key: a usage error, not "valid"
+    assert "needs the signer's public key" in capsys.readouterr().err
+    assert main(["export", "verify", str(tmp_path / "nowhere"), "--public-key", str(public)]) == 2
+    assert "no bundle folder" in capsys.readouterr().err
     (out / "run.py").write_text("print('pwned')\n")
-    assert main(["export", "verify", str(out)]) == 1
+    assert main(["export", "verify", str(out), "--public-key", str(public)]) == 1
     assert "changed file: run.py" in capsys.readouterr().err
+
+    dev = tmp_path / "dev-bundle"
+    assert main(["export", str(clean), "-o", str(dev)]) == 0  # HMAC: the development signer
+    assert main(["export", "verify", str(dev), "--dev-hmac"]) == 0
+    assert main(["export", "verify", str(dev), "--public-key", str(public)]) == 1
+    assert "not signed by a pinned key" in capsys.readouterr().err
 
     bad = make_notebook(tmp_path / "bad.ipynb", [("name = input()", [])])
     assert main(["export", str(bad), "-o", str(tmp_path / "b2")]) == 1
@@ -85,4 +95,4 @@ def test_cli_export_and_verify_exit_statuses(
     )
     assert main(["export", str(bad), "-o", str(tmp_path / "b4"), "--param", "oops"]) == 2
     monkeypatch.delenv("PROD_DISCOVERY_EXPORT_HMAC_KEY")
-    assert main(["export", "verify", str(out)]) == 1
+    assert main(["export", "verify", str(dev), "--dev-hmac"]) == 1

@@ -1,8 +1,11 @@
 """``jupyter prod-discovery export``: the command-line face of the exporter.
 
 ``export NOTEBOOK --target T -o DIR`` exports (exit 0; 1 when a gate refuses, with the report);
-``export verify DIR`` checks a bundle (exit 0 valid; 1 naming each changed, missing or extra file
-or the bad signature). Without the server there is no audit trail nor issued-secret registry:
+``export verify DIR --public-key FILE`` (or ``--service URL``) checks a bundle offline with the
+signer's public key (exit 0 valid; 1 naming each changed, missing or extra file, the bad
+signature or the failed gate; 2 for a usage error such as a missing folder or key).
+``--dev-hmac`` verifies a development bundle with the HMAC key instead.
+Without the server there is no audit trail nor issued-secret registry:
 the exact-value secret check then only knows the values in ``--secrets-env`` variables, and the
 manifest's session lists are empty.
 """
@@ -23,8 +26,12 @@ def _signer(args: argparse.Namespace) -> Any:
     from traitlets.config import Config
 
     from ..cli import UsageError
-    from .signing import HMACSigner, TransitSigner
+    from .signing import Ed25519Signer, HMACSigner, TransitSigner
 
+    if args.signer == "ed25519":
+        if not args.signing_key_file:
+            raise UsageError("--signer ed25519 needs --signing-key-file PEM")
+        return Ed25519Signer(key_file=args.signing_key_file)
     if args.signer == "hmac":
         key = ""
         if args.key_file:
@@ -51,9 +58,15 @@ def _add_signer_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("signing")
     g.add_argument(
         "--signer",
-        choices=["hmac", "transit"],
+        choices=["hmac", "ed25519", "transit"],
         default="hmac",
-        help="HMAC-SHA256 with a shared key (default) or Vault transit sign/verify",
+        help="HMAC-SHA256 with a shared key (default; development only: never verifies with a "
+        "public key), an ed25519 key file, or Vault transit (ed25519 key)",
+    )
+    g.add_argument(
+        "--signing-key-file",
+        default=None,
+        help="ed25519 private key PEM with --signer ed25519 (created 0600 when missing)",
     )
     g.add_argument(
         "--key-env",
@@ -69,18 +82,57 @@ def _add_signer_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _public_keys(args: argparse.Namespace) -> list[str]:
+    """PEMs to verify with: --public-key files, else the key the --service publishes."""
+    from ..cli import UsageError
+
+    pems: list[str] = []
+    for path in args.public_key:
+        try:
+            pems.append(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise UsageError(f"cannot read the public key {path}: {exc.strerror}") from None
+    if args.service and not pems:
+        from ..service.client import ServiceClient, ServiceError
+
+        try:
+            pems.append(ServiceClient(args.service, "export-verify").public_key()["public_key_pem"])
+        except (ServiceError, ValueError, KeyError) as exc:
+            raise UsageError(f"cannot fetch the public key from {args.service}: {exc}") from None
+    if not pems:
+        raise UsageError(
+            "export verify needs the signer's public key: --public-key FILE (pinned) or "
+            "--service URL (the key it publishes); --dev-hmac for development bundles"
+        )
+    from .attestation import BundleRefused, _load_keys
+
+    try:
+        _load_keys(pems)
+    except BundleRefused as exc:
+        raise UsageError("; ".join(exc.problems)) from None
+    return pems
+
+
 def _run_verify(args: argparse.Namespace) -> int:
     from ..cli import UsageError
-    from .verify import verify_bundle
+    from .dsse import envelope_summary
+    from .verify import verify_bundle, verify_bundle_dev
 
     if not args.extra:
-        raise UsageError("usage: jupyter prod-discovery export verify DIR")
-    problems = verify_bundle(Path(args.extra), _signer(args))
+        raise UsageError("usage: jupyter prod-discovery export verify DIR --public-key FILE")
+    bundle = Path(args.extra)
+    if not bundle.is_dir():
+        raise UsageError(f"no bundle folder at {bundle}")
+    if args.dev_hmac:
+        problems = verify_bundle_dev(bundle, _signer(args))
+    else:
+        problems = verify_bundle(bundle, _public_keys(args), args.require_gate)
     if problems:
         for problem in problems:
             print(f"INVALID: {problem}", file=sys.stderr)
         return 1
-    print(f"valid: {args.extra}")
+    key = envelope_summary(bundle)["key_id"]
+    print(f"valid: {args.extra} (signed by key {key})")
     return 0
 
 
@@ -167,6 +219,33 @@ def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="environment variable whose value must not appear in the notebook (repeatable)",
     )
     _add_signer_options(p)
+    v = p.add_argument_group("verify")
+    v.add_argument(
+        "--public-key",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="the export signer's public key (PEM) to verify with; repeatable for rotated keys",
+    )
+    v.add_argument(
+        "--service",
+        default=None,
+        metavar="URL",
+        help="fetch the public key the trusted service publishes (trust on first use: pin it "
+        "with --public-key instead)",
+    )
+    v.add_argument(
+        "--require-gate",
+        action="append",
+        default=[],
+        metavar="GATE",
+        help="refuse a bundle whose statement does not record this gate (repeatable)",
+    )
+    v.add_argument(
+        "--dev-hmac",
+        action="store_true",
+        help="development only: verify an HMAC-signed bundle with --key-env/--key-file",
+    )
 
     def run(args: argparse.Namespace) -> int:
         if args.notebook == "verify":

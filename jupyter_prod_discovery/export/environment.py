@@ -1,21 +1,35 @@
-"""The kernel spec and locked environment of the notebook's kernel.
+"""The kernel and locked environment of the notebook, from an allow-list the administrator owns.
 
-The environment is read by running :mod:`importlib.metadata` in the kernel's own interpreter
-(not the server's), because that is where the notebook's imports resolve. Only names and versions
-are recorded: a kernel spec's ``env`` (which may hold credentials) is never copied.
+Why an allow-list and not the kernelspec: kernelspecs live in directories the notebook's author
+can write (``~/.local/share/jupyter/kernels``), so the ``argv[0]`` of a kernelspec is the
+author's choice of program. The exporter runs in the trusted domain; running that program there
+would run the author's code next to the service's keys. So the notebook's kernel *name* is looked
+up in :attr:`KernelAllowList.kernels` (name -> interpreter path) and no kernelspec file is read.
+
+The packages are read by running :mod:`importlib.metadata` in the allow-listed interpreter with
+``-I -S``: no ``PYTHON*`` variable, no user site, no ``site`` import, so no ``.pth`` file of that
+environment runs; the probe adds the environment's site-packages to ``sys.path`` itself. Only
+names and versions are recorded.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from traitlets import Dict, Unicode, validate
+from traitlets.config import LoggingConfigurable
 
-__all__ = ["EnvironmentError_", "kernel_info", "locked_environment", "requirements_txt"]
+__all__ = [
+    "EnvironmentError_",
+    "KernelAllowList",
+    "kernel_info",
+    "locked_environment",
+    "requirements_txt",
+]
 
 
 class EnvironmentError_(RuntimeError):
@@ -23,7 +37,23 @@ class EnvironmentError_(RuntimeError):
 
 
 _PROBE = r"""
-import importlib.metadata as md, importlib.util, json, platform, sys
+import json, os, platform, sys, sysconfig
+# -S skipped site.py, so find the environment's site-packages as site.py would (a venv's
+# pyvenv.cfg), without processing any .pth file.
+cfg = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(sys.executable))), "pyvenv.cfg")
+prefixes = [sys.prefix]
+if os.path.isfile(cfg):
+    with open(cfg) as f:
+        text = f.read().lower().replace(" ", "")
+    prefixes = [os.path.dirname(cfg)] + (
+        [sys.prefix] if "include-system-site-packages=true" in text else []
+    )
+for prefix in prefixes:
+    paths = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix})
+    for key in ("purelib", "platlib"):
+        if paths.get(key) and paths[key] not in sys.path:
+            sys.path.append(paths[key])
+import importlib.metadata as md, importlib.util
 mods = json.loads(sys.argv[1])
 pk = {}
 for d in md.distributions():
@@ -35,34 +65,71 @@ print(json.dumps({"python_version": platform.python_version(), "packages": pk, "
 """
 
 
-def kernel_info(kernel_name: str) -> dict[str, str]:
-    """Name, display name, language and interpreter path of a kernel spec (never its env)."""
-    try:
-        spec = KernelSpecManager().get_kernel_spec(kernel_name)
-    except NoSuchKernel:
-        raise ValueError(f"the notebook's kernel {kernel_name!r} is not installed") from None
-    argv0 = spec.argv[0] if spec.argv else ""
-    if argv0 in ("python", "python3", "{python}") or not argv0:
-        python = sys.executable
-    else:
-        python = shutil.which(argv0) or argv0
-    return {
-        "name": kernel_name,
-        "display_name": spec.display_name,
-        "language": spec.language,
-        "python": python,
-    }
+class KernelAllowList(LoggingConfigurable):
+    """Kernels a notebook may be exported with, each mapped to an interpreter the admin trusts."""
+
+    kernels = Dict(
+        value_trait=Unicode(),
+        config=True,
+        help="""Kernel names a notebook may be exported with -> absolute path of the Python
+        interpreter whose packages are locked into the bundle. The exporter never reads a
+        kernelspec (their argv[0] is user-writable) and never runs another interpreter. List only
+        interpreters whose environment the notebook's authors cannot write. Default
+        {'python3': <the exporter's own interpreter>}.""",
+    )
+    display_names = Dict(
+        value_trait=Unicode(),
+        config=True,
+        help="""Display name recorded for each allowed kernel (name -> text). Default: the
+        kernel name.""",
+    )
+
+    def _kernels_default(self) -> dict[str, str]:
+        return {"python3": sys.executable}
+
+    @validate("kernels")
+    def _validate_kernels(self, proposal: Any) -> dict[str, str]:
+        kernels = dict(proposal["value"])
+        for name, python in kernels.items():
+            if not Path(python).is_absolute():
+                from traitlets import TraitError
+
+                raise TraitError(
+                    f"KernelAllowList.kernels[{name!r}]: {python!r} is not an absolute path"
+                )
+        return kernels
+
+    def resolve(self, kernel_name: str) -> dict[str, str]:
+        """Name, display name, language and interpreter of an allowed kernel; ValueError if not."""
+        allowed = self.kernels or self._kernels_default()
+        if kernel_name not in allowed:
+            raise ValueError(
+                f"the notebook's kernel {kernel_name!r} is not allowed for export "
+                f"(allowed: {', '.join(sorted(allowed))}; see KernelAllowList.kernels)"
+            )
+        return {
+            "name": kernel_name,
+            "display_name": self.display_names.get(kernel_name, kernel_name),
+            "language": "python",
+            "python": allowed[kernel_name],
+        }
+
+
+def kernel_info(kernel_name: str, parent: Any = None) -> dict[str, str]:
+    """The allow-listed kernel ``kernel_name`` (configured on ``parent``'s config)."""
+    return KernelAllowList(parent=parent).resolve(kernel_name)
 
 
 def locked_environment(python: str, modules: list[str], timeout: float = 60) -> dict[str, Any]:
     """``{"python_version", "packages": {name: version}, "missing": [modules not importable]}``."""
     try:
         proc = subprocess.run(
-            [python, "-c", _PROBE, json.dumps(modules)],
+            [python, "-I", "-S", "-c", _PROBE, json.dumps(modules)],
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EnvironmentError_(f"cannot run the kernel's interpreter {python}: {exc}") from None

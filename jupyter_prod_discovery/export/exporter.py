@@ -15,7 +15,6 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,11 @@ from traitlets import Dict, Float, List, Type
 from traitlets.config import LoggingConfigurable
 
 from ..audit.recorder import AuditRecorder, NullRecorder
+from .dsse import sign_envelope
 from .environment import kernel_info, locked_environment, requirements_txt
 from .gates import DEFAULT_GATES, ExportContext, GateResult, PromotionGate
 from .manifest import (
     MANIFEST_FILE,
-    MANIFEST_SCHEMA_VERSION,
     SIGNATURE_FILE,
     canonical,
     file_hashes,
@@ -36,7 +35,8 @@ from .manifest import (
     sha256_file,
     validate_manifest,
 )
-from .notebook import imported_modules, prepare_notebook, to_script
+from .notebook import imported_modules, prepare_notebook, to_script, validate_parameters
+from .provenance import ProvenanceInput, build_statement
 from .signing import HMACSigner, ManifestSigner
 from .targets import DEFAULT_TARGETS, ExportTarget, JobSpec
 
@@ -94,9 +94,10 @@ class NotebookExporter(LoggingConfigurable):
         default_value=HMACSigner,
         klass=ManifestSigner,
         config=True,
-        help="""ManifestSigner subclass (or import string) that signs manifests. Default
-        HMACSigner (key in PROD_DISCOVERY_EXPORT_HMAC_KEY); alternative
-        jupyter_prod_discovery.export.signing.TransitSigner (Vault transit).""",
+        help="""ManifestSigner subclass (or import string) that signs the bundle's DSSE
+        envelope. Default HMACSigner: development only, its bundles never verify with a public
+        key. Production (in the trusted service): jupyter_prod_discovery.export.signing.
+        Ed25519Signer (c.Ed25519Signer.key_file) or TransitSigner (Vault transit ed25519).""",
     )
     gate_classes = List(
         Type(klass=PromotionGate),
@@ -163,11 +164,12 @@ class NotebookExporter(LoggingConfigurable):
         out = request.output
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise ValueError(f"output directory {out} exists and is not empty")
+        validate_parameters(request.parameters)
         if not request.notebook.is_file():
             raise FileNotFoundError(f"no such notebook: {request.notebook}")
         source = nbformat.read(request.notebook, as_version=4)
         kernel_name = source.metadata.get("kernelspec", {}).get("name", "python3")
-        kinfo = kernel_info(kernel_name)
+        kinfo = kernel_info(kernel_name, parent=self)
         environment = locked_environment(
             kinfo["python"], imported_modules(source), timeout=self.environment_timeout
         )
@@ -225,7 +227,8 @@ class NotebookExporter(LoggingConfigurable):
             validate_manifest(manifest)
             data = canonical(manifest)
             (tmp / MANIFEST_FILE).write_bytes(data)
-            (tmp / SIGNATURE_FILE).write_text(json.dumps(signer.sign(data), indent=2) + "\n")
+            envelope = sign_envelope(data, signer)
+            (tmp / SIGNATURE_FILE).write_text(json.dumps(envelope, indent=2) + "\n")
             if out.exists():
                 out.rmdir()
             tmp.rename(out)
@@ -332,29 +335,30 @@ class NotebookExporter(LoggingConfigurable):
                 path = tmp / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
-        return {
-            "schema_version": MANIFEST_SCHEMA_VERSION,
-            "name": name,
-            "notebook": {
-                "path": request.display_path or str(request.notebook),
-                "source_sha256": sha256_file(request.notebook),
-                "bundled": nb_name,
-                "sha256": sha256_file(tmp / nb_name),
-                "script": script_name,
-            },
-            "files": file_hashes(tmp),
-            "git": git_state(request.notebook.resolve()),
-            "author": request.author,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "kernel": kinfo,
-            "environment": {
-                "python_version": ctx.environment.get("python_version", ""),
-                "packages": packages,
-                "requirements": "requirements.txt",
-            },
-            "parameters": ctx.parameters,
-            "targets": list(request.targets),
-            "session": session,
-            "vault": {"address_env": "VAULT_ADDR", "references": refs},
-            "gates": [g.to_dict() for g in gates],
-        }
+        return build_statement(
+            ProvenanceInput(
+                name=name,
+                notebook={
+                    "path": request.display_path or str(request.notebook),
+                    "source_sha256": sha256_file(request.notebook),
+                    "bundled": nb_name,
+                    "sha256": sha256_file(tmp / nb_name),
+                    "script": script_name,
+                },
+                files=file_hashes(tmp),
+                git=git_state(request.notebook.resolve()),
+                author=request.author,
+                kernel=kinfo,
+                environment={
+                    "python_version": ctx.environment.get("python_version", ""),
+                    "packages": packages,
+                    "requirements": "requirements.txt",
+                },
+                parameters=ctx.parameters,
+                targets=list(request.targets),
+                session=session,
+                declared_roles=refs,
+                overrides={g.name: g.override_reason or "" for g in gates if g.overridden},
+                gates=[g.to_dict() for g in gates],
+            )
+        )

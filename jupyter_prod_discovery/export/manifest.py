@@ -1,17 +1,26 @@
-"""The bundle manifest: what Integration checks before it accepts a job.
+"""What the bundle's statement is built from: file hashes, git metadata, and its JSON Schema.
 
-The manifest is schema-versioned JSON (``manifest.schema.json`` beside this module is the JSON
-Schema). Its canonical form (sorted keys, no whitespace, UTF-8) is what the signer signs, so any
-change to the manifest or, through the per-file hashes, to any bundled file breaks verification.
+The statement (an in-toto Statement v1, :mod:`.provenance`) is stored canonically (sorted keys,
+no whitespace, UTF-8) as ``manifest.json`` and signed inside the DSSE envelope ``signature.json``
+(:mod:`.dsse`); ``manifest.schema.json`` beside this module is its JSON Schema.
+
+Git metadata is read with dulwich, which parses ``.git`` itself: no ``git`` process runs, so
+nothing the repository configures (``core.fsmonitor``, hooks, ``filter.*.clean``,
+``core.sshCommand``, ``include.path`` tricks) executes in the trusted domain. The notebook counts
+as committed when the git blob of its bytes, hashed as stored (no clean filter), is the blob at
+its path in HEAD.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+from .attestation import ENVELOPE_FILE, STATEMENT_FILE
 
 __all__ = [
     "MANIFEST_FILE",
@@ -25,9 +34,9 @@ __all__ = [
     "validate_manifest",
 ]
 
-MANIFEST_SCHEMA_VERSION = 1
-MANIFEST_FILE = "manifest.json"
-SIGNATURE_FILE = "signature.json"
+MANIFEST_SCHEMA_VERSION = 2
+MANIFEST_FILE = STATEMENT_FILE
+SIGNATURE_FILE = ENVELOPE_FILE
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 
 
@@ -45,7 +54,7 @@ def sha256_file(path: Path) -> str:
 
 
 def file_hashes(bundle: Path) -> dict[str, str]:
-    """sha256 of every file of the bundle except the manifest and signature, by POSIX path."""
+    """sha256 of every file of the bundle except the statement and envelope, by POSIX path."""
     out: dict[str, str] = {}
     for path in sorted(bundle.rglob("*")):
         if path.is_dir():
@@ -57,32 +66,57 @@ def file_hashes(bundle: Path) -> dict[str, str]:
     return out
 
 
+def _public_url(url: str) -> str:
+    """A remote URL without credentials (``https://user:token@host`` loses its userinfo)."""
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url
+
+
 def git_state(path: Path) -> dict[str, Any] | None:
-    """Commit and dirty state of the repository holding ``path``; None outside a repository."""
+    """Commit, ref, repository-relative path and committed state of the notebook at ``path``.
 
-    def git(*args: str) -> str | None:
-        try:
-            proc = subprocess.run(
-                ["git", "-C", str(path.parent), *args],
-                capture_output=True,
-                text=True,
-                timeout=20,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return proc.stdout if proc.returncode == 0 else None
+    None outside a repository, or when the repository cannot be read (an unborn HEAD, an
+    unsupported extension): the statement then records ``git: null`` rather than a guess.
+    """
+    from dulwich.errors import NotGitRepository
+    from dulwich.object_store import tree_lookup_path
+    from dulwich.objects import Blob
+    from dulwich.repo import Repo
 
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
+    path = path.resolve()
+    try:
+        repo = Repo.discover(str(path.parent))
+    except NotGitRepository:
         return None
-    status = git("status", "--porcelain", "--untracked-files=no") or ""
-    notebook_status = git("status", "--porcelain", "--", path.name) or ""
-    return {
-        "commit": commit.strip(),
-        "dirty": bool(status.strip()),
-        "notebook_committed": not notebook_status.strip(),
+    try:
+        with repo:
+            commit_id = repo.head()
+            rel = path.relative_to(Path(repo.path).resolve()).as_posix()
+            head_ref = cast(Any, repo.refs).read_ref(b"HEAD") or b""
+            ref = head_ref[5:].decode() if head_ref.startswith(b"ref: ") else None
+            tree = repo[commit_id].tree  # type: ignore[attr-defined]
+            blob = Blob.from_string(path.read_bytes()).id
+            try:
+                _mode, committed = tree_lookup_path(repo.__getitem__, tree, rel.encode())
+            except KeyError:
+                committed = None
+            origin = None
+            with contextlib.suppress(KeyError):
+                origin = repo.get_config().get((b"remote", b"origin"), b"url").decode()
+    except Exception:  # an unreadable repository is recorded as none, never guessed
+        return None
+    state: dict[str, Any] = {
+        "commit": commit_id.decode(),
+        "ref": ref,
+        "path": rel,
+        "blob": blob.decode(),
+        "notebook_committed": committed == blob,
     }
+    if origin:
+        state["origin"] = _public_url(origin)
+    return state
 
 
 def load_schema() -> dict[str, Any]:
@@ -91,7 +125,7 @@ def load_schema() -> dict[str, Any]:
 
 
 def validate_manifest(manifest: dict[str, Any]) -> None:
-    """Raise ValueError naming the first schema violation."""
+    """Raise ValueError naming the first schema violation of a statement."""
     import jsonschema
 
     try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import keyword
+import math
 import re
 from typing import Any
 
@@ -17,14 +19,64 @@ import nbformat
 from nbformat import NotebookNode
 
 __all__ = [
+    "INSERTED_KEY",
     "PARAMETERS_TAG",
+    "cell_label",
     "declared_parameters",
     "parse_param",
     "prepare_notebook",
     "to_script",
+    "validate_parameters",
 ]
 
 PARAMETERS_TAG = "parameters"
+#: Cell metadata key marking a cell the export added (not the author's): the parameters cell
+#: inserted into a notebook without one. Papermill tags the cells it adds (its injected
+#: parameters, its error banners). None of these counts when cells are numbered for people.
+INSERTED_KEY = "prod_discovery_inserted"
+_PAPERMILL_TAGS = frozenset({"injected-parameters", "papermill-error-cell-tag"})
+
+
+def _check_json_value(name: str, value: Any, depth: int = 0) -> None:
+    """Raise ValueError unless ``value`` is plain JSON (what repr() turns into a safe literal)."""
+    if depth > 32:
+        raise ValueError(f"parameter {name!r}: value nested too deeply")
+    if value is None or isinstance(value, bool | int | str):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"parameter {name!r}: {value!r} is not a JSON number")
+        return
+    if isinstance(value, list):
+        for item in value:
+            _check_json_value(name, item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"parameter {name!r}: object keys must be strings")
+            _check_json_value(name, item, depth + 1)
+        return
+    raise ValueError(f"parameter {name!r}: {type(value).__name__} is not a JSON value")
+
+
+def validate_parameters(parameters: Any) -> dict[str, Any]:
+    """The parameters, checked: names are Python identifiers (not keywords), values plain JSON.
+
+    Why: each parameter becomes a line ``name = repr(value)`` of the bundled notebook and script,
+    and papermill injects ``name = value`` again at run time. A name such as
+    ``"x = 1\nimport subprocess ...\ny"`` would otherwise be code in a signed notebook. Raises
+    ValueError naming the bad parameter (the server answers 400 with it).
+    """
+    if not isinstance(parameters, dict):
+        raise ValueError("'parameters' must be an object {name: JSON value}")
+    for name, value in parameters.items():
+        if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+            raise ValueError(f"parameter name {name!r} is not a Python identifier")
+        if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+            raise ValueError(f"parameter name {name!r} is a Python keyword")
+        _check_json_value(name, value)
+    return dict(parameters)
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -33,12 +85,11 @@ def parse_param(text: str) -> tuple[str, Any]:
         raise ValueError(f"parameter {text!r} is not of the form name=value")
     name, _, raw = text.partition("=")
     name = name.strip()
-    if not name.isidentifier():
-        raise ValueError(f"parameter name {name!r} is not a Python identifier")
     try:
         value: Any = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
+    validate_parameters({name: value})
     return name, value
 
 
@@ -77,6 +128,7 @@ def prepare_notebook(source: NotebookNode, parameters: dict[str, Any]) -> Notebo
     parameters as defaults; when it has one, parameters not declared there are appended to it,
     so that papermill can always override every parameter the manifest lists.
     """
+    parameters = validate_parameters(parameters)
     nb = copy.deepcopy(source)
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -92,6 +144,7 @@ def prepare_notebook(source: NotebookNode, parameters: dict[str, Any]) -> Notebo
             "# Parameters (papermill injects run-time values after this cell)\n" + "\n".join(lines)
         )
         new.metadata["tags"] = [PARAMETERS_TAG]
+        new.metadata[INSERTED_KEY] = True
         nb.cells.insert(0, new)
     elif lines:
         cell.source = cell.source.rstrip("\n") + "\n" + "\n".join(lines)
@@ -105,6 +158,29 @@ def prepare_notebook(source: NotebookNode, parameters: dict[str, Any]) -> Notebo
     return nb
 
 
+def _inserted(cell: Any) -> bool:
+    meta = cell.get("metadata", {}) or {}
+    return bool(meta.get(INSERTED_KEY)) or bool(_PAPERMILL_TAGS & set(meta.get("tags") or []))
+
+
+def source_cell_number(nb: Any, index: int) -> int | None:
+    """1-based number of cell ``index`` as JupyterLab shows it in the *source* notebook.
+
+    Cells the export or papermill added are skipped (None for such a cell), so a gate that looks
+    at the bundled or executed notebook names the same cell as the PII sidebar and the audit.
+    """
+    cells = nb["cells"] if isinstance(nb, dict) else nb.cells
+    if _inserted(cells[index]):
+        return None
+    return 1 + sum(1 for c in cells[:index] if not _inserted(c))
+
+
+def cell_label(nb: Any, index: int) -> str:
+    """``cell N`` (1-based, source numbering) or what an added cell is."""
+    number = source_cell_number(nb, index)
+    return f"cell {number}" if number is not None else "the parameters cell added by the export"
+
+
 def to_script(nb: NotebookNode) -> str:
     """A plain Python script of the code cells, for reviewers and script-only runners.
 
@@ -116,7 +192,7 @@ def to_script(nb: NotebookNode) -> str:
         if cell.cell_type != "code":
             continue
         tags = cell.get("metadata", {}).get("tags", [])
-        header = f"# %% cell {i}" + (" [parameters]" if PARAMETERS_TAG in tags else "")
+        header = f"# %% {cell_label(nb, i)}" + (" [parameters]" if PARAMETERS_TAG in tags else "")
         body = []
         for line in cell.source.splitlines():
             stripped = line.lstrip()

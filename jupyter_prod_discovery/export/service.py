@@ -10,7 +10,6 @@ lists are empty and the manifest says ``"source": "none"``.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,9 +138,11 @@ def export_for_user(
 def _signature_summary(bundle: Path, relative: str) -> dict[str, Any]:
     """Which key signed the bundle, for the export dialog (the bundle folder is hidden from the
     contents API, so the UI cannot read ``signature.json`` itself)."""
-    signature = json.loads((bundle / SIGNATURE_FILE).read_text(encoding="utf-8"))
+    from .dsse import envelope_summary
+
+    summary = envelope_summary(bundle)
     return {
-        "algorithm": signature.get("algorithm"),
-        "key_id": signature.get("key_id"),
+        "algorithm": summary["algorithm"],
+        "key_id": summary["key_id"],
         "file": f"{relative}/{SIGNATURE_FILE}",
     }

@@ -1,8 +1,17 @@
-"""Signatures over the canonical manifest: HMAC-SHA256 or Vault/OpenBao transit.
+"""Who signs a bundle's DSSE envelope: an ed25519 key of the trusted service, or Vault transit.
 
-Pluggable: the exporter and ``export verify`` pick the implementation with a ``Type`` trait over
-:class:`ManifestSigner`. Integration verifies with the same configuration Discovery signs with;
-a bundle signed by another kind of signer is refused rather than verified with a weaker one.
+Pluggable: the exporter picks the implementation with a ``Type`` trait over
+:class:`ManifestSigner`. A signer signs the DSSE pre-authentication encoding of the statement and
+returns one DSSE signature entry (``keyid``, ``sig`` base64). Integration verifies offline with
+the public key only (:mod:`.attestation`), so the signing key must live where the notebook's
+author cannot reach it:
+
+- :class:`Ed25519Signer`: an ed25519 private key file of the trusted service (the format of
+  ``service.signing.KeyFileSigner``: PKCS#8 PEM, mode 0600, created on first use);
+- :class:`TransitSigner`: a Vault/OpenBao transit key of type ed25519 (the key never leaves
+  Vault; its public key is read from transit);
+- :class:`HMACSigner`: a shared secret, for development only. Nothing asymmetric verifies it, so
+  ``export verify --public-key`` and every generated target refuse its bundles.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from ._meta import ABCConfigurableMeta
 if TYPE_CHECKING:
     from ..credentials.vault import VaultClient
 
-__all__ = ["HMACSigner", "ManifestSigner", "SignatureError", "TransitSigner"]
+__all__ = ["Ed25519Signer", "HMACSigner", "ManifestSigner", "SignatureError", "TransitSigner"]
 
 
 class SignatureError(RuntimeError):
@@ -30,12 +39,12 @@ class SignatureError(RuntimeError):
 
 
 class ManifestSigner(LoggingConfigurable, metaclass=ABCConfigurableMeta):
-    """Signs and verifies the canonical bytes of a manifest.
+    """Signs the DSSE pre-authentication encoding of a bundle's statement.
 
-    ``vault`` is the server's (or the CLI's) :class:`VaultClient`, for signers that need Vault.
+    ``vault`` is the caller's :class:`VaultClient`, for signers that need Vault.
     """
 
-    #: Short name recorded in signature.json; verification refuses a different one.
+    #: Short name shown to users (export dialog, CLI); not part of the DSSE envelope.
     algorithm: str = ""
 
     def __init__(self, vault: VaultClient | None = None, **kwargs: Any) -> None:
@@ -44,38 +53,99 @@ class ManifestSigner(LoggingConfigurable, metaclass=ABCConfigurableMeta):
 
     @abstractmethod
     def sign(self, data: bytes) -> dict[str, str]:
-        """Return ``{"algorithm", "key_id", "signature"}`` for ``data``.
+        """One DSSE signature entry ``{"keyid", "sig"}`` (sig base64) over ``data``.
 
         Raise :class:`SignatureError` when no key is available: an unsigned bundle must never be
         produced silently.
         """
 
-    @abstractmethod
+    def public_key_pem(self) -> str | None:
+        """The PEM public key that verifies :meth:`sign`; None for a symmetric (dev) signer."""
+        return None
+
     def verify(self, data: bytes, signature: dict[str, str]) -> None:
-        """Return when ``signature`` (as produced by :meth:`sign`) is valid for ``data``.
+        """Return when ``signature`` is valid for ``data``; raise :class:`SignatureError`.
 
-        Raise :class:`SignatureError` naming the reason (wrong algorithm, unknown key, mismatch).
+        Asymmetric signers verify with their public key only, as Integration does.
         """
+        from .attestation import key_id_of_pem
 
-    def check_algorithm(self, signature: dict[str, str]) -> None:
-        got = signature.get("algorithm")
-        if got != self.algorithm:
+        pem = self.public_key_pem()
+        if pem is None:
+            raise SignatureError(f"{type(self).__name__} has no public key to verify with")
+        if signature.get("keyid") != key_id_of_pem(pem):
             raise SignatureError(
-                f"bundle is signed with {got!r}, this verifier expects {self.algorithm!r}"
+                f"bad signature: signed with key {signature.get('keyid')!r}, "
+                f"not {key_id_of_pem(pem)!r}"
             )
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        key = serialization.load_pem_public_key(pem.encode())
+        assert isinstance(key, Ed25519PublicKey)
+        try:
+            key.verify(base64.b64decode(signature.get("sig", ""), validate=True), data)
+        except (InvalidSignature, ValueError):
+            raise SignatureError("bad signature: the statement does not match it") from None
+
+
+class Ed25519Signer(ManifestSigner):
+    """An ed25519 private key file of the trusted service: what production signs with.
+
+    The file has the format of ``service.signing.KeyFileSigner`` (PKCS#8 PEM, mode 0600) and is
+    created on first use; pointing :attr:`key_file` at the service's audit key makes the key that
+    ``audit public-key`` publishes verify bundles too (DSSE's ``DSSEv1`` prefix keeps an envelope
+    signature from ever being a valid audit checkpoint signature, and the reverse).
+    """
+
+    algorithm = "ed25519"
+
+    key_file = Unicode(
+        "",
+        config=True,
+        help="""PEM file (PKCS#8, mode 0600) of the ed25519 key that signs export envelopes,
+        readable only by the trusted service's OS user; created when missing. Default '' (signing
+        then fails). Set it in the service, e.g. to <ProdDiscoveryService.state_dir>/
+        audit-signing-key.pem to sign with the key `audit public-key` publishes. Never set it in a
+        single-user server: its kernels could read the key.""",
+    )
+
+    def _signer(self) -> Any:
+        if not self.key_file:
+            raise SignatureError("Ed25519Signer.key_file is not set")
+        from ..service.signing import KeyFileSigner
+
+        try:
+            return KeyFileSigner(key_file=self.key_file)
+        except (OSError, ValueError) as exc:
+            raise SignatureError(f"cannot load the signing key: {exc}") from None
+
+    def public_key_pem(self) -> str:
+        pem: str = self._signer().public_key_pem()
+        return pem
+
+    def sign(self, data: bytes) -> dict[str, str]:
+        signer = self._signer()
+        return {"keyid": signer.key_id, "sig": signer.sign(data)}
 
 
 class HMACSigner(ManifestSigner):
-    """HMAC-SHA256 with a shared key; rotatable (sign with the first key, verify with any)."""
+    """HMAC-SHA256 with a shared key: DEVELOPMENT ONLY (anyone holding the key can sign).
+
+    Its envelopes never verify with a public key, so Integration (``export verify --public-key``,
+    generated targets) refuses them; ``export verify --dev-hmac`` checks them in development.
+    """
 
     algorithm = "hmac-sha256"
 
     keys = List(
         Unicode(),
         config=True,
-        help="""HMAC keys (secrets). The first signs; every key verifies, so a key can be rotated
-        by prepending the new one. Default: PROD_DISCOVERY_EXPORT_HMAC_KEY from the environment
-        (several keys separated by ';'), or no key (signing then fails). Never logged.""",
+        help="""HMAC keys (secrets) of the development signer. The first signs; every key
+        verifies. Default: PROD_DISCOVERY_EXPORT_HMAC_KEY from the environment (several keys
+        separated by ';'), or no key (signing then fails). Never logged. Bundles signed this way
+        are refused by `export verify --public-key` and by every generated target.""",
     )
 
     @default("keys")
@@ -94,7 +164,8 @@ class HMACSigner(ManifestSigner):
     @staticmethod
     def key_id(key: str) -> str:
         """A public fingerprint of a key, so verifiers can tell which key signed."""
-        return hashlib.sha256(b"prod-discovery-export-key:" + key.encode()).hexdigest()[:16]
+        fingerprint = hashlib.sha256(b"prod-discovery-export-key:" + key.encode()).hexdigest()
+        return "hmac:" + fingerprint[:16]
 
     def sign(self, data: bytes) -> dict[str, str]:
         if not self.keys:
@@ -102,26 +173,29 @@ class HMACSigner(ManifestSigner):
                 "no HMAC key configured (set PROD_DISCOVERY_EXPORT_HMAC_KEY or c.HMACSigner.keys)"
             )
         key = self.keys[0]
-        mac = hmac.new(key.encode(), data, hashlib.sha256).hexdigest()
-        return {"algorithm": self.algorithm, "key_id": self.key_id(key), "signature": mac}
+        mac = hmac.new(key.encode(), data, hashlib.sha256).digest()
+        return {"keyid": self.key_id(key), "sig": base64.b64encode(mac).decode()}
 
     def verify(self, data: bytes, signature: dict[str, str]) -> None:
-        self.check_algorithm(signature)
         if not self.keys:
             raise SignatureError("no HMAC key configured to verify with")
         for key in self.keys:
-            if self.key_id(key) == signature.get("key_id"):
-                mac = hmac.new(key.encode(), data, hashlib.sha256).hexdigest()
-                if hmac.compare_digest(mac, str(signature.get("signature", ""))):
+            if self.key_id(key) == signature.get("keyid"):
+                mac = base64.b64encode(hmac.new(key.encode(), data, hashlib.sha256).digest())
+                if hmac.compare_digest(mac.decode(), str(signature.get("sig", ""))):
                     return
-                raise SignatureError("bad signature: the manifest does not match its HMAC")
+                raise SignatureError("bad signature: the statement does not match its HMAC")
         raise SignatureError("bad signature: signed with a key this verifier does not hold")
 
 
 class TransitSigner(ManifestSigner):
-    """Vault/OpenBao transit ``sign``/``verify``: the key never leaves Vault."""
+    """Vault/OpenBao transit ``sign`` with an ed25519 key: the private key never leaves Vault.
 
-    algorithm = "vault-transit"
+    The signature is transit's raw ed25519 signature (its ``vault:vN:`` prefix removed), so the
+    transit key's public key (``GET <mount>/keys/<key_name>``) verifies it offline.
+    """
+
+    algorithm = "vault-transit-ed25519"
 
     mount = Unicode(
         "transit", config=True, help="Mount path of the transit engine. Default 'transit'."
@@ -129,15 +203,10 @@ class TransitSigner(ManifestSigner):
     key_name = Unicode(
         "prod-discovery-export",
         config=True,
-        help="""Name of the transit key (type ed25519, ecdsa-p256 or rsa-*) that signs manifests.
-        Default 'prod-discovery-export'. The server's Vault token needs update on
-        <mount>/sign/<key_name> and <mount>/verify/<key_name>.""",
-    )
-    hash_algorithm = Unicode(
-        "sha2-256",
-        config=True,
-        help="""Hash algorithm passed to transit sign/verify (ignored by ed25519).
-        Default 'sha2-256'.""",
+        help="""Name of the transit key (type ed25519) that signs export envelopes. Default
+        'prod-discovery-export'. Only the trusted service's Vault token may have update on
+        <mount>/sign/<key_name>; a single-user server's token must not, or its kernels could
+        sign forged bundles.""",
     )
 
     def _client(self) -> Any:
@@ -160,33 +229,41 @@ class TransitSigner(ManifestSigner):
             address = self.vault.url if self.vault is not None else ""
             raise SignatureError(f"transit: {translate_error(exc, address)}") from None
 
-    def sign(self, data: bytes) -> dict[str, str]:
-        client = self._client()
-        resp = self._call(
-            client.secrets.transit.sign_data,
-            hash_input=base64.b64encode(data).decode(),
-            hash_algorithm=self.hash_algorithm,
-        )
-        return {
-            "algorithm": self.algorithm,
-            "key_id": f"{self.mount}/{self.key_name}",
-            "signature": resp["data"]["signature"],
-        }
+    def _key(self) -> tuple[int, str]:
+        """(latest version, its public key PEM)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    def verify(self, data: bytes, signature: dict[str, str]) -> None:
-        self.check_algorithm(signature)
-        if signature.get("key_id") != f"{self.mount}/{self.key_name}":
+        data = self._call(self._client().secrets.transit.read_key)["data"]
+        if data.get("type") != "ed25519":
             raise SignatureError(
-                f"bad signature: signed with transit key {signature.get('key_id')!r}"
+                f"transit key {self.mount}/{self.key_name} is {data.get('type')!r}, not ed25519"
             )
-        client = self._client()
-        resp = self._call(
-            client.secrets.transit.verify_signed_data,
-            hash_input=base64.b64encode(data).decode(),
-            signature=str(signature.get("signature", "")),
-            hash_algorithm=self.hash_algorithm,
+        version = int(data["latest_version"])
+        raw = base64.b64decode(data["keys"][str(version)]["public_key"])
+        pem = (
+            Ed25519PublicKey.from_public_bytes(raw)
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
         )
-        if not resp["data"].get("valid"):
-            raise SignatureError(
-                "bad signature: Vault transit says the manifest signature is invalid"
-            )
+        return version, pem
+
+    def public_key_pem(self) -> str:
+        return self._key()[1]
+
+    def sign(self, data: bytes) -> dict[str, str]:
+        from .attestation import key_id_of_pem
+
+        version, pem = self._key()
+        resp = self._call(
+            self._client().secrets.transit.sign_data,
+            hash_input=base64.b64encode(data).decode(),
+            key_version=version,
+        )
+        prefix = f"vault:v{version}:"
+        signature = str(resp["data"]["signature"])
+        if not signature.startswith(prefix):
+            raise SignatureError("transit returned a signature of another key version")
+        return {"keyid": key_id_of_pem(pem), "sig": signature[len(prefix) :]}

@@ -1,53 +1,55 @@
-"""``export verify``: what Integration runs before it accepts a bundle."""
+"""``export verify``: what Integration runs before it accepts a bundle.
+
+Production verification needs the public key only (:func:`verify_bundle`): the checks are those
+of :mod:`.attestation`, the code every generated target embeds. :func:`verify_bundle_dev`
+checks a bundle signed by the development HMAC signer, with its shared key.
+"""
 
 from __future__ import annotations
 
-import json
+import base64
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from .manifest import MANIFEST_FILE, SIGNATURE_FILE, canonical, file_hashes, validate_manifest
+from .attestation import PAYLOAD_TYPE, BundleRefused, bundle_problems, pae
 from .signing import ManifestSigner, SignatureError
 
-__all__ = ["verify_bundle"]
+__all__ = ["verify_bundle", "verify_bundle_dev"]
 
 
-def verify_bundle(bundle: Path, signer: ManifestSigner) -> list[str]:
-    """Every problem of the bundle (empty list: valid), each naming the file or the signature.
+def verify_bundle(
+    bundle: Path, public_pems: list[str], required_gates: Iterable[str] = ()
+) -> list[str]:
+    """Every problem of the bundle (empty list: valid), each naming the file, signature or gate.
 
-    The signature is checked over the manifest bytes exactly as stored, then every file's hash
-    against the manifest, so an edited, missing or added file is named.
+    ``public_pems`` are the keys Integration pinned (PEM text), never keys found in the bundle.
     """
-    problems: list[str] = []
-    manifest_path, sig_path = bundle / MANIFEST_FILE, bundle / SIGNATURE_FILE
-    if not bundle.is_dir():
-        return [f"{bundle}: not a directory"]
-    if not manifest_path.is_file():
-        return [f"missing file: {MANIFEST_FILE}"]
-    if not sig_path.is_file():
-        return [f"missing file: {SIGNATURE_FILE}"]
-    data = manifest_path.read_bytes()
+    if not public_pems:
+        return ["no public key to verify with"]
     try:
-        manifest = json.loads(data)
-        signature = json.loads(sig_path.read_text())
-    except ValueError as exc:
-        return [f"unreadable manifest or signature: {exc}"]
-    if canonical(manifest) != data:
-        problems.append(f"changed file: {MANIFEST_FILE} (not in canonical form)")
-    try:
-        signer.verify(data, signature)
-    except SignatureError as exc:
-        problems.append(str(exc))
-    try:
-        validate_manifest(manifest)
-    except ValueError as exc:
-        problems.append(str(exc))
-    expected = manifest.get("files") or {}
-    actual = file_hashes(bundle)
-    for rel in sorted(set(expected) | set(actual)):
-        if rel not in actual:
-            problems.append(f"missing file: {rel}")
-        elif rel not in expected:
-            problems.append(f"extra file: {rel}")
-        elif expected[rel] != actual[rel]:
-            problems.append(f"changed file: {rel}")
-    return problems
+        return bundle_problems(bundle, public_pems, tuple(required_gates))
+    except BundleRefused as exc:  # a pinned key that is not an ed25519 PEM
+        return exc.problems
+
+
+def verify_bundle_dev(bundle: Path, signer: ManifestSigner) -> list[str]:
+    """Like :func:`verify_bundle`, with a signer's own check (the development HMAC mode)."""
+
+    def check(envelope: Any) -> bytes:
+        if not isinstance(envelope, dict) or envelope.get("payloadType") != PAYLOAD_TYPE:
+            raise BundleRefused(["the envelope is not a DSSE envelope of an in-toto statement"])
+        try:
+            payload = base64.b64decode(str(envelope.get("payload", "")), validate=True)
+        except ValueError:
+            raise BundleRefused(["the envelope's payload is not base64"]) from None
+        errors = []
+        for sig in envelope.get("signatures") or []:
+            try:
+                signer.verify(pae(PAYLOAD_TYPE, payload), dict(sig))
+                return payload
+            except (SignatureError, TypeError, ValueError) as exc:
+                errors.append(str(exc))
+        raise BundleRefused(errors or ["the envelope has no signature"])
+
+    return bundle_problems(bundle, [], (), check)

@@ -22,7 +22,7 @@ from typing import Any, cast
 from nbformat import NotebookNode
 from traitlets import Float, List, Type, Unicode
 
-from ..notebook import split_magics
+from ..notebook import cell_label, split_magics
 from ..pii_scan import PIIScanner, ProjectPIIScanner, finding_type
 from .base import ExportContext, GateResult, PromotionGate
 
@@ -50,11 +50,15 @@ def _output_text(output: NotebookNode) -> str:
 
 
 def notebook_texts(nb: NotebookNode) -> Iterator[tuple[str, str]]:
-    """(where, text) for every cell source and output: where is 'cell 3' or 'cell 3 output 0'."""
+    """(where, text) for every cell source and output: 'cell 3' or 'cell 3 output 1'.
+
+    Cells and outputs are numbered from 1, as JupyterLab users count them (and the PII sidebar).
+    """
     for i, cell in enumerate(nb.cells):
-        yield f"cell {i}", str(cell.source)
+        label = cell_label(nb, i)
+        yield label, str(cell.source)
         for j, output in enumerate(cell.get("outputs", []) or []):
-            yield f"cell {i} output {j}", _output_text(output)
+            yield f"{label} output {j + 1}", _output_text(output)
 
 
 def _summarize(findings: list[str], limit: int = 5) -> str:
@@ -69,7 +73,7 @@ class OutputsStrippedGate(PromotionGate):
 
     def check(self, ctx: ExportContext) -> GateResult:
         left = [
-            f"cell {i}"
+            cell_label(ctx.bundled, i)
             for i, c in enumerate(ctx.bundled.cells)
             if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)
         ]
@@ -191,17 +195,17 @@ class NoInteractiveGate(PromotionGate):
                 continue
             code, magics = split_magics(cell.source)
             for line_no, text in magics:
-                findings.extend(self._judge_magic(i, line_no, text))
+                findings.extend(self._judge_magic(i + 1, line_no, text))
             try:
                 tree = ast.parse(code)
             except SyntaxError as exc:
-                findings.append(f"cell {i} line {exc.lineno}: not valid Python")
+                findings.append(f"cell {i + 1} line {exc.lineno}: not valid Python")
                 continue
             for node in ast.walk(tree):
                 if isinstance(node, ast.Call):
                     name = _call_name(node.func)
                     if name in self.forbidden_calls:
-                        findings.append(f"cell {i} line {node.lineno}: {name}()")
+                        findings.append(f"cell {i + 1} line {node.lineno}: {name}()")
         if findings:
             return self.failed("interactive-only constructs: " + _summarize(findings))
         return self.passed("no input(), getpass, shell escapes or disallowed magics")
@@ -302,5 +306,6 @@ def _describe_failure(out: Path) -> str:
     for i, cell in enumerate(nb.get("cells", [])):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                return f"cell {i} raised {output.get('ename', 'an error')} in a clean kernel"
+                where = cell_label(nb, i)
+                return f"{where} raised {output.get('ename', 'an error')} in a clean kernel"
     return "papermill failed before any cell raised (kernel did not start?)"
