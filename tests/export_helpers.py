@@ -91,3 +91,41 @@ class ListRecorder:
 
     def record(self, kind: str, data: dict[str, Any], *, user: Any = None) -> None:
         self.events.append((kind, data, user))
+
+
+def forge(
+    bundle: Path,
+    dest: Path,
+    signer: Any,
+    edits: dict[str, str] | None = None,
+    statement_edit: Any = None,
+) -> Path:
+    """What an attacker without the service's key can make: a copy of ``bundle`` with files
+    edited, the statement's subjects recomputed (and edited), re-signed with ``signer``."""
+    import json
+    import shutil
+
+    from jupyter_prod_discovery.export.dsse import sign_envelope
+    from jupyter_prod_discovery.export.manifest import canonical, file_hashes
+
+    shutil.copytree(bundle, dest)
+    for rel, text in (edits or {}).items():
+        (dest / rel).write_text(text)
+    statement = json.loads((dest / "manifest.json").read_text())
+    statement["subject"] = [
+        {"name": k, "digest": {"sha256": v}} for k, v in sorted(file_hashes(dest).items())
+    ]
+    if statement_edit is not None:
+        statement_edit(statement)
+    data = canonical(statement)
+    (dest / "manifest.json").write_bytes(data)
+    (dest / "signature.json").write_text(json.dumps(sign_envelope(data, signer)))
+    return dest
+
+
+def with_marker_cell(notebook: Path, marker: Path) -> str:
+    """The text of ``notebook`` with a first code cell that creates ``marker`` when it runs."""
+    nb = nbformat.read(notebook, as_version=4)
+    cell = nbformat.v4.new_code_cell(f"open({str(marker)!r}, 'w').write('user code ran')")
+    nb.cells.insert(0, cell)
+    return nbformat.writes(nb)

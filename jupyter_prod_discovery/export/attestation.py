@@ -330,8 +330,9 @@ def find_bundle(path: Any) -> Any:
 def might_contain_dag(file_path: str, zip_file: Any = None) -> bool:
     """Airflow's ``[core] might_contain_dag_callable``: runs before Airflow imports a DAG file.
 
-    A file inside an export bundle is imported only when the bundle verifies with the pinned key,
-    so a forged DAG file (whose own check an attacker removed) never runs. Files outside bundles
+    A file inside an export bundle is imported only when it lies in the bundle's ``airflow/``
+    folder and the bundle verifies with the pinned key, so a forged DAG file (whose own check an
+    attacker removed) never runs. Files outside bundles
     go to Airflow's default heuristic, unless ``PROD_DISCOVERY_REQUIRE_SIGNED_DAGS=1``.
     """
     bundle = None if zip_file is not None else find_bundle(file_path)
@@ -342,6 +343,9 @@ def might_contain_dag(file_path: str, zip_file: Any = None) -> bool:
         from airflow.utils.file import might_contain_dag_via_default_heuristic
 
         return bool(might_contain_dag_via_default_heuristic(file_path, zip_file))
+    rel = Path(file_path).resolve().relative_to(bundle).as_posix()
+    if not rel.startswith("airflow/"):
+        return False  # run.py, dagster_job.py, ...: not DAG files, never imported by Airflow
     try:
         require_verified(bundle)
     except BundleRefused as exc:
