@@ -9,7 +9,12 @@ import pytest
 from export_helpers import HMAC_KEY, make_notebook, signing_key, statement_fields
 
 from jupyter_prod_discovery.cli import main
-from jupyter_prod_discovery.export.gates import ExportContext, NoInteractiveGate, NoPIIGate
+from jupyter_prod_discovery.export.gates import (
+    ExportContext,
+    NoInteractiveGate,
+    NoPIIGate,
+    OutputsStrippedGate,
+)
 from jupyter_prod_discovery.export.notebook import parse_param, prepare_notebook, to_script
 from jupyter_prod_discovery.export.pii_scan import PatternPIIScanner
 
@@ -96,3 +101,20 @@ def test_cli_export_and_verify_exit_statuses(
     assert main(["export", str(bad), "-o", str(tmp_path / "b4"), "--param", "oops"]) == 2
     monkeypatch.delenv("PROD_DISCOVERY_EXPORT_HMAC_KEY")
     assert main(["export", "verify", str(dev), "--dev-hmac"]) == 1
+
+
+def test_gates_number_cells_as_jupyterlab_shows_them(tmp_path: Path) -> None:
+    """1-based, counting the source notebook's cells, never the parameters cell the export adds."""
+    path = make_notebook(tmp_path / "n.ipynb", [("x = 1", []), ("name = input()", [])])
+    nb = nbformat.read(path, 4)
+    bundled = prepare_notebook(nb, {"n": 1})  # inserts a parameters cell first
+    assert len(bundled.cells) == 3
+    ctx = ExportContext(path, nb, bundled, {"n": 1}, "ada", "")
+    assert NoInteractiveGate().check(ctx).reason.endswith("cell 2 line 1: input()")
+    bundled.cells[2].outputs = [nbformat.v4.new_output("stream", text="left")]
+    stripped = OutputsStrippedGate().check(ctx)
+    assert stripped.reason == "outputs left in the bundled notebook: cell 2"
+    script = to_script(bundled)
+    assert "# %% the parameters cell added by the export [parameters]" in script
+    assert "# %% cell 1\nx = 1" in script
+    assert "# %% cell 2\nname = input()" in script

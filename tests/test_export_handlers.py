@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from export_helpers import HMAC_KEY, ListRecorder, make_notebook, stream
+from export_helpers import HMAC_KEY, ListRecorder, make_notebook, statement_fields, stream
 from tornado.httpclient import HTTPClientError
 
 from jupyter_prod_discovery.export.signing import HMACSigner
-from jupyter_prod_discovery.export.verify import verify_bundle
+from jupyter_prod_discovery.export.verify import verify_bundle_dev
 
 PLANTED = "planted-kernel-secret-4242"
 
@@ -47,13 +47,13 @@ async def test_post_export_writes_signed_bundle(
     assert payload["exported"] is True
     assert payload["bundle"].startswith(".prod-discovery/exports/job-")
     bundle = jp_root_dir / payload["bundle"]
-    assert verify_bundle(bundle, HMACSigner(keys=[HMAC_KEY])) == []
+    assert verify_bundle_dev(bundle, HMACSigner(keys=[HMAC_KEY])) == []
     assert payload["signature"] == {
-        "algorithm": HMACSigner.algorithm,
+        "algorithm": "hmac-sha256 (development)",
         "key_id": HMACSigner.key_id(HMAC_KEY),
         "file": f"{payload['bundle']}/signature.json",
     }
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = statement_fields(bundle)
     assert manifest["notebook"]["path"] == "work/job.ipynb"
     assert manifest["author"]  # the authenticated user's name
     assert [g["name"] for g in payload["gates"]][-1] == "clean_run"
@@ -97,3 +97,25 @@ async def test_post_export_refuses_anonymous(jp_fetch: Any) -> None:
     with pytest.raises(HTTPClientError) as err:
         await _post(jp_fetch, {"path": "x.ipynb"}, headers={"Authorization": ""})
     assert err.value.code == 403
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"x = 1\nimport subprocess; subprocess.run(['id'])\ny": 0}, "not a Python identifier"),
+        ({"class": 1}, "'class' is a Python keyword"),
+        ({"x": float("inf")}, "parameter 'x': inf is not a JSON number"),
+    ],
+)
+async def test_post_export_refuses_bad_parameter_with_400(
+    jp_fetch: Any, jp_root_dir: Path, parameters: dict[str, Any], message: str
+) -> None:
+    make_notebook(jp_root_dir / "ok.ipynb", [("result = 1", [])])
+    body = json.dumps({"path": "ok.ipynb", "parameters": parameters}, allow_nan=True)
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch(
+            "prod-discovery", "api", "exports", method="POST", body=body, request_timeout=60
+        )
+    assert err.value.code == 400
+    assert message in err.value.response.body.decode()
+    assert not (jp_root_dir / ".prod-discovery").exists()
