@@ -49,8 +49,9 @@ async def test_post_export_writes_signed_bundle(
     bundle = jp_root_dir / payload["bundle"]
     assert verify_bundle_dev(bundle, HMACSigner(keys=[HMAC_KEY])) == []
     assert payload["signature"] == {
-        "algorithm": "hmac-sha256 (development)",
+        "algorithm": "hmac-sha256",
         "key_id": HMACSigner.key_id(HMAC_KEY),
+        "signer": "HMAC development key (not verifiable with a public key)",
         "file": f"{payload['bundle']}/signature.json",
     }
     manifest = statement_fields(bundle)

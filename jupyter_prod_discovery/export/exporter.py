@@ -81,6 +81,8 @@ class ExportResult:
     manifest: dict[str, Any]
     manifest_sha256: str
     gates: list[GateResult]
+    #: Who signed: {"algorithm", "key_id" (the DSSE keyid), "signer" (where the key lives)}.
+    signature: dict[str, str] = field(default_factory=dict)
 
 
 class NotebookExporter(LoggingConfigurable):
@@ -235,7 +237,12 @@ class NotebookExporter(LoggingConfigurable):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return ExportResult(out, manifest, hashlib.sha256(data).hexdigest(), gates)
+        signed_by = {
+            "algorithm": signer.algorithm,
+            "key_id": str(envelope["signatures"][0]["keyid"]),
+            "signer": signer.describe(),
+        }
+        return ExportResult(out, manifest, hashlib.sha256(data).hexdigest(), gates, signed_by)
 
     def on_failure(self, request: ExportRequest, exc: BaseException, *, user: Any = None) -> None:
         gates = [g.to_dict() for g in getattr(exc, "gates", [])]

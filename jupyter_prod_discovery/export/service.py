@@ -130,19 +130,6 @@ def export_for_user(
         "exported": True,
         "bundle": bundle,
         "manifest_sha256": result.manifest_sha256,
-        "signature": _signature_summary(result.bundle, bundle),
+        "signature": {**result.signature, "file": f"{bundle}/{SIGNATURE_FILE}"},
         "gates": [g.to_dict() for g in result.gates],
-    }
-
-
-def _signature_summary(bundle: Path, relative: str) -> dict[str, Any]:
-    """Which key signed the bundle, for the export dialog (the bundle folder is hidden from the
-    contents API, so the UI cannot read ``signature.json`` itself)."""
-    from .dsse import envelope_summary
-
-    summary = envelope_summary(bundle)
-    return {
-        "algorithm": summary["algorithm"],
-        "key_id": summary["key_id"],
-        "file": f"{relative}/{SIGNATURE_FILE}",
     }

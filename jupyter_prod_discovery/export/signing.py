@@ -63,6 +63,10 @@ class ManifestSigner(LoggingConfigurable, metaclass=ABCConfigurableMeta):
         """The PEM public key that verifies :meth:`sign`; None for a symmetric (dev) signer."""
         return None
 
+    def describe(self) -> str:
+        """Where the key lives, for people (export dialog, CLI); never key material."""
+        return type(self).__name__
+
     def verify(self, data: bytes, signature: dict[str, str]) -> None:
         """Return when ``signature`` is valid for ``data``; raise :class:`SignatureError`.
 
@@ -125,6 +129,9 @@ class Ed25519Signer(ManifestSigner):
         pem: str = self._signer().public_key_pem()
         return pem
 
+    def describe(self) -> str:
+        return f"ed25519 key file {self.key_file}"
+
     def sign(self, data: bytes) -> dict[str, str]:
         signer = self._signer()
         return {"keyid": signer.key_id, "sig": signer.sign(data)}
@@ -176,6 +183,9 @@ class HMACSigner(ManifestSigner):
         mac = hmac.new(key.encode(), data, hashlib.sha256).digest()
         return {"keyid": self.key_id(key), "sig": base64.b64encode(mac).decode()}
 
+    def describe(self) -> str:
+        return "HMAC development key (not verifiable with a public key)"
+
     def verify(self, data: bytes, signature: dict[str, str]) -> None:
         if not self.keys:
             raise SignatureError("no HMAC key configured to verify with")
@@ -195,7 +205,7 @@ class TransitSigner(ManifestSigner):
     transit key's public key (``GET <mount>/keys/<key_name>``) verifies it offline.
     """
 
-    algorithm = "vault-transit-ed25519"
+    algorithm = "vault-transit"
 
     mount = Unicode(
         "transit", config=True, help="Mount path of the transit engine. Default 'transit'."
@@ -252,6 +262,9 @@ class TransitSigner(ManifestSigner):
 
     def public_key_pem(self) -> str:
         return self._key()[1]
+
+    def describe(self) -> str:
+        return f"{self.mount}/{self.key_name}"
 
     def sign(self, data: bytes) -> dict[str, str]:
         from .attestation import key_id_of_pem
