@@ -233,6 +233,10 @@ def test_papermill_runner_refuses_forged_bundles_before_user_code(
         "gate": (forge(bundle, tmp_path / "gate", real, edit, failed_gate), "did not pass"),
     }
     (cases["edited"][0] / "daily_sales.ipynb").write_text(edit["daily_sales.ipynb"])
+    # A module beside run.py that shadows the standard library would run at import time.
+    shadow = f"open({str(marker)!r}, 'w').write('shadowing module ran')\n"
+    cases["shadow"] = (forge(bundle, tmp_path / "shadow", mallory, {"json.py": shadow}), "pinned")
+    (cases["shadow"][0] / "base64.py").write_text(shadow)  # and one added after signing
     for name, (forged, why) in cases.items():
         proc = _run_py(forged, pinned, tmp_path / f"{name}.ipynb")
         assert proc.returncode == 3, (name, proc.stderr[-2000:])
@@ -315,7 +319,7 @@ def test_load_kubernetes_job_into_client_model(bundle: Path) -> None:
     key_env = "PROD_DISCOVERY_EXPORT_PUBLIC_KEY_FILE"
     assert {e.name for e in container.env} == {"VAULT_ADDR", "VAULT_ROLE", key_env}
     [init] = job.spec.template.spec.init_containers
-    assert init.command == ["python", "/bundle/verify_bundle.py", "/bundle"]
+    assert init.command == ["python", "-P", "/bundle/verify_bundle.py", "/bundle"]
     assert [e.name for e in init.env] == [key_env]
     [volume] = job.spec.template.spec.volumes
     assert volume.config_map.name == "prod-discovery-export-public-key"
@@ -331,14 +335,14 @@ def test_load_argo_workflow_into_hera(bundle: Path) -> None:
     assert workflow.entrypoint == "run-notebook"
     model = workflow.build()
     container = model.spec.templates[0].container
-    assert container.command == ["python", "/bundle/run.py", "/tmp/output.ipynb"]
+    assert container.command == ["python", "-P", "/bundle/run.py", "/tmp/output.ipynb"]
     assert {e.name for e in container.env} == {
         "VAULT_ADDR",
         "VAULT_ROLE",
         "PROD_DISCOVERY_EXPORT_PUBLIC_KEY_FILE",
     }
     [init] = model.spec.templates[0].init_containers
-    assert init.command == ["python", "/bundle/verify_bundle.py", "/bundle"]
+    assert init.command == ["python", "-P", "/bundle/verify_bundle.py", "/bundle"]
 
 
 def test_kubernetes_init_step_verifies_bundle(
@@ -346,7 +350,7 @@ def test_kubernetes_init_step_verifies_bundle(
 ) -> None:
     """The init step's command, run as the pod would (key mounted), accepts and refuses."""
     env = {"PATH": os.environ["PATH"], "PROD_DISCOVERY_EXPORT_PUBLIC_KEY_FILE": str(export_keys[1])}
-    verify = [sys.executable, str(bundle / "verify_bundle.py")]
+    verify = [sys.executable, "-P", str(bundle / "verify_bundle.py")]
     ok = subprocess.run([*verify, str(bundle)], capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr
     forged = forge(bundle, tmp_path / "forged", HMACSigner(keys=[HMAC_KEY]))

@@ -33,7 +33,7 @@ FROM {base}
 COPY . /bundle
 RUN pip install --no-cache-dir -r /bundle/requirements.txt cryptography
 WORKDIR /bundle
-CMD ["python", "/bundle/run.py", "/tmp/output.ipynb"]
+CMD ["python", "-P", "/bundle/run.py", "/tmp/output.ipynb"]
 """
 
 
@@ -91,10 +91,11 @@ class KubernetesTarget(ExportTarget):
     )
     verifier_command = List(
         Unicode(),
-        default_value=["python", "/bundle/verify_bundle.py", "/bundle"],
+        default_value=["python", "-P", "/bundle/verify_bundle.py", "/bundle"],
         config=True,
         help="""Command of the verification init step (exit 0: verified). Default
-        ['python', '/bundle/verify_bundle.py', '/bundle'].""",
+        ['python', '-P', '/bundle/verify_bundle.py', '/bundle'] (-P: no module of the bundle's
+        folder shadows the standard library before the bundle is verified).""",
     )
 
     def _key_mount(self) -> dict[str, Any]:
@@ -130,7 +131,7 @@ class KubernetesTarget(ExportTarget):
         return {
             "name": "notebook",
             "image": self.image or f"prod-discovery/{job.name}:latest",
-            "command": ["python", "/bundle/run.py", "/tmp/output.ipynb"],  # noqa: S108 - inside the pod
+            "command": ["python", "-P", "/bundle/run.py", "/tmp/output.ipynb"],  # noqa: S108 - in the pod
             "env": [
                 {"name": "VAULT_ADDR", "value": addr},
                 {"name": "VAULT_ROLE", "value": self.vault_role or f"prod-discovery-{job.name}"},
