@@ -220,3 +220,26 @@ def test_cli_verify_refuses_unusable_key(
     assert "not a PEM public key" in capsys.readouterr().err
     assert main(["export", "verify", str(bundle), "--public-key", str(tmp_path / "no.pem")]) == 2
     assert "cannot read the public key" in capsys.readouterr().err
+
+
+def test_airflow_gatekeeper_imports_only_verified_dag_files(
+    bundle: Path, export_keys: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """might_contain_dag (Integration's copy) before Airflow imports a file; Airflow itself is
+    exercised in test_export_targets."""
+    from jupyter_prod_discovery.export.attestation import might_contain_dag
+
+    monkeypatch.setenv("PROD_DISCOVERY_EXPORT_PUBLIC_KEY_FILE", str(export_keys[1]))
+    import shutil
+
+    copy = tmp_path / "dags" / "b"
+    shutil.copytree(bundle, copy)
+    (copy / "airflow").mkdir()
+    assert might_contain_dag(str(copy / "run.py")) is False  # not a DAG file of the bundle
+    dag = copy / "airflow" / "job_dag.py"
+    dag.write_text("# airflow dag\n")  # an extra file: the bundle no longer verifies
+    assert might_contain_dag(str(dag)) is False
+    monkeypatch.setenv("PROD_DISCOVERY_REQUIRE_SIGNED_DAGS", "1")
+    loose = tmp_path / "loose_dag.py"
+    loose.write_text("from airflow import DAG\n")
+    assert might_contain_dag(str(loose)) is False
