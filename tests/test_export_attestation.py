@@ -243,3 +243,34 @@ def test_airflow_gatekeeper_imports_only_verified_dag_files(
     loose = tmp_path / "loose_dag.py"
     loose.write_text("from airflow import DAG\n")
     assert might_contain_dag(str(loose)) is False
+
+
+@pytest.mark.parametrize("key_type", ["ed25519", "ecdsa-p256"])
+def test_transit_signed_bundle_verifies_offline(
+    key_type: str, openbao: Any, tmp_path: Path
+) -> None:
+    """A bundle signed by Vault transit verifies with transit's public key alone, by our
+    verifier and by securesystemslib; Vault is not asked again."""
+    from traitlets.config import Config
+
+    from jupyter_prod_discovery.credentials.vault import VaultClient
+    from jupyter_prod_discovery.export.signing import TransitSigner
+
+    vault = VaultClient(url=openbao.address, token=openbao.root_token)
+    vault.connect()
+    vault.client.sys.enable_secrets_engine("transit", path="transit")
+    vault.client.secrets.transit.create_key(name="prod-discovery-export", key_type=key_type)
+    nb = make_notebook(tmp_path / "job.ipynb", [("result = 1", [])])
+    config = Config(
+        {"NotebookExporter": {"gate_classes": [OutputsStrippedGate], "signer_class": TransitSigner}}
+    )
+    result = NotebookExporter(config=config, vault=vault).process(
+        ExportRequest(nb, tmp_path / "bundle", author="ada")
+    )
+    public = tmp_path / "transit.pem"
+    public.write_text(TransitSigner(vault=vault).public_key_pem())
+    vault.client.sys.disable_secrets_engine("transit")  # offline from here on
+    assert verify_bundle(result.bundle, [public.read_text()]) == []
+    envelope = Envelope.from_dict(json.loads((result.bundle / "signature.json").read_text()))
+    assert len(envelope.verify([_sslib_key(public)], 1)) == 1
+    assert result.signature["signer"] == "transit/prod-discovery-export"

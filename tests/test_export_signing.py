@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from traitlets import TraitError
 
@@ -38,7 +39,7 @@ def _transit(openbao: Any, key_type: str = "ed25519") -> VaultClient:
     return vault
 
 
-@pytest.fixture(params=["ed25519", "transit", "hmac"])
+@pytest.fixture(params=["ed25519", "transit", "transit-ecdsa", "hmac"])
 def make_signer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """A factory of signers sharing one key (two instances: signer and independent verifier)."""
     if request.param == "hmac":
@@ -47,7 +48,8 @@ def make_signer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]
         key = str(tmp_path / "key.pem")
         yield lambda: Ed25519Signer(key_file=key)
     else:
-        vault = _transit(request.getfixturevalue("openbao"))
+        kind = "ecdsa-p256" if request.param == "transit-ecdsa" else "ed25519"
+        vault = _transit(request.getfixturevalue("openbao"), key_type=kind)
         yield lambda: TransitSigner(vault=vault)
 
 
@@ -83,8 +85,12 @@ def test_asymmetric_signature_verifies_with_public_key_only(make_signer: Any) ->
     signature = signer.sign(DATA)
     assert signature["keyid"] == key_id_of_pem(pem) == key_id_of(pem)
     public = serialization.load_pem_public_key(pem.encode())
-    assert isinstance(public, Ed25519PublicKey)
-    public.verify(base64.b64decode(signature["sig"]), DATA)  # raises if invalid
+    raw = base64.b64decode(signature["sig"])
+    if isinstance(public, Ed25519PublicKey):
+        public.verify(raw, DATA)  # raises if invalid
+    else:
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        public.verify(raw, DATA, ec.ECDSA(hashes.SHA256()))
 
 
 def test_ed25519_signer_uses_service_key_file_format(tmp_path: Path) -> None:
@@ -126,7 +132,7 @@ def test_transit_sign_fails_for_missing_key(openbao: Any) -> None:
         TransitSigner(vault=vault).sign(DATA)
 
 
-def test_transit_refuses_non_ed25519_key(openbao: Any) -> None:
-    vault = _transit(openbao, key_type="ecdsa-p256")
-    with pytest.raises(SignatureError, match="not ed25519"):
+def test_transit_refuses_symmetric_key(openbao: Any) -> None:
+    vault = _transit(openbao, key_type="aes256-gcm96")
+    with pytest.raises(SignatureError, match="not ed25519 nor ecdsa-p256"):
         TransitSigner(vault=vault).sign(DATA)

@@ -16,7 +16,7 @@ ones, so the format is the standard one, not a look-alike.
 Trust comes from the caller: the public keys are the ones Integration pins (an argument, or the
 ``PROD_DISCOVERY_EXPORT_PUBLIC_KEY`` / ``PROD_DISCOVERY_EXPORT_PUBLIC_KEY_FILE`` environment
 variables), never a key found in the bundle. A bundle is refused when the envelope is not signed
-by a pinned ed25519 key, when any file differs from the statement's subjects (edited, missing,
+by a pinned key (ed25519, or ECDSA P-256 for a Vault transit key of that type), when any file differs from the statement's subjects (edited, missing,
 extra, symlinked), when ``manifest.json`` differs from the signed payload, or when a gate did not
 pass and was not overridden with a recorded reason.
 """
@@ -47,6 +47,7 @@ __all__ = [
     "pae",
     "pinned_public_keys",
     "require_verified",
+    "signature_valid",
     "verify_envelope",
 ]
 
@@ -121,7 +122,9 @@ def pinned_public_keys(environ: Any = None) -> list[str]:
 
 
 def _load_keys(pems: list[str]) -> dict[str, Any]:
+    """Key id -> public key, for ed25519 and ECDSA P-256 keys (Vault transit's two types)."""
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     keys: dict[str, Any] = {}
@@ -130,10 +133,32 @@ def _load_keys(pems: list[str]) -> dict[str, Any]:
             key = serialization.load_pem_public_key(pem.encode())
         except ValueError as exc:
             raise BundleRefused([f"a pinned public key is not a PEM public key: {exc}"]) from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise BundleRefused(["a pinned public key is not an ed25519 key"])
+        p256 = isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+        if not (isinstance(key, Ed25519PublicKey) or p256):
+            raise BundleRefused(["a pinned public key is neither ed25519 nor ECDSA P-256"])
         keys[key_id_of_pem(pem)] = key
     return keys
+
+
+def _signature_valid(key: Any, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` (raw ed25519, or DER ECDSA over SHA-256) of ``message`` is valid."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        else:
+            key.verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def signature_valid(public_pem: str, signature: bytes, message: bytes) -> bool:
+    """Whether the key ``public_pem`` signed ``message`` (BundleRefused for an unusable key)."""
+    return _signature_valid(next(iter(_load_keys([public_pem]).values())), signature, message)
 
 
 def verify_envelope(envelope: Any, public_pems: list[str]) -> bytes:
@@ -142,8 +167,6 @@ def verify_envelope(envelope: Any, public_pems: list[str]) -> bytes:
     The signature's ``keyid`` is an unauthenticated hint: it chooses which key to try first, and
     a signature that no pinned key verifies is refused whatever id it claims.
     """
-    from cryptography.exceptions import InvalidSignature
-
     keys = _load_keys(public_pems)
     if not isinstance(envelope, dict) or not isinstance(envelope.get("signatures"), list):
         raise BundleRefused(
@@ -169,11 +192,8 @@ def verify_envelope(envelope: Any, public_pems: list[str]) -> bytes:
         order = [keys[keyid]] if keyid in keys else []
         order += [k for k in keys.values() if k not in order]
         for key in order:
-            try:
-                key.verify(raw, message)
+            if _signature_valid(key, raw, message):
                 return payload
-            except InvalidSignature:
-                continue
     pinned = ", ".join(sorted(keys))
     raise BundleRefused(
         [
@@ -289,7 +309,7 @@ def bundle_problems(
 ) -> list[str]:
     """Every reason to refuse ``bundle`` (empty list: it verifies), checked offline.
 
-    ``verify(envelope) -> payload`` replaces the ed25519 check (the HMAC development mode).
+    ``verify(envelope) -> payload`` replaces the public-key check (the HMAC development mode).
     """
     bundle = Path(bundle)
     try:

@@ -8,8 +8,8 @@ author cannot reach it:
 
 - :class:`Ed25519Signer`: an ed25519 private key file of the trusted service (the format of
   ``service.signing.KeyFileSigner``: PKCS#8 PEM, mode 0600, created on first use);
-- :class:`TransitSigner`: a Vault/OpenBao transit key of type ed25519 (the key never leaves
-  Vault; its public key is read from transit);
+- :class:`TransitSigner`: a Vault/OpenBao transit key of type ed25519 or ecdsa-p256 (the key
+  never leaves Vault; its public key is read from transit);
 - :class:`HMACSigner`: a shared secret, for development only. Nothing asymmetric verifies it, so
   ``export verify --public-key`` and every generated target refuse its bundles.
 """
@@ -72,7 +72,7 @@ class ManifestSigner(LoggingConfigurable, metaclass=ABCConfigurableMeta):
 
         Asymmetric signers verify with their public key only, as Integration does.
         """
-        from .attestation import key_id_of_pem
+        from .attestation import key_id_of_pem, signature_valid
 
         pem = self.public_key_pem()
         if pem is None:
@@ -82,16 +82,12 @@ class ManifestSigner(LoggingConfigurable, metaclass=ABCConfigurableMeta):
                 f"bad signature: signed with key {signature.get('keyid')!r}, "
                 f"not {key_id_of_pem(pem)!r}"
             )
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-        key = serialization.load_pem_public_key(pem.encode())
-        assert isinstance(key, Ed25519PublicKey)
         try:
-            key.verify(base64.b64decode(signature.get("sig", ""), validate=True), data)
-        except (InvalidSignature, ValueError):
-            raise SignatureError("bad signature: the statement does not match it") from None
+            raw = base64.b64decode(signature.get("sig", ""), validate=True)
+        except ValueError:
+            raise SignatureError("bad signature: not base64") from None
+        if not signature_valid(pem, raw, data):
+            raise SignatureError("bad signature: the statement does not match it")
 
 
 class Ed25519Signer(ManifestSigner):
@@ -199,10 +195,11 @@ class HMACSigner(ManifestSigner):
 
 
 class TransitSigner(ManifestSigner):
-    """Vault/OpenBao transit ``sign`` with an ed25519 key: the private key never leaves Vault.
+    """Vault/OpenBao transit ``sign`` with an ed25519 or ecdsa-p256 key: it never leaves Vault.
 
-    The signature is transit's raw ed25519 signature (its ``vault:vN:`` prefix removed), so the
-    transit key's public key (``GET <mount>/keys/<key_name>``) verifies it offline.
+    The signature is transit's (its ``vault:vN:`` prefix removed: raw ed25519, or DER ECDSA over
+    SHA-256), so the transit key's public key (``GET <mount>/keys/<key_name>``) verifies it
+    offline.
     """
 
     algorithm = "vault-transit"
@@ -213,10 +210,10 @@ class TransitSigner(ManifestSigner):
     key_name = Unicode(
         "prod-discovery-export",
         config=True,
-        help="""Name of the transit key (type ed25519) that signs export envelopes. Default
-        'prod-discovery-export'. Only the trusted service's Vault token may have update on
-        <mount>/sign/<key_name>; a single-user server's token must not, or its kernels could
-        sign forged bundles.""",
+        help="""Name of the transit key (type ed25519 or ecdsa-p256) that signs export
+        envelopes. Default 'prod-discovery-export'. Only the trusted service's Vault token may
+        have update on <mount>/sign/<key_name>; a single-user server's token must not, or its
+        kernels could sign forged bundles.""",
     )
 
     def _client(self) -> Any:
@@ -239,29 +236,32 @@ class TransitSigner(ManifestSigner):
             address = self.vault.url if self.vault is not None else ""
             raise SignatureError(f"transit: {translate_error(exc, address)}") from None
 
-    def _key(self) -> tuple[int, str]:
-        """(latest version, its public key PEM)."""
+    def _key(self) -> tuple[str, int, str]:
+        """(key type, latest version, its public key PEM)."""
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
         data = self._call(self._client().secrets.transit.read_key)["data"]
-        if data.get("type") != "ed25519":
+        kind = data.get("type")
+        if kind not in ("ed25519", "ecdsa-p256"):
             raise SignatureError(
-                f"transit key {self.mount}/{self.key_name} is {data.get('type')!r}, not ed25519"
+                f"transit key {self.mount}/{self.key_name} is {kind!r}, not ed25519 nor ecdsa-p256"
             )
         version = int(data["latest_version"])
-        raw = base64.b64decode(data["keys"][str(version)]["public_key"])
+        public = str(data["keys"][str(version)]["public_key"])
+        if kind == "ecdsa-p256":
+            return kind, version, public
         pem = (
-            Ed25519PublicKey.from_public_bytes(raw)
+            Ed25519PublicKey.from_public_bytes(base64.b64decode(public))
             .public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
             .decode()
         )
-        return version, pem
+        return kind, version, pem
 
     def public_key_pem(self) -> str:
-        return self._key()[1]
+        return self._key()[2]
 
     def describe(self) -> str:
         return f"{self.mount}/{self.key_name}"
@@ -269,11 +269,13 @@ class TransitSigner(ManifestSigner):
     def sign(self, data: bytes) -> dict[str, str]:
         from .attestation import key_id_of_pem
 
-        version, pem = self._key()
+        kind, version, pem = self._key()
+        options = {"hash_algorithm": "sha2-256"} if kind == "ecdsa-p256" else {}
         resp = self._call(
             self._client().secrets.transit.sign_data,
             hash_input=base64.b64encode(data).decode(),
             key_version=version,
+            **options,
         )
         prefix = f"vault:v{version}:"
         signature = str(resp["data"]["signature"])
