@@ -274,3 +274,4 @@ def test_transit_signed_bundle_verifies_offline(
     envelope = Envelope.from_dict(json.loads((result.bundle / "signature.json").read_text()))
     assert len(envelope.verify([_sslib_key(public)], 1)) == 1
     assert result.signature["signer"] == "transit/prod-discovery-export"
+    assert result.signature["verified"] is True

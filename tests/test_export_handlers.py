@@ -52,6 +52,8 @@ async def test_post_export_writes_signed_bundle(
         "algorithm": "hmac-sha256",
         "key_id": HMACSigner.key_id(HMAC_KEY),
         "signer": "HMAC development key (not verifiable with a public key)",
+        "verified": False,
+        "verification": "signed with a development key: no public key verifies it",
         "file": f"{payload['bundle']}/signature.json",
     }
     manifest = statement_fields(bundle)

@@ -81,8 +81,9 @@ class ExportResult:
     manifest: dict[str, Any]
     manifest_sha256: str
     gates: list[GateResult]
-    #: Who signed: {"algorithm", "key_id" (the DSSE keyid), "signer" (where the key lives)}.
-    signature: dict[str, str] = field(default_factory=dict)
+    #: Who signed: {"algorithm", "key_id" (the DSSE keyid), "signer" (where the key lives),
+    #: "verified" (the written bundle verifies with the signer's public key), "verification"}.
+    signature: dict[str, Any] = field(default_factory=dict)
 
 
 class NotebookExporter(LoggingConfigurable):
@@ -241,8 +242,24 @@ class NotebookExporter(LoggingConfigurable):
             "algorithm": signer.algorithm,
             "key_id": str(envelope["signatures"][0]["keyid"]),
             "signer": signer.describe(),
+            **self._verification(out, signer),
         }
         return ExportResult(out, manifest, hashlib.sha256(data).hexdigest(), gates, signed_by)
+
+    @staticmethod
+    def _verification(bundle: Path, signer: ManifestSigner) -> dict[str, Any]:
+        """Check the written bundle as Integration will: offline, with the public key only."""
+        from .verify import verify_bundle
+
+        pem = signer.public_key_pem()
+        if pem is None:
+            problems = ["signed with a development key: no public key verifies it"]
+        else:
+            problems = verify_bundle(bundle, [pem])
+        return {
+            "verified": not problems,
+            "verification": "; ".join(problems) or "verifies offline with the signer's public key",
+        }
 
     def on_failure(self, request: ExportRequest, exc: BaseException, *, user: Any = None) -> None:
         gates = [g.to_dict() for g in getattr(exc, "gates", [])]
