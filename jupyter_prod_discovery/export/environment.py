@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from traitlets import Dict, Unicode, validate
+from traitlets import Dict, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 __all__ = [
@@ -84,6 +84,7 @@ class KernelAllowList(LoggingConfigurable):
         kernel name.""",
     )
 
+    @default("kernels")
     def _kernels_default(self) -> dict[str, str]:
         return {"python3": sys.executable}
 
@@ -92,8 +93,6 @@ class KernelAllowList(LoggingConfigurable):
         kernels = dict(proposal["value"])
         for name, python in kernels.items():
             if not Path(python).is_absolute():
-                from traitlets import TraitError
-
                 raise TraitError(
                     f"KernelAllowList.kernels[{name!r}]: {python!r} is not an absolute path"
                 )
@@ -101,7 +100,7 @@ class KernelAllowList(LoggingConfigurable):
 
     def resolve(self, kernel_name: str) -> dict[str, str]:
         """Name, display name, language and interpreter of an allowed kernel; ValueError if not."""
-        allowed = self.kernels or self._kernels_default()
+        allowed = self.kernels
         if kernel_name not in allowed:
             raise ValueError(
                 f"the notebook's kernel {kernel_name!r} is not allowed for export "
