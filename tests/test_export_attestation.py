@@ -202,7 +202,10 @@ def test_pinned_keys_come_from_environment_only(
 
 
 def test_cli_verify_with_service_published_key(
-    bundle: Path, export_keys: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    bundle: Path,
+    export_keys: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """--service URL: the key the service publishes (as `audit public-key` reads it)."""
     from jupyter_prod_discovery.service import client
@@ -210,6 +213,8 @@ def test_cli_verify_with_service_published_key(
     published = {"public_key_pem": export_keys[1].read_text(), "key_id": "x", "algorithm": "x"}
     monkeypatch.setattr(client.ServiceClient, "public_key", lambda self: published)
     assert main(["export", "verify", str(bundle), "--service", "http://127.0.0.1:1/"]) == 0
+    out = capsys.readouterr().out
+    assert "exported by ada; gates: outputs_stripped, no_pii" in out
 
 
 def test_cli_verify_refuses_unusable_key(

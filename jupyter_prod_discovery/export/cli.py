@@ -131,8 +131,22 @@ def _run_verify(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"INVALID: {problem}", file=sys.stderr)
         return 1
+    import json
+
+    from .manifest import MANIFEST_FILE
+    from .provenance import predicate_fields
+
     key = envelope_summary(bundle)["key_id"]
+    fields = predicate_fields(json.loads((bundle / MANIFEST_FILE).read_text(encoding="utf-8")))
+    git = fields["git"] or {}
+    where = f"{git['path']} @ {git['commit'][:12]}" if git else fields["notebook"]["path"]
+    gates = ", ".join(
+        g["name"]
+        + (" (overridden: " + str(g["override_reason"]) + ")" if g.get("overridden") else "")
+        for g in fields["gates"]
+    )
     print(f"valid: {args.extra} (signed by key {key})")
+    print(f"  {fields['name']}: {where}, exported by {fields['author']}; gates: {gates}")
     return 0
 
 
