@@ -86,3 +86,11 @@ def test_cli_export_and_verify_exit_statuses(
     assert main(["export", str(bad), "-o", str(tmp_path / "b4"), "--param", "oops"]) == 2
     monkeypatch.delenv("PROD_DISCOVERY_EXPORT_HMAC_KEY")
     assert main(["export", "verify", str(out)]) == 1
+
+
+def test_cli_export_verify_missing_folder_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PROD_DISCOVERY_EXPORT_HMAC_KEY", HMAC_KEY)
+    assert main(["export", "verify", str(tmp_path / "no-such-bundle")]) == 2
+    assert f"no bundle folder at {tmp_path / 'no-such-bundle'}" in capsys.readouterr().err

@@ -75,6 +75,8 @@ def _run_verify(args: argparse.Namespace) -> int:
 
     if not args.extra:
         raise UsageError("usage: jupyter prod-discovery export verify DIR")
+    if not Path(args.extra).is_dir():  # a mistyped path is bad input, not an invalid bundle
+        raise UsageError(f"no bundle folder at {args.extra}")
     problems = verify_bundle(Path(args.extra), _signer(args))
     if problems:
         for problem in problems:
