@@ -473,18 +473,25 @@ class AuditTrail(LoggingConfigurable):
             return
         tails = []
         issued: bytes | None = None
+        opened = []
         for st in self._states:
             try:
                 st.sink.open()
-                tails.append(self._own_tail(st.sink))
                 issued = issued or st.sink.session_key()
+                opened.append(st)
             except SinkUnavailable as exc:
                 self._mark_down(st, str(exc))
+        if issued is not None:  # the store checks records with the key it issued
+            self._key = issued
+        for st in self._states:
+            if st in opened:  # with the key chosen: another key's chain is set aside
+                try:
+                    tails.append(self._own_tail(st.sink))
+                except SinkUnavailable as exc:
+                    self._mark_down(st, str(exc))
             if st.spool.pending():
                 self._set_down(st, True, st.error)
                 tails.append(st.spool.tail())
-        if issued is not None:  # the store checks records with the key it issued
-            self._key = issued
         last = max((t for t in tails if t), key=lambda t: t["seq"], default=None)
         if last is not None:
             self._chain = Chain(self._key, last["seq"], last["hash"])
