@@ -3,8 +3,13 @@
 # Debian packages (Chromium for the browser tests), a virtualenv in .venv with the package
 # (editable, which builds the labextension with Node), the test/dev extras, and the isolated
 # Airflow virtualenv the export tests load DAGs in.
+#
+# --demo: only what the demo needs (scripts/demo.sh): no configurable-http-proxy and no Airflow
+# venv, which only the tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+FOR_DEMO=0
+[ "${1:-}" = "--demo" ] && FOR_DEMO=1
 
 log() { printf '==> %s\n' "$*"; }
 
@@ -66,7 +71,7 @@ if [ "$(cat "$venv_stamp" 2>/dev/null)" != "$venv_want" ] || ! python -c 'import
 fi
 
 # configurable-http-proxy for the JupyterHub tests, from the npm registry into .ci/chp.
-if [ -f .ci/chp/package.json ] && [ ! -x .ci/chp/node_modules/.bin/configurable-http-proxy ]; then
+if [ "$FOR_DEMO" = 0 ] && [ -f .ci/chp/package.json ] && [ ! -x .ci/chp/node_modules/.bin/configurable-http-proxy ]; then
   log "npm install configurable-http-proxy (.ci/chp)"
   quiet npm-chp bash -c 'cd .ci/chp && npm ci --no-audit --no-fund'
 fi
@@ -74,7 +79,7 @@ fi
 # The isolated Airflow venv of the export tests, in this checkout (or PROD_DISCOVERY_AIRFLOW_VENV);
 # scripts/test.sh hands the tests its interpreter as PROD_DISCOVERY_AIRFLOW_PYTHON.
 AIRFLOW_VENV="${PROD_DISCOVERY_AIRFLOW_VENV:-$PWD/.venv-airflow}"
-if [ -f .ci/airflow-venv.sh ] && ! "$AIRFLOW_VENV/bin/python" -c "import airflow, papermill, hvac" 2>/dev/null; then
+if [ "$FOR_DEMO" = 0 ] && [ -f .ci/airflow-venv.sh ] && ! "$AIRFLOW_VENV/bin/python" -c "import airflow, papermill, hvac" 2>/dev/null; then
   log "Airflow virtualenv $AIRFLOW_VENV (for the export tests; about a minute; log: $LOGS/airflow.log)"
   quiet airflow bash .ci/airflow-venv.sh "$AIRFLOW_VENV"
 fi
