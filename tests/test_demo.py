@@ -672,3 +672,15 @@ def test_start_openbao_token_not_on_command_line(openbao: DevServer) -> None:
     assert "-dev-no-store-token" in cmdline
     assert openbao.root_token not in cmdline
     assert openbao.client().is_authenticated()
+
+
+def test_welcome_and_readme_give_the_same_example() -> None:
+    from jupyter_prod_discovery.demo.runner import WELCOME
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = (
+        'import os, psycopg; psycopg.connect("").execute("select * from customers limit 5")'
+        ".fetchall()"
+    )
+    assert example in WELCOME
+    assert f"`{example}`" in readme

@@ -56,7 +56,10 @@ class DemoProcess:
         *,
         user: str | None = None,
         piped: bool = False,
+        command: list[str] | None = None,
     ) -> None:
+        """``command``: run this instead (e.g. ``bash scripts/demo.sh`` as the README says); the
+        port is then read from the URL it prints (``port`` 0)."""
         self.port = port
         self.piped = piped
         self.tee: subprocess.Popen[bytes] | None = None
@@ -76,6 +79,8 @@ class DemoProcess:
             "--no-browser",
             *(extra_args or []),
         ]
+        if command is not None:
+            self.args = [*command, *(extra_args or [])]
         self._out = tempfile.NamedTemporaryFile(prefix="demo-", suffix=".out", delete=False)  # noqa: SIM115
         self._out.close()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -114,6 +119,7 @@ class DemoProcess:
 
     def _parse(self, text: str, match: re.Match[str]) -> None:
         self.url, self.token = match.group(1), match.group(3)
+        self.port = int(match.group(2))
         b = _BAO.search(text)
         self.bao_port = int(b.group(1)) if b else None
         p = _PREFIX.search(text)
@@ -248,7 +254,7 @@ class DemoProcess:
     def leftover_processes(self) -> list[psutil.Process]:
         """Processes of this demo still alive: OpenBao, the service, JupyterLab and kernels."""
         self._parse_partial()
-        marks = [f"--ServerApp.port={self.port}"]
+        marks = [f"--ServerApp.port={self.port}"] if self.port else []
         if self.bao_port is not None:
             marks.append(f"127.0.0.1:{self.bao_port}")
         if self.workdir:  # the service's socket and state, the kernels' connection files

@@ -108,11 +108,10 @@ sorted(k for k in os.environ if k.startswith(("PG", "PROD_", "WAREHOUSE", "VAULT
 ```
 
 then read the sample production data with the database login issued to this kernel alone
-(libpq needs nothing but the `PG*` variables):
+(libpq needs nothing but the `PG*` variables; the same line as in the README):
 
 ```python
-import psycopg
-psycopg.connect("").execute("select * from customers limit 5").fetchall()
+import os, psycopg; psycopg.connect("").execute("select * from customers limit 5").fetchall()
 ```
 
 The SSNs and emails come back redacted: the live PII guard scans every output before it reaches
