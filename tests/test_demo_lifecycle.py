@@ -124,3 +124,30 @@ def test_demo_children_die_with_the_demo() -> None:
         if demo.role_prefix:  # no ordered stop ran: the roles are this test's to drop
             drop_leftover_roles(demo_dsn(), demo.role_prefix)
         demo.cleanup()
+
+
+def test_demo_prints_the_url_again_on_enter(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # While the demo waits, Enter prints the URL again (JupyterLab's own lines no longer reach
+    # the terminal, but a newcomer may have scrolled it away); end of input stops the watch.
+    import argparse
+    import sys
+
+    from jupyter_prod_discovery.demo.runner import Demo
+
+    args = argparse.Namespace(port=None, dsn=None, root_dir=None, keep=False, no_browser=True)
+    demo = Demo(args, demo_dsn())
+    demo.token = "0123abcd"
+    read, write = os.pipe()
+    monkeypatch.setattr(sys, "stdin", os.fdopen(read))
+    os.write(write, b"\n\n")
+    os.close(write)  # then end of input
+    demo.lab = subprocess.Popen(["sleep", "3"])
+    try:
+        assert demo.wait() == 1  # JupyterLab "exited by itself"
+    finally:
+        demo.lab.kill()
+        demo.lab.wait()
+    out = capsys.readouterr().out
+    assert out.count(f"{demo.url}/lab?token=0123abcd") == 2
