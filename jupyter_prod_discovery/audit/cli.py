@@ -352,7 +352,13 @@ def add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = sub.add_parser("audit", help="verify, query and report on the audit trail")
     asub = audit.add_subparsers(title="audit subcommands", metavar="ACTION", required=True)
 
-    p = asub.add_parser("verify", help="check the hash chain, MACs and checkpoints")
+    p = asub.add_parser(
+        "verify",
+        help="check the hash chain, MACs and checkpoints",
+        description="Exit 0 intact; 1 the first broken record (modified, deleted, inserted, "
+        "reordered, truncated); 3 the records are consistent but belong to another chain or "
+        "were sealed with another key; 2 bad input (no such log, not an audit log, no key).",
+    )
     _source_args(p)
     p.add_argument(
         "--public-key",
