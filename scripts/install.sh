@@ -60,10 +60,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
-# Skipped while its stamp matches: a second run (the demo's every start) does not reinstall.
+# Skipped while its stamp (pyproject, the labextension's package.json and yarn.lock, Python's
+# version) matches and the build is there: a second run (the demo's every start) reinstalls
+# nothing.
 venv_stamp=".venv/.prod-discovery-stamp"
-venv_want="$(sha256sum pyproject.toml | cut -d' ' -f1) $(python -c 'import sys; print(sys.version)')"
-if [ "$(cat "$venv_stamp" 2>/dev/null)" != "$venv_want" ] || ! python -c 'import jupyter_prod_discovery' 2>/dev/null; then
+venv_want="$(cat pyproject.toml labextension/package.json labextension/yarn.lock | sha256sum | cut -d' ' -f1) $(python -c 'import sys; print(sys.version)')"
+if [ "$(cat "$venv_stamp" 2>/dev/null)" != "$venv_want" ] || ! python -c 'import jupyter_prod_discovery' 2>/dev/null \
+  || [ ! -f jupyter_prod_discovery/labextension/package.json ]; then
   log "pip install (the package, its test and dev extras, the labextension build; log: $LOGS/pip.log)"
   quiet pip python -m pip install -U pip wheel
   quiet pip-project python -m pip install -e ".[test,dev,export,ner,demo]"
