@@ -10,7 +10,7 @@
 # constraints-free install of pinned top-level versions; pip's resolver settles the rest.
 #
 # Usage: .ci/airflow-venv.sh [VENV_DIR]   (default: $PROD_DISCOVERY_AIRFLOW_VENV or
-#        /work/main/.venv-airflow). Idempotent: an existing venv that imports airflow is kept.
+#        .venv-airflow in this checkout). Idempotent: an existing venv that imports airflow is kept.
 # Measured build time on the 2-core project machine: see the export report / README.
 set -euo pipefail
 

@@ -35,15 +35,35 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Ctrl-C stops everything and leaves nothing behind."
         ),
     )
-    p.add_argument("--port", type=int, default=8888, help="JupyterLab port (default 8888)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="JupyterLab port (default 8888, or the next free one when 8888 is taken; a port "
+        "given here that is taken stops the demo, naming who holds it)",
+    )
     p.add_argument(
         "--dsn",
         default=None,
         help="PostgreSQL superuser DSN for the sample database "
         "(default: PROD_DISCOVERY_DEMO_DSN or postgresql://postgres@127.0.0.1:5432/postgres)",
     )
-    p.add_argument("--root-dir", default=None, help="notebook directory (default: a temp dir)")
-    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument(
+        "--root-dir",
+        default=None,
+        help="notebook directory, left as it is at stop (default: a temporary folder in the "
+        "demo's work dir, removed at stop unless --keep)",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the demo's temporary notebooks folder when it stops (it says where)",
+    )
+    p.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="do not open a browser (default: open one where a graphical display is)",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from .demo.runner import run_demo

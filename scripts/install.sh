@@ -3,10 +3,29 @@
 # Debian packages (Chromium for the browser tests), a virtualenv in .venv with the package
 # (editable, which builds the labextension with Node), the test/dev extras, and the isolated
 # Airflow virtualenv the export tests load DAGs in.
+#
+# --demo: only what the demo needs (scripts/demo.sh): no configurable-http-proxy and no Airflow
+# venv, which only the tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+FOR_DEMO=0
+[ "${1:-}" = "--demo" ] && FOR_DEMO=1
 
-log() { printf '\n==> %s\n' "$*"; }
+log() { printf '==> %s\n' "$*"; }
+
+# Each step's output goes to a log of its own (pip, npm and Airflow's build print hundreds of
+# lines a newcomer need not read); a failing step prints its log's tail and where the log is.
+LOGS="$PWD/.install-logs"
+mkdir -p "$LOGS"
+quiet() {
+  local name="$1"
+  shift
+  if ! "$@" >"$LOGS/$name.log" 2>&1; then
+    echo "error: $name failed; the last lines of $LOGS/$name.log:" >&2
+    tail -n 30 "$LOGS/$name.log" >&2
+    exit 1
+  fi
+}
 
 apt_install() {
   local missing=()
@@ -41,19 +60,31 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
-log "pip install"
-python -m pip install -q -U pip wheel
-python -m pip install -q -e ".[test,dev,export,ner]"
-
-# configurable-http-proxy for the JupyterHub tests, from the npm registry into .ci/chp.
-if [ -f .ci/chp/package.json ] && [ ! -x .ci/chp/node_modules/.bin/configurable-http-proxy ]; then
-  log "npm install configurable-http-proxy (.ci/chp)"
-  (cd .ci/chp && npm ci --no-audit --no-fund --silent)
+# Skipped while its stamp (pyproject, the labextension's package.json and yarn.lock, Python's
+# version) matches and the build is there: a second run (the demo's every start) reinstalls
+# nothing.
+venv_stamp=".venv/.prod-discovery-stamp"
+venv_want="$(cat pyproject.toml labextension/package.json labextension/yarn.lock | sha256sum | cut -d' ' -f1) $(python -c 'import sys; print(sys.version)')"
+if [ "$(cat "$venv_stamp" 2>/dev/null)" != "$venv_want" ] || ! python -c 'import jupyter_prod_discovery' 2>/dev/null \
+  || [ ! -f jupyter_prod_discovery/labextension/package.json ]; then
+  log "pip install (the package, its test and dev extras, the labextension build; log: $LOGS/pip.log)"
+  quiet pip python -m pip install -U pip wheel
+  quiet pip-project python -m pip install -e ".[test,dev,export,ner,demo]"
+  printf '%s' "$venv_want" >"$venv_stamp"
 fi
 
-if [ -f .ci/airflow-venv.sh ]; then
-  log "Airflow virtualenv"
-  bash .ci/airflow-venv.sh
+# configurable-http-proxy for the JupyterHub tests, from the npm registry into .ci/chp.
+if [ "$FOR_DEMO" = 0 ] && [ -f .ci/chp/package.json ] && [ ! -x .ci/chp/node_modules/.bin/configurable-http-proxy ]; then
+  log "npm install configurable-http-proxy (.ci/chp)"
+  quiet npm-chp bash -c 'cd .ci/chp && npm ci --no-audit --no-fund'
+fi
+
+# The isolated Airflow venv of the export tests, in this checkout (or PROD_DISCOVERY_AIRFLOW_VENV);
+# scripts/test.sh hands the tests its interpreter as PROD_DISCOVERY_AIRFLOW_PYTHON.
+AIRFLOW_VENV="${PROD_DISCOVERY_AIRFLOW_VENV:-$PWD/.venv-airflow}"
+if [ "$FOR_DEMO" = 0 ] && [ -f .ci/airflow-venv.sh ] && ! "$AIRFLOW_VENV/bin/python" -c "import airflow, papermill, hvac" 2>/dev/null; then
+  log "Airflow virtualenv $AIRFLOW_VENV (for the export tests; about a minute; log: $LOGS/airflow.log)"
+  quiet airflow bash .ci/airflow-venv.sh "$AIRFLOW_VENV"
 fi
 
 # The venv that other OS users run (tests/test_boundary_*.py start servers, kernels and terminals
@@ -63,7 +94,7 @@ fi
 # run must not be theirs to change). Skipped while its stamp matches pyproject.toml, the spec and
 # the checkout it points at.
 USERS_VENV="${PROD_DISCOVERY_USERS_VENV:-$PWD/.venv-users}"
-users_spec=(-e "$PWD" "jupyterhub>=5" "jupyter_server_terminals")
+users_spec=(-e "$PWD[demo]" "jupyterhub>=5" "jupyter_server_terminals")
 users_stamp="$USERS_VENV/.prod-discovery-stamp"
 users_want="$(sha256sum pyproject.toml | cut -d' ' -f1) $PWD ${users_spec[*]}"
 if [ ! -x "$USERS_VENV/bin/jupyter-server" ] || [ "$(cat "$users_stamp" 2>/dev/null)" != "$users_want" ]; then
@@ -76,10 +107,10 @@ if [ ! -x "$USERS_VENV/bin/jupyter-server" ] || [ "$(cat "$users_stamp" 2>/dev/n
     # --clear: a venv whose interpreter no longer runs (Debian's python3 moved on) starts afresh.
     "$USERS_VENV/bin/python" -c '' >/dev/null 2>&1 || /usr/bin/python3 -m venv --clear "$USERS_VENV"
     printf '*\n' >"$USERS_VENV/.gitignore"
-    "$USERS_VENV/bin/python" -m pip install -q -U pip wheel
+    quiet users-venv "$USERS_VENV/bin/python" -m pip install -U pip wheel
     # The labextension was built into the checkout by the .venv install above and is shared by an
     # editable install; building it again here would only cost a minute of Node.
-    SKIP_JUPYTER_BUILDER=1 "$USERS_VENV/bin/python" -m pip install -q "${users_spec[@]}"
+    SKIP_JUPYTER_BUILDER=1 quiet users-venv-project "$USERS_VENV/bin/python" -m pip install "${users_spec[@]}"
     chmod -R a+rX "$USERS_VENV"
   )
   printf '%s' "$users_want" >"$users_stamp"

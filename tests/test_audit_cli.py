@@ -218,3 +218,101 @@ def test_verify_cli_vault_checkpoint(
     err = capsys.readouterr().err
     assert "cannot read the checkpoint from Vault" in err
     assert openbao.root_token not in err
+
+
+OTHER_KEY = "another-servers-key-9876543210"
+
+
+def _other_key_file(tmp_path: Path) -> str:
+    path = tmp_path / "other.key"
+    path.write_text(OTHER_KEY + "\n")
+    return str(path)
+
+
+def test_verify_cli_two_chains_with_different_keys_is_not_tampering(
+    tmp_path: Path, key_file: str, capsys: Any
+) -> None:
+    # A file of two chains, each sealed with its own key (two servers' logs put together).
+    first, second = tmp_path / "a", tmp_path / "b"
+    fill(first)
+    fill(second, AuditTrail={"mac_key": OTHER_KEY})
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(
+        (first / "log" / "audit.jsonl").read_text() + (second / "log" / "audit.jsonl").read_text()
+    )
+    assert main(["audit", "verify", "--log", str(mixed), "--key-file", key_file]) == 3
+    out = capsys.readouterr().out
+    assert "DIFFERENT CHAIN OR KEY" in out
+    assert "record #6 (seq 1): other chain" in out
+    assert "5 records before it verified" in out
+    assert "BROKEN" not in out and "modified" not in out
+
+
+def test_verify_cli_key_changed_at_server_restart_is_not_tampering(
+    tmp_path: Path, key_file: str, capsys: Any
+) -> None:
+    # What servers did before they set another key's chain aside: a restarted server with
+    # another key went on with the chain (seq and prev) under its own key.
+    from jupyter_prod_discovery.audit.chain import Chain
+
+    fill(tmp_path)
+    log = tmp_path / "log" / "audit.jsonl"
+    last = json.loads(log.read_text().splitlines()[-1])
+    chain = Chain(OTHER_KEY.encode(), last["seq"], last["hash"])
+    more = [
+        chain.seal({"kind": "kernel", "data": {"server_id": "restarted:2", "n": n}})
+        for n in range(3)
+    ]
+    with log.open("a") as f:
+        f.write("\n".join(more) + "\n")
+    assert main(["audit", "verify", "--log", str(log), "--key-file", key_file]) == 3
+    out = capsys.readouterr().out
+    assert "record #6 (seq 6): other key" in out
+    assert "BROKEN" not in out
+    # The same rewrite inside one server process's records is tampering.
+    lines = log.read_text().splitlines()[:5]
+    forged = Chain(OTHER_KEY.encode(), 3, json.loads(lines[2])["hash"])
+    tail = [json.loads(x) for x in lines[3:]]
+    lines[3:] = [
+        forged.seal({k: v for k, v in rec.items() if k not in ("seq", "prev")}) for rec in tail
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    assert main(["audit", "verify", "--log", str(log), "--key-file", key_file]) == 1
+    assert "record #4 (seq 4): modified" in capsys.readouterr().out
+
+
+def test_verify_cli_with_the_wrong_key_says_other_key(tmp_path: Path, capsys: Any) -> None:
+    fill(tmp_path)
+    log = str(tmp_path / "log" / "audit.jsonl")
+    assert main(["audit", "verify", "--log", log, "--key-file", _other_key_file(tmp_path)]) == 3
+    out = capsys.readouterr().out
+    assert "record #1 (seq 1): other key: every record form a consistent chain" in out
+
+
+def test_verify_cli_on_a_file_that_is_not_an_audit_log(
+    tmp_path: Path, key_file: str, capsys: Any
+) -> None:
+    for name, text in (("notes.txt", "hello\nworld\n"), ("one.json", '{"a": 1}\n')):
+        path = tmp_path / name
+        path.write_text(text)
+        assert main(["audit", "verify", "--log", str(path), "--key-file", key_file]) == 2
+        err = capsys.readouterr().err
+        assert f"{path} is not an audit log" in err
+        assert "truncated" not in err
+
+
+def test_verify_cli_missing_log_said_before_the_key(
+    tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.delenv("PROD_DISCOVERY_AUDIT_KEY", raising=False)
+    assert main(["audit", "verify", "--log", str(tmp_path / "nowhere.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "no audit log at" in err
+    assert "MAC key" not in err
+
+
+def test_verify_cli_unreadable_key_file_is_a_usage_error(tmp_path: Path, capsys: Any) -> None:
+    fill(tmp_path)
+    log = str(tmp_path / "log" / "audit.jsonl")
+    assert main(["audit", "verify", "--log", log, "--key-file", str(tmp_path / "no.key")]) == 2
+    assert "cannot read the key file" in capsys.readouterr().err

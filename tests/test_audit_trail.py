@@ -386,3 +386,41 @@ async def test_record_acknowledged_trail_keeps_no_request_alive(tmp_path: Path) 
         earlier.cancel()
     finally:
         t.stop()
+
+
+def test_start_trail_with_another_key_starts_a_new_chain(tmp_path: Path) -> None:
+    # A server that finds another key's chain in its file sets it aside under a name of its
+    # own and starts a new chain: no file holds records of two keys, both verify.
+    from jupyter_prod_discovery.audit.chain import verify as verify_lines
+    from jupyter_prod_discovery.audit.sinks.jsonl import segments
+
+    other = "another-servers-key-9876543210"
+    first = make_trail(tmp_path, trail={"mac_key": other, "checkpoint_path": ""})
+    first.start()
+    for n in range(3):
+        first.record("kernel", {"action": "start", "kernel_id": f"k{n}"})
+    assert first.flush()
+    first.stop()
+    log = tmp_path / "log" / "audit.jsonl"
+    second = make_trail(tmp_path, trail={"checkpoint_path": ""})
+    second.start()
+    second.record("kernel", {"action": "start", "kernel_id": "new"})
+    assert second.flush()
+    second.stop()
+    assert [r["seq"] for r in records(second)] == [1]
+    assert second.verify().ok, second.verify().summary()
+    moved = [p for p in log.parent.iterdir() if p.name.startswith("audit.jsonl.chain-")]
+    assert len(moved) == 1
+    old = verify_lines(
+        (line for seg in segments(str(moved[0])) for line in Path(seg).read_text().splitlines()),
+        other.encode(),
+    )
+    assert old.ok and old.records == 3, old.summary()
+    # The same key again: the chain goes on in the same file.
+    third = make_trail(tmp_path, trail={"checkpoint_path": ""})
+    third.start()
+    third.record("kernel", {"action": "shutdown", "kernel_id": "new"})
+    assert third.flush()
+    third.stop()
+    assert [r["seq"] for r in records(third)] == [1, 2]
+    assert len([p for p in log.parent.iterdir() if p.name.startswith("audit.jsonl.chain-")]) == 1

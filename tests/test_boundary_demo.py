@@ -147,7 +147,7 @@ class DemoWorld:
         """Everything pd-demo attacks: the trusted side's processes, files, socket and OpenBao's
         port, beside its own JupyterLab dirs and its decoy."""
         home = pwd.getpwnam(DEMO_USER).pw_dir
-        own = ["config", "runtime", "lab", "notebooks"]
+        own = ["config", "runtime", "lab", "notebooks", "trail"]
         return probe_config(
             {**self.needles(), **self.decoy.needles()},
             pids=[self.decoy.pid, self.service.pid, self.keeper.pid, self.bao.pid],

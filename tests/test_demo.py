@@ -418,6 +418,35 @@ def test_run_demo_ledger_records_kernel_start_as_demo_user(demo: DemoProcess) ->
     assert done.returncode == 0 and "intact" in done.stdout, done.stdout + done.stderr
 
 
+def test_run_demo_kernel_has_pandas(demo: DemoProcess) -> None:
+    """DataFrames are where PII shows: the demo kernel's environment has pandas."""
+    out = run_in_kernel(demo, "import pandas; print(pandas.__name__)")
+    assert out.strip() == "pandas"
+
+
+def test_run_demo_user_opens_the_audit_viewer(demo: DemoProcess) -> None:
+    """In the demo only, its user plays compliance too: the status grants the audit viewer,
+    which reads JupyterLab's copy of its records in the demo's folder and verifies it."""
+    headers = {"Authorization": f"token {demo.token}"}
+    api = f"{demo.url}/prod-discovery/api"
+    status = requests.get(f"{api}/status", headers=headers, timeout=10).json()
+    assert status["permissions"]["audit"] is True
+    r = requests.get(f"{demo.url}/api/contents/WELCOME.md", headers=headers, timeout=10)
+    assert r.status_code == 200
+
+    def welcome_read() -> bool:
+        got = requests.get(
+            f"{api}/audit/events", params={"type": "contents"}, headers=headers, timeout=10
+        )
+        assert got.status_code == 200, got.text
+        return any(e["data"].get("path") == "WELCOME.md" for e in got.json()["events"])
+
+    eventually(welcome_read, "the contents read in the audit viewer's events")
+    verified = requests.get(f"{api}/audit/verify", headers=headers, timeout=30).json()
+    assert verified["ok"] is True, verified
+    assert (Path(demo.workdir) / "trail" / "audit.jsonl").is_file()
+
+
 def test_stop_demo_leaves_nothing(demo: DemoProcess) -> None:
     """Ctrl-C with a kernel running: its credentials revoked through the service, then no
     process of the demo, no role, no private file; the trail still verifies afterwards."""
@@ -437,9 +466,15 @@ def test_stop_demo_leaves_nothing(demo: DemoProcess) -> None:
     assert "failed" not in demo.output.split("[prod-discovery demo] stopping", 1)[1]
     if demo.role_prefix:
         assert roles_with_prefix(demo_dsn(), demo.role_prefix) == []
-    # The signing key, the socket, the config and the runtime dir are gone; notebooks stay.
+    # The signing key, the socket, the config and the runtime dir are gone, and the temporary
+    # notebooks folder (no --keep), which the stop names; logs, trail and public key stay.
     left = sorted(p.name for p in Path(demo.workdir).iterdir())
-    assert left == ["audit-public-key.pem", "logs", "notebooks"]
+    assert left == ["audit-public-key.pem", "logs", "trail"]
+    assert f"removed the demo's notebooks folder {demo.notebooks} (--keep keeps it)" in demo.output
+    assert (
+        "verify the trail: jupyter prod-discovery audit verify"
+        in demo.output.rsplit("stopping", 1)[1]
+    )
     # JupyterLab stopped first: the service revoked the running kernel's credentials for it.
     dsn, chain = option(demo.verify_command, "--dsn"), option(demo.verify_command, "--chain")
     revoked = [
@@ -510,7 +545,7 @@ def test_run_demo_without_postgres_refuses_cleanly() -> None:
         proc.cleanup()
 
 
-def test_run_demo_port_taken_fails_cleanly() -> None:
+def test_run_demo_port_taken_names_the_holder_before_starting_anything() -> None:
     require(postgres_reachable(demo_dsn()), f"PostgreSQL is unreachable at {demo_dsn()}")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -520,12 +555,33 @@ def test_run_demo_port_taken_fails_cleanly() -> None:
         try:
             with pytest.raises(RuntimeError, match="exited with 1"):
                 proc.start(timeout=60)
-            assert "JupyterLab exited" in proc.output
+            # An explicit --port that is taken: who holds it (this test's process) and a free
+            # port to pass instead; nothing was started.
+            assert f"error: port {port} is taken by pid {os.getpid()} (" in proc.output
+            assert re.search(r"stop it or pass --port \d+", proc.output)
+            assert "OpenBao dev server at" not in proc.output
             assert "stopped: no processes" in proc.output
             assert proc.wait(30) == 1
             assert proc.leftover_processes() == []
         finally:
             proc.cleanup()
+
+
+def test_choose_port_default_taken_takes_the_next_free_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jupyter_prod_discovery.demo import runner
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setattr(runner, "DEFAULT_PORT", port)
+        chosen = runner.choose_port(None)
+        assert chosen != port
+        assert runner._port_holder(chosen) is None
+        assert f"port {port} is taken by pid {os.getpid()}" in capsys.readouterr().out
+        assert runner.choose_port(chosen) == chosen  # free and asked for: taken as it is
 
 
 def test_run_demo_help() -> None:
@@ -616,3 +672,15 @@ def test_start_openbao_token_not_on_command_line(openbao: DevServer) -> None:
     assert "-dev-no-store-token" in cmdline
     assert openbao.root_token not in cmdline
     assert openbao.client().is_authenticated()
+
+
+def test_welcome_and_readme_give_the_same_example() -> None:
+    from jupyter_prod_discovery.demo.runner import WELCOME
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = (
+        'import os, psycopg; psycopg.connect("").execute("select * from customers limit 5")'
+        ".fetchall()"
+    )
+    assert example in WELCOME
+    assert f"`{example}`" in readme

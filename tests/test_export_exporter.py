@@ -285,6 +285,24 @@ def test_export_refuses_failing_notebook_in_clean_run(
     assert clean.reason == "cell 2 raised ZeroDivisionError in a clean kernel"
 
 
+def test_export_refuses_notebook_without_kernelspec_in_clean_run(tmp_path: Path) -> None:
+    # papermill stops such a notebook with "No kernel name found in notebook and no override
+    # provided"; the gate says what that means and what to do.
+    import nbformat
+
+    path = make_notebook(tmp_path / "nb.ipynb", [("result = 1", [])])
+    nb = nbformat.read(path, as_version=4)
+    del nb.metadata["kernelspec"]
+    nbformat.write(nb, path)
+    with pytest.raises(ExportRefused) as err:
+        exporter().process(ExportRequest(path, tmp_path / "out", author="ada"))
+    clean = next(g for g in err.value.gates if g.name == "clean_run")
+    assert not clean.passed
+    assert "names no kernel (metadata.kernelspec.name is missing)" in clean.reason
+    assert "No kernel name found" in clean.reason
+    assert "select a kernel" in clean.reason
+
+
 def test_export_refuses_notebook_over_time_limit(tmp_path: Path) -> None:
     nb = make_notebook(tmp_path / "nb.ipynb", [("import time\ntime.sleep(120)", [])])
     config = Config({"HMACSigner": {"keys": [HMAC_KEY]}, "CleanRunGate": {"timeout": 3.0}})  # dev

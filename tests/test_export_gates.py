@@ -118,3 +118,11 @@ def test_gates_number_cells_as_jupyterlab_shows_them(tmp_path: Path) -> None:
     assert "# %% the parameters cell added by the export [parameters]" in script
     assert "# %% cell 1\nx = 1" in script
     assert "# %% cell 2\nname = input()" in script
+
+
+def test_cli_export_verify_missing_folder_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PROD_DISCOVERY_EXPORT_HMAC_KEY", HMAC_KEY)
+    assert main(["export", "verify", str(tmp_path / "no-such-bundle")]) == 2
+    assert f"no bundle folder at {tmp_path / 'no-such-bundle'}" in capsys.readouterr().err

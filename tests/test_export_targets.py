@@ -39,8 +39,11 @@ from jupyter_prod_discovery.pytest_plugin import require
 
 __all__ = ["export_keys"]
 
+# Where scripts/install.sh builds it: this checkout's .venv-airflow (scripts/test.sh passes the
+# path on, also when PROD_DISCOVERY_AIRFLOW_VENV put it elsewhere).
 AIRFLOW_PYTHON = os.environ.get(
-    "PROD_DISCOVERY_AIRFLOW_PYTHON", "/work/main/.venv-airflow/bin/python"
+    "PROD_DISCOVERY_AIRFLOW_PYTHON",
+    str(Path(__file__).resolve().parents[1] / ".venv-airflow" / "bin" / "python"),
 )
 PASSWORD = "kv-password-for-targets-77"
 

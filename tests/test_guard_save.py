@@ -185,3 +185,27 @@ def test_scan_cli_rejects_bad_policy(
     assert main(["scan", str(f), "--policy", str(p)]) == 2
     assert message in capsys.readouterr().err
     assert main(["scan", str(f), "--policy", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_scan_cli_scans_a_folder_recursively(tmp_path: Path, capsys: Any) -> None:
+    project = tmp_path / "project"
+    (project / "reports" / "2026").mkdir(parents=True)
+    (project / ".ipynb_checkpoints").mkdir()
+    (project / "reports" / "2026" / "n.ipynb").write_text(
+        json.dumps(_notebook("clean", f"mail {EMAIL}"))
+    )
+    (project / "notes.txt").write_text(f"ssn {SSN}\n")
+    (project / "clean.md").write_text("nothing here\n")
+    (project / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")  # skipped: not text
+    (project / ".ipynb_checkpoints" / "n-checkpoint.ipynb").write_text(
+        json.dumps(_notebook("clean", f"mail {EMAIL}"))
+    )  # skipped: hidden
+    assert main(["scan", str(project), "--format", "json"]) == 1
+    rows = json.loads(capsys.readouterr().out)["findings"]
+    found = {(Path(r["path"]).relative_to(project).as_posix(), r["entity_type"]) for r in rows}
+    assert found == {("notes.txt", "US_SSN"), ("reports/2026/n.ipynb", "EMAIL_ADDRESS")}
+    assert main(["scan", str(project)]) == 1
+    assert f"{len(rows)} finding(s) in 3 file(s)" in capsys.readouterr().out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["scan", str(empty)]) == 0

@@ -366,6 +366,31 @@ async def test_start_kernel_fails_when_vault_refuses_naming_profile(
     assert app.broker.outstanding() == 0
 
 
+async def test_start_kernel_with_several_failing_profiles_names_them_all(
+    jp_fetch: Any, jp_serverapp: Any, warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+
+    app = app_of(jp_serverapp)
+    app.broker.profiles = [
+        *warehouse.profiles(),
+        {"name": "missing", "type": "database", "role": "nope", "env": {"X": "{username}"}},
+        {"name": "absent", "type": "database", "role": "nada", "env": {"Y": "{username}"}},
+    ]
+    with pytest.raises(HTTPClientError) as err:
+        await start_kernel(jp_fetch)
+    assert err.value.code == 503
+    message = json.loads(err.value.response.body)["message"]
+    assert "2 credential profiles failed" in message
+    assert "credential profile 'missing'" in message
+    assert "credential profile 'absent'" in message
+    assert warehouse.roles() == set()
+    assert app.broker.outstanding() == 0
+    # Both errors were taken up: none is left for the collector to log.
+    gc.collect()
+    assert "never retrieved" not in caplog.text
+
+
 async def test_issue_profile_finishing_after_the_start_gave_up_revokes_its_lease(
     jp_serverapp: Any, warehouse: Warehouse
 ) -> None:

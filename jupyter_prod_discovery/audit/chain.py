@@ -24,6 +24,7 @@ __all__ = [
     "VerifyResult",
     "canonical",
     "checkpoint_mac",
+    "sealed_with",
     "verify",
 ]
 
@@ -63,6 +64,19 @@ def _mac(key: bytes, digest: str) -> str:
 def checkpoint_mac(key: bytes, seq: int, head: str) -> str:
     """MAC of a checkpoint, so that a forged checkpoint cannot hide a truncation."""
     return _mac(key, f"checkpoint:{seq}:{head}")
+
+
+def sealed_with(record: dict[str, Any], key: bytes) -> bool:
+    """Whether ``record`` (a parsed line) carries a valid MAC under ``key``.
+
+    Why: a trail resumes the chain from the stored tail only when the tail was sealed with the
+    trail's own key; otherwise the file belongs to another chain (another server's key, or an
+    earlier run's random one) and appending to it would make it unverifiable with either key.
+    """
+    mac, digest = record.get("mac"), record.get("hash")
+    if not isinstance(mac, str) or not isinstance(digest, str):
+        return False
+    return hmac.compare_digest(_mac(key, digest), mac)
 
 
 class Chain:
@@ -122,14 +136,25 @@ class Chain:
         return {"seq": self.seq, "head": self.head, "mac": mac}
 
 
+#: Problems that are not tampering: the records are consistent, but not one chain under this key.
+FOREIGN = ("other chain", "other key")
+#: Nothing in the input is a chained audit record (a wrong file).
+NOT_A_LOG = "not an audit log"
+
+
 @dataclass
 class Problem:
     """The first broken record: where, what broke and why."""
 
     index: int
     seq: int | None
-    what: str  # modified | deleted | inserted | reordered | truncated
+    what: str  # modified | deleted | inserted | reordered | truncated | FOREIGN | NOT_A_LOG
     detail: str
+
+    @property
+    def foreign(self) -> bool:
+        """Another chain or another key, not a sign of tampering by itself."""
+        return self.what in FOREIGN
 
     def __str__(self) -> str:
         return f"record #{self.index} (seq {self.seq}): {self.what}: {self.detail}"
@@ -156,6 +181,11 @@ class VerifyResult:
                 f"intact: {self.records} records, last seq {self.last_seq}, "
                 f"{self.checkpoints} checkpoints matched"
             )
+        if self.problem.what == NOT_A_LOG:
+            return f"NOT AN AUDIT LOG: {self.problem.detail}"
+        if self.problem.foreign:
+            verified = f"{self.records} records before it verified; " if self.records else ""
+            return f"DIFFERENT CHAIN OR KEY (not a sign of tampering by itself): {verified}{self.problem}"
         return f"BROKEN: {self.problem}"
 
 
@@ -203,6 +233,8 @@ def verify(
         result.problem = Problem(i + 1, seq, what, detail)
         return result
 
+    if items and not any(_parse(line) is not None for line in items[:1000]):
+        return fail(0, None, NOT_A_LOG, "no line is a chained JSON record (seq, prev, hash, mac)")
     for i, line in enumerate(items):
         rec = _parse(line)
         if rec is None:
@@ -213,6 +245,12 @@ def verify(
         body = {k: v for k, v in rec.items() if k not in ("hash", "mac")}
         digest = _hash(body)
         nxt = _seq_of(items[i + 1]) if i + 1 < len(items) else None
+        if digest == rec["hash"]:
+            restart = i and seq == 1 and rec["prev"] == GENESIS and seen.get(1) != digest
+            if restart:
+                return fail(i, seq, "other chain", _other_chain(items, i, key))
+            if not sealed_with(rec, key) and _key_changed(items, i, rec):
+                return fail(i, seq, "other key", _other_key(i))
         if digest != rec["hash"] or not hmac.compare_digest(_mac(key, rec["hash"]), rec["mac"]):
             inserted = seq < expected or nxt == seq
             what = "inserted" if inserted else "modified"
@@ -253,6 +291,65 @@ def verify(
         if cseq and seen.get(cseq) != chead:
             return fail(cseq - 1, cseq, "modified", f"record {cseq} differs from its checkpoint")
     return result
+
+
+def _server(rec: dict[str, Any]) -> Any:
+    data = rec.get("data")
+    return data.get("server_id") if isinstance(data, dict) else None
+
+
+def _key_changed(items: list[str], start: int, rec: dict[str, Any]) -> bool:
+    """Whether the chain goes on from record ``start`` under another key, as when a server
+    started with another key appended to the file (what servers did before they moved such a
+    file aside): the records from there on are well formed and linked, and the first of them
+    comes from another server process than the record before (a process's key never changes
+    while it runs). A record of the same process with a bad MAC is tampering instead."""
+    if start and _server(rec) == _server(_parse(items[start - 1]) or {}):
+        return False
+    return _consistent(items, start)
+
+
+def _consistent(items: list[str], start: int) -> bool:
+    """Whether the records from ``start`` on are one well-formed chain (each parses, matches
+    its hash and links to the previous one by prev and seq) of which none is sealed with the
+    verifier's key: what a chain written with another key looks like (checked by the caller
+    for the first of them; every later MAC is assumed foreign, not checked, to stay linear)."""
+    prev: dict[str, Any] | None = None
+    for line in items[start:]:
+        rec = _parse(line)
+        if rec is None:
+            return False
+        body = {k: v for k, v in rec.items() if k not in ("hash", "mac")}
+        if _hash(body) != rec["hash"]:
+            return False
+        if prev is not None and (rec["prev"] != prev["hash"] or rec["seq"] != prev["seq"] + 1):
+            return False
+        prev = rec
+    return prev is not None
+
+
+def _other_chain(items: list[str], start: int, key: bytes) -> str:
+    rec = _parse(items[start])
+    keyed = (
+        "sealed with this key"
+        if rec is not None and sealed_with(rec, key)
+        else ("sealed with a different key")
+    )
+    return (
+        f"another chain starts here (seq 1, {keyed}): the log holds more than one chain; "
+        "since this version a server that finds another key's chain moves it aside instead "
+        "of appending (verify each file with its own key)"
+    )
+
+
+def _other_key(start: int) -> str:
+    where = "every record" if start == 0 else f"the records from #{start + 1} on"
+    return (
+        f"{where} form a consistent chain (hashes and links) but none is sealed with this "
+        "key: the log was written with a different key (a server started with another key "
+        "or a random one), or rewritten from here by someone without this key; verify with "
+        "the key the writing server used"
+    )
 
 
 def iter_lines(paths: Iterable[str]) -> Iterator[str]:

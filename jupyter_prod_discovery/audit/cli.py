@@ -1,7 +1,9 @@
 """``jupyter prod-discovery audit verify|query|report|init-db``: the compliance workflow.
 
-verify exits 0 when the trail is intact and 1 with the first broken record otherwise (2 for bad
-input, as every subcommand).
+verify exits 0 when the trail is intact, 1 with the first broken record (modified, deleted,
+inserted, reordered, truncated: tampering or damage), 3 when the records are consistent but
+belong to another chain or were sealed with another key (not a sign of tampering by itself), and
+2 for bad input, as every subcommand (a missing log, a file that is not an audit log, no key).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .chain import VerifyResult, verify
+from .chain import NOT_A_LOG, VerifyResult, verify
 from .query import Filters, render, row, select
 from .signed_chain import SignedVerifyResult, verify_signed
 from .sinks.jsonl import read_checkpoint_file, segments
@@ -64,11 +66,21 @@ def _source_args(p: argparse.ArgumentParser, key: bool = True) -> None:
         )
 
 
+#: ``audit verify``: records consistent, but another chain or another key (see chain.FOREIGN).
+EXIT_FOREIGN = 3
+
+
+def _log_files(args: argparse.Namespace) -> list[str]:
+    """The log's files (rotated segments first); a usage error, said first, when none exist."""
+    files = segments(args.log)
+    if not files:
+        raise _usage(f"no audit log at {args.log} (nor rotated segments {args.log}.<seq>)")
+    return files
+
+
 def _lines(args: argparse.Namespace) -> Iterator[str]:
     if args.log:
-        files = segments(args.log)
-        if not files:
-            raise _usage(f"no audit log at {args.log}")
+        files = _log_files(args)
         for path in files:
             with open(path, encoding="utf-8") as f:
                 yield from (ln.rstrip("\n") for ln in f if ln.strip())
@@ -93,7 +105,10 @@ def _pg(dsn: str, table: str) -> Any:
 
 def _key(args: argparse.Namespace) -> bytes | None:
     if args.key_file:
-        return Path(args.key_file).read_text(encoding="utf-8").strip().encode()
+        try:
+            return Path(args.key_file).read_text(encoding="utf-8").strip().encode()
+        except OSError as exc:
+            raise _usage(f"cannot read the key file {args.key_file}: {exc.strerror}") from None
     value = args.key or os.environ.get(KEY_ENV, "")
     return value.encode() if value else None
 
@@ -205,9 +220,13 @@ def run_verify(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         print(signed.summary())
         return 0 if signed.ok else 1
+    if args.log:
+        _log_files(args)  # a missing log is the first thing to hear, before any key question
     result = _verify(args)
     if result is None:
         raise _usage(f"no MAC key: pass --key-file or set {KEY_ENV}")
+    if result.problem is not None and result.problem.what == NOT_A_LOG:
+        raise _usage(f"{args.log or args.dsn} is not an audit log: {result.problem.detail}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if result.checkpoints == 0 and result.ok:
@@ -216,6 +235,8 @@ def run_verify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(result.summary())
+    if result.problem is not None and result.problem.foreign:
+        return EXIT_FOREIGN
     return 0 if result.ok else 1
 
 
@@ -331,7 +352,13 @@ def add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = sub.add_parser("audit", help="verify, query and report on the audit trail")
     asub = audit.add_subparsers(title="audit subcommands", metavar="ACTION", required=True)
 
-    p = asub.add_parser("verify", help="check the hash chain, MACs and checkpoints")
+    p = asub.add_parser(
+        "verify",
+        help="check the hash chain, MACs and checkpoints",
+        description="Exit 0 intact; 1 the first broken record (modified, deleted, inserted, "
+        "reordered, truncated); 3 the records are consistent but belong to another chain or "
+        "were sealed with another key; 2 bad input (no such log, not an audit log, no key).",
+    )
     _source_args(p)
     p.add_argument(
         "--public-key",

@@ -55,7 +55,7 @@ from traitlets import TraitError as _TraitError
 from traitlets.config import LoggingConfigurable
 
 from . import vault_checkpoints
-from .chain import Chain, VerifyResult, canonical, verify
+from .chain import Chain, VerifyResult, canonical, sealed_with, verify
 from .recorder import AUDIT_KINDS
 from .redaction import RedactionModifier
 from .sinks import AuditSink, JSONLSink, SinkUnavailable
@@ -473,18 +473,25 @@ class AuditTrail(LoggingConfigurable):
             return
         tails = []
         issued: bytes | None = None
+        opened = []
         for st in self._states:
             try:
                 st.sink.open()
-                tails.append(st.sink.tail())
                 issued = issued or st.sink.session_key()
+                opened.append(st)
             except SinkUnavailable as exc:
                 self._mark_down(st, str(exc))
+        if issued is not None:  # the store checks records with the key it issued
+            self._key = issued
+        for st in self._states:
+            if st in opened:  # with the key chosen: another key's chain is set aside
+                try:
+                    tails.append(self._own_tail(st.sink))
+                except SinkUnavailable as exc:
+                    self._mark_down(st, str(exc))
             if st.spool.pending():
                 self._set_down(st, True, st.error)
                 tails.append(st.spool.tail())
-        if issued is not None:  # the store checks records with the key it issued
-            self._key = issued
         last = max((t for t in tails if t), key=lambda t: t["seq"], default=None)
         if last is not None:
             self._chain = Chain(self._key, last["seq"], last["hash"])
@@ -496,6 +503,34 @@ class AuditTrail(LoggingConfigurable):
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._running = True
         self._thread.start()
+
+    def _own_tail(self, sink: AuditSink) -> dict[str, Any] | None:
+        """The sink's tail when it belongs to this trail's chain (sealed with its key).
+
+        A store whose tail another key sealed holds another chain: it is set aside (a new,
+        named segment begins) instead of being continued, so that one file never holds records
+        of two keys. Stores that seal with their own issued key (the service) are skipped.
+        """
+        tail = sink.tail()
+        if tail is None or getattr(sink, "ships_records", False) or sealed_with(tail, self._key):
+            return tail
+        moved = sink.start_new_chain()
+        if moved is None:
+            self.log.warning(
+                "audit sink %s holds a chain sealed with another key (or its last record was "
+                "altered) and cannot start a new one: appending; verify reports the key change "
+                "at seq %s",
+                sink.name,
+                tail.get("seq", 0) + 1 if isinstance(tail.get("seq"), int) else "?",
+            )
+            return tail
+        self.log.warning(
+            "audit sink %s held a chain sealed with another key (another server's or an earlier "
+            "run's random key) or its last record was altered: moved to %s; a new chain starts",
+            sink.name,
+            moved,
+        )
+        return sink.tail()
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Block until everything recorded so far is acknowledged (tests, CLI, shutdown)."""

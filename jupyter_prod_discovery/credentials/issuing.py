@@ -73,9 +73,9 @@ class CredentialIssuing(BrokerState):
             _, pending = await asyncio.wait(calls, timeout=self.issue_timeout)
             if pending:
                 raise TimeoutError
-            for call in calls:
-                if (failure := call.exception()) is not None:
-                    raise failure
+            failures = _failures(calls)
+            if failures:
+                raise _one_error(failures)
             results = [call.result() for call in calls]
         except asyncio.CancelledError:
             # The start itself was cancelled: nothing may stay issued.
@@ -139,7 +139,9 @@ class CredentialIssuing(BrokerState):
         those still running are kept to their end and their outcome taken up."""
         abandoned.set()
         for call in calls:
-            if not call.done():
+            if call.done():
+                _consume(call)  # a failure already reported (or beside a timeout): taken up
+            else:
                 self._keep(call)
                 call.add_done_callback(_consume)
 
@@ -253,6 +255,27 @@ class CredentialIssuing(BrokerState):
                 expires_at=now + duration if duration else 0.0,
             )
         return data, secret_fields, lease
+
+
+def _failures(calls: list[asyncio.Task[Any]]) -> list[BaseException]:
+    """Every finished call's error, in profile order, each one retrieved.
+
+    Why all of them: a start with several failing profiles must name each (the first one alone
+    hides the others' causes), and an error nobody retrieved is logged by asyncio as "Task
+    exception was never retrieved" when the task is collected, in whatever runs next.
+    """
+    return [exc for call in calls if not call.cancelled() and (exc := call.exception()) is not None]
+
+
+def _one_error(failures: list[BaseException]) -> BaseException:
+    """The error a start raises for its failed profiles: the only one, or one naming them all."""
+    if len(failures) == 1:
+        return failures[0]
+    if not all(isinstance(exc, VaultError) for exc in failures):
+        # A bug in one call (not a Vault refusal) stays visible as itself.
+        return next(exc for exc in failures if not isinstance(exc, VaultError))
+    causes = "; ".join(dict.fromkeys(str(exc) for exc in failures))  # duplicates once
+    return CredentialError(f"{len(failures)} credential profiles failed: {causes}")
 
 
 def _consume(call: asyncio.Future[Any]) -> None:

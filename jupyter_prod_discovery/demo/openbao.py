@@ -122,6 +122,7 @@ class DevServer:
         self._env = dict(env) if env is not None else None
         self._cwd = cwd
         self._bao = bao
+        self.group: Any = None  # a demo's ChildGroup (lifetime.py): join it, die with the demo
         self._pump: threading.Thread | None = None
         self._token_seen = threading.Event()
         self.process: subprocess.Popen[bytes] | None = None
@@ -167,23 +168,31 @@ class DevServer:
         user: dict[str, Any] = {}
         if self._run_as is not None:
             user = {"user": self._run_as[0], "group": self._run_as[1], "extra_groups": []}
+        argv = [
+            self._bao or bao_binary(),
+            "server",
+            "-dev",
+            "-dev-no-store-token",
+            f"-dev-listen-address=127.0.0.1:{self.port}",
+        ]
+        # Ctrl-C in a terminal must not reach it before we stop it: a session of its own, or
+        # the demo's group of children (which dies with the demo).
+        detach: dict[str, Any] = {"start_new_session": True}
+        if self.group is not None:
+            argv, detach = self.group.argv(argv), self.group.popen_kwargs()
         self.process = subprocess.Popen(
-            [
-                self._bao or bao_binary(),
-                "server",
-                "-dev",
-                "-dev-no-store-token",
-                f"-dev-listen-address=127.0.0.1:{self.port}",
-            ],
+            argv,
             stdout=subprocess.PIPE if self.private_root_token else log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=self._cwd,
-            start_new_session=True,  # Ctrl-C in a terminal must not reach it before we stop it
+            **detach,
             **user,
         )
         assert self.process is not None
+        if self.group is not None:
+            self.group.joined(self.process)
         if self.private_root_token:
             assert self.process.stdout is not None
             self._pump = threading.Thread(

@@ -4,7 +4,10 @@
 prints (URL with token, OpenBao address, database role prefix, the topology with each part's OS
 user and pid, the ledger and the command that verifies it) and stops it with the signal a user
 would send (SIGINT = Ctrl-C). ``user`` runs it as another OS user (from the users venv, which that
-user can run): started as a normal user, the demo runs in same-user mode.
+user can run): started as a normal user, the demo runs in same-user mode. ``piped`` runs it the
+way the README's ``bash scripts/demo.sh | tee demo.log`` does: its output goes through ``tee``
+in the same process group, so that the signal a terminal sends (Ctrl-C, SIGHUP on close) ends
+``tee`` too and the demo's stop has no stdout left to write to.
 """
 
 from __future__ import annotations
@@ -47,9 +50,19 @@ class DemoProcess:
     """``jupyter prod-discovery demo --port PORT --no-browser`` as a subprocess."""
 
     def __init__(
-        self, port: int, extra_args: list[str] | None = None, *, user: str | None = None
+        self,
+        port: int,
+        extra_args: list[str] | None = None,
+        *,
+        user: str | None = None,
+        piped: bool = False,
+        command: list[str] | None = None,
     ) -> None:
+        """``command``: run this instead (e.g. ``bash scripts/demo.sh`` as the README says); the
+        port is then read from the URL it prints (``port`` 0)."""
         self.port = port
+        self.piped = piped
+        self.tee: subprocess.Popen[bytes] | None = None
         self.user = pwd.getpwnam(user) if user else None
         python = sys.executable
         if self.user is not None:
@@ -66,6 +79,8 @@ class DemoProcess:
             "--no-browser",
             *(extra_args or []),
         ]
+        if command is not None:
+            self.args = [*command, *(extra_args or [])]
         self._out = tempfile.NamedTemporaryFile(prefix="demo-", suffix=".out", delete=False)  # noqa: SIM115
         self._out.close()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -104,6 +119,7 @@ class DemoProcess:
 
     def _parse(self, text: str, match: re.Match[str]) -> None:
         self.url, self.token = match.group(1), match.group(3)
+        self.port = int(match.group(2))
         b = _BAO.search(text)
         self.bao_port = int(b.group(1)) if b else None
         p = _PREFIX.search(text)
@@ -141,16 +157,37 @@ class DemoProcess:
                 "extra_groups": [],
                 "cwd": self.user.pw_dir,
             }
-        with open(self._out.name, "wb") as out:
+        if self.piped:
             self.proc = subprocess.Popen(
                 self.args,
-                stdout=out,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=self._environment(),
-                start_new_session=True,
+                process_group=0,  # a group of its own in this session, which tee can join
                 **user,
             )
+            assert self.proc.stdout is not None
+            # tee joins the demo's process group: a signal to the group reaches both, as a
+            # terminal's Ctrl-C reaches every process of its foreground pipeline.
+            self.tee = subprocess.Popen(
+                ["tee", self._out.name],
+                stdin=self.proc.stdout,
+                stdout=subprocess.DEVNULL,
+                process_group=self.proc.pid,
+            )
+            self.proc.stdout.close()  # tee is the pipe's only reader
+        else:
+            with open(self._out.name, "wb") as out:
+                self.proc = subprocess.Popen(
+                    self.args,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=self._environment(),
+                    start_new_session=True,
+                    **user,
+                )
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -180,13 +217,20 @@ class DemoProcess:
         self.returncode = self.proc.wait(timeout)
         return self.returncode
 
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int | None:
-        """Send ``sig`` to the demo (not its group: it stops its children itself) and wait."""
+    def stop(
+        self, sig: int = signal.SIGINT, timeout: float = 60.0, *, group: bool = False
+    ) -> int | None:
+        """Send ``sig`` to the demo and wait. ``group``: to its process group (the demo and, when
+        piped, tee), as a terminal does; the demo's own children are in another group, which
+        the demo stops itself."""
         proc = self.proc
         if proc is None:
             return self.returncode
         if proc.poll() is None:
-            proc.send_signal(sig)
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -194,12 +238,23 @@ class DemoProcess:
                 proc.wait(10)
         self.returncode = proc.returncode
         self.proc = None
+        if self.tee is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.tee.wait(10)
         return self.returncode
+
+    def demo_log(self) -> str:
+        """What the demo said after its stdout was gone too (``<work dir>/logs/demo.log``)."""
+        self._parse_partial()
+        try:
+            return (Path(self.workdir) / "logs" / "demo.log").read_text(errors="replace")
+        except OSError:
+            return ""
 
     def leftover_processes(self) -> list[psutil.Process]:
         """Processes of this demo still alive: OpenBao, the service, JupyterLab and kernels."""
         self._parse_partial()
-        marks = [f"--ServerApp.port={self.port}"]
+        marks = [f"--ServerApp.port={self.port}"] if self.port else []
         if self.bao_port is not None:
             marks.append(f"127.0.0.1:{self.bao_port}")
         if self.workdir:  # the service's socket and state, the kernels' connection files
@@ -216,6 +271,9 @@ class DemoProcess:
         to keep it, the demo's work dir (its logs and notebooks)."""
         if self.proc is not None and self.proc.poll() is None:
             self.stop(signal.SIGKILL, 10)
+        if self.tee is not None and self.tee.poll() is None:
+            self.tee.kill()
+            self.tee.wait(10)
         for p in self.leftover_processes():
             with contextlib.suppress(psutil.Error):
                 p.kill()

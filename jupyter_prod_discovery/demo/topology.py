@@ -22,7 +22,8 @@ profiles, no secret), ``service-state/`` (the signing key and lease journal; the
 0700), ``socket/`` (the service user's, group of the demo user, 0750: only they connect),
 ``openbao-home/`` (the service user's, 0700), ``config/`` (JupyterLab's config, no secret; Jupyter
 writes into it too), ``runtime/`` (its runtime dir and audit spool), ``lab/`` (its user settings
-and workspaces) and ``notebooks/``: the last four the demo user's, 0700.
+and workspaces), ``trail/`` (its copy of the audit records it ships, which the audit viewer
+reads) and ``notebooks/``: the last five the demo user's, 0700.
 """
 
 from __future__ import annotations
@@ -227,6 +228,7 @@ class Layout:
     lab_settings: Path
     notebooks: Path
     public_key: Path
+    trail: Path  # JupyterLab's own copy of its audit records, for the audit viewer
 
     @property
     def socket_path(self) -> Path:
@@ -264,6 +266,7 @@ class Layout:
             lab_settings=_make_dir(workdir / "lab", 0o700, lab),
             notebooks=notebooks,
             public_key=workdir / "audit-public-key.pem",
+            trail=_make_dir(workdir / "trail", 0o700, lab),
         )
         return layout
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import time
@@ -36,6 +35,7 @@ import hvac
 from ..credentials.profiles import parse_profiles
 from ..service.client import ServiceClient, ServiceError
 from ..service.vault_policy import install_policies
+from .lifetime import ChildGroup
 from .seed import _host_port, _with_dbname
 
 __all__ = [
@@ -193,19 +193,30 @@ class DemoService:
         secrets: dict[str, str],
         popen_user: dict[str, Any],
         timeout: float = 60.0,
+        group: ChildGroup | None = None,
     ) -> DemoService:
-        """Start it with ``env`` plus ``secrets`` (its environment only) and wait for its socket."""
+        """Start it with ``env`` plus ``secrets`` (its environment only) and wait for its socket.
+
+        ``group``: the demo's group of children (Ctrl-C reaches the demo only, which stops this
+        in order; it dies with the demo); default a session of its own.
+        """
+        argv = self.argv()
+        detach: dict[str, Any] = {"start_new_session": True}
+        if group is not None:
+            argv, detach = group.argv(argv), group.popen_kwargs()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                self.argv(),
+                argv,
                 env={**env, **secrets, "PYTHONUNBUFFERED": "1"},
                 cwd=str(self.state_dir),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C reaches the demo only: it stops this in order
+                **detach,
                 **popen_user,
             )
+        if group is not None:
+            group.joined(self.process)
         probe = ServiceClient(self.url, "prod-discovery-demo")
         deadline = time.monotonic() + timeout
         try:
@@ -255,7 +266,7 @@ class DemoService:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.kill()  # itself: the group it may share is the demo's to end
                 proc.wait(10)
         self.process = None
         return proc.returncode

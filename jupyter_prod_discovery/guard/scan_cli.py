@@ -1,8 +1,10 @@
 """``jupyter prod-discovery scan PATH... [--format text|json] [--policy FILE]``.
 
 Scans notebook outputs (``.ipynb``) and text files with the same scanner and policy as the live
-guard. Exit status: 0 clean, 1 findings at or above the policy's threshold, 2 bad input (missing
-or unreadable file, invalid notebook, bad policy file), with a one-line message.
+guard. A folder is scanned recursively: its notebooks and UTF-8 text files, skipping hidden
+entries (``.git``, ``.ipynb_checkpoints``) and files that are not text. Exit status: 0 clean, 1
+findings at or above the policy's threshold, 2 bad input (missing or unreadable file, invalid
+notebook, bad policy file), with a one-line message.
 """
 
 from __future__ import annotations
@@ -74,11 +76,48 @@ def _read(path: str) -> tuple[dict[str, Any] | None, str | None]:
     return nb, None
 
 
+def _is_text(path: Path) -> bool:
+    """Whether a file found in a folder is worth scanning: a notebook, or UTF-8 text."""
+    if path.suffix == ".ipynb":
+        return True
+    try:
+        with path.open("rb") as f:
+            head = f.read(8192)
+    except OSError:
+        return False
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a multi-byte character cut at the end is still text
+        return exc.start >= len(head) - 3
+    return True
+
+
+def expand(paths: list[str]) -> list[str]:
+    """Files named, plus every notebook and text file under each folder named (sorted).
+
+    Why skip rather than fail inside folders: a project folder holds images, archives and
+    caches; a file named explicitly that cannot be read is still bad input (exit 2).
+    """
+    files: list[str] = []
+    for path in paths:
+        p = Path(path)
+        if not p.is_dir():
+            files.append(path)
+            continue
+        for found in sorted(p.rglob("*")):
+            hidden = any(part.startswith(".") for part in found.relative_to(p).parts)
+            if not hidden and found.is_file() and _is_text(found):
+                files.append(str(found))
+    return files
+
+
 def scan_paths(paths: list[str], policy: PIIPolicy) -> list[dict[str, Any]]:
     """Findings as JSON-ready dicts: path, cell, output, field, entity type, span, score, action."""
     guard = PIIGuard(policy=policy)
     rows: list[dict[str, Any]] = []
-    inputs = [(path, *_read(path)) for path in paths]  # all bad input is reported first
+    inputs = [(path, *_read(path)) for path in expand(paths)]  # all bad input reported first
     for path, nb, text in inputs:
         found: list[Located] = locate(guard, nb, text)
         for loc in found:
@@ -115,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{where}: {r['entity_type']} at {r['start']}-{r['end']} "
                 f"score {r['score']:.2f} -> {r['action']}"
             )
-        print(f"{len(rows)} finding(s) in {len(args.paths)} file(s)")
+        print(f"{len(rows)} finding(s) in {len(expand(args.paths))} file(s)")
     return 1 if rows else 0
 
 
@@ -127,7 +166,12 @@ def add_scan(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="notebooks (.ipynb) or text files")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="notebooks (.ipynb), text files or folders (scanned recursively)",
+    )
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format")
     p.add_argument(
         "--policy",

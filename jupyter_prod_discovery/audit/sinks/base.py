@@ -72,6 +72,18 @@ class AuditSink(ABC, LoggingConfigurable, metaclass=_Meta):
         server's spool) from one the server sealed. Default None: the trail's own key."""
         return None
 
+    def start_new_chain(self) -> str | None:
+        """Set the stored chain aside, so that the next record starts a new chain (seq 1).
+
+        Called (after ``open``) when the stored tail is not sealed with the trail's key: the
+        store holds another chain (a server with another key, or an earlier run's random key),
+        and appending to it would leave records no single key verifies. Returns where the old
+        chain now is (to be named in the server's log), or None when the store cannot keep
+        chains apart (default), in which case the trail appends and verify reports the key
+        change at that record as "other key", not as tampering.
+        """
+        return None
+
     def sync(self) -> None:
         """Make written records durable against power loss if ``write`` deferred that and it is
         due by the sink's own policy (the writer thread calls this after every batch and at

@@ -225,6 +225,23 @@ class JSONLSink(AuditSink):
             os.close(fd)
         self._synced_at = time.monotonic()
 
+    def start_new_chain(self) -> str:
+        """Move the file and its rotated segments to ``<path>.chain-<UTC time>`` (segments
+        ``<path>.chain-<time>.<seq>``), where ``audit verify --log`` reads them as one chain;
+        the next record starts a new chain in ``path``."""
+        self.close()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = f"{self.path}.chain-{stamp}"
+        n = 1
+        while Path(target).exists() or segments(target):
+            n += 1
+            target = f"{self.path}.chain-{stamp}-{n}"
+        for seg in segments(self.path):
+            suffix = seg[len(self.path) :]  # "" for the active file, ".<seq>" for a segment
+            Path(seg).replace(target + suffix)
+        self.open()
+        return target
+
     def _unwritten(self, lines: list[str]) -> list[str]:
         """After a failed write, skip what already reached the file (replay is idempotent)."""
         last = self.tail()

@@ -270,6 +270,10 @@ class CleanRunGate(PromotionGate):
     )
 
     def check(self, ctx: ExportContext) -> GateResult:
+        if not _kernel_name(ctx.bundled):
+            # papermill would stop with "No kernel name found in notebook and no override
+            # provided": say what that means for the author, before starting anything.
+            return self.failed(NO_KERNELSPEC)
         env = {
             k: v
             for k, v in os.environ.items()
@@ -296,6 +300,19 @@ class CleanRunGate(PromotionGate):
             if proc.returncode == 0:
                 return self.passed("ran top to bottom with papermill in a clean kernel")
             return self.failed(_describe_failure(out))
+
+
+NO_KERNELSPEC = (
+    "the notebook names no kernel (metadata.kernelspec.name is missing), so papermill cannot "
+    "choose one ('No kernel name found in notebook'): open it in JupyterLab, select a kernel "
+    "and save, then export again"
+)
+
+
+def _kernel_name(nb: dict[str, Any]) -> str:
+    """The kernel papermill would start for ``nb`` ('' when the notebook names none)."""
+    spec = (nb.get("metadata") or {}).get("kernelspec") or {}
+    return str(spec.get("name") or "") if isinstance(spec, dict) else ""
 
 
 def _describe_failure(out: Path) -> str:

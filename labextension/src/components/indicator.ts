@@ -58,7 +58,7 @@ export class EnvironmentIndicator extends Widget {
   /** Show that the server could not be asked. */
   update_error(message: string): void {
     this.node.dataset.vault = 'error';
-    this.node.textContent = `Prod Discovery · status unavailable`;
+    this.node.textContent = 'Prod Discovery · status unavailable';
     this.node.title = message;
   }
 }
