@@ -137,6 +137,12 @@ class ExecutionPaths(LoggingConfigurable):
             "GuardedKernelClient",
         )
         self.install_mcp_hook(app)
+        guard = getattr(app, "pii_guard", None)
+        if guard is not None:
+            # The first scan imports the pattern recognizers (~1 s). Done now on the guard's
+            # worker thread, so no path's first output waits for it: jupyter-mcp-server, for
+            # one, stops reading outputs 100 ms after the execute_reply.
+            guard.submit(guard.text, "warm-up 536-22-1234 a@example.com", None)
         loop = getattr(serverapp, "io_loop", None)
         if loop is not None:
             # Other extensions add their routes after us (name order): gate them once all are.
