@@ -123,7 +123,7 @@ class ExecutionPaths(LoggingConfigurable):
     def install(self, app: Any) -> None:
         """At initialize_settings: settle the websocket class and the client class."""
         serverapp = app.serverapp
-        self.compose_websocket(serverapp)
+        self.compose_websocket(serverapp, app.settings)
         km = getattr(serverapp, "kernel_manager", None)
         configured = None
         for section in _CLIENT_SECTIONS:
@@ -148,7 +148,12 @@ class ExecutionPaths(LoggingConfigurable):
             # Other extensions add their routes after us (name order): gate them once all are.
             loop.add_callback(self.install_gates, app)
 
-    def compose_websocket(self, serverapp: Any) -> None:
+    def compose_websocket(self, serverapp: Any, settings: dict[str, Any]) -> None:
+        """Compose the configured kernel websocket class with the guard, or refuse it.
+
+        ``settings``: the extension's own, which the server copies back over its web app's
+        settings after ``initialize_settings``.
+        """
         cls = serverapp.kernel_websocket_connection_class
         new: type | None = None
         reason = f"the kernel websocket class {cls.__module__}.{cls.__qualname__} cannot be guarded"
@@ -165,6 +170,7 @@ class ExecutionPaths(LoggingConfigurable):
             self.log.info("Prod Discovery: kernel websocket %s composed with the guard", cls)
             serverapp.kernel_websocket_connection_class = new
             serverapp.web_app.settings["kernel_websocket_connection_class"] = new
+            settings["kernel_websocket_connection_class"] = new
 
         self.websocket_refused = state == "refused"
 
