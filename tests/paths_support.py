@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from guard_support import Recorder
 
 SSN, EMAIL = "536-22-1234", "ann.smith@example.com"

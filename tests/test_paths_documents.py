@@ -45,7 +45,7 @@ async def test_documents_websocket_redacts_and_audits(
     # (the code echoed in execute_input holds "536-22-" itself; the printed halves must not)
     assert "536-22-" not in stream_text(iopub)
     assert "ssn <US_SSN>" in stream_text(iopub) and "split <US_SSN>" in stream_text(iopub)
-    (request, user), = executions(recorder)
+    ((request, user),) = executions(recorder)
     assert request["via"] == "websocket" and request["code"] == PII_CODE
     assert user is not None and user.username
 
@@ -66,8 +66,12 @@ async def test_server_side_execution_redacted_in_document(
                 "sessions",
                 method="POST",
                 body=json.dumps(
-                    {"path": "prod.ipynb", "name": "prod.ipynb", "type": "notebook",
-                     "kernel": {"name": "python3"}}
+                    {
+                        "path": "prod.ipynb",
+                        "name": "prod.ipynb",
+                        "type": "notebook",
+                        "kernel": {"name": "python3"},
+                    }
                 ),
             )
         ).body
@@ -79,8 +83,10 @@ async def test_server_side_execution_redacted_in_document(
     room = settings["yroom_manager"].get_room(room_id)
     ydoc = await room.get_jupyter_ydoc()
     await wait_for(lambda: len(ydoc.ycells) == 1 and room._kernel_client is not None)
-    body = {"document_id": room_id, "cells": [{"cell_id": "pii-cell",
-                                               "source_hash": _source_hash(PII_CODE)}]}
+    body = {
+        "document_id": room_id,
+        "cells": [{"cell_id": "pii-cell", "source_hash": _source_hash(PII_CODE)}],
+    }
     resp = await jp_fetch("api", "kernels", kid, "execute", method="POST", body=json.dumps(body))
     assert resp.code == 200
     ycell = ydoc.ycells[0]
@@ -94,7 +100,7 @@ async def test_server_side_execution_redacted_in_document(
     assert SSN not in outputs and EMAIL not in outputs and "536-22-" not in outputs
     assert "<US_SSN>" in outputs and "<EMAIL_ADDRESS>" in outputs
     requests = [(d, u) for d, u in executions(recorder) if d["code"] == PII_CODE]
-    (request, user), = requests
+    ((request, user),) = requests
     assert request["via"] == "server-side:jupyter-server-documents"
     assert request["kernel_id"] == kid
     assert user is not None and user.username

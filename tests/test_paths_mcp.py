@@ -45,7 +45,7 @@ async def test_mcp_execute_code_audited_and_redacted(jp_fetch: Any, recorder: Re
     assert "<US_SSN>" in text and "<EMAIL_ADDRESS>" in text
     requests = executions(recorder)
     assert [d["code"] for d, _ in requests] == [code]
-    (request, user), = requests
+    ((request, user),) = requests
     assert request["via"] == "mcp:execute_code"
     assert request["kernel_id"] == kid
     assert user is not None and user.username

@@ -26,7 +26,9 @@ def prod_discovery_extension_config() -> dict[str, Any]:
 
 async def run_rest(jp_fetch: Any, kid: str, code: str) -> dict[str, Any]:
     """POST the code, then poll its request until the result is complete."""
-    resp = await jp_fetch("api", "kernels", kid, "execute", method="POST", body=json.dumps({"code": code}))
+    resp = await jp_fetch(
+        "api", "kernels", kid, "execute", method="POST", body=json.dumps({"code": code})
+    )
     assert resp.code == 202
     location = resp.headers["Location"].lstrip("/").split("/")
     for _ in range(600):
@@ -57,11 +59,11 @@ async def test_rest_execution_outputs_redacted_and_audited(
     assert SSN not in outputs and EMAIL not in outputs
     assert "536-22-" not in outputs, "the half of the split value left before the seam scan"
     assert "<US_SSN>" in outputs and "<EMAIL_ADDRESS>" in outputs
-    (request, user), = executions(recorder)
+    ((request, user),) = executions(recorder)
     assert request["via"] == "rest:jupyter-server-nbmodel"
     assert request["kernel_id"] == kid and request["code"] == PII_CODE
     assert user is not None and user.username
-    (reply, reply_user), = executions(recorder, "reply")
+    ((reply, reply_user),) = executions(recorder, "reply")
     assert reply["status"] == "ok" and reply["msg_id"] == request["msg_id"]
     assert reply_user is user
     pii = [d for k, d, _ in recorder.events if k == "pii"]

@@ -28,9 +28,7 @@ def terminals_mode() -> str:
 
 @pytest.fixture
 def prod_discovery_extension_config(terminals_mode: str) -> dict[str, Any]:
-    return server_config(
-        "jupyter_server_terminals", ProdDiscoveryApp={"terminals": terminals_mode}
-    )
+    return server_config("jupyter_server_terminals", ProdDiscoveryApp={"terminals": terminals_mode})
 
 
 async def read_until(ws: Any, marker: str, timeout: float = 60) -> str:
@@ -61,7 +59,8 @@ async def test_terminal_output_redacted_and_session_audited(
     name = json.loads((await jp_fetch("api", "terminals", method="POST", body="{}")).body)["name"]
     ws = await jp_ws_fetch("terminals", "websocket", name)
     # Split so that the typed line (echoed by the shell) holds no SSN; the output does.
-    ws.write_message(json.dumps(["stdin", "A=536-22; echo \"ssn $A-1234 env:${%s:-unset}\"; echo DO''NE\r" % SECRET_ENV]))
+    line = f'A=536-22; echo "ssn $A-1234 env:${{{SECRET_ENV}:-unset}}"; echo DO' + "''NE\r"
+    ws.write_message(json.dumps(["stdin", line]))
     out = await read_until(ws, "DONE")
     assert SSN not in out
     assert "ssn <US_SSN>" in out
