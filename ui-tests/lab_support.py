@@ -49,6 +49,10 @@ class LabOptions:
     vault: bool = True
     notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
     short_lease: bool = False
+    #: Server extensions switched on or off explicitly (c.ServerApp.jpserver_extensions), and
+    #: lab extensions disabled (labconfig/page_config.json): which RTC/execution stack runs.
+    server_extensions: dict[str, bool] = field(default_factory=dict)
+    disabled_labextensions: tuple[str, ...] = ()
 
 
 @dataclass
@@ -162,8 +166,13 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
         news = work / "settings" / "@jupyterlab" / "apputils-extension"
         news.mkdir(parents=True)
         (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-        (work / "config").mkdir()
+        config["ServerApp"]["jpserver_extensions"].update(options.server_extensions)
+        (work / "config" / "labconfig").mkdir(parents=True)
         (work / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
+        disabled = dict.fromkeys(options.disabled_labextensions, True)
+        (work / "config" / "labconfig" / "page_config.json").write_text(
+            json.dumps({"disabledExtensions": disabled})
+        )
         token = secrets.token_hex(24)
         port = free_port()
         env.update(

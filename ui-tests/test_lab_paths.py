@@ -1,0 +1,110 @@
+"""A redacted SSN in Chromium with each RTC stack: jupyter-server-documents with server-side
+execution (outputs written into the shared document by the server) and jupyter-collaboration 5
+(outputs over the kernel websocket). The raw value must appear nowhere in the page."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from lab_support import LOAD_TIMEOUT, Lab, LabOptions, notebook, run_lab, shot
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SSN = "536-22-8721"
+NOTEBOOK = "paths.ipynb"
+CODE = f"print('customer SSN {SSN[:7]}' + '{SSN[7:]}')"
+NBMODEL_LAB = "@datalayer/jupyter-server-nbmodel"
+DOCUMENTS_LAB = "@jupyter-ai-contrib/server-documents"
+
+STACKS = {
+    "documents": LabOptions(
+        compliance=True,
+        vault=False,
+        notebooks={NOTEBOOK: notebook(CODE)},
+        server_extensions={
+            "jupyter_server_documents": True,
+            "jupyter_server_ydoc": False,
+            "jupyter_server_nbmodel": False,
+            "jupyter_mcp_server": False,
+        },
+        disabled_labextensions=(NBMODEL_LAB,),
+    ),
+    "collaboration": LabOptions(
+        compliance=True,
+        vault=False,
+        notebooks={NOTEBOOK: notebook(CODE)},
+        server_extensions={
+            "jupyter_server_documents": False,
+            "jupyter_server_ydoc": True,
+            "jupyter_server_nbmodel": False,
+            "jupyter_mcp_server": False,
+        },
+        disabled_labextensions=(NBMODEL_LAB, DOCUMENTS_LAB),
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(STACKS))
+def stack(request: Any) -> str:
+    pytest.importorskip(
+        "jupyter_server_documents" if request.param == "documents" else "jupyter_server_ydoc"
+    )
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def stack_lab(stack: str) -> Iterator[Lab]:
+    with run_lab(STACKS[stack]) as running:
+        yield running
+
+
+def _dicts(value: Any) -> Iterator[dict[str, Any]]:
+    """Every dict inside a decoded audit line (the payload sits in the event envelope)."""
+    if isinstance(value, dict):
+        yield value
+        for v in value.values():
+            yield from _dicts(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _dicts(v)
+
+
+def test_ssn_redacted_in_page(browser: Any, stack: str, stack_lab: Lab) -> None:
+    lab = stack_lab
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(f"{lab.url}/lab?token={lab.token}&reset", wait_until="domcontentloaded")
+        page.locator("#jp-main-dock-panel").wait_for(state="visible", timeout=LOAD_TIMEOUT)
+        config = json.loads(page.locator("#jupyter-config-data").text_content() or "{}")
+        if stack == "documents":
+            assert config.get("serverSideExecution") == "true"
+        page.evaluate(
+            "([c, a]) => window.jupyterapp.commands.execute(c, a)",
+            ["docmanager:open", {"path": NOTEBOOK}],
+        )
+        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
+            state="attached", timeout=90_000
+        )
+        page.evaluate("(c) => window.jupyterapp.commands.execute(c)", "notebook:run-all-cells")
+        page.locator(".jp-OutputArea-output", has_text="<US_SSN>").first.wait_for(
+            state="visible", timeout=90_000
+        )
+        shot(page, f"paths-{stack}")
+        assert SSN not in page.content()
+        assert SSN not in " ".join(page.locator(".jp-OutputArea").all_inner_texts())
+        if stack == "documents":
+            # Executed by the server, recorded as such, with the user.
+            found = [
+                r
+                for line in lab.audit_log.read_text().splitlines()
+                for r in _dicts(json.loads(line))
+                if r.get("via") == "server-side:jupyter-server-documents"
+            ]
+            assert found and all((r.get("user") or {}).get("username") for r in found)
+    finally:
+        context.close()
