@@ -9,7 +9,8 @@ claims that statement when the execute_request actually leaves (``claim``):
 
 1. a pending claim for the kernel whose code matches (sha256), else the oldest one without code
    (server-side execution names cells, not code);
-2. the path marked on the running context (``running_via``), with the user of the live request;
+2. the path marked on the running context (``mark_via``) while its request is live, with
+   the user of that request;
 3. the live request itself (``CallContext``), named by its handler class;
 4. otherwise the execution is recorded as ``server`` with no user: visible as unattributed.
 """
@@ -21,12 +22,17 @@ import contextvars
 import hashlib
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Attribution", "Attributions", "code_sha256", "current_request_user", "running_via"]
+__all__ = [
+    "Attribution",
+    "Attributions",
+    "code_sha256",
+    "current_request_user",
+    "mark_via",
+    "unmark",
+]
 
 #: How long a request-time statement waits for its execute_request (a queued Run All waits
 #: behind the cells before it; an hour bounds the table without dropping a slow queue).
@@ -75,18 +81,12 @@ def current_request_user() -> tuple[Any, Any] | None:
     return handler, getattr(handler, "current_user", None)
 
 
-@contextmanager
-def running_via(via: str, user: Any = None) -> Iterator[None]:
-    """Mark executions sent in this context (and the tasks it creates) as run through ``via``."""
-    token = _VIA.set((via, user))
-    try:
-        yield
-    finally:
-        _VIA.reset(token)
-
-
 def mark_via(via: str, user: Any = None) -> contextvars.Token[tuple[str, Any] | None]:
-    """``running_via`` for hooks that cannot wrap the call (reset with ``unmark``)."""
+    """Mark executions sent in this context (and tasks it creates) as run through ``via``.
+
+    For hooks that cannot wrap the call they mark (jupyter-mcp-server's before/after tool call);
+    reset with ``unmark``.
+    """
     return _VIA.set((via, user))
 
 
@@ -141,9 +141,11 @@ class Attributions:
                 return Attribution(hit.via, hit.user)
         marked = _VIA.get()
         live = current_request_user()
-        if marked is not None:
+        # A mark is trusted only inside a live request: a task created during a marked request
+        # (a kernel's execution worker) keeps a copy of the mark long after that request.
+        if marked is not None and live is not None:
             via, user = marked
-            return Attribution(via, user if user is not None else (live[1] if live else None))
+            return Attribution(via, user if user is not None else live[1])
         if live is not None:
             handler, user = live
             return Attribution(f"server:{type(handler).__name__}", user)
