@@ -38,14 +38,18 @@ async def test_mcp_execute_code_audited_and_redacted(jp_fetch: Any, recorder: Re
             break
     recorder.events.clear()
     code = f"print('ssn {SSN}')\n'{EMAIL}'"
-    result = await call_tool(jp_fetch, "execute_code", code=code, kernel_id=kid)
-    text = json.dumps(result)
-    assert result["success"] is True, text
-    assert SSN not in text and EMAIL not in text
-    assert "<US_SSN>" in text and "<EMAIL_ADDRESS>" in text
+    # Its 100 ms grace after the execute_reply can still lose a slow output (upstream): an
+    # attempt may return no output, but none may return a raw value, and each is audited.
+    texts = []
+    for _ in range(10):
+        result = await call_tool(jp_fetch, "execute_code", code=code, kernel_id=kid)
+        assert result["success"] is True, result
+        texts.append(json.dumps(result))
+        if "<US_SSN>" in texts[-1]:
+            break
+    assert all(SSN not in t and EMAIL not in t for t in texts)
+    assert "<US_SSN>" in texts[-1] and "<EMAIL_ADDRESS>" in texts[-1]
     requests = executions(recorder)
-    assert [d["code"] for d, _ in requests] == [code]
-    ((request, user),) = requests
-    assert request["via"] == "mcp:execute_code"
-    assert request["kernel_id"] == kid
-    assert user is not None and user.username
+    assert [d["code"] for d, _ in requests] == [code] * len(texts)
+    assert all(d["via"] == "mcp:execute_code" and d["kernel_id"] == kid for d, _ in requests)
+    assert all(u is not None and u.username for _, u in requests)

@@ -4,9 +4,10 @@
 Its connection forwards raw kernel frames to the browser; here each frame is decoded, passed
 through the client's :class:`~.kernel_client.MessageGuard` (the same scan and audit as every other
 kernel client in the server) and re-packed only when the guard changed it. On iopub, a stream
-frame is held until the next frame arrives or ``PIIGuard.stream_hold_timeout`` passes (longer,
-up to ``secret_hold_timeout``, while its end could begin a live secret), so a value split across
-two flushes is redacted in both halves before either leaves.
+frame that ends mid-line is held until the next frame arrives or ``PIIGuard.secret_hold_timeout``
+passes (10 s by default), so a value split across two flushes, even seconds apart, is redacted
+in both halves before either leaves; a frame ending a line passes at once (no finding spans a
+line break).
 """
 
 from __future__ import annotations
@@ -70,11 +71,11 @@ async def forward(conn: Any, client: Any, channel_name: str) -> None:
     try:
         while True:
             if held is not None:
+                # An open line waits for its continuation up to secret_hold_timeout (10 s by
+                # default), whatever the pause between the two flushes within that.
                 guard = mg.guard if mg is not None else None
-                wait = guard.stream_hold_timeout if guard is not None else 0.0
-                text = str(held.msg["content"].get("text", ""))
-                if guard is not None and guard.may_continue_secret(text, mg.kernel_id):  # type: ignore[union-attr]
-                    wait = max(wait, guard.secret_hold_timeout - (loop.time() - held_since))
+                wait = guard.secret_hold_timeout if guard is not None else 0.0
+                wait -= loop.time() - held_since
                 if not await socket.poll(max(0, int(wait * 1000))):
                     frame, held = held, None
                     if not write(frame):
@@ -99,8 +100,14 @@ async def forward(conn: Any, client: Any, channel_name: str) -> None:
                 if not write(prev):
                     return
             if channel_name == "iopub" and msg["header"].get("msg_type") == "stream":
-                held, held_since = frame, loop.time()
-                continue
+                # A chunk ending a line is not held: no finding spans a line break (the guard's
+                # seam rule), so the next chunk cannot complete a value begun in this one.
+                text = str(msg["content"].get("text", ""))
+                if not text.endswith("\n") or (
+                    mg.guard is not None and mg.guard.matcher(mg.kernel_id).multiline
+                ):
+                    held, held_since = frame, loop.time()
+                    continue
             if not write(frame):
                 return
     except asyncio.CancelledError:
