@@ -41,6 +41,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: The RTC and execution extensions the test extras install (tests/test_paths_*.py), off.
+PLAIN_SERVER = {
+    "jupyter_server_documents": False,
+    "jupyter_server_ydoc": False,
+    "jupyter_server_nbmodel": False,
+    "jupyter_mcp_server": False,
+}
+PLAIN_LAB_DISABLED = (
+    "@datalayer/jupyter-server-nbmodel",
+    "@jupyter-ai-contrib/server-documents",
+    "@jupyter/docprovider-extension",
+    "@jupyter/collaboration-extension",
+)
+
+
 @dataclass
 class LabOptions:
     """How a module's JupyterLab is configured."""
@@ -51,8 +66,11 @@ class LabOptions:
     short_lease: bool = False
     #: Server extensions switched on or off explicitly (c.ServerApp.jpserver_extensions), and
     #: lab extensions disabled (labconfig/page_config.json): which RTC/execution stack runs.
-    server_extensions: dict[str, bool] = field(default_factory=dict)
-    disabled_labextensions: tuple[str, ...] = ()
+    #: By default plain JupyterLab, whatever else the test extras installed.
+    server_extensions: dict[str, bool] = field(default_factory=lambda: dict(PLAIN_SERVER))
+    disabled_labextensions: tuple[str, ...] = PLAIN_LAB_DISABLED
+    #: More c.ProdDiscoveryApp settings (e.g. terminals).
+    app_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -167,6 +185,7 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
         news.mkdir(parents=True)
         (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
         config["ServerApp"]["jpserver_extensions"].update(options.server_extensions)
+        config["ProdDiscoveryApp"].update(options.app_config)
         (work / "config" / "labconfig").mkdir(parents=True)
         (work / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
         disabled = dict.fromkeys(options.disabled_labextensions, True)

@@ -80,6 +80,12 @@ def test_ssn_redacted_in_page(browser: Any, stack: str, stack_lab: Lab) -> None:
     try:
         page.goto(f"{lab.url}/lab?token={lab.token}&reset", wait_until="domcontentloaded")
         page.locator("#jp-main-dock-panel").wait_for(state="visible", timeout=LOAD_TIMEOUT)
+        indicator = page.locator(".jp-ProdDiscovery-indicator").first
+        indicator.wait_for(state="visible", timeout=LOAD_TIMEOUT)
+        page.wait_for_function(
+            "() => document.querySelector('.jp-ProdDiscovery-indicator').dataset.paths === 'ok'"
+        )
+        assert indicator.get_attribute("data-terminals") == "audit"
         config = json.loads(page.locator("#jupyter-config-data").text_content() or "{}")
         if stack == "documents":
             assert config.get("serverSideExecution") == "true"
@@ -106,5 +112,36 @@ def test_ssn_redacted_in_page(browser: Any, stack: str, stack_lab: Lab) -> None:
                 if r.get("via") == "server-side:jupyter-server-documents"
             ]
             assert found and all((r.get("user") or {}).get("username") for r in found)
+    finally:
+        context.close()
+
+
+DENY = LabOptions(compliance=True, vault=False, app_config={"terminals": "deny"})
+
+
+@pytest.fixture(scope="module")
+def deny_lab() -> Iterator[Lab]:
+    with run_lab(DENY) as running:
+        yield running
+
+
+def test_terminals_denied_ui_says_why(browser: Any, deny_lab: Lab) -> None:
+    lab = deny_lab
+    resp = lab.api("POST", "api/terminals")
+    assert resp.status_code == 403 and "terminals are disabled" in resp.reason
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(f"{lab.url}/lab?token={lab.token}&reset", wait_until="domcontentloaded")
+        page.locator(".jp-Launcher").first.wait_for(state="visible", timeout=LOAD_TIMEOUT)
+        indicator = page.locator(".jp-ProdDiscovery-indicator").first
+        page.wait_for_function(
+            "() => document.querySelector('.jp-ProdDiscovery-indicator').dataset.terminals"
+            " === 'deny'"
+        )
+        assert "terminals are disabled" in (indicator.get_attribute("title") or "")
+        assert page.locator(".jp-LauncherCard", has_text="Terminal").count() == 0
+        shot(page, "paths-terminals-denied")
     finally:
         context.close()

@@ -27,6 +27,7 @@ Paths and how each is guarded (``ExecutionPaths.status`` reports them to ``/stat
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
@@ -43,6 +44,8 @@ __all__ = ["UNGUARDABLE", "ExecutionPaths", "link"]
 CLIENT_CLASS = "jupyter_prod_discovery.guard.kernel_client.GuardedKernelClient"
 #: Paths that may be allowed to run unguarded, by name (``ExecutionPaths.allow_unguarded``).
 UNGUARDABLE = ("kernel-websocket", "kernel-client", "nbmodel-remote")
+#: The hook registered on jupyter-mcp-server's process-wide HookRegistry (one server's).
+_MCP_HOOK: Any = None
 _CLIENT_SECTIONS = ("ServerKernelManager", "AsyncIOLoopKernelManager", "AsyncKernelManager")
 
 
@@ -208,9 +211,13 @@ class ExecutionPaths(LoggingConfigurable):
             from jupyter_mcp_server.hooks import HookRegistry
         except ImportError:
             return
+        global _MCP_HOOK
         registry = HookRegistry.get_instance()
-        if not any(isinstance(h, McpHook) for h in registry._handlers):
-            registry.register(McpHook(self))
+        if _MCP_HOOK is not None:  # a previous server of this process (tests): replaced
+            with contextlib.suppress(ValueError):
+                registry.unregister(_MCP_HOOK)
+        _MCP_HOOK = McpHook(self)
+        registry.register(_MCP_HOOK)
         self.states["mcp"] = "guarded"
 
 
