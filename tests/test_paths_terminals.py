@@ -94,6 +94,20 @@ async def test_typed_pii_echo_redacted_in_output_and_record(
     assert SSN not in line["line"] and "<US_SSN>" in line["line"]
 
 
+async def test_value_split_between_reads_not_whole(
+    jp_fetch: Any, jp_ws_fetch: Any, recorder: Recorder
+) -> None:
+    name = json.loads((await jp_fetch("api", "terminals", method="POST", body="{}")).body)["name"]
+    ws = await jp_ws_fetch("terminals", "websocket", name)
+    # Two reads one second apart; the typed line holds the halves apart (no SSN in the echo).
+    ws.write_message(
+        json.dumps(["stdin", "printf '536-22-'; sleep 1; printf '1234\\n'; echo DO''NE\r"])
+    )
+    out = await read_until(ws, "DONE")
+    assert SSN not in out
+    assert "<US_SSN>" in out  # the second half, found across the seam with the first
+
+
 @pytest.mark.parametrize("terminals_mode", ["deny"])
 async def test_terminals_denied_with_reason(
     jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, recorder: Recorder

@@ -22,6 +22,7 @@ Callers that read the sockets directly (``socket.recv_multipart``) bypass all of
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
@@ -33,6 +34,8 @@ from .attribution import Attribution
 from .live import SCANNED_TYPES, PIIGuard, map_strings
 
 __all__ = ["GuardedChannel", "GuardedKernelClient", "MessageGuard"]
+
+log = logging.getLogger(__name__)
 
 #: Messages that carry nothing a user typed or a kernel printed.
 _UNSCANNED = frozenset(("status", "kernel_info_reply", "comm_info_reply", "is_complete_reply"))
@@ -100,9 +103,11 @@ class MessageGuard:
         if channel == "shell" and msg_type == "execute_reply":
             self._audit_reply(parent, msg)
         guard = self.guard
-        if guard is None or msg_type in _UNSCANNED:
-            if channel == "iopub" and msg_type != "stream":
-                self._stream = None
+        if guard is None:
+            return False
+        if msg_type in _UNSCANNED:
+            if channel == "iopub":  # the cell's idle status closes its stream's seam
+                self._track_stream(guard, msg_type, parent, msg)
             return False
         content = msg.get("content")
         if not isinstance(content, dict):
@@ -233,6 +238,7 @@ class GuardedChannel(AsyncZMQSocketChannel):
                 self.pd_guard.sent(msg)
             except Exception:
                 # An execution we cannot record is not sent (the audit guard fails closed).
+                log.exception("could not audit an execute_request; not sent")
                 raise RuntimeError("Prod Discovery: the execution could not be audited") from None
         super().send(msg)
 

@@ -150,7 +150,9 @@ class TerminalAudit(TerminalDeny, _Socket):
         tail = self._pd_tail
         window = max(guard.stream_window, guard.matcher(None).max_length)
         whole = tail + text
-        verdict = guard.policy.decide(guard.find(whole, None))
+        cut = len(tail)
+        # Findings wholly inside the tail were this method's business for the previous chunk.
+        verdict = guard.policy.decide([f for f in guard.find(whole, None) if f.end > cut])
         self._pd_tail = whole[-window:]
         if not verdict.entities:
             return text
@@ -171,7 +173,6 @@ class TerminalAudit(TerminalDeny, _Socket):
             return text
         # Findings are in tail+text coordinates; what of them lies in ``text`` is redacted
         # (the tail has left already).
-        cut = len(tail)
         spans = [
             Finding(f.entity_type, max(f.start, cut) - cut, f.end - cut, f.score)
             for f in guard.policy.to_redact(verdict)
