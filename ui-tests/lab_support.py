@@ -48,12 +48,12 @@ PLAIN_SERVER = {
     "jupyter_server_nbmodel": False,
     "jupyter_mcp_server": False,
 }
-PLAIN_LAB_DISABLED = (
-    "@datalayer/jupyter-server-nbmodel",
-    "@jupyter-ai-contrib/server-documents",
-    "@jupyter/docprovider-extension",
-    "@jupyter/collaboration-extension",
-)
+PLAIN_LAB = {
+    "@datalayer/jupyter-server-nbmodel": False,
+    "@jupyter-ai-contrib/server-documents": False,
+    "@jupyter/docprovider-extension": False,
+    "@jupyter/collaboration-extension": False,
+}
 
 
 @dataclass
@@ -64,11 +64,11 @@ class LabOptions:
     vault: bool = True
     notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
     short_lease: bool = False
-    #: Server extensions switched on or off explicitly (c.ServerApp.jpserver_extensions), and
-    #: lab extensions disabled (labconfig/page_config.json): which RTC/execution stack runs.
-    #: By default plain JupyterLab, whatever else the test extras installed.
+    #: Server extensions (c.ServerApp.jpserver_extensions) and lab extensions
+    #: (labconfig/page_config.json) switched on or off explicitly: which RTC/execution stack
+    #: runs. By default plain JupyterLab, whatever the test extras installed.
     server_extensions: dict[str, bool] = field(default_factory=lambda: dict(PLAIN_SERVER))
-    disabled_labextensions: tuple[str, ...] = PLAIN_LAB_DISABLED
+    labextensions: dict[str, bool] = field(default_factory=lambda: dict(PLAIN_LAB))
     #: More c.ProdDiscoveryApp settings (e.g. terminals).
     app_config: dict[str, Any] = field(default_factory=dict)
 
@@ -188,7 +188,7 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
         config["ProdDiscoveryApp"].update(options.app_config)
         (work / "config" / "labconfig").mkdir(parents=True)
         (work / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
-        disabled = dict.fromkeys(options.disabled_labextensions, True)
+        disabled = {name: not on for name, on in options.labextensions.items()}
         (work / "config" / "labconfig" / "page_config.json").write_text(
             json.dumps({"disabledExtensions": disabled})
         )
@@ -197,6 +197,9 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
         env.update(
             {
                 "JUPYTER_CONFIG_DIR": str(work / "config"),
+                # This lab's config above the venv's (which turns the RTC/execution extensions
+                # off, scripts/install.sh): in a venv jupyter prefers the venv's by default.
+                "JUPYTER_PREFER_ENV_PATH": "0",
                 "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
                 "JUPYTER_DATA_DIR": str(work / "data"),
                 "JUPYTER_TOKEN": token,

@@ -16,8 +16,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SSN = "536-22-8721"
 NOTEBOOK = "paths.ipynb"
 CODE = f"print('customer SSN {SSN[:7]}' + '{SSN[7:]}')"
-NBMODEL_LAB = "@datalayer/jupyter-server-nbmodel"
 DOCUMENTS_LAB = "@jupyter-ai-contrib/server-documents"
+#: jupyter-collaboration's frontend (jupyter-server-documents uses it too).
+COLLABORATION_LABS = {
+    "@jupyter/docprovider-extension": True,
+    "@jupyter/collaboration-extension": True,
+}
 
 STACKS = {
     "documents": LabOptions(
@@ -30,7 +34,7 @@ STACKS = {
             "jupyter_server_nbmodel": False,
             "jupyter_mcp_server": False,
         },
-        disabled_labextensions=(NBMODEL_LAB,),
+        labextensions={**COLLABORATION_LABS, DOCUMENTS_LAB: True},
     ),
     "collaboration": LabOptions(
         compliance=True,
@@ -42,7 +46,7 @@ STACKS = {
             "jupyter_server_nbmodel": False,
             "jupyter_mcp_server": False,
         },
-        disabled_labextensions=(NBMODEL_LAB, DOCUMENTS_LAB),
+        labextensions=COLLABORATION_LABS,
     ),
 }
 
