@@ -21,6 +21,18 @@ PII_CODE = (
 )
 
 
+def need(module: str) -> None:
+    """Skip without ``module`` on a workstation; under CI=true (the test extras install it) fail."""
+    import importlib.util
+
+    from jupyter_prod_discovery.pytest_plugin import require
+
+    require(
+        importlib.util.find_spec(module) is not None,
+        f"{module} is not installed (pip install -e '.[test]')",
+    )
+
+
 def server_config(*extensions: str, **sections: dict[str, Any]) -> dict[str, Any]:
     """Our extension plus ``extensions``, every other installed one explicitly off."""
     known = (

@@ -10,10 +10,14 @@ from typing import Any
 import nbformat
 import pytest
 from guard_support import V1, KernelClient, Recorder, stream_text
-from paths_support import EMAIL, PII_CODE, SSN, executions, recorder, server_config, wait_for
+from paths_support import EMAIL, PII_CODE, SSN, executions, need, recorder, server_config, wait_for
 
-pytest.importorskip("jupyter_server_documents")
 __all__ = ["recorder"]  # the fixture, imported
+
+
+@pytest.fixture(autouse=True)
+def _installed() -> None:
+    need("jupyter_server_documents")
 
 
 @pytest.fixture

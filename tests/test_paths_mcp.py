@@ -8,13 +8,17 @@ from typing import Any
 
 import pytest
 from guard_support import Recorder
-from paths_support import EMAIL, SSN, executions, recorder, server_config
+from paths_support import EMAIL, SSN, executions, need, recorder, server_config
 from paths_support import start_kernel as new_kernel
 
-pytest.importorskip("jupyter_mcp_server")
 __all__ = ["recorder"]  # the fixture, imported
 # Its handlers authenticate in prepare(), not with the decorators jupyter_server looks for.
 pytestmark = pytest.mark.filterwarnings("ignore::jupyter_server.utils.JupyterServerAuthWarning")
+
+
+@pytest.fixture(autouse=True)
+def _installed() -> None:
+    need("jupyter_mcp_server")
 
 
 @pytest.fixture

@@ -9,14 +9,18 @@ from typing import Any
 
 import pytest
 from guard_support import Recorder
-from paths_support import EMAIL, PII_CODE, SSN, executions, recorder, server_config
+from paths_support import EMAIL, PII_CODE, SSN, executions, need, recorder, server_config
 from paths_support import start_kernel as new_kernel
 from tornado.httpclient import HTTPClientError
 
 from jupyter_prod_discovery.guard.kernel_client import GuardedKernelClient
 
-pytest.importorskip("jupyter_server_nbmodel")
 __all__ = ["recorder"]  # the fixture, imported
+
+
+@pytest.fixture(autouse=True)
+def _installed() -> None:
+    need("jupyter_server_nbmodel")
 
 
 @pytest.fixture

@@ -4,12 +4,15 @@ execution (outputs written into the shared document by the server) and jupyter-c
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from lab_support import LOAD_TIMEOUT, Lab, LabOptions, notebook, run_lab, shot
+
+from jupyter_prod_discovery.pytest_plugin import require
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -53,9 +56,8 @@ STACKS = {
 
 @pytest.fixture(scope="module", params=sorted(STACKS))
 def stack(request: Any) -> str:
-    pytest.importorskip(
-        "jupyter_server_documents" if request.param == "documents" else "jupyter_server_ydoc"
-    )
+    module = "jupyter_server_documents" if request.param == "documents" else "jupyter_server_ydoc"
+    require(importlib.util.find_spec(module) is not None, f"{module} is not installed")
     return str(request.param)
 
 
