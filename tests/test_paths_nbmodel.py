@@ -122,3 +122,23 @@ class TestUnguardableClient:
         status = json.loads((await jp_fetch("prod-discovery", "api", "status")).body)
         assert status["paths"]["paths"]["kernel-client"] == "refused"
         assert "kernel-client" in status["paths"]["reasons"]
+
+
+async def test_rest_input_prompt_redacted(jp_fetch: Any, recorder: Recorder) -> None:
+    """The stdin channel too: an input() prompt reaches the REST caller redacted."""
+    kid = await new_kernel(jp_fetch)
+    body = json.dumps({"code": f"answer = input('confirm {SSN[:7]}' + '{SSN[7:]}: ')"})
+    resp = await jp_fetch("api", "kernels", kid, "execute", method="POST", body=body)
+    location = resp.headers["Location"].lstrip("/").split("/")
+    for _ in range(600):
+        r = await jp_fetch(*location, raise_error=False)
+        if r.code == 300:
+            break
+        assert r.code == 202, r.body
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("no input request")
+    prompt = json.loads(r.body)
+    assert SSN not in json.dumps(prompt)
+    assert "<US_SSN>" in prompt["input_request"]["prompt"]
+    await jp_fetch("api", "kernels", kid, "input", method="POST", body=json.dumps({"input": "yes"}))
