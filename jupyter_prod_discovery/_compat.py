@@ -66,3 +66,67 @@ class FilteredTerminalManager(TerminalManager):
         own = {*TERMINADO_OWN_ENV, *(self.extra_env or {}), *(kwargs.get("extra_env") or {})}
         explicit = {k: v for k, v in env.items() if k in own}
         return self.kernel_environment.build(env, explicit)
+
+
+# --- Routes of other extensions -------------------------------------------------------------
+# Extensions that run code or shells (jupyter-server-nbmodel, jupyter-server-documents,
+# jupyter_server_terminals) declare no hook before their handlers act. Their routes are tornado
+# ``Rule`` objects (``tornado.routing``: ``RuleRouter.rules``, ``Rule.target``, public), so a
+# handler class is swapped for a subclass that adds the guard's ``prepare``/socket methods; the
+# subclass relies only on tornado's handler life cycle. Added by extensions in name order after
+# us, so this runs once all are loaded (``guard.paths.install_gates``).
+
+
+def wrap_route_targets(web_app: Any, wrap: Any) -> int:
+    """Replace every route target ``cls`` for which ``wrap(cls)`` returns a class; count them."""
+    from tornado.routing import RuleRouter
+    from tornado.web import RequestHandler
+
+    seen: set[int] = set()
+    count = 0
+
+    def walk(router: Any) -> None:
+        nonlocal count
+        if id(router) in seen:
+            return
+        seen.add(id(router))
+        for rule in getattr(router, "rules", []):
+            target = rule.target
+            if isinstance(target, RuleRouter):
+                walk(target)
+            elif isinstance(target, type) and issubclass(target, RequestHandler):
+                new = wrap(target)
+                if new is not None and new is not target:
+                    rule.target = new
+                    count += 1
+
+    walk(web_app.default_router)
+    walk(web_app.wildcard_router)
+    return count
+
+
+# --- jupyter-server-documents' kernel websocket ------------------------------------------------
+# Its ``KernelWebsocketConnection`` (0.3) gives each browser connection an AsyncKernelClient from
+# ``kernel_manager.client()`` and forwards raw frames: ``_listen(channel)`` reads
+# ``channel.socket.recv_multipart()`` and writes v1 frames, ``handle_incoming_message`` sends with
+# ``session.send_raw``. Both are private; the guarded subclass replaces ``_listen`` with the same
+# loop through ``guard.documents.forward`` and audits ``handle_incoming_message``.
+
+
+def guarded_documents_connection(base: type) -> type:
+    """A subclass of jupyter-server-documents' connection class through the PII guard."""
+    from .guard import documents
+
+    class GuardedDocumentsConnection(base):
+        pd_guarded = True
+
+        async def _listen(self, channel_name: str) -> None:
+            await documents.forward(self, self._client, channel_name)
+
+        def handle_incoming_message(self, incoming_msg: bytes) -> None:
+            documents.audit_incoming(self, self._client, incoming_msg)
+            super().handle_incoming_message(incoming_msg)
+
+    GuardedDocumentsConnection.__name__ = f"Guarded{base.__name__}"
+    GuardedDocumentsConnection.__qualname__ = GuardedDocumentsConnection.__name__
+    return GuardedDocumentsConnection

@@ -12,7 +12,7 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Unicode, default
+from traitlets import Bool, Enum, Unicode, default
 
 from . import hardening
 from .audit import setup as audit_setup
@@ -25,6 +25,7 @@ from .credentials.remote import RemoteCredentialBroker
 from .credentials.secrets import SecretRegistry
 from .credentials.vault import VaultClient, VaultError
 from .export import setup as export_setup
+from .guard import paths as guard_paths
 from .guard import setup as guard_setup
 from .handlers import API, default_handlers, narrow_routes
 from .service.client import URL_ENV as SERVICE_URL_ENV
@@ -46,6 +47,7 @@ class ProdDiscoveryApp(ExtensionApp):
         environment.KernelEnvironment,
         *audit_setup.CONFIG_CLASSES,
         *guard_setup.CONFIG_CLASSES,
+        guard_paths.ExecutionPaths,
         *export_setup.CONFIG_CLASSES,
     ]
 
@@ -75,6 +77,17 @@ class ProdDiscoveryApp(ExtensionApp):
         kernels, terminals and other processes of the same user cannot read its environment or
         memory through /proc, nor ptrace it (root and CAP_SYS_PTRACE still can). Default True; a
         no-op elsewhere. Set False to debug the server with gdb or py-spy.""",
+    )
+
+    terminals = Enum(
+        ["audit", "deny"],
+        default_value="audit",
+        config=True,
+        help="""Terminals (jupyter_server_terminals). 'audit' (default): sessions are recorded
+        (open/close with the user, each input line with secrets and PII redacted, output size
+        and sha256), output reaches the browser through the PII guard, and shells get the
+        kernels' environment allow-list. 'deny': the terminal API and websocket answer 403
+        with the reason, and JupyterLab shows no terminal launcher.""",
     )
 
     service_url = Unicode(
@@ -134,6 +147,9 @@ class ProdDiscoveryApp(ExtensionApp):
         else:
             self.broker = CredentialBroker(parent=self, app=self)
         self.pii_guard = guard_setup.create(self)
+        # Every other path to a kernel or a shell through the same guard and audit.
+        self.execution_paths = guard_paths.ExecutionPaths(parent=self)
+        self.execution_paths.install(self)
         # Export needs no server-side state: each request builds its exporter (export/service.py).
         self.settings[SETTINGS_KEY] = self
 
@@ -157,6 +173,8 @@ class ProdDiscoveryApp(ExtensionApp):
             "audit": bool(getattr(self.audit, "writable", False)),
             "pii": guard_setup.active(self),
             "export": True,
+            # every other path to a kernel or a shell is guarded or refused, none unguarded
+            "paths": self.execution_paths.status()["ok"],
         }
 
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
@@ -165,6 +183,7 @@ class ProdDiscoveryApp(ExtensionApp):
         # what the user configured explicitly is never overridden.
         audit_setup.link(serverapp)
         guard_setup.link(serverapp)
+        guard_paths.link(serverapp)
         environment.link(serverapp)
         factory = serverapp.config.get("KernelProvisionerFactory", {})
         if "default_provisioner_name" not in factory:
@@ -176,6 +195,7 @@ class ProdDiscoveryApp(ExtensionApp):
         if self.vault.configured and self.vault_error is None and not self.service_url:
             self.vault.start_renewal()
         await audit_setup.start(self)
+        self.execution_paths.install_gates(self)
         if self.broker.active:
             await self.broker.revoke_orphans()
             self.broker.start()

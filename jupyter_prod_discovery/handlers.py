@@ -103,6 +103,7 @@ class StatusHandler(ProdDiscoveryHandler):
                 "permissions": permissions,
                 "environment": {"name": app.environment_name, "color": app.environment_color},
                 "guards": app.guards(),
+                "paths": {**app.execution_paths.status(), "terminals": app.terminals},
                 "vault": vault,
                 "user": {"name": getattr(user, "username", None)},
                 "boundary": boundary_status(app),

@@ -70,6 +70,25 @@ if [ "$(cat "$venv_stamp" 2>/dev/null)" != "$venv_want" ] || ! python -c 'import
   log "pip install (the package, its test and dev extras, the labextension build; log: $LOGS/pip.log)"
   quiet pip python -m pip install -U pip wheel
   quiet pip-project python -m pip install -e ".[test,dev,export,ner,demo]"
+  # The test extras bring RTC and execution extensions (jupyter-server-documents,
+  # jupyter-collaboration, jupyter-server-nbmodel, jupyter-mcp-server) that enable themselves on
+  # install; jupyter-server-documents' kernel websocket speaks only the v1 protocol. Servers started
+  # from this venv (the demo, JupyterHub's, the UI tests') run plain JupyterLab as before; the tests
+  # of those paths enable them explicitly (tests/test_paths_*.py, ui-tests/test_lab_paths.py).
+  log "plain JupyterLab by default (RTC/execution extensions off at sys-prefix)"
+  for ext in jupyter_server_documents jupyter_server_ydoc jupyter_server_nbmodel jupyter_mcp_server; do
+    jupyter server extension disable --sys-prefix "$ext" >/dev/null \
+      || echo "warning: could not disable the server extension $ext" >&2
+  done
+  jupyter labextension disable --level=sys_prefix @jupyter-ai-contrib/server-documents \
+    @datalayer/jupyter-server-nbmodel @jupyter/docprovider-extension \
+    @jupyter/collaboration-extension >/dev/null \
+    || echo "warning: could not disable the RTC/execution lab extensions" >&2
+  # Not locked: a lab that wants them (ui-tests/lab_support.py) switches them on in its own config.
+  jupyter labextension unlock --level=sys_prefix @jupyter-ai-contrib/server-documents \
+    @datalayer/jupyter-server-nbmodel @jupyter/docprovider-extension \
+    @jupyter/collaboration-extension >/dev/null \
+    || echo "warning: could not unlock the RTC/execution lab extensions" >&2
   printf '%s' "$venv_want" >"$venv_stamp"
 fi
 

@@ -41,6 +41,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: The RTC and execution extensions the test extras install (tests/test_paths_*.py), off.
+PLAIN_SERVER = {
+    "jupyter_server_documents": False,
+    "jupyter_server_ydoc": False,
+    "jupyter_server_nbmodel": False,
+    "jupyter_mcp_server": False,
+}
+PLAIN_LAB = {
+    "@datalayer/jupyter-server-nbmodel": False,
+    "@jupyter-ai-contrib/server-documents": False,
+    "@jupyter/docprovider-extension": False,
+    "@jupyter/collaboration-extension": False,
+}
+
+
 @dataclass
 class LabOptions:
     """How a module's JupyterLab is configured."""
@@ -49,6 +64,13 @@ class LabOptions:
     vault: bool = True
     notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
     short_lease: bool = False
+    #: Server extensions (c.ServerApp.jpserver_extensions) and lab extensions
+    #: (labconfig/page_config.json) switched on or off explicitly: which RTC/execution stack
+    #: runs. By default plain JupyterLab, whatever the test extras installed.
+    server_extensions: dict[str, bool] = field(default_factory=lambda: dict(PLAIN_SERVER))
+    labextensions: dict[str, bool] = field(default_factory=lambda: dict(PLAIN_LAB))
+    #: More c.ProdDiscoveryApp settings (e.g. terminals).
+    app_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,13 +184,22 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
         news = work / "settings" / "@jupyterlab" / "apputils-extension"
         news.mkdir(parents=True)
         (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-        (work / "config").mkdir()
+        config["ServerApp"]["jpserver_extensions"].update(options.server_extensions)
+        config["ProdDiscoveryApp"].update(options.app_config)
+        (work / "config" / "labconfig").mkdir(parents=True)
         (work / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
+        disabled = {name: not on for name, on in options.labextensions.items()}
+        (work / "config" / "labconfig" / "page_config.json").write_text(
+            json.dumps({"disabledExtensions": disabled})
+        )
         token = secrets.token_hex(24)
         port = free_port()
         env.update(
             {
                 "JUPYTER_CONFIG_DIR": str(work / "config"),
+                # This lab's config above the venv's (which turns the RTC/execution extensions
+                # off, scripts/install.sh): in a venv jupyter prefers the venv's by default.
+                "JUPYTER_PREFER_ENV_PATH": "0",
                 "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
                 "JUPYTER_DATA_DIR": str(work / "data"),
                 "JUPYTER_TOKEN": token,

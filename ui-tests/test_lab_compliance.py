@@ -34,9 +34,11 @@ def lab_options() -> LabOptions:
     )
 
 
-def run_command(page: Any, command: str, args: dict[str, Any] | None = None) -> Any:
-    return page.evaluate(
-        "([c, a]) => window.jupyterapp.commands.execute(c, a)", [command, args or {}]
+def run_command(page: Any, command: str, args: dict[str, Any] | None = None) -> None:
+    # Awaited, its result dropped: a command's result (a widget) may be too deep to serialize.
+    page.evaluate(
+        "async ([c, a]) => { await window.jupyterapp.commands.execute(c, a); }",
+        [command, args or {}],
     )
 
 

@@ -10,7 +10,7 @@ Kinds and the keys their ``data`` carries (the schemas in ``event_schemas/`` are
 - ``contents``: operation, path, status (ok|denied|not_found|error), size, sha256, to_path
 - ``kernel``: action (start|restart|interrupt|shutdown|cull|dead), kernel_id, kernel_name
 - ``execution``: phase (request|reply), kernel_id, session, msg_id, cell_id, code_sha256, code,
-  status
+  status, via (the path: websocket, rest:..., server-side:..., mcp:<tool>, server)
 - ``credential``: action (issue|renew|revoke|failure|expiring|orphan_revoke), kernel_id, profile,
   lease_id, request_id, ttl, error
 - ``datasource``: kernel_id, kind (file|sqlite|socket|dbapi), target, count
@@ -19,6 +19,8 @@ Kinds and the keys their ``data`` carries (the schemas in ``event_schemas/`` are
 - ``export``: action (export|promote|override|verify), path, target, bundle, manifest_sha256,
   gates ([{name, passed, reason}]), reason
 - ``denied``: resource, action, reason
+- ``terminal``: action (open|input|close), terminal, line, seq, input_lines, output_bytes,
+  output_sha256
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ AUDIT_KINDS = (
     "pii",
     "export",
     "denied",
+    "terminal",
 )
 
 

@@ -53,7 +53,8 @@ def active(app: Any) -> bool:
         guard is not None
         and guard.enabled
         and isinstance(cls, type)
-        and issubclass(cls, GuardedWebsocketConnection)
+        # ours, or another extension's class composed with the guard (guard/paths.py)
+        and (issubclass(cls, GuardedWebsocketConnection) or getattr(cls, "pd_guarded", False))
     )
 
 

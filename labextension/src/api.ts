@@ -26,6 +26,18 @@ export interface IStatus {
   permissions?: { audit: boolean };
   /** What protects the controls; absent on older servers. */
   boundary?: IBoundary;
+  /** Every path to a kernel or a shell (guard/paths.py); absent on older servers. */
+  paths?: IPaths;
+}
+
+/** Each path's state: guarded, refused, unguarded (explicitly allowed) or denied. */
+export interface IPaths {
+  paths: { [name: string]: string };
+  reasons: { [name: string]: string };
+  /** False while any path runs unguarded. */
+  ok: boolean;
+  /** c.ProdDiscoveryApp.terminals: 'audit' or 'deny'. */
+  terminals: string;
 }
 
 /** The server's trust boundary (hardening.boundary_status on the server). */

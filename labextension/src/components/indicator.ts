@@ -46,11 +46,30 @@ export class EnvironmentIndicator extends Widget {
     const boundary = status.boundary;
     const caveat = boundary?.mode === 'same-user' ? boundary.label : null;
     this.node.dataset.boundary = boundary?.mode ?? 'unknown';
-    const text = `${status.environment.name} · ${label}`;
+    // Paths to kernels or shells that run unguarded (explicitly allowed) are always said;
+    // refused ones and denied terminals are explained in the tooltip.
+    const paths = status.paths;
+    const unguarded = paths
+      ? Object.keys(paths.paths).filter(p => paths.paths[p] === 'unguarded')
+      : [];
+    this.node.dataset.paths = paths
+      ? unguarded.length
+        ? 'unguarded'
+        : 'ok'
+      : 'unknown';
+    this.node.dataset.terminals = paths?.terminals ?? 'unknown';
+    const pathNote = unguarded.length
+      ? `UNGUARDED: ${unguarded.join(', ')}`
+      : null;
+    const base = `${status.environment.name} · ${label}`;
+    const text = pathNote ? `${base} · ${pathNote}` : base;
     this.node.textContent =
       caveat && this.kind === 'banner' ? `${text} · ${caveat}` : text;
     const vaultTip = vault.error ? `${label}: ${vault.error}` : label;
-    const tip = caveat ? `${vaultTip}; ${caveat}` : vaultTip;
+    const notes = paths
+      ? Object.keys(paths.reasons).map(p => `${p}: ${paths.reasons[p]}`)
+      : [];
+    const tip = [vaultTip, caveat, ...notes].filter(Boolean).join('; ');
     this.node.title = tip;
     this.node.setAttribute('aria-label', `${status.environment.name}, ${tip}`);
   }

@@ -1,0 +1,82 @@
+"""Helpers for the tests of the paths that reach kernels without the kernel websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from guard_support import Recorder
+
+SSN, EMAIL = "536-22-1234", "ann.smith@example.com"
+#: Code that prints both values, one of them split across two flushes 0.6 s apart.
+PII_CODE = (
+    "import sys, time\n"
+    f"print('ssn {SSN} mail {EMAIL}')\n"
+    "sys.stdout.write('split 536-22-'); sys.stdout.flush(); time.sleep(0.6)\n"
+    "print('1234 end')\n"
+    f"'{EMAIL}'"
+)
+
+
+def need(module: str) -> None:
+    """Skip without ``module`` on a workstation; under CI=true (the test extras install it) fail."""
+    import importlib.util
+
+    from jupyter_prod_discovery.pytest_plugin import require
+
+    require(
+        importlib.util.find_spec(module) is not None,
+        f"{module} is not installed (pip install -e '.[test]')",
+    )
+
+
+def server_config(*extensions: str, **sections: dict[str, Any]) -> dict[str, Any]:
+    """Our extension plus ``extensions``, every other installed one explicitly off."""
+    known = (
+        "jupyter_server_nbmodel",
+        "jupyter_server_documents",
+        "jupyter_server_ydoc",
+        "jupyter_mcp_server",
+        "jupyter_server_fileid",
+        "jupyter_server_terminals",
+    )
+    enabled = {name: name in extensions for name in known}
+    enabled["jupyter_prod_discovery"] = True
+    config: dict[str, Any] = {
+        "ServerApp": {"jpserver_extensions": enabled, "log_level": "WARN"},
+        "ZMQChannelsWebsocketConnection": {"limit_rate": False},
+    }
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    return config
+
+
+@pytest.fixture
+def recorder(jp_serverapp: Any) -> Iterator[Recorder]:
+    """The app's audit seam replaced by an in-memory recorder for the test (then restored)."""
+    app = jp_serverapp.web_app.settings["prod_discovery"]
+    original, app.audit = app.audit, Recorder()
+    yield app.audit
+    app.audit = original
+
+
+async def start_kernel(jp_fetch: Any) -> str:
+    kernel = json.loads((await jp_fetch("api", "kernels", method="POST", body="{}")).body)
+    return str(kernel["id"])
+
+
+def executions(recorder: Recorder, phase: str = "request") -> list[tuple[dict[str, Any], Any]]:
+    return [(d, u) for k, d, u in recorder.events if k == "execution" and d["phase"] == phase]
+
+
+async def wait_for(predicate: Any, timeout: float = 60.0) -> None:
+    """Poll ``predicate`` (a bounded wait, not a timing assert)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.1)

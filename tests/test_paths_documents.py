@@ -1,0 +1,110 @@
+"""jupyter-server-documents (installed for real): its kernel websocket class is composed with the
+guard, and server-side execution writes redacted outputs into the shared document, each execution
+recorded with the user who asked for it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import nbformat
+import pytest
+from guard_support import V1, KernelClient, Recorder, stream_text
+from paths_support import EMAIL, PII_CODE, SSN, executions, need, recorder, server_config, wait_for
+
+__all__ = ["recorder"]  # the fixture, imported
+
+
+@pytest.fixture(autouse=True)
+def _installed() -> None:
+    need("jupyter_server_documents")
+
+
+@pytest.fixture
+def prod_discovery_extension_config() -> dict[str, Any]:
+    return server_config("jupyter_server_documents", "jupyter_server_fileid")
+
+
+async def test_documents_websocket_class_composed(jp_serverapp: Any, jp_fetch: Any) -> None:
+    from jupyter_server_documents.websocket_connection import KernelWebsocketConnection
+
+    cls = jp_serverapp.kernel_websocket_connection_class
+    assert issubclass(cls, KernelWebsocketConnection) and cls.pd_guarded
+    assert jp_serverapp.web_app.settings["kernel_websocket_connection_class"] is cls
+    status = json.loads((await jp_fetch("prod-discovery", "api", "status")).body)
+    assert status["guards"]["pii"] is True
+    assert status["paths"]["paths"]["kernel-websocket"] == "guarded"
+
+
+async def test_documents_websocket_redacts_and_audits(
+    jp_fetch: Any, jp_ws_fetch: Any, recorder: Recorder
+) -> None:
+    kernel = json.loads((await jp_fetch("api", "kernels", method="POST", body="{}")).body)
+    ws = await jp_ws_fetch("api", "kernels", kernel["id"], "channels", subprotocols=[V1])
+    kc = KernelClient(ws, V1)
+    iopub, reply = await kc.execute(PII_CODE)
+    assert reply["content"]["status"] == "ok"
+    frames = json.dumps(iopub)
+    assert SSN not in frames and EMAIL not in frames
+    # (the code echoed in execute_input holds "536-22-" itself; the printed halves must not)
+    assert "536-22-" not in stream_text(iopub)
+    assert "ssn <US_SSN>" in stream_text(iopub) and "split <US_SSN>" in stream_text(iopub)
+    ((request, user),) = executions(recorder)
+    assert request["via"] == "websocket" and request["code"] == PII_CODE
+    assert user is not None and user.username
+
+
+async def test_server_side_execution_redacted_in_document(
+    jp_serverapp: Any, jp_fetch: Any, jp_root_dir: Any, recorder: Recorder
+) -> None:
+    from jupyter_server_documents.rooms.ynotebook_room import _source_hash
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(PII_CODE, id="pii-cell")
+    nb.cells.append(cell)
+    nbformat.write(nb, str(jp_root_dir / "prod.ipynb"))
+    session = json.loads(
+        (
+            await jp_fetch(
+                "api",
+                "sessions",
+                method="POST",
+                body=json.dumps(
+                    {
+                        "path": "prod.ipynb",
+                        "name": "prod.ipynb",
+                        "type": "notebook",
+                        "kernel": {"name": "python3"},
+                    }
+                ),
+            )
+        ).body
+    )
+    kid = session["kernel"]["id"]
+    settings = jp_serverapp.web_app.settings
+    file_id = settings["file_id_manager"].index("prod.ipynb")
+    room_id = f"json:notebook:{file_id}"
+    room = settings["yroom_manager"].get_room(room_id)
+    ydoc = await room.get_jupyter_ydoc()
+    await wait_for(lambda: len(ydoc.ycells) == 1 and room._kernel_client is not None)
+    body = {
+        "document_id": room_id,
+        "cells": [{"cell_id": "pii-cell", "source_hash": _source_hash(PII_CODE)}],
+    }
+    resp = await jp_fetch("api", "kernels", kid, "execute", method="POST", body=json.dumps(body))
+    assert resp.code == 200
+    ycell = ydoc.ycells[0]
+
+    def done() -> bool:
+        out = json.dumps(ycell.to_py().get("outputs", []))
+        return ycell.get("execution_state") == "idle" and "end" in out
+
+    await wait_for(done)
+    outputs = json.dumps(ycell.to_py()["outputs"])
+    assert SSN not in outputs and EMAIL not in outputs and "536-22-" not in outputs
+    assert "<US_SSN>" in outputs and "<EMAIL_ADDRESS>" in outputs
+    requests = [(d, u) for d, u in executions(recorder) if d["code"] == PII_CODE]
+    ((request, user),) = requests
+    assert request["via"] == "server-side:jupyter-server-documents"
+    assert request["kernel_id"] == kid
+    assert user is not None and user.username
