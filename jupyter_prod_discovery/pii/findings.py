@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SECRET", "Finding", "redact"]
+__all__ = ["ALWAYS_REDACTED", "CREDENTIAL", "SECRET", "Finding", "placeholder", "redact"]
 
 # Entity type of an exact match with a credential value the broker issued to the kernel.
 SECRET = "SECRET"  # noqa: S105 (an entity type name, not a password)
+# Entity type of a credential-shaped string (cloud key, private key, JWT, password=...).
+CREDENTIAL = "CREDENTIAL"
+# Types never passed in the clear, whatever the policy says.
+ALWAYS_REDACTED = frozenset({SECRET, CREDENTIAL})
+# The visible mark of a redacted value in HTML: JupyterLab's sanitizer keeps ``class`` and
+# these inline styles, so the placeholder shows as a grey, outlined tag in its table cell.
+HTML_MARK = (
+    '<span class="jp-ProdDiscovery-redacted" title="redacted by the Prod Discovery PII policy" '
+    'style="background-color: #eeeeee; color: #b71c1c; border: 1px solid #b71c1c; '
+    'border-radius: 3px; padding: 0 3px; font-family: monospace; font-size: 90%;">{}</span>'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +39,20 @@ class Finding:
         return Finding(self.entity_type, self.start + offset, self.end + offset, self.score)
 
 
-def redact(text: str, findings: list[Finding]) -> str:
+def placeholder(entity_type: str, html: bool = False) -> str:
+    """``<EMAIL_ADDRESS>`` in text; in HTML the same, escaped, inside a visible styled span."""
+    if not html:
+        return f"<{entity_type}>"
+    return HTML_MARK.format(f"&lt;{entity_type}&gt;")
+
+
+def redact(text: str, findings: list[Finding], html: bool = False) -> str:
     """Replace each finding's span by a typed placeholder such as ``<EMAIL_ADDRESS>``.
 
     Overlapping spans are merged (the first type wins) so that no fragment of a longer match
-    survives between two placeholders.
+    survives between two placeholders. With ``html`` the placeholder is escaped and marked
+    (see :func:`placeholder`): unescaped, ``<EMAIL_ADDRESS>`` is taken for a tag by the
+    browser and the cell shows empty.
     """
     if not findings:
         return text
@@ -45,10 +65,10 @@ def redact(text: str, findings: list[Finding]) -> str:
             cur_end = max(cur_end, f.end)
             continue
         out.append(text[pos:cur_start])
-        out.append(f"<{cur_type}>")
+        out.append(placeholder(cur_type, html))
         pos = cur_end
         cur_start, cur_end, cur_type = f.start, f.end, f.entity_type
     out.append(text[pos:cur_start])
-    out.append(f"<{cur_type}>")
+    out.append(placeholder(cur_type, html))
     out.append(text[cur_end:])
     return "".join(out)

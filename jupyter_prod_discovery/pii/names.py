@@ -1,0 +1,142 @@
+"""Person names without a model: a multi-locale gazetteer, and the rules that use it in prose.
+
+Why a gazetteer and not NER by default: a spaCy model reads ~20 k characters/s, a thousand
+times slower than the pattern scan, and misses bare names in table cells (no sentence around
+them). The name lists come from Faker (MIT licence, maintained, a pure-Python wheel that needs
+no download at run time): first and last names of its ~80 locales, compiled by its authors from
+census and civil-registry statistics (the US lists from the Census Bureau and the SSA). Faker is
+only read for its lists, its generator is never instantiated. Names that are also common
+English or technical words (``Will``, ``Max``, ``Long``, ``Case``...) are dropped, so that
+technical output stays quiet.
+
+In prose a name is two adjacent capitalised words, the first a known first name and the
+second a known last name (or any capitalised word that is not a common word), or a title
+(``Mr``, ``Dr``...) before a capitalised word. Tables use :func:`looks_like_name` per cell.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from functools import cache
+
+from .findings import Finding
+
+__all__ = ["find_names", "gazetteer", "looks_like_name"]
+
+_UP = "A-ZÀ-ÖØ-Þ"
+_LO = "a-zß-öø-ÿ"
+_WORD = rf"[{_UP}][{_LO}]+(?:[-'][{_UP}]?[{_LO}]+)?"
+# A capitalised word standing alone (not inside an identifier, path or address).
+CAPWORD = re.compile(rf"(?<![\w.@/\\-]){_WORD}(?![\w@/\\])")
+TITLE = re.compile(rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Herr|Frau|Mme|Sr|Sra)\.?[ ]({_WORD})")
+
+# Common English and technical words that are also names in some locale's list.
+COMMON = frozenset(
+    """
+    A About After All Also An And Any Apple April Are Array Art As At August Average Back Bad
+    Base Be Bear Before Best Bill Black Blue Bold Bond Boolean Both Brand Brown But By Call Can
+    Case Cash Cell Center Chase Check Child Christmas Class Clear Close Code Cold Color Column
+    Common Config Cook Count Cross Data Date Dawn Day Dear Default Delta Do Done Down Each Early
+    East Echo Else End Error Even Every Fair Faith Fall False Field File Fine First Fish Fleet
+    For Ford Form Found Frame Free French Friday From Full Gay General Get Given Glass Go Gold
+    Good Grace Grant Gray Great Green Grey Guy Hall Hand Hard Has Have He Head Her Here High
+    Hill His Holiday Home Hope How However If Image In Index Info Input Is It Its Ivy Jack Jan
+    January Joy July June Just Key Kind King Lake Land Last Law Lead Left Less Level Light Like
+    Line Link List Little Live Local Long Love Low Main Major Man March Mark Marsh Mason Master
+    Max May Mean Message Mid Min Miss Mode Model Monday More Most Much Name New News Next Nice
+    No None North Not Note November Now Null Number Object October Of Ok Old On One Only Open Or
+    Order Other Our Out Output Page Paris Park Path Peace Pop Post Power Price Prince Print Read
+    Record Red Reed Rich Right River Rock Root Rose Row Run Sale Same Sat Saturday Say See Self
+    September Series Server Set Shape Short Should Show Side Silver Size Small Snow So Some
+    South Spring Star Start State Status Step Still Stone Story Strong Sum Summer Sunday Table
+    Temple Test Text That The Then There They This Thursday Time To Top Total Town Train True
+    Tuesday Type Under Union Up Use User Value Van Version Via Victory Wall War Was Water Way
+    We Wednesday Well West What When Where Which White Why Will Win Winter With Wood Word Work
+    World Yes Young You Your
+    """.split()
+)
+
+
+@cache
+def gazetteer() -> tuple[frozenset[str], frozenset[str]]:
+    """(first names, last names) of every Faker locale, minus :data:`COMMON` words.
+
+    Loaded once (~0.15 s, ~19 k first and ~16 k last names in Latin script).
+    """
+    import faker.providers.person as person
+
+    first: set[str] = set()
+    last: set[str] = set()
+    for mod in pkgutil.iter_modules(person.__path__):
+        provider = getattr(importlib.import_module(f"{person.__name__}.{mod.name}"), "Provider", None)
+        if provider is None:
+            continue
+        for attr, into in (
+            ("first_names", first),
+            ("first_names_male", first),
+            ("first_names_female", first),
+            ("last_names", last),
+        ):
+            value = provider.__dict__.get(attr)
+            if isinstance(value, dict | list | tuple | set | frozenset):
+                into.update(v for v in value if isinstance(v, str))
+    word = re.compile(rf"{_WORD}$")
+    first_ok = frozenset(n for n in first if word.match(n) and n not in COMMON)
+    last_ok = frozenset(n for n in last if word.match(n) and n not in COMMON)
+    return first_ok, last_ok
+
+
+def find_names(text: str) -> list[Finding]:
+    """PERSON spans in prose: known first name + last name, or a title + capitalised word.
+
+    Capitalised words are read as runs (words one space apart on a line); inside a run a name
+    starts at a known first name, so "Customer John Smith" yields "John Smith".
+    """
+    first, last = gazetteer()
+    out: list[Finding] = []
+    run: list[re.Match[str]] = []
+    for m in CAPWORD.finditer(text):
+        if run and m.start() != run[-1].end() + 1:
+            _names_in_run(run, first, last, out)
+            run = []
+        run.append(m)
+    if run:
+        _names_in_run(run, first, last, out)
+    for m in TITLE.finditer(text):
+        if m.group(1) not in COMMON:
+            out.append(Finding("PERSON", m.start(), m.end(1), 0.85))
+    return out
+
+
+def _names_in_run(
+    run: list[re.Match[str]], first: frozenset[str], last: frozenset[str], out: list[Finding]
+) -> None:
+    words = [m.group() for m in run]
+    i = 0
+    while i < len(words) - 1:
+        a, b = words[i], words[i + 1]
+        if a in first and (b in last or b in first or (b not in COMMON and len(b) > 2)):
+            score = 0.85 if (b in last or b in first) else 0.6
+            j = i + 1
+            if j + 1 < len(words) and words[j + 1] in last:
+                j += 1
+            out.append(Finding("PERSON", run[i].start(), run[j].end(), score))
+            i = j + 1
+        else:
+            i += 1
+
+
+def looks_like_name(cell: str) -> bool:
+    """A table cell holding a name: 1-4 capitalised words, at least one a known name."""
+    words = cell.replace(",", " ").split()
+    if not 1 <= len(words) <= 4:
+        return False
+    first, last = gazetteer()
+    known = False
+    for w in words:
+        if not re.fullmatch(_WORD, w):
+            return False
+        known = known or w in first or w in last
+    return known

@@ -1,0 +1,233 @@
+"""Column-aware tables: find DataFrame text and HTML tables, classify each column, report cells.
+
+The idea of presidio-structured: a table says what its values are in its header, and a column
+holds one kind of value. Each column is classified from its header and, failing that, from a
+sample of its cells (names by the gazetteer, emails, phones, cards... by the scanner's own
+validators); the policy then applies to every cell of the column alike, so a phone number that
+``phonenumbers`` does not know, or a surname missing from the gazetteer, is redacted with its
+neighbours instead of standing alone in the clear.
+
+Pure functions over the text; positions are character offsets into it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .findings import Finding
+
+__all__ = ["Column", "classify_header", "column_findings", "html_columns", "text_columns"]
+
+# Header (lower case, separators as spaces) -> entity. First match wins, so the specific
+# ("email address", "ip addr") come before the general ("address").
+HEADER_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(p), e)
+    for p, e in (
+        (r"\be ?mail|\bmail\b|courriel|correo", "EMAIL_ADDRESS"),
+        (r"\bip\b|ip ?addr|remote addr|client ip|src ip|dst ip", "IP_ADDRESS"),
+        (r"\bmac\b", "MAC_ADDRESS"),
+        (r"\biban\b", "IBAN_CODE"),
+        (r"\bssn\b|social security", "US_SSN"),
+        (r"\bitin\b", "US_ITIN"),
+        (r"\bnino\b|national insurance|\bni (number|no)\b", "UK_NINO"),
+        (r"\bnhs\b", "UK_NHS"),
+        (r"passport", "US_PASSPORT"),
+        (r"driv|licen[cs]e|\bdl\b", "US_DRIVER_LICENSE"),
+        (r"\bdea\b|medical", "MEDICAL_LICENSE"),
+        (r"account|acct|\bbank\b|routing", "US_BANK_NUMBER"),
+        (r"card|\bcc\b|\bpan\b", "CREDIT_CARD"),
+        (r"phone|\btel\b|mobile|\bcell\b|\bfax\b|telefon|t[ée]l[ée]phone", "PHONE_NUMBER"),
+        (r"pesel", "PL_PESEL"),
+        (r"\bnif\b|\bdni\b", "ES_NIF"),
+        (r"\bnie\b", "ES_NIE"),
+        (r"codice fiscale|fiscal code|\bcf\b", "IT_FISCAL_CODE"),
+        (r"hetu|henkil", "FI_PERSONAL_IDENTITY_CODE"),
+        (r"wallet|\bbtc\b|bitcoin", "CRYPTO"),
+        (r"\bdob\b|birth|geburt|nacimiento|naissance|nascita", "DATE_OF_BIRTH"),
+        (
+            r"\bname\b|first ?name|last ?name|surname|given|forename|full ?name|"
+            r"vorname|nachname|nombre|apellido|pr[ée]nom|\bnom\b|cognome|\bnome\b|"
+            r"customer$|patient$|contact$|employee$|owner$|holder",
+            "PERSON",
+        ),
+        (
+            r"address|street|\bcity\b|\btown\b|\bzip\b|post ?code|postal|\bstate\b|country|"
+            r"county|province|region|\baddr\b|stadt|ciudad|ville|citt",
+            "LOCATION",
+        ),
+    )
+)
+# Header words that say a column is *not* personal even if a rule above matches a part.
+NOT_PERSONAL = re.compile(
+    r"\b(id|ids|count|num rows|ts|timestamp|time|type|status|code name|file ?name|host ?name|"
+    r"user ?name|table|column|model|class|key|hash|version|dtype)\b"
+)
+# Entities whose cells are personal whatever their shape once the header says so.
+FREE_FORM = frozenset({"PERSON", "DATE_OF_BIRTH", "LOCATION"})
+EMPTY = frozenset({"", "nan", "none", "nat", "<na>", "null", "-", "...", "n/a"})
+SAMPLE = 20
+
+
+@dataclass
+class Column:
+    """One table column: its header text and the (start, end) span of each of its cells."""
+
+    header: str
+    cells: list[tuple[int, int]] = field(default_factory=list)
+
+
+def classify_header(header: str) -> str | None:
+    """The entity a column header names, or None."""
+    h = re.sub(r"[_\-./]+", " ", header.strip().lower())
+    h = re.sub(r"([a-z])([A-Z])", r"\1 \2", h)
+    if not h:
+        return None
+    for rx, entity in HEADER_RULES:
+        if rx.search(h):
+            if entity in FREE_FORM and NOT_PERSONAL.search(h):
+                return None
+            return entity
+    return None
+
+
+# --- DataFrame text reprs ------------------------------------------------------------------
+_HEAD_TOKEN = re.compile(r"\S+(?: \S+)*")
+
+
+def text_columns(text: str) -> Iterator[list[Column]]:
+    """The columns of each pandas-style text table in ``text`` (blocks of right-aligned rows).
+
+    A block is a header line with 2+ names separated by 2+ spaces, followed by rows of the
+    same width. Each column ends where its right-aligned header ends; a cell is the text
+    between the previous column's end and its own.
+    """
+    pos = 0
+    for block in text.split("\n\n"):
+        start = pos
+        pos += len(block) + 2
+        lines = block.split("\n")
+        if len(lines) < 2:
+            continue
+        head = lines[0].rstrip(" \\")
+        tokens = list(_HEAD_TOKEN.finditer(head))
+        if len(tokens) < 2 or not head.startswith(" "):
+            continue
+        width = len(head)
+        ends = [t.end() for t in tokens]
+        cols = [Column(t.group()) for t in tokens]
+        offset = start + len(lines[0]) + 1
+        rows = 0
+        for line in lines[1:]:
+            if len(line.rstrip(" \\")) == width and not line.startswith(" "):
+                label_end = len(line.split(" ", 1)[0])
+                left = label_end
+                for col, end in zip(cols, ends, strict=True):
+                    cell = line[left:end]
+                    stripped = cell.strip()
+                    if stripped:
+                        s = left + cell.index(stripped)
+                        col.cells.append((offset + s, offset + s + len(stripped)))
+                    left = end
+                rows += 1
+            offset += len(line) + 1
+        if rows:
+            yield cols
+
+
+# --- HTML tables ------------------------------------------------------------------------------
+_TABLE = re.compile(r"<table\b.*?</table>", re.S | re.I)
+_TR = re.compile(r"<tr\b[^>]*>(.*?)</tr>", re.S | re.I)
+_CELL = re.compile(r"<(t[hd])\b[^>]*>(.*?)</\1>", re.S | re.I)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def html_columns(text: str) -> Iterator[list[Column]]:
+    """The columns of each HTML table: the last header row names them, body rows fill them."""
+    for t in _TABLE.finditer(text):
+        base = t.start()
+        table = t.group()
+        head_end = table.lower().find("</thead>")
+        header: list[str] | None = None
+        cols: list[Column] = []
+        for tr in _TR.finditer(table):
+            cells = list(_CELL.finditer(tr.group(1)))
+            inner = base + tr.start(1)
+            if header is None or (head_end != -1 and tr.start() < head_end):
+                header = [_TAG.sub("", c.group(2)).strip() for c in cells]
+                cols = [Column(h) for h in header]
+                continue
+            if len(cells) != len(cols):
+                continue
+            for col, c in zip(cols, cells, strict=True):
+                value = c.group(2)
+                stripped = value.strip()
+                if stripped and "<" not in stripped:
+                    s = inner + c.start(2) + value.index(stripped)
+                    col.cells.append((s, s + len(stripped)))
+        if cols:
+            yield cols
+
+
+# --- classification --------------------------------------------------------------------------
+def column_findings(
+    text: str,
+    columns: list[Column],
+    entities: frozenset[str],
+    value_type: Callable[[str], str | None],
+    is_name: Callable[[str], bool],
+) -> list[Finding]:
+    """Findings for every cell of each column classified as an entity in ``entities``.
+
+    ``value_type(cell)`` is the scanner's verdict on one cell (the entity it validates as, or
+    None); ``is_name(cell)`` the gazetteer's. A column is classified by its header when the
+    header names an entity and the sampled cells do not contradict it (for shaped entities at
+    least one cell must validate), else by its cells when most sampled cells agree.
+    """
+    out: list[Finding] = []
+    for col in columns:
+        values = [(s, e) for s, e in col.cells if text[s:e].strip().lower() not in EMPTY]
+        if not values:
+            continue
+        sample = [text[s:e] for s, e in values[:SAMPLE]]
+        by_header = classify_header(col.header)
+        entity: str | None = None
+        score = 0.85
+        if by_header in FREE_FORM:
+            if by_header != "PERSON" or not all(_numeric(v) for v in sample):
+                entity = by_header
+        else:
+            types = [value_type(v) for v in sample]
+            hits = {t: types.count(t) for t in set(types) if t}
+            best = max(hits, key=lambda k: hits[k]) if hits else None
+            if by_header is not None and (hits.get(by_header) or by_header in _WEAK):
+                entity = by_header
+                score = 0.8
+            elif best is not None and hits[best] * 2 > len(sample):
+                entity, score = best, 0.7
+            elif sum(map(is_name, sample)) * 10 >= len(sample) * 6:
+                entity = "PERSON"
+        if entity is None or entity not in entities:
+            continue
+        if entity in _WEAK and by_header == entity:
+            shape = _WEAK[entity]
+            out.extend(Finding(entity, s, e, score) for s, e in values if shape.match(text[s:e]))
+        else:
+            out.extend(Finding(entity, s, e, score) for s, e in values)
+    return out
+
+
+def _numeric(v: str) -> bool:
+    return bool(re.fullmatch(r"[-+]?[\d.,]+", v.strip()))
+
+
+# Entities with no checksum: a named column's cells need only the entity's shape.
+_WEAK: dict[str, re.Pattern[str]] = {
+    "US_BANK_NUMBER": re.compile(r"\d{8,17}$"),
+    "US_DRIVER_LICENSE": re.compile(r"[A-Z0-9]{1,3}[- ]?\d[\d -]{3,15}[A-Z0-9]?$"),
+    "US_PASSPORT": re.compile(r"[A-Z]?\d{8,9}$"),
+    "US_ITIN": re.compile(r"9\d{2}[- ]?\d{2}[- ]?\d{4}$"),
+    "MEDICAL_LICENSE": re.compile(r"[A-Z][A-Z9]\d{7}$"),
+    "UK_NINO": re.compile(r"[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]$"),
+}
