@@ -46,19 +46,20 @@ def _luhn(digits: str) -> bool:
 
 
 class ProjectPIIScanner:
-    """The project's PII scanner (``jupyter_prod_discovery.pii.Scanner``), pattern entities only.
+    """The project's PII policy (``jupyter_prod_discovery.pii.PIIPolicy``) behind this protocol.
 
-    Only high-precision entity types are useful on code and outputs alike: URL, DATE_TIME or
-    PHONE_NUMBER would refuse ordinary notebooks.
+    ``entities`` restricts the policy's entity types (default: all of them); findings are the
+    ones the policy keeps (at or above threshold).
     """
 
     def __init__(self, entities: Iterable[str] = ()) -> None:
-        from ..pii import Scanner
+        from ..pii import PIIPolicy
 
-        self._scanner = Scanner(entities=list(entities) or None)
+        ents = list(entities)
+        self._policy = PIIPolicy(entities=ents) if ents else PIIPolicy()
 
     def scan(self, text: str) -> list[Any]:
-        return list(self._scanner.scan(text))
+        return list(self._policy.scan(text).findings)
 
 
 class PatternPIIScanner:

@@ -1,7 +1,8 @@
 """``jupyter prod-discovery scan PATH... [--format text|json] [--policy FILE]``.
 
-Scans notebook outputs (``.ipynb``) and text files with the same scanner and policy as the live
-guard. Exit status: 0 clean, 1 findings at or above the policy's threshold, 2 bad input (missing
+Scans every place of a notebook (``.ipynb``: outputs, code and markdown sources, metadata,
+attachments) and text files with the same policy object as the live guard, the save guard and
+the export gate (``PIIPolicy``), so all four find the same things. Exit status: 0 clean, 1 findings at or above the policy's threshold, 2 bad input (missing
 or unreadable file, invalid notebook, bad policy file), with a one-line message.
 """
 
@@ -110,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         for r in rows:
             where = r["path"] if r["cell"] is None else f"{r['path']} cell {r['cell']} "
-            where += "" if r["cell"] is None else f"output {r['output']} ({r['field']})"
+            if r["output"] is not None:
+                where += f"output {r['output']} ({r['field']})"
+            elif r["field"] != "text":
+                where += f"({r['field']})"
             print(
                 f"{where}: {r['entity_type']} at {r['start']}-{r['end']} "
                 f"score {r['score']:.2f} -> {r['action']}"

@@ -24,7 +24,7 @@ from typing import Any
 from traitlets import Bool, Dict, Enum, Float, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
-from .findings import ALWAYS_REDACTED, CREDENTIAL, SECRET, Finding, redact
+from .findings import ALWAYS_REDACTED, CREDENTIAL, Finding, redact
 from .patterns import PATTERN_ENTITIES
 from .scanner import Scanner
 

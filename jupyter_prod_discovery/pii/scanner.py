@@ -9,10 +9,11 @@ the value, which is where a table says what its numbers are. Results are cached 
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from . import patterns as P
 from .findings import Finding
@@ -130,22 +131,27 @@ class Scanner:
     def _scan(self, text: str) -> list[Finding]:
         out: list[Finding] = []
         digits = may_match(text)
-        if digits:
-            out = self._patterns(text)
         words = (self.names or self.credentials) and may_hold_words(text)
         if words and self.credentials:
             out.extend(find_credentials(text))
+        scanned = text
+        if self.tables and (digits or words) and "\n" in text:
+            cells = self._tables(text)
+            if cells:
+                out.extend(cells)
+                # Cells of a classified column are settled: the other passes see blanks there.
+                scanned = _mask(text, cells)
+        if digits:
+            out.extend(self._patterns(scanned))
         if words and self.names:
             from .names import find_names
 
-            out.extend(find_names(text))
+            out.extend(find_names(scanned))
         if self.ner:
             from .ner import find_entities
 
             out.extend(f for f in find_entities(text) if f.entity_type in self.entities)
-        if self.tables and (digits or words) and ("\n" in text):
-            out.extend(self._tables(text))
-        if "URL" in self.entities:
+        if "URL" in self.entities and "://" in text:
             out.extend(Finding("URL", m.start(), m.end(), 0.6) for m in _URL.finditer(text))
         if "DATE_TIME" in self.entities and digits:
             out.extend(Finding("DATE_TIME", m.start(), m.end(), 0.6) for m in _DATE.finditer(text))
@@ -181,26 +187,35 @@ class Scanner:
         if "EMAIL_ADDRESS" in ents:
             out.extend(_emails(text))
         header: _Header | None = None
-        for m in P.CANDIDATES.finditer(text):
+        matches: list[Iterable[re.Match[str]]] = [_numeric(text)]
+        if not text.isdigit():
+            matches.append(_within(P.UPPER_RUN, P.UPPER, text))
+            matches.append(P.HEX.finditer(text))
+            matches.append(P.BASE58.finditer(text))
+            if "::" in text:
+                matches.append(P.IPV6_SHORT.finditer(text))
+            if "bc1" in text:
+                matches.append(P.BECH32.finditer(text))
+        for m in itertools.chain.from_iterable(matches):
             kind = m.lastgroup
             s, e = m.span()
             if kind == "num":
                 if header is None:
                     header = _Header(text)
                 out.extend(self._numbers(m.group(), s, header))
-            elif kind == "alnum":
+            elif kind == "alnum" or kind == "alnumd":
                 if header is None:
                     header = _Header(text)
                 f = self._alnum(m.group(), s, header)
                 if f is not None:
                     out.append(f)
-            elif kind == "mac":
+            elif kind == "mac" or kind == "macsep":
                 if "MAC_ADDRESS" in ents and P.presidio_check("mac", m.group()):
                     out.append(Finding("MAC_ADDRESS", s, e, 0.85))
             elif kind == "uuid":
                 if "UUID" in ents:
                     out.append(Finding("UUID", s, e, 0.6))
-            elif kind == "crypto":
+            elif kind is None:  # BASE58 / BECH32 have no group
                 if "CRYPTO" in ents and P.presidio_check("crypto", m.group()):
                     out.append(Finding("CRYPTO", s, e, 1.0))
             elif kind == "iban":
@@ -217,7 +232,8 @@ class Scanner:
         for entity, shape, check, bare, ctx in _ALNUM:
             if entity not in self.entities or not shape.fullmatch(w):
                 continue
-            if check is not None and not P.presidio_check(check, w.replace("-", "")):
+            value = w.replace("-", "") if check in ("nif", "nie") else w
+            if check is not None and not P.presidio_check(check, value):
                 continue
             score = bare
             if bare < 0.95 and _has(header.context(offset, offset + len(w)), entity):
@@ -229,6 +245,10 @@ class Scanner:
     def _numbers(self, w: str, offset: int, header: _Header) -> list[Finding]:
         ents = self.entities
         cands: list[Finding] = []
+        if w[4:5] == "-" and w[7:8] == "-" and w[:4].isdigit():  # an ISO date: skip it
+            rest = w[10:]
+            skip = 10 + len(rest) - len(rest.lstrip(" "))
+            w, offset = w[skip:], offset + skip
         if sum(map(str.isdigit, w)) < 9:
             return cands
         memo: list[str] = []
@@ -267,9 +287,14 @@ class Scanner:
             for m in P.ITIN_RE.finditer(w):
                 score = (0.5 if m.group(1) else 0.3) + (0.4 if has("US_ITIN") else 0.0)
                 cands.append(Finding("US_ITIN", m.start(), m.end(), score))
-        if "PL_PESEL" in ents and digits_only and len(w) == 11:
-            if P.PESEL_RE.fullmatch(w) and P.presidio_check("pesel", w) and has("PL_PESEL"):
-                cands.append(Finding("PL_PESEL", 0, len(w), 0.9))
+        if (
+            "PL_PESEL" in ents
+            and digits_only
+            and P.PESEL_RE.fullmatch(w)
+            and P.presidio_check("pesel", w)
+            and has("PL_PESEL")
+        ):
+            cands.append(Finding("PL_PESEL", 0, len(w), 0.9))
         if digits_only:
             for entity, rx in (
                 ("US_BANK_NUMBER", P.BANK_RE),
@@ -318,8 +343,40 @@ def _has_id_context(ctx: str, header: _Header) -> bool:
     return header.is_table and bool(_ID_CONTEXT.search(ctx))
 
 
+def _numeric(text: str) -> Iterator[re.Match[str]]:
+    """NUMERIC's matches, searched only inside the runs NUMERIC_RUN finds (same results: a
+    NUMERIC match lies inside a run; lookbehinds see the text before ``pos``, and a margin after
+    the run's end lets the lookaheads see the next characters)."""
+    n = len(text)
+    date = P.DATE_RUN.fullmatch
+    for run in P.NUMERIC_RUN.finditer(text):
+        s, e = run.span()
+        if not (text[s + 4 : s + 5] == "-" and date(text, s, e)):
+            yield from P.NUMERIC.finditer(text, s, min(n, e + 3))
+
+
+def _within(runs: re.Pattern[str], rx: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    """``rx``'s matches inside the spans ``runs`` finds (see :func:`_numeric`)."""
+    n = len(text)
+    for run in runs.finditer(text):
+        yield from rx.finditer(text, run.start(), min(n, run.end() + 3))
+
+
 def _never(_: str) -> bool:
     return False
+
+
+def _mask(text: str, findings: list[Finding]) -> str:
+    """``text`` with the findings' spans blanked (same length, so positions still hold)."""
+    parts: list[str] = []
+    pos = 0
+    for f in sorted(findings, key=lambda f: f.start):
+        if f.start >= pos:
+            parts.append(text[pos : f.start])
+            parts.append(" " * (f.end - f.start))
+            pos = f.end
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def _resolve(cands: list[Finding]) -> list[Finding]:
