@@ -25,8 +25,11 @@ from .findings import Finding
 
 __all__ = ["find_names", "gazetteer", "looks_like_name"]
 
-_UP = "A-ZÀ-ÖØ-Þ"
-_LO = "a-zß-öø-ÿ"
+# Capitals of Latin-1 and Latin Extended-A (Ł, Ś, Ž...), then letters that are not ASCII
+# capitals: "Zieliński", "Müller", "O'Brien" and "Jean-Luc" are words, "INFO" and "McKinsey"'s
+# inner capital end one.
+_UP = "A-ZÀ-ÖØ-ÞĀ-ž"
+_LO = "^\\W\\d_A-Z"
 _WORD = rf"[{_UP}][{_LO}]+(?:[-'][{_UP}]?[{_LO}]+)?"
 # A capitalised word standing alone (not inside an identifier, path or address).
 # Class first, lookbehind after the first letter, so the engine's prefix scan skips the rest.
@@ -437,7 +440,7 @@ def _names_in_run(
     i = 0
     while i < len(words) - 1:
         a, b = words[i], words[i + 1]
-        if a in first and (b in last or b in first or (b not in COMMON and len(b) > 2)):
+        if a in first and (b in last or b in first or _surname_like(b)):
             score = 0.85 if (b in last or b in first) else 0.6
             j = i + 1
             if j + 1 < len(words) and words[j + 1] in last:
@@ -446,6 +449,18 @@ def _names_in_run(
             i = j + 1
         else:
             i += 1
+
+
+# Endings of English common nouns and adjectives ("Forest Classifier", "Max Pooling"): an
+# unknown word with one is not taken for a surname. Known surnames (Miller) are in the lists.
+_NOT_SURNAME = re.compile(
+    r"(?:er|ier|or|ing|tion|sion|ment|ness|ity|ive|al|ous|ic|ics|ure|ance|ence|ist|ism|able|"
+    r"ible|ary|ory|ate|ize|ise|ed|ly|s)$"
+)
+
+
+def _surname_like(word: str) -> bool:
+    return len(word) > 2 and word not in COMMON and not _NOT_SURNAME.search(word)
 
 
 def looks_like_name(cell: str) -> bool:

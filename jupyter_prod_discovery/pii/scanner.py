@@ -169,12 +169,18 @@ class Scanner:
             out.extend(column_findings(text, cols, self.entities, self.value_type, names))
         return out
 
-    def value_type(self, cell: str) -> str | None:
-        """The entity one table cell validates as on its own (most of the cell), or None."""
+    def value_type(self, cell: str, header: str = "") -> str | None:
+        """The entity one table cell validates as (a finding over most of it), or None.
+
+        The column header is put before the cell, as on a ``key: value`` line, so that it is
+        the cell's context (an NHS number is a phone number until its column says "nhs").
+        """
         cell = cell.strip()
-        found = self._patterns(cell) if may_match(cell) else []
-        for f in found:
-            if f.end - f.start >= len(cell) * 0.7:
+        if not may_match(cell):
+            return None
+        head = header.strip().lower().replace("_", " ")[:60] + ": " if header else ""
+        for f in self._patterns(head + cell):
+            if f.start >= len(head) and f.end - f.start >= len(cell) * 0.7:
                 return f.entity_type
         return None
 
@@ -215,7 +221,7 @@ class Scanner:
             elif kind == "uuid":
                 if "UUID" in ents:
                     out.append(Finding("UUID", s, e, 0.6))
-            elif kind is None:  # BASE58 / BECH32 have no group
+            elif m.re is P.BASE58 or m.re is P.BECH32:
                 if "CRYPTO" in ents and P.presidio_check("crypto", m.group()):
                     out.append(Finding("CRYPTO", s, e, 1.0))
             elif kind == "iban":
@@ -352,7 +358,7 @@ def _numeric(text: str) -> Iterator[re.Match[str]]:
     for run in P.NUMERIC_RUN.finditer(text):
         s, e = run.span()
         if not (text[s + 4 : s + 5] == "-" and date(text, s, e)):
-            yield from P.NUMERIC.finditer(text, s, min(n, e + 3))
+            yield from P.NUMERIC.finditer(text, s, min(n, e + P.RUN_MARGIN))
 
 
 def _within(runs: re.Pattern[str], rx: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:

@@ -175,12 +175,12 @@ def column_findings(
     text: str,
     columns: list[Column],
     entities: frozenset[str],
-    value_type: Callable[[str], str | None],
+    value_type: Callable[[str, str], str | None],
     is_name: Callable[[str], bool],
 ) -> list[Finding]:
     """Findings for every cell of each column classified as an entity in ``entities``.
 
-    ``value_type(cell)`` is the scanner's verdict on one cell (the entity it validates as, or
+    ``value_type(cell, header)`` is the scanner's verdict on one cell (the entity it validates as, or
     None); ``is_name(cell)`` the gazetteer's. A column is classified by its header when the
     header names an entity and the sampled cells do not contradict it (for shaped entities at
     least one cell must validate), else by its cells when most sampled cells agree.
@@ -198,7 +198,7 @@ def column_findings(
             if by_header != "PERSON" or not all(_numeric(v) for v in sample):
                 entity = by_header
         else:
-            types = [value_type(v) for v in sample]
+            types = [value_type(v, col.header) for v in sample]
             hits = {t: types.count(t) for t in set(types) if t}
             best = max(hits, key=lambda k: hits[k]) if hits else None
             if by_header is not None and (hits.get(by_header) or by_header in _WEAK):
