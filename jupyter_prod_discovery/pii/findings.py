@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ALWAYS_REDACTED", "CREDENTIAL", "SECRET", "Finding", "placeholder", "redact"]
+__all__ = [
+    "ALWAYS_REDACTED",
+    "CREDENTIAL",
+    "SECRET",
+    "Finding",
+    "looks_like_html",
+    "placeholder",
+    "redact",
+]
 
 # Entity type of an exact match with a credential value the broker issued to the kernel.
 SECRET = "SECRET"  # noqa: S105 (an entity type name, not a password)
@@ -46,16 +54,25 @@ def placeholder(entity_type: str, html: bool = False) -> str:
     return HTML_MARK.format(f"&lt;{entity_type}&gt;")
 
 
-def redact(text: str, findings: list[Finding], html: bool = False) -> str:
+def looks_like_html(text: str) -> bool:
+    """An HTML fragment (a rendered table, a widget's markup), not plain text that holds '<'."""
+    head = text.lstrip()[:1]
+    return head == "<" and "</" in text
+
+
+def redact(text: str, findings: list[Finding], html: bool | None = None) -> str:
     """Replace each finding's span by a typed placeholder such as ``<EMAIL_ADDRESS>``.
 
     Overlapping spans are merged (the first type wins) so that no fragment of a longer match
     survives between two placeholders. With ``html`` the placeholder is escaped and marked
     (see :func:`placeholder`): unescaped, ``<EMAIL_ADDRESS>`` is taken for a tag by the
-    browser and the cell shows empty.
+    browser and the cell shows empty. ``html=None`` decides from the text itself
+    (:func:`looks_like_html`), for callers that do not know the MIME type.
     """
     if not findings:
         return text
+    if html is None:
+        html = looks_like_html(text)
     spans = sorted(findings, key=lambda f: (f.start, -f.end))
     out: list[str] = []
     pos = 0

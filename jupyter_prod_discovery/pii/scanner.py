@@ -41,6 +41,7 @@ def may_hold_words(text: str) -> bool:
 _TH = re.compile(r"<th[^>]*>(.*?)</th>", re.S | re.I)
 _PHONE_BASE = {"intl": 0.75, "paren": 0.75, "sep": 0.75, "space": 0.5, "plain": 0.3}
 _PRIORITY = {
+    "CREDENTIAL": 9,
     "CREDIT_CARD": 6,
     "US_SSN": 5,
     "US_ITIN": 5,

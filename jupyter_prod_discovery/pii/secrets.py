@@ -65,7 +65,7 @@ def find_credentials(text: str) -> list[Finding]:
     """Credential-shaped strings: provider key formats, armoured keys, JWTs, keyword values."""
     out: list[Finding] = []
     if any(m in text for m in _TOKEN_MARKERS):
-        out.extend(Finding(CREDENTIAL, m.start(), m.end(), 0.95) for m in _TOKENS.finditer(text))
+        out.extend(Finding(CREDENTIAL, m.start(), m.end(), 1.0) for m in _TOKENS.finditer(text))
     low = text.lower()
     if not any(m in low for m in _KEYWORD_MARKERS):
         return out

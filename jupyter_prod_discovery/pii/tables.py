@@ -80,8 +80,8 @@ class Column:
 
 def classify_header(header: str) -> str | None:
     """The entity a column header names, or None."""
-    h = re.sub(r"[_\-./]+", " ", header.strip().lower())
-    h = re.sub(r"([a-z])([A-Z])", r"\1 \2", h)
+    h = re.sub(r"([a-z])([A-Z])", r"\1 \2", header.strip())
+    h = re.sub(r"[_\-./]+", " ", h.lower())
     if not h:
         return None
     for rx, entity in HEADER_RULES:
