@@ -257,3 +257,27 @@ def test_scan_notebook_counts_one_value_once() -> None:
     [judged] = scan_notebook(PIIPolicy(), nb)
     assert judged.verdict.entities == {"EMAIL_ADDRESS": 1}
     assert set(judged.fields) == {"text/plain", "text/html"}
+
+
+def test_raw_gate_is_sound_for_every_finding() -> None:
+    """Whatever the policy finds in a text, the text holds a byte of its raw gate."""
+    policy = PIIPolicy(entities=[*PIIPolicy().entities, "UUID", "URL", "DATE_TIME"])
+    gate = policy.raw_gate()
+    assert gate is not None
+    docs = [
+        *L.positives(seed=3, n=2),
+        L.Doc(
+            "lower",
+            "   first_name       city\n0        anna    chicago\n1       marco     milano\n",
+        ),
+        L.Doc("lower", "password=hunterhunterx and ghp_" + "a" * 36),
+    ]
+    for doc in docs:
+        if policy.scan(doc.text).findings:
+            raw = doc.text.encode()
+            assert any(b in raw for b in gate), doc.text[:80]
+    assert PIIPolicy(ner=True).raw_gate() is None
+    assert not any(
+        b in b'{"data": {"text/plain": "loss is low at this step"}}'
+        for b in PIIPolicy().raw_gate() or ()
+    )

@@ -27,6 +27,7 @@ from traitlets.config import Configurable
 from .findings import ALWAYS_REDACTED, CREDENTIAL, Finding, redact
 from .patterns import PATTERN_ENTITIES
 from .scanner import Scanner
+from .secrets import KEYWORD_MARKERS, TOKEN_MARKERS
 
 __all__ = ["ACTIONS", "DEFAULT_ENTITIES", "PIIPolicy", "Verdict"]
 
@@ -197,6 +198,30 @@ class PIIPolicy(Configurable):
             cached = (key, self.scanner())
             self._scanner_cache = cached
         return cached[1]
+
+    def raw_gate(self) -> tuple[bytes, ...] | None:
+        """Bytes whose absence from a packed (UTF-8, no ``\\u`` escape) JSON payload proves
+        that no finding of this policy is in it; None when no such proof exists (NER).
+
+        Pattern entities hold an ASCII digit or '@' (the scanner requires a digit in MAC,
+        UUID and IPv6 candidates for that reason); names a capital (ASCII, or a Latin-1 /
+        Latin Extended-A one, whose UTF-8 lead bytes are 0xC3-0xC5); credentials a digit, a
+        capital, a keyword or a token prefix; column-aware tables their alignment or tags.
+        The live guard skips decoding payloads with none of these bytes.
+        """
+        if self.ner:
+            return None
+        gate = [bytes([c]) for c in b"0123456789@"] + [b"\\u"]
+        if (self.names and "PERSON" in self.entities) or CREDENTIAL in self.entities:
+            gate += [bytes([c]) for c in range(ord("A"), ord("Z") + 1)]
+            gate += [b"\xc3", b"\xc4", b"\xc5"]
+        if CREDENTIAL in self.entities:
+            gate += [m.encode() for m in (*KEYWORD_MARKERS, *TOKEN_MARKERS) if m.lower() == m]
+        if "URL" in self.entities:
+            gate.append(b"://")
+        if self.tables:  # a text table aligns with 2+ spaces; an HTML table has <td>/<th>
+            gate += [b"  ", b"<t"]
+        return tuple(dict.fromkeys(gate))
 
     # --- the one API every check uses -----------------------------------------------------
     def scan(self, text: str, extra: Iterable[Finding] = ()) -> Verdict:

@@ -136,7 +136,7 @@ class Scanner:
         if words and self.credentials:
             out.extend(find_credentials(text))
         scanned = text
-        if self.tables and (digits or words) and "\n" in text:
+        if self.tables and "\n" in text and ("  " in text or "<t" in text):
             cells = self._tables(text)
             if cells:
                 out.extend(cells)
@@ -216,6 +216,10 @@ class Scanner:
                 f = self._alnum(m.group(), s, header)
                 if f is not None:
                     out.append(f)
+            elif not _has_digit(m.group()):
+                # MAC, UUID and IPv6 of hex letters only are left out on purpose: every entity
+                # then holds a digit, which the raw gate (PIIPolicy.raw_gate) relies on.
+                continue
             elif kind == "mac" or kind == "macsep":
                 if "MAC_ADDRESS" in ents and P.presidio_check("mac", m.group()):
                     out.append(Finding("MAC_ADDRESS", s, e, 0.85))
@@ -367,6 +371,10 @@ def _within(runs: re.Pattern[str], rx: re.Pattern[str], text: str) -> Iterator[r
     n = len(text)
     for run in runs.finditer(text):
         yield from rx.finditer(text, run.start(), min(n, run.end() + 3))
+
+
+def _has_digit(value: str) -> bool:
+    return any(c in value for c in "0123456789")
 
 
 def _never(_: str) -> bool:

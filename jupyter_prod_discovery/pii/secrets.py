@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from .findings import CREDENTIAL, SECRET, Finding
 
-__all__ = ["SecretMatcher", "find_credentials", "gate_byte"]
+__all__ = ["KEYWORD_MARKERS", "TOKEN_MARKERS", "SecretMatcher", "find_credentials", "gate_byte"]
 
 _TOKENS = re.compile(
     r"""
@@ -54,20 +54,20 @@ def _entropy(value: str) -> float:
 
 # Literal markers, one of which every token format holds: the token regex runs only when one
 # is present (``in`` tests at memchr speed; the regex itself costs ~0.5 s per MB).
-_TOKEN_MARKERS = (
-    "AKIA", "ASIA", "ABIA", "ACCA", "gh", "glpat-", "xox", "_live_", "AIza", "sk-", "eyJ",
-    "PRIVATE KEY", "://",
+TOKEN_MARKERS = (
+    "AKIA", "ASIA", "ABIA", "ACCA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_",
+    "glpat-", "xox", "_live_", "AIza", "sk-", "eyJ", "PRIVATE KEY", "://",
 )  # fmt: skip
-_KEYWORD_MARKERS = ("pass", "pwd", "secret", "token", "key", "credential", "auth")
+KEYWORD_MARKERS = ("pass", "pwd", "secret", "token", "key", "credential", "auth")
 
 
 def find_credentials(text: str) -> list[Finding]:
     """Credential-shaped strings: provider key formats, armoured keys, JWTs, keyword values."""
     out: list[Finding] = []
-    if any(m in text for m in _TOKEN_MARKERS):
+    if any(m in text for m in TOKEN_MARKERS):
         out.extend(Finding(CREDENTIAL, m.start(), m.end(), 1.0) for m in _TOKENS.finditer(text))
     low = text.lower()
-    if not any(m in low for m in _KEYWORD_MARKERS):
+    if not any(m in low for m in KEYWORD_MARKERS):
         return out
     for m in _KEYWORD.finditer(text):
         g = 1 if m.group(1) is not None else 2
