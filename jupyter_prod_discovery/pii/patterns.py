@@ -20,6 +20,7 @@ __all__ = [
     "CANDIDATES",
     "CONTEXT_WORDS",
     "HEX",
+    "HEX_RUN",
     "IPV6_SHORT",
     "NUMERIC",
     "NUMERIC_RUN",
@@ -99,9 +100,9 @@ HEX = re.compile(
     )""",
     re.VERBOSE | re.ASCII,
 )
-# Where NUMERIC can match: runs of 6+ digit-ish characters (the last may be a capital). This plain, class-first regex
+# Where NUMERIC can match: runs of 7+ digit-ish characters (the last may be a capital). This plain, class-first regex
 # costs a fifth of NUMERIC over a whole text; NUMERIC then runs only inside each run.
-NUMERIC_RUN = re.compile(r"[\d(+][\d .()+-]{4,}[\dA-Z]", re.ASCII)
+NUMERIC_RUN = re.compile(r"[\d(+][\d .()+-]{5,}[\dA-Z]", re.ASCII)
 # How far past a run a NUMERIC match may reach (an id's letters: 160368A3076).
 RUN_MARGIN = 8
 # A run that is only an ISO date, maybe with the hour (every line of a timestamped log).
@@ -110,6 +111,9 @@ DATE_RUN = re.compile(r"\d{4}-\d\d-\d\d(?:[ ]\d\d)?")
 UPPER_RUN = re.compile(r"[A-Z](?<![\w][A-Z])[A-Z0-9][A-Z0-9 -]{5,}", re.ASCII)
 # Base58 Bitcoin addresses (P2PKH/P2SH), validated by Presidio's checksum.
 BASE58 = re.compile(r"[13](?<![\w][13])[a-km-zA-HJ-NP-Z1-9]{25,34}\b", re.ASCII)
+# Where HEX can match: 11+ hex digits and separators (a MAC is 14-17 characters, a UUID 36,
+# a full IPv6 address 15+).
+HEX_RUN = re.compile(r"[0-9A-Fa-f][0-9A-Fa-f:.-]{10,}", re.ASCII)
 # Compressed IPv6 ("2001:db8::1", "fe80::1"), searched only in texts holding "::".
 IPV6_SHORT = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,5})?"

@@ -276,19 +276,26 @@ class PIIPolicy(Configurable):
 
     def decide(self, findings: list[Finding]) -> Verdict:
         """Keep findings at or above threshold; the overall action is the most severe one."""
-        kept = [f for f in findings if f.score >= self.threshold_for(f.entity_type)]
+        thresholds: dict[str, float] = {}
+        kept: list[Finding] = []
+        for f in findings:
+            t = thresholds.get(f.entity_type)
+            if t is None:
+                t = thresholds[f.entity_type] = self.threshold_for(f.entity_type)
+            if f.score >= t:
+                kept.append(f)
         action = "allow"
-        for f in kept:
-            a = self.action_for(f.entity_type)
+        for entity in {f.entity_type for f in kept}:
+            a = self.action_for(entity)
             if _RANK[a] > _RANK[action]:
                 action = a
         return Verdict(action, kept)
 
     def to_redact(self, verdict: Verdict) -> list[Finding]:
-        """Findings whose own action is redact or block (secrets always)."""
-        return [
-            f
-            for f in verdict.findings
-            if f.entity_type in ALWAYS_REDACTED
-            or _RANK[self.action_for(f.entity_type)] >= _RANK["redact"]
-        ]
+        """Findings whose own action is redact or block (secrets and credentials always)."""
+        hard = {
+            e
+            for e in verdict.entities
+            if e in ALWAYS_REDACTED or _RANK[self.action_for(e)] >= _RANK["redact"]
+        }
+        return [f for f in verdict.findings if f.entity_type in hard]

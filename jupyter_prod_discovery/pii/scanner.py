@@ -197,7 +197,7 @@ class Scanner:
         matches: list[Iterable[re.Match[str]]] = [_numeric(text)]
         if not text.isdigit():
             matches.append(_within(P.UPPER_RUN, P.UPPER, text))
-            matches.append(P.HEX.finditer(text))
+            matches.append(_within(P.HEX_RUN, P.HEX, text))
             matches.append(P.BASE58.finditer(text))
             if "::" in text:
                 matches.append(P.IPV6_SHORT.finditer(text))

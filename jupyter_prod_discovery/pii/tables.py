@@ -138,8 +138,9 @@ def text_columns(text: str) -> Iterator[list[Column]]:
 
 # --- HTML tables ------------------------------------------------------------------------------
 _TABLE = re.compile(r"<table\b.*?</table>", re.S | re.I)
-_TR = re.compile(r"<tr\b[^>]*>(.*?)</tr>", re.S | re.I)
-_CELL = re.compile(r"<(t[hd])\b[^>]*>(.*?)</\1>", re.S | re.I)
+# A cell whose content holds no tag (what pandas writes); cells with markup inside are left to
+# the pattern pass (their row is skipped, since its cells no longer line up with the header).
+_CELL = re.compile(r"<t([hd])\b[^>]*>([^<]*)</t\1>", re.I)
 _TAG = re.compile(r"<[^>]+>")
 
 
@@ -148,24 +149,26 @@ def html_columns(text: str) -> Iterator[list[Column]]:
     for t in _TABLE.finditer(text):
         base = t.start()
         table = t.group()
-        head_end = table.lower().find("</thead>")
+        head_end = table.find("</thead>")
         header: list[str] | None = None
         cols: list[Column] = []
-        for tr in _TR.finditer(table):
-            cells = list(_CELL.finditer(tr.group(1)))
-            inner = base + tr.start(1)
-            if header is None or (head_end != -1 and tr.start() < head_end):
+        pos = table.find("<tr")
+        while pos != -1:
+            nxt = table.find("<tr", pos + 3)
+            end = len(table) if nxt == -1 else nxt
+            cells = list(_CELL.finditer(table, pos, end))
+            if header is None or (head_end != -1 and pos < head_end):
                 header = [_TAG.sub("", c.group(2)).strip() for c in cells]
                 cols = [Column(h) for h in header]
-                continue
-            if len(cells) != len(cols):
-                continue
-            for col, c in zip(cols, cells, strict=True):
-                value = c.group(2)
-                stripped = value.strip()
-                if stripped and "<" not in stripped:
-                    s = inner + c.start(2) + value.index(stripped)
-                    col.cells.append((s, s + len(stripped)))
+            elif len(cells) == len(cols):
+                for col, c in zip(cols, cells, strict=True):
+                    s, e = c.span(2)
+                    value = c.group(2)
+                    lead = len(value) - len(value.lstrip())
+                    trail = len(value) - len(value.rstrip())
+                    if e - s > lead:
+                        col.cells.append((base + s + lead, base + e - trail))
+            pos = nxt
         if cols:
             yield cols
 
@@ -187,7 +190,7 @@ def column_findings(
     """
     out: list[Finding] = []
     for col in columns:
-        values = [(s, e) for s, e in col.cells if text[s:e].strip().lower() not in EMPTY]
+        values = [(s, e) for s, e in col.cells if e - s > 5 or text[s:e].lower() not in EMPTY]
         if not values:
             continue
         sample = [text[s:e] for s, e in values[:SAMPLE]]
