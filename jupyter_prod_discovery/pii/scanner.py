@@ -136,12 +136,14 @@ class Scanner:
         if words and self.credentials:
             out.extend(find_credentials(text))
         scanned = text
+        cells: list[Finding] = []
         if self.tables and "\n" in text and ("  " in text or "<t" in text):
             cells = self._tables(text)
             if cells:
-                out.extend(cells)
-                # Cells of a classified column are settled: the other passes see blanks there.
+                # Cells of a classified column are settled, and plain decimals of the others
+                # cannot hold an entity: the other passes see blanks there.
                 scanned = _mask(text, cells)
+                cells = [f for f in cells if f.entity_type]
         if digits:
             out.extend(self._patterns(scanned))
         if words and self.names:
@@ -156,8 +158,14 @@ class Scanner:
             out.extend(Finding("URL", m.start(), m.end(), 0.6) for m in _URL.finditer(text))
         if "DATE_TIME" in self.entities and digits:
             out.extend(Finding("DATE_TIME", m.start(), m.end(), 0.6) for m in _DATE.finditer(text))
-        out = [f for f in out if not self._allowed(text[f.start : f.end])]
-        return _resolve(out) if len(out) > 1 else out
+        if self.allow_list or self.allow_patterns:
+            out = [f for f in out if not self._allowed(text[f.start : f.end])]
+            cells = [f for f in cells if not self._allowed(text[f.start : f.end])]
+        if not cells:
+            return _resolve(out) if len(out) > 1 else out
+        # Table cells do not overlap one another nor the passes that saw them blanked; only
+        # credentials, URLs and dates (scanned on the original text) may overlap a cell.
+        return _resolve(cells + out) if out else sorted(cells, key=_START)
 
     def _tables(self, text: str) -> list[Finding]:
         from .names import looks_like_name
@@ -373,6 +381,14 @@ def _within(runs: re.Pattern[str], rx: re.Pattern[str], text: str) -> Iterator[r
         yield from rx.finditer(text, run.start(), min(n, run.end() + 3))
 
 
+def _SPAN(f: Finding) -> tuple[int, int]:
+    return f.start, f.end
+
+
+def _START(f: Finding) -> int:
+    return f.start
+
+
 def _has_digit(value: str) -> bool:
     return any(c in value for c in "0123456789")
 
@@ -400,7 +416,7 @@ def _resolve(cands: list[Finding]) -> list[Finding]:
     Findings are cut into clusters of transitively overlapping spans (one sort), and the
     choice is made inside each cluster, so a table of thousands of findings stays linear.
     """
-    ordered = sorted(cands, key=lambda f: (f.start, f.end))
+    ordered = sorted(cands, key=_SPAN)
     kept: list[Finding] = []
     cluster: list[Finding] = []
     end = -1
@@ -411,7 +427,7 @@ def _resolve(cands: list[Finding]) -> list[Finding]:
         cluster.append(f)
         end = max(end, f.end) if len(cluster) > 1 else f.end
     kept.extend(_pick(cluster))
-    kept.sort(key=lambda f: (f.start, f.end))
+    kept.sort(key=_SPAN)
     return kept
 
 
