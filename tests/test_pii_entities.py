@@ -142,7 +142,7 @@ def _df(header: list[str], rows: list[list[str]]) -> str:
 
 def test_column_aware_table_by_header() -> None:
     rows = [["Anna", "Zzyzwicz", "1984-03-02", "12 Elm Street", "Chicago"],
-            ["Rubén", "Qqaxo", "1990-11-23", "3 Rue Neuve", "Lyon"]]  # fmt: skip
+            ["Rubén", "Garcia", "1990-11-23", "3 Rue Neuve", "Lyon"]]  # fmt: skip
     header = ["first_name", "surname", "date_of_birth", "address", "city"]
     for kind in ("dataframe", "html"):
         text = L._table(kind, header, rows, [None] * 5).text
@@ -281,3 +281,28 @@ def test_raw_gate_is_sound_for_every_finding() -> None:
         b in b'{"data": {"text/plain": "loss is low at this step"}}'
         for b in PIIPolicy().raw_gate() or ()
     )
+
+
+def test_names_in_row_reprs_and_key_value_pairs() -> None:
+    """What ``cursor.fetchall()`` and a dict print: quoted names side by side, named keys."""
+    from jupyter_prod_discovery.demo.seed import generate_customers
+
+    policy = PIIPolicy()
+    rows = list(generate_customers(50))
+    text = repr([tuple(r.values()) for r in rows])
+    out = policy.redact_text(text, policy.scan(text))
+    for r in rows:
+        assert f"'{r['first_name']}'" not in out and f"'{r['last_name']}'" not in out
+        assert r["email"] not in out and r["ssn"] not in out
+    keyed = "{'first_name': 'Maria', 'city': 'Lyon', 'dob': '1984-03-02', 'file_name': 'a.csv'}"
+    assert policy.scan(keyed).entities == {"PERSON": 1, "LOCATION": 1, "DATE_OF_BIRTH": 1}
+    assert policy.scan("('Open', 'Close') ('Max', 'Value') ['Train', 'Test']").entities == {}
+
+
+def test_headers_are_checked_against_their_values() -> None:
+    """A header says what a column should hold: "Service Name" holds no person, "state" of a
+    job no place, so neither is reported; the same for keys in a config."""
+    rows = [["Billing Export", "running", "eu-west-1"], ["Data Platform", "failed", "us-east-2"]]
+    assert PIIPolicy().scan(_df(["service_name", "state", "region"], rows)).entities == {}
+    config = '{"Owner": "Data Platform", "Service Name": "Billing Export", "state": "running"}'
+    assert PIIPolicy().scan(config).entities == {}

@@ -150,6 +150,12 @@ class Scanner:
             from .names import find_names
 
             out.extend(find_names(scanned))
+        if self.tables and ("'" in text or '"' in text or "=" in text):
+            from .names import looks_like_name
+            from .tables import keyed_findings
+
+            name_check = looks_like_name if self.names else None
+            out.extend(keyed_findings(scanned, self.entities, name_check))
         if self.ner:
             from .ner import find_entities
 
@@ -173,7 +179,7 @@ class Scanner:
 
         out: list[Finding] = []
         tables = html_columns(text) if "<t" in text else text_columns(text)
-        names = looks_like_name if self.names else _never
+        names = looks_like_name if self.names else None
         for cols in tables:
             out.extend(column_findings(text, cols, self.entities, self.value_type, names))
         return out
@@ -391,10 +397,6 @@ def _START(f: Finding) -> int:
 
 def _has_digit(value: str) -> bool:
     return any(c in value for c in "0123456789")
-
-
-def _never(_: str) -> bool:
-    return False
 
 
 def _mask(text: str, findings: list[Finding]) -> str:

@@ -55,7 +55,7 @@ HEADER_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (
             r"address|street|\bcity\b|\btown\b|\bzip\b|post ?code|postal|\bstate\b|country|"
-            r"county|province|region|\baddr\b|stadt|ciudad|ville|citt",
+            r"county|province|\baddr\b|stadt|ciudad|ville|citt",
             "LOCATION",
         ),
     )
@@ -63,7 +63,9 @@ HEADER_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 # Header words that say a column is *not* personal even if a rule above matches a part.
 NOT_PERSONAL = re.compile(
     r"\b(id|ids|count|num rows|ts|timestamp|time|type|status|code name|file ?name|host ?name|"
-    r"user ?name|table|column|model|class|key|hash|version|dtype)\b"
+    r"user ?name|table|column|model|class|key|hash|version|dtype|service|product|company|"
+    r"project|team|app|application|node|pod|namespace|bucket|queue|topic|job|task|feature|"
+    r"metric|package|module|function|field|sheet|database|schema|index|branch|repo|region)\b"
 )
 # Entities whose cells are personal whatever their shape once the header says so.
 FREE_FORM = frozenset({"PERSON", "DATE_OF_BIRTH", "LOCATION"})
@@ -197,12 +199,12 @@ def column_findings(
     columns: list[Column],
     entities: frozenset[str],
     value_type: Callable[[str, str], str | None],
-    is_name: Callable[[str], bool],
+    is_name: Callable[[str], bool] | None,
 ) -> list[Finding]:
     """Findings for every cell of each column classified as an entity in ``entities``.
 
     ``value_type(cell, header)`` is the scanner's verdict on one cell (the entity it validates as, or
-    None); ``is_name(cell)`` the gazetteer's. A column is classified by its header when the
+    None); ``is_name(cell)`` the gazetteer's (None: no gazetteer). A column is classified by its header when the
     header names an entity and the sampled cells do not contradict it (for shaped entities at
     least one cell must validate), else by its cells when most sampled cells agree.
     """
@@ -216,7 +218,7 @@ def column_findings(
         entity: str | None = None
         score = 0.85
         if by_header in FREE_FORM:
-            if by_header != "PERSON" or not all(_numeric(v) for v in sample):
+            if plausible(by_header, sample, is_name):
                 entity = by_header
         else:
             types = [value_type(v, col.header) for v in sample]
@@ -227,7 +229,7 @@ def column_findings(
                 score = 0.8
             elif best is not None and hits[best] * 2 > len(sample):
                 entity, score = best, 0.7
-            elif sum(map(is_name, sample)) * 10 >= len(sample) * 6:
+            elif is_name is not None and sum(map(is_name, sample)) * 10 >= len(sample) * 6:
                 entity = "PERSON"
         if entity is None or entity not in entities:
             # Not personal: plain decimals in it can hold no entity either (no entity is a run
@@ -244,9 +246,68 @@ def column_findings(
     return out
 
 
+# --- key: value pairs (dict and JSON reprs, logs) ---------------------------------------------
+# A quoted or bare key, then a quoted value or a bare word: {'first_name': 'Maria'},
+# "city": "Lyon", last_name=Garcia.
+_KEYED = re.compile(
+    r"""(?:(["'])([A-Za-z][\w .-]{0,40}?)\1|\b([A-Za-z][\w.-]{0,40}))\s*(?::|=|=>)\s*"""
+    r"""(?:(["'])([^"'\n]{1,80}?)\4|([^\s"',;)}\]]{1,40}))"""
+)
+_KEY_WORDS = ("name", "birth", "dob", "city", "address", "street", "zip", "post", "country",
+              "town", "nombre", "prenom", "prénom", "nom", "vorname", "customer", "patient")  # fmt: skip
+
+
+def keyed_findings(
+    text: str, entities: frozenset[str], is_name: Callable[[str], bool] | None
+) -> list[Finding]:
+    """Values whose key names a personal field (PERSON, DATE_OF_BIRTH, LOCATION), as a column
+    header would: the same classification as :func:`classify_header`."""
+    low = text.lower()
+    if not any(w in low for w in _KEY_WORDS):
+        return []
+    out: list[Finding] = []
+    for m in _KEYED.finditer(text):
+        key = m.group(2) or m.group(3)
+        entity = classify_header(key)
+        if entity not in FREE_FORM or entity not in entities:
+            continue
+        g = 5 if m.group(5) is not None else 6
+        value = m.group(g).strip()
+        if not value or value.lower() in EMPTY or not plausible(entity, [value], is_name):
+            continue
+        out.append(Finding(entity, m.start(g), m.end(g), 0.85))
+    return out
+
+
 # Marks a cell the pattern pass may skip (never reported: scanners drop it).
 CLEAN = ""
 _PLAIN = re.compile(r"[-+]?\d{1,7}(?:\.\d{1,7})?").fullmatch
+
+
+_WORDY = re.compile(r"[^\W\d_][^\W\d_ .,'-]*(?:[ .,'-]+[^\W\d_][^\W\d_.,'-]*)*\.?")
+_WORD_RE = re.compile(r"[^\W\d_]+")
+
+
+def plausible(entity: str, values: list[str], is_name: Callable[[str], bool] | None) -> bool:
+    """Whether the values named ``entity`` by a header or key look like one.
+
+    A header says what a column should hold, not what it holds: "Service Name" holds product
+    names, "state" may hold "running". Names: at least 3 in 10 hold a known name; places: most
+    are words starting with a capital or a digit (street numbers); dates of birth: most hold a
+    digit. Without a gazetteer (``is_name`` None) a header or key naming a person is believed.
+    """
+    if not values:
+        return False
+    if entity == "PERSON":
+        if is_name is None:
+            return not all(_numeric(v) for v in values)
+        return sum(map(is_name, values)) * 10 >= len(values) * 3
+    if entity == "LOCATION":
+        ok = sum(1 for v in values if v[:1].isupper() or (v[:1].isdigit() and _WORD_RE.search(v)))
+        return ok * 2 > len(values)
+    if entity == "DATE_OF_BIRTH":
+        return sum(1 for v in values if any(c.isdigit() for c in v)) * 2 > len(values)
+    return True
 
 
 def _numeric(v: str) -> bool:
