@@ -1,8 +1,9 @@
 """Candidate patterns, context words and Presidio-backed validators for pattern entities.
 
-The scanner finds candidates with one combined regular expression (one pass over the text), then
-validates each small candidate with Presidio's own checksum rules (Luhn, IBAN mod-97, SSN
-invalidation) and ``phonenumbers``. Presidio is imported lazily and fully offline.
+The scanner finds candidates with a few class-first regular expressions (see ``NUMERIC``), then
+validates each small candidate with Presidio's own rules (Luhn, IBAN mod-97, SSN invalidation,
+base58check, DEA, NIF/NIE, codice fiscale, PESEL and HETU checksums) and ``phonenumbers``.
+Presidio is imported lazily and fully offline.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""The scanner: one prefilter pass, validation on small windows, context from table headers.
+"""The scanner: cheap prefilters, validation on small windows, context from table headers.
 
 Presidio used naively runs every recognizer's regex over the whole text, then scores context
-with an NLP pipeline. Here a single combined regex (``patterns.CANDIDATES``) finds candidate
-spans in one pass; only those few dozen characters go through Presidio's validators. Context
-comes from the same line and, for DataFrame text and HTML tables, from the column header above
-the value, which is where a table says what its numbers are. Results are cached by content.
+with an NLP pipeline. Here three class-first regular expressions (``patterns.NUMERIC``,
+``UPPER``, ``HEX``), each searched only inside the runs a trivial regex finds, yield candidate
+spans; only those few dozen characters go through Presidio's validators. Context comes from the
+same line and, for DataFrame text and HTML tables, from the column header above the value.
+Tables are read column by column first (``tables``); their settled cells are blanked for the
+other passes (patterns, names, key: value pairs). Results are cached by content.
 """
 
 from __future__ import annotations
