@@ -306,3 +306,12 @@ def test_headers_are_checked_against_their_values() -> None:
     assert PIIPolicy().scan(_df(["service_name", "state", "region"], rows)).entities == {}
     config = '{"Owner": "Data Platform", "Service Name": "Billing Export", "state": "running"}'
     assert PIIPolicy().scan(config).entities == {}
+
+
+def test_html_table_on_one_line_is_read_by_columns() -> None:
+    html = (
+        "<table><thead><tr><th></th><th>first_name</th><th>last_name</th></tr></thead><tbody>"
+        "<tr><th>0</th><td>Emily</td><td>Lopez</td></tr><tr><th>1</th><td>Nancy</td>"
+        "<td>Zzyzwicz</td></tr></tbody></table>"
+    )
+    assert PIIPolicy().scan(html).entities == {"PERSON": 4}

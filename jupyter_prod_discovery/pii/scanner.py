@@ -139,7 +139,7 @@ class Scanner:
             out.extend(find_credentials(text))
         scanned = text
         cells: list[Finding] = []
-        if self.tables and "\n" in text and ("  " in text or "<t" in text):
+        if self.tables and ("<t" in text or ("\n" in text and "  " in text)):
             cells = self._tables(text)
             if cells:
                 # Cells of a classified column are settled, and plain decimals of the others
