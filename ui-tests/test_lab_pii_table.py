@@ -66,6 +66,6 @@ def test_customers_table_redacted_and_visibly_marked(page: Any) -> None:
     marker = page.locator(".jp-ProdDiscovery-piiMarker").first
     marker.wait_for(state="visible")
     counts = marker.inner_text()
-    times = "\u00d7"  # the marker writes "PERSON ×20"
+    times = "\u00d7"  # the marker writes the multiplication sign before each count
     assert f"PERSON {times}20" in counts and f"US_SSN {times}10" in counts  # one per value
     shot(page, "pii-customers-table")
