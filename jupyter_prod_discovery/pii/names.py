@@ -113,7 +113,8 @@ def find_names(text: str) -> list[Finding]:
     Capitalised words are read as runs (words one space apart on a line); inside a run a name
     starts at a known first name, so "Customer John Smith" yields "John Smith".
     """
-    first, last = gazetteer()
+    first, _ = gazetteer()
+    last = gazetteer_all()[1]  # after a sure first name, Brown and White are surnames
     out: list[Finding] = []
     run: list[re.Match[str]] = []
     for m in CAPWORD.finditer(text):

@@ -44,6 +44,7 @@ _TH = re.compile(r"<th[^>]*>(.*?)</th>", re.S | re.I)
 _PHONE_BASE = {"intl": 0.75, "paren": 0.75, "sep": 0.75, "space": 0.5, "plain": 0.3}
 _PRIORITY = {
     "CREDENTIAL": 9,
+    "IBAN_CODE": 7,  # its digit groups can pass as a card: the whole IBAN wins
     "CREDIT_CARD": 6,
     "US_SSN": 5,
     "US_ITIN": 5,
@@ -439,7 +440,9 @@ def _pick(cluster: list[Finding]) -> list[Finding]:
     if len(cluster) < 2:
         return cluster
     kept: list[Finding] = []
-    for f in sorted(cluster, key=lambda f: (-f.score, -_PRIORITY.get(f.entity_type, 0), f.start)):
+    for f in sorted(
+        cluster, key=lambda f: (-f.score, -_PRIORITY.get(f.entity_type, 0), f.start - f.end)
+    ):
         if all(f.end <= k.start or f.start >= k.end for k in kept):
             kept.append(f)
     return kept

@@ -253,8 +253,25 @@ _KEYED = re.compile(
     r"""(?:(["'])([A-Za-z][\w .-]{0,40}?)\1|\b([A-Za-z][\w.-]{0,40}))\s*(?::|=|=>)\s*"""
     r"""(?:(["'])([^"'\n]{1,80}?)\4|([^\s"',;)}\]]{1,40}))"""
 )
-_KEY_WORDS = ("name", "birth", "dob", "city", "address", "street", "zip", "post", "country",
-              "town", "nombre", "prenom", "prénom", "nom", "vorname", "customer", "patient")  # fmt: skip
+# Words one of which every personal key holds (see HEADER_RULES): the pairs are looked for
+# only around them (found with ``str.find``: a regex alternation of words would try every
+# position), so a log of ``rows=12`` pairs costs a few memchr-speed scans.
+_KEY_WORDS = (
+    "name", "birth", "dob", "city", "address", "street", "zip", "post", "country", "town",
+    "nombre", "prenom", "prénom", "nom", "customer", "patient", "contact", "holder", "county",
+    "province", "stadt", "ciudad", "ville", "citt",
+)  # fmt: skip
+
+
+def _key_word_hits(low: str) -> list[tuple[int, int]]:
+    hits: list[tuple[int, int]] = []
+    for w in _KEY_WORDS:
+        i = low.find(w)
+        while i != -1:
+            hits.append((i, i + len(w)))
+            i = low.find(w, i + len(w))
+    hits.sort()
+    return hits
 
 
 def keyed_findings(
@@ -262,20 +279,28 @@ def keyed_findings(
 ) -> list[Finding]:
     """Values whose key names a personal field (PERSON, DATE_OF_BIRTH, LOCATION), as a column
     header would: the same classification as :func:`classify_header`."""
-    low = text.lower()
-    if not any(w in low for w in _KEY_WORDS):
-        return []
     out: list[Finding] = []
-    for m in _KEYED.finditer(text):
-        key = m.group(2) or m.group(3)
-        entity = classify_header(key)
-        if entity not in FREE_FORM or entity not in entities:
+    seen = -1
+    n = len(text)
+    for h0, h1 in _key_word_hits(text.lower()):
+        if h0 < seen:
             continue
-        g = 5 if m.group(5) is not None else 6
-        value = m.group(g).strip()
-        if not value or value.lower() in EMPTY or not plausible(entity, [value], is_name):
-            continue
-        out.append(Finding(entity, m.start(g), m.end(g), 0.85))
+        for m in _KEYED.finditer(text, max(0, h0 - 42), min(n, h1 + 130)):
+            ks, ke = m.span(2) if m.group(2) is not None else m.span(3)
+            if ks > h0:
+                break
+            if ke < h1:
+                continue
+            seen = m.end()
+            entity = classify_header(text[ks:ke])
+            g = 5 if m.group(5) is not None else 6
+            value = m.group(g).strip()
+            if entity not in FREE_FORM or entity not in entities or not value:
+                break
+            if value.lower() in EMPTY or not plausible(entity, [value], is_name):
+                break
+            out.append(Finding(entity, m.start(g), m.end(g), 0.85))
+            break
     return out
 
 
