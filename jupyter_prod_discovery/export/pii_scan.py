@@ -1,10 +1,11 @@
-"""The PII scanner the ``no_pii`` gate uses, behind a small protocol.
+"""Alternative PII scanners for the ``no_pii`` gate, behind a small protocol.
 
-The PII capability (``jupyter_prod_discovery.pii``) owns real detection: :class:`ProjectPIIScanner`
-(the default) adapts its ``Scanner``. :class:`PatternPIIScanner` is a dependency-free fallback
-(US SSN, e-mail address, Luhn-valid payment card). Any class instantiated as ``cls(entities=...)``
-with ``scan(text) -> list[finding]`` can be configured instead (``NoPIIGate.scanner_class``); a
-finding is an object or dict with an ``entity_type`` (or ``type``).
+By default the gate asks the shared ``PIIPolicy`` (the same object as the live guard, the save
+guard and ``scan``). ``NoPIIGate.scanner_class`` replaces it with any class instantiated as
+``cls(entities=...)`` with ``scan(text) -> list[finding]``: :class:`ProjectPIIScanner` (the
+project's policy restricted to some entity types) or :class:`PatternPIIScanner`, a
+dependency-free fallback (US SSN, e-mail address, Luhn-valid payment card). A finding is an
+object or dict with an ``entity_type`` (or ``type``).
 """
 
 from __future__ import annotations

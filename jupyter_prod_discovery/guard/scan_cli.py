@@ -136,7 +136,7 @@ def add_scan(sub: Any) -> None:
     p.add_argument(
         "--policy",
         default=None,
-        help="YAML or JSON policy file (keys: entities, ner, default_action, actions, "
-        "default_threshold, thresholds, allow_list, allow_patterns)",
+        help="YAML or JSON policy file (keys: entities, names, tables, ner, default_action, "
+        "actions, default_threshold, thresholds, allow_list, allow_patterns)",
     )
     p.set_defaults(run=run)
