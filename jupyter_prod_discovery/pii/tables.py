@@ -142,7 +142,7 @@ def text_columns(text: str) -> Iterator[list[Column]]:
 # --- HTML tables ------------------------------------------------------------------------------
 # A cell whose content holds no tag (what pandas writes); cells with markup inside are left to
 # the pattern pass (their row is skipped, since its cells no longer line up with the header).
-_CELL = re.compile(r"<t([hd])\b[^>]*>([^<]*)</t\1>")
+_CELL = re.compile(r"<t[hd](?=[\s>])[^>]*>([^<]*)</t[hd]>")
 _ROW = re.compile(r"<tr\b")
 _TAG = re.compile(r"<[^>]+>")
 
@@ -174,13 +174,13 @@ def _table_columns(text: str, start: int, end: int) -> list[Column]:
     for r0, r1 in itertools.pairwise(rows):
         cells = list(_CELL.finditer(text, r0, r1))
         if not header_done or (head_end != -1 and r0 < head_end):
-            cols = [Column(_TAG.sub("", c.group(2)).strip()) for c in cells]
+            cols = [Column(_TAG.sub("", c.group(1)).strip()) for c in cells]
             header_done = True
             continue
         if len(cells) != len(cols):
             continue
         for col, c in zip(cols, cells, strict=True):
-            s, e = c.span(2)
+            s, e = c.span(1)
             if s == e:
                 continue
             if text[s].isspace() or text[e - 1].isspace():
