@@ -153,7 +153,9 @@ class Scanner:
             from .names import find_names
 
             out.extend(find_names(scanned))
-        if self.tables and ("'" in text or '"' in text or "=" in text):
+        # key: value pairs, in dict/JSON reprs and logs; HTML escapes the quotes of its text,
+        # and its tables were read by column above.
+        if self.tables and ("'" in text or '"' in text or "=" in text) and not _is_html(text):
             from .names import looks_like_name
             from .tables import keyed_findings
 
@@ -388,6 +390,10 @@ def _within(runs: re.Pattern[str], rx: re.Pattern[str], text: str) -> Iterator[r
     n = len(text)
     for run in runs.finditer(text):
         yield from rx.finditer(text, run.start(), min(n, run.end() + 3))
+
+
+def _is_html(text: str) -> bool:
+    return text.lstrip()[:1] == "<" and "</" in text
 
 
 def _SPAN(f: Finding) -> tuple[int, int]:
