@@ -136,8 +136,6 @@ class Scanner:
         out: list[Finding] = []
         digits = may_match(text)
         words = (self.names or self.credentials) and may_hold_words(text)
-        if words and self.credentials:
-            out.extend(find_credentials(text))
         scanned = text
         cells: list[Finding] = []
         if self.tables and ("<t" in text or ("\n" in text and "  " in text)):
@@ -147,6 +145,10 @@ class Scanner:
                 # cannot hold an entity: the other passes see blanks there.
                 scanned = _mask(text, cells)
                 cells = [f for f in cells if f.entity_type]
+        if words and self.credentials:
+            # On the masked text: a settled cell is redacted whole already, and blanks are
+            # skipped at C speed by the marker search.
+            out.extend(find_credentials(scanned))
         if digits:
             out.extend(self._patterns(scanned))
         if words and self.names:
@@ -175,7 +177,7 @@ class Scanner:
         if not cells:
             return _resolve(out) if len(out) > 1 else out
         # Table cells do not overlap one another nor the passes that saw them blanked; only
-        # credentials, URLs and dates (scanned on the original text) may overlap a cell.
+        # URLs and dates (scanned on the original text) may overlap a cell.
         return _resolve(cells + out) if out else sorted(cells, key=_START)
 
     def _tables(self, text: str) -> list[Finding]:
