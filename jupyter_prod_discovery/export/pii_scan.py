@@ -1,10 +1,11 @@
-"""The PII scanner the ``no_pii`` gate uses, behind a small protocol.
+"""Alternative PII scanners for the ``no_pii`` gate, behind a small protocol.
 
-The PII capability (``jupyter_prod_discovery.pii``) owns real detection: :class:`ProjectPIIScanner`
-(the default) adapts its ``Scanner``. :class:`PatternPIIScanner` is a dependency-free fallback
-(US SSN, e-mail address, Luhn-valid payment card). Any class instantiated as ``cls(entities=...)``
-with ``scan(text) -> list[finding]`` can be configured instead (``NoPIIGate.scanner_class``); a
-finding is an object or dict with an ``entity_type`` (or ``type``).
+By default the gate asks the shared ``PIIPolicy`` (the same object as the live guard, the save
+guard and ``scan``). ``NoPIIGate.scanner_class`` replaces it with any class instantiated as
+``cls(entities=...)`` with ``scan(text) -> list[finding]``: :class:`ProjectPIIScanner` (the
+project's policy restricted to some entity types) or :class:`PatternPIIScanner`, a
+dependency-free fallback (US SSN, e-mail address, Luhn-valid payment card). A finding is an
+object or dict with an ``entity_type`` (or ``type``).
 """
 
 from __future__ import annotations
@@ -46,19 +47,20 @@ def _luhn(digits: str) -> bool:
 
 
 class ProjectPIIScanner:
-    """The project's PII scanner (``jupyter_prod_discovery.pii.Scanner``), pattern entities only.
+    """The project's PII policy (``jupyter_prod_discovery.pii.PIIPolicy``) behind this protocol.
 
-    Only high-precision entity types are useful on code and outputs alike: URL, DATE_TIME or
-    PHONE_NUMBER would refuse ordinary notebooks.
+    ``entities`` restricts the policy's entity types (default: all of them); findings are the
+    ones the policy keeps (at or above threshold).
     """
 
     def __init__(self, entities: Iterable[str] = ()) -> None:
-        from ..pii import Scanner
+        from ..pii import PIIPolicy
 
-        self._scanner = Scanner(entities=list(entities) or None)
+        ents = list(entities)
+        self._policy = PIIPolicy(entities=ents) if ents else PIIPolicy()
 
     def scan(self, text: str) -> list[Any]:
-        return list(self._scanner.scan(text))
+        return list(self._policy.scan(text).findings)
 
 
 class PatternPIIScanner:

@@ -1,10 +1,12 @@
 """``jupyter prod-discovery scan PATH... [--format text|json] [--policy FILE]``.
 
-Scans notebook outputs (``.ipynb``) and text files with the same scanner and policy as the live
-guard. A folder is scanned recursively: its notebooks and UTF-8 text files, skipping hidden
-entries (``.git``, ``.ipynb_checkpoints``) and files that are not text. Exit status: 0 clean, 1
-findings at or above the policy's threshold, 2 bad input (missing or unreadable file, invalid
-notebook, bad policy file), with a one-line message.
+Scans every place of a notebook (``.ipynb``: outputs, code and markdown sources, metadata,
+attachments) and text files with the same policy object as the live guard, the save guard and
+the export gate (``PIIPolicy``), so all four find the same things. A folder is scanned
+recursively: its notebooks and UTF-8 text files, skipping hidden entries (``.git``,
+``.ipynb_checkpoints``) and files that are not text. Exit status: 0 clean, 1 findings at or above
+the policy's threshold, 2 bad input (missing or unreadable file, invalid notebook, bad policy
+file), with a one-line message.
 """
 
 from __future__ import annotations
@@ -148,8 +150,13 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"findings": rows}, indent=2))
     else:
         for r in rows:
-            where = r["path"] if r["cell"] is None else f"{r['path']} cell {r['cell']} "
-            where += "" if r["cell"] is None else f"output {r['output']} ({r['field']})"
+            # JSON keeps 0-based indexes (as the audit records); text numbers from 1, as
+            # JupyterLab, the PII sidebar and the export gates show cells.
+            where = r["path"] if r["cell"] is None else f"{r['path']} cell {r['cell'] + 1} "
+            if r["output"] is not None:
+                where += f"output {r['output'] + 1} ({r['field']})"
+            elif r["field"] != "text":
+                where += f"({r['field']})"
             print(
                 f"{where}: {r['entity_type']} at {r['start']}-{r['end']} "
                 f"score {r['score']:.2f} -> {r['action']}"
@@ -176,7 +183,7 @@ def add_scan(sub: Any) -> None:
     p.add_argument(
         "--policy",
         default=None,
-        help="YAML or JSON policy file (keys: entities, ner, default_action, actions, "
-        "default_threshold, thresholds, allow_list, allow_patterns)",
+        help="YAML or JSON policy file (keys: entities, names, tables, ner, default_action, "
+        "actions, default_threshold, thresholds, allow_list, allow_patterns)",
     )
     p.set_defaults(run=run)

@@ -1,27 +1,33 @@
-"""The scanner: one prefilter pass, validation on small windows, context from table headers.
+"""The scanner: cheap prefilters, validation on small windows, context from table headers.
 
 Presidio used naively runs every recognizer's regex over the whole text, then scores context
-with an NLP pipeline. Here a single combined regex (``patterns.CANDIDATES``) finds candidate
-spans in one pass; only those few dozen characters go through Presidio's validators. Context
-comes from the same line and, for DataFrame text and HTML tables, from the column header above
-the value, which is where a table says what its numbers are. Results are cached by content.
+with an NLP pipeline. Here three class-first regular expressions (``patterns.NUMERIC``,
+``UPPER``, ``HEX``), each searched only inside the runs a trivial regex finds, yield candidate
+spans; only those few dozen characters go through Presidio's validators. Context comes from the
+same line and, for DataFrame text and HTML tables, from the column header above the value.
+Tables are read column by column first (``tables``); their settled cells are blanked for the
+other passes (patterns, names, key: value pairs). Results are cached by content.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from . import patterns as P
 from .findings import Finding
+from .secrets import find_credentials
 
 __all__ = ["Scanner", "may_match"]
 
 # Cheap gate: every pattern entity contains an ASCII digit or an '@'. Eleven ``in`` tests run
 # at memchr speed (~15 us per 100 KB), ~100x faster than a character-class regex search.
 _GATE_CHARS = "0123456789@"
+# Names, private-key armour and tokens need an upper-case letter (or a non-ASCII one).
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def may_match(text: str) -> bool:
@@ -29,9 +35,43 @@ def may_match(text: str) -> bool:
     return any(c in text for c in _GATE_CHARS)
 
 
+def may_hold_words(text: str) -> bool:
+    """False when no name nor credential can occur: no ASCII capital and all ASCII."""
+    return any(c in text for c in _UPPER) or not text.isascii()
+
+
 _TH = re.compile(r"<th[^>]*>(.*?)</th>", re.S | re.I)
 _PHONE_BASE = {"intl": 0.75, "paren": 0.75, "sep": 0.75, "space": 0.5, "plain": 0.3}
-_PRIORITY = {"CREDIT_CARD": 4, "US_SSN": 3, "UK_NHS": 2, "PHONE_NUMBER": 1}
+_PRIORITY = {
+    "CREDENTIAL": 9,
+    "IBAN_CODE": 7,  # its digit groups can pass as a card: the whole IBAN wins
+    "CREDIT_CARD": 6,
+    "US_SSN": 5,
+    "US_ITIN": 5,
+    "PL_PESEL": 4,
+    "UK_NHS": 3,
+    "PHONE_NUMBER": 2,
+    "US_PASSPORT": 1,
+}
+# Identifier shapes inside one "alnum" candidate: (entity, shape, Presidio validator or None,
+# score without context, score with context). Checksummed ones stand alone.
+_ALNUM: tuple[tuple[str, re.Pattern[str], str | None, float, float], ...] = (
+    ("ES_NIF", re.compile(r"\d{8}-?[A-Z]"), "nif", 0.85, 1.0),
+    ("ES_NIE", re.compile(r"[XYZ]\d{7}-?[A-Z]"), "nie", 0.85, 1.0),
+    ("FI_PERSONAL_IDENTITY_CODE", re.compile(r"\d{6}[-+A-FU-Y]\d{3}[0-9A-Y]"), "fi", 0.85, 1.0),
+    ("IT_FISCAL_CODE", re.compile(r"[A-Z]{6}[0-9LMNP-V]{2}[A-Z][0-9LMNP-V]{2}[A-Z][0-9LMNP-V]{3}[A-Z]"),
+     "cf", 0.85, 1.0),
+    ("UK_NINO", re.compile(r"(?!BG|GB|NK|KN|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+                           r" ?\d{2} ?\d{2} ?\d{2} ?[A-D]"), None, 0.7, 0.95),
+    ("MEDICAL_LICENSE", re.compile(r"[ABCDEFGHJKLMPRSTUX][A-Z9]\d{7}"), "dea", 0.6, 0.95),
+    ("US_PASSPORT", re.compile(r"[A-Z]\d{8}"), None, 0.1, 0.8),
+    ("US_DRIVER_LICENSE", re.compile(r"[A-Z]{1,2}\d{5,14}"), None, 0.1, 0.8),
+)  # fmt: skip
+_URL = re.compile(r"\bhttps?://[^\s<>\"'`]+[^\s<>\"'`.,;:)\]]")
+_DATE = re.compile(
+    r"\b(?:\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?|\d{1,2}/\d{1,2}/\d{2,4}"
+    r"|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]* \d{1,2},? \d{4})\b"
+)
 
 
 class Scanner:
@@ -58,6 +98,8 @@ class Scanner:
         allow_patterns: Iterable[str] = (),
         ner: bool = False,
         cache_size: int = 512,
+        names: bool = True,
+        tables: bool = True,
     ) -> None:
         self.entities = (
             frozenset(entities) if entities is not None else frozenset(P.PATTERN_ENTITIES)
@@ -65,6 +107,9 @@ class Scanner:
         self.allow_list = frozenset(allow_list)
         self.allow_patterns = [re.compile(p) for p in allow_patterns]
         self.ner = ner
+        self.names = names and "PERSON" in self.entities
+        self.tables = tables
+        self.credentials = "CREDENTIAL" in self.entities
         self._cache: OrderedDict[tuple[int, int], tuple[Finding, ...]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -89,15 +134,77 @@ class Scanner:
 
     def _scan(self, text: str) -> list[Finding]:
         out: list[Finding] = []
-        if may_match(text):
-            out = self._patterns(text)
+        digits = may_match(text)
+        words = (self.names or self.credentials) and may_hold_words(text)
+        scanned = text
+        cells: list[Finding] = []
+        if self.tables and ("<t" in text or ("\n" in text and "  " in text)):
+            cells = self._tables(text)
+            if cells:
+                # Cells of a classified column are settled, and plain decimals of the others
+                # cannot hold an entity: the other passes see blanks there.
+                scanned = _mask(text, cells)
+                cells = [f for f in cells if f.entity_type]
+        if words and self.credentials:
+            # On the masked text: a settled cell is redacted whole already, and blanks are
+            # skipped at C speed by the marker search.
+            out.extend(find_credentials(scanned))
+        if digits:
+            out.extend(self._patterns(scanned))
+        if words and self.names:
+            from .names import find_names
+
+            out.extend(find_names(scanned))
+        # key: value pairs, in dict/JSON reprs and logs; HTML escapes the quotes of its text,
+        # and its tables were read by column above.
+        if self.tables and ("'" in text or '"' in text or "=" in text) and not _is_html(text):
+            from .names import looks_like_name
+            from .tables import keyed_findings
+
+            name_check = looks_like_name if self.names else None
+            out.extend(keyed_findings(scanned, self.entities, name_check))
         if self.ner:
             from .ner import find_entities
 
             out.extend(f for f in find_entities(text) if f.entity_type in self.entities)
-        out = [f for f in out if not self._allowed(text[f.start : f.end])]
-        out.sort(key=lambda f: (f.start, f.end))
+        if "URL" in self.entities and "://" in text:
+            out.extend(Finding("URL", m.start(), m.end(), 0.6) for m in _URL.finditer(text))
+        if "DATE_TIME" in self.entities and digits:
+            out.extend(Finding("DATE_TIME", m.start(), m.end(), 0.6) for m in _DATE.finditer(text))
+        if self.allow_list or self.allow_patterns:
+            out = [f for f in out if not self._allowed(text[f.start : f.end])]
+            cells = [f for f in cells if not self._allowed(text[f.start : f.end])]
+        if not cells:
+            return _resolve(out) if len(out) > 1 else out
+        # Table cells do not overlap one another nor the passes that saw them blanked; only
+        # URLs and dates (scanned on the original text) may overlap a cell.
+        return _resolve(cells + out) if out else sorted(cells, key=_START)
+
+    def _tables(self, text: str) -> list[Finding]:
+        from .names import looks_like_name
+        from .tables import column_findings, html_columns, text_columns
+
+        out: list[Finding] = []
+        tables = html_columns(text) if "<t" in text else text_columns(text)
+        names = looks_like_name if self.names else None
+        for cols in tables:
+            out.extend(column_findings(text, cols, self.entities, self.value_type, names))
         return out
+
+    def value_type(self, cell: str, header: str = "") -> str | None:
+        """The entity one table cell validates as (a finding over most of it), or None.
+
+        The column header is put before the cell, as on a ``key: value`` line, so that it is
+        the cell's context (an NHS number is a phone number until its column says "nhs").
+        """
+        cell = cell.strip()
+        if not may_match(cell):
+            return None
+        head = header.strip().lower().replace("_", " ")[:60] + ": " if header else ""
+        for f in self._patterns(head + cell):
+            if f.start >= len(head) and f.end - f.start >= len(cell) * 0.7:
+                return f.entity_type
+        return None
 
     def _allowed(self, value: str) -> bool:
         return value in self.allow_list or any(p.fullmatch(value) for p in self.allow_patterns)
@@ -108,13 +215,41 @@ class Scanner:
         if "EMAIL_ADDRESS" in ents:
             out.extend(_emails(text))
         header: _Header | None = None
-        for m in P.CANDIDATES.finditer(text):
+        matches: list[Iterable[re.Match[str]]] = [_numeric(text)]
+        if not text.isdigit():
+            matches.append(_within(P.UPPER_RUN, P.UPPER, text))
+            matches.append(_within(P.HEX_RUN, P.HEX, text))
+            matches.append(P.BASE58.finditer(text))
+            if "::" in text:
+                matches.append(P.IPV6_SHORT.finditer(text))
+            if "bc1" in text:
+                matches.append(P.BECH32.finditer(text))
+        for m in itertools.chain.from_iterable(matches):
             kind = m.lastgroup
             s, e = m.span()
             if kind == "num":
                 if header is None:
                     header = _Header(text)
                 out.extend(self._numbers(m.group(), s, header))
+            elif kind == "alnum" or kind == "alnumd":
+                if header is None:
+                    header = _Header(text)
+                f = self._alnum(m.group(), s, header)
+                if f is not None:
+                    out.append(f)
+            elif not _has_digit(m.group()):
+                # MAC, UUID and IPv6 of hex letters only are left out on purpose: every entity
+                # then holds a digit, which the raw gate (PIIPolicy.raw_gate) relies on.
+                continue
+            elif kind == "mac" or kind == "macsep":
+                if "MAC_ADDRESS" in ents and P.presidio_check("mac", m.group()):
+                    out.append(Finding("MAC_ADDRESS", s, e, 0.85))
+            elif kind == "uuid":
+                if "UUID" in ents:
+                    out.append(Finding("UUID", s, e, 0.6))
+            elif m.re is P.BASE58 or m.re is P.BECH32:
+                if "CRYPTO" in ents and P.presidio_check("crypto", m.group()):
+                    out.append(Finding("CRYPTO", s, e, 1.0))
             elif kind == "iban":
                 if "IBAN_CODE" in ents and self._v["iban"](m.group()):
                     out.append(Finding("IBAN_CODE", s, e, 1.0))
@@ -125,25 +260,49 @@ class Scanner:
                 out.append(Finding("IP_ADDRESS", s, e, 0.95 if _has(ctx, "IP_ADDRESS") else 0.8))
         return out
 
+    def _alnum(self, w: str, offset: int, header: _Header) -> Finding | None:
+        for entity, shape, check, bare, ctx in _ALNUM:
+            if entity not in self.entities or not shape.fullmatch(w):
+                continue
+            value = w.replace("-", "") if check in ("nif", "nie") else w
+            if check is not None and not P.presidio_check(check, value):
+                continue
+            score = bare
+            if bare < 0.95 and _has(header.context(offset, offset + len(w)), entity):
+                score = ctx
+            if score >= 0.5:
+                return Finding(entity, offset, offset + len(w), score)
+        return None
+
     def _numbers(self, w: str, offset: int, header: _Header) -> list[Finding]:
         ents = self.entities
         cands: list[Finding] = []
+        if w[4:5] == "-" and w[7:8] == "-" and w[:4].isdigit():  # an ISO date: skip it
+            rest = w[10:]
+            skip = 10 + len(rest) - len(rest.lstrip(" "))
+            w, offset = w[skip:], offset + skip
         if sum(map(str.isdigit, w)) < 9:
             return cands
         memo: list[str] = []
 
-        def has(entity: str) -> bool:  # context is computed only for validated candidates
+        def memo_ctx() -> str:  # context is computed only for validated candidates
             if not memo:
                 memo.append(header.context(offset, offset + len(w)))
-            return _has(memo[0], entity)
+            return memo[0]
+
+        def has(entity: str) -> bool:
+            return _has(memo_ctx(), entity)
+
+        digits_only = w.isdigit()
 
         if "CREDIT_CARD" in ents:
             for m in P.CARD_RE.finditer(w):
                 digits = re.sub(r"\D", "", m.group())
-                if self._v["card"](digits):
-                    sep = bool(m.group(1) or m.group(2))
-                    # A bare 16-digit number is a card in prose but an id in a table.
-                    bare = 0.4 if header.is_table else 0.6
+                if 12 <= len(digits) <= 19 and self._v["card"](digits):
+                    sep = bool(m.group(1) or m.group(2) or m.group(3))
+                    # A bare Luhn-valid number with an issuer prefix is a card (as for
+                    # Presidio), unless its column or key names it an id or a time.
+                    bare = 0.3 if _has_id_context(memo_ctx(), header) else 0.6
                     score = 1.0 if sep or has("CREDIT_CARD") else bare
                     cands.append(Finding("CREDIT_CARD", m.start(), m.end(), score))
         if "US_SSN" in ents:
@@ -156,6 +315,26 @@ class Scanner:
             for m in P.NHS_RE.finditer(w):
                 if self._v["nhs"](m.group()) and has("UK_NHS"):
                     cands.append(Finding("UK_NHS", m.start(), m.end(), 0.8))
+        if "US_ITIN" in ents:
+            for m in P.ITIN_RE.finditer(w):
+                score = (0.5 if m.group(1) else 0.3) + (0.4 if has("US_ITIN") else 0.0)
+                cands.append(Finding("US_ITIN", m.start(), m.end(), score))
+        if (
+            "PL_PESEL" in ents
+            and digits_only
+            and P.PESEL_RE.fullmatch(w)
+            and P.presidio_check("pesel", w)
+            and has("PL_PESEL")
+        ):
+            cands.append(Finding("PL_PESEL", 0, len(w), 0.9))
+        if digits_only:
+            for entity, rx in (
+                ("US_BANK_NUMBER", P.BANK_RE),
+                ("US_PASSPORT", P.PASSPORT_DIGITS_RE),
+                ("US_DRIVER_LICENSE", P.LICENSE_DIGITS_RE),
+            ):
+                if entity in ents and rx.fullmatch(w) and has(entity):
+                    cands.append(Finding(entity, 0, len(w), 0.75))
         if "PHONE_NUMBER" in ents:
             for m in P.PHONE_RE.finditer(w):
                 kind = m.lastgroup if m.lastgroup != "sep_c" else "sep"
@@ -185,13 +364,93 @@ def _emails(text: str) -> list[Finding]:
 
 
 def _has(ctx: str, entity: str) -> bool:
-    return any(w in ctx for w in P.CONTEXT_WORDS[entity])
+    return any(w in ctx for w in P.CONTEXT_WORDS.get(entity, ()))
+
+
+_ID_CONTEXT = re.compile(r"(?:\b|_)(?:id|ids|ts|time|timestamp|epoch|seq|nonce|count|row)\b")
+
+
+def _has_id_context(ctx: str, header: _Header) -> bool:
+    """The value's key or column names it an identifier, a time or a counter."""
+    return header.is_table and bool(_ID_CONTEXT.search(ctx))
+
+
+def _numeric(text: str) -> Iterator[re.Match[str]]:
+    """NUMERIC's matches, searched only inside the runs NUMERIC_RUN finds (same results: a
+    NUMERIC match lies inside a run; lookbehinds see the text before ``pos``, and a margin after
+    the run's end lets the lookaheads see the next characters)."""
+    n = len(text)
+    date = P.DATE_RUN.fullmatch
+    for run in P.NUMERIC_RUN.finditer(text):
+        s, e = run.span()
+        if not (text[s + 4 : s + 5] == "-" and date(text, s, e)):
+            yield from P.NUMERIC.finditer(text, s, min(n, e + P.RUN_MARGIN))
+
+
+def _within(runs: re.Pattern[str], rx: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    """``rx``'s matches inside the spans ``runs`` finds (see :func:`_numeric`)."""
+    n = len(text)
+    for run in runs.finditer(text):
+        yield from rx.finditer(text, run.start(), min(n, run.end() + 3))
+
+
+def _is_html(text: str) -> bool:
+    return text.lstrip()[:1] == "<" and "</" in text
+
+
+def _SPAN(f: Finding) -> tuple[int, int]:
+    return f.start, f.end
+
+
+def _START(f: Finding) -> int:
+    return f.start
+
+
+def _has_digit(value: str) -> bool:
+    return any(c in value for c in "0123456789")
+
+
+def _mask(text: str, findings: list[Finding]) -> str:
+    """``text`` with the findings' spans blanked (same length, so positions still hold)."""
+    parts: list[str] = []
+    pos = 0
+    for f in sorted(findings, key=lambda f: f.start):
+        if f.start >= pos:
+            parts.append(text[pos : f.start])
+            parts.append(" " * (f.end - f.start))
+            pos = f.end
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def _resolve(cands: list[Finding]) -> list[Finding]:
-    """Among overlapping candidates keep the best score (then the more specific type)."""
+    """Among overlapping findings keep the best score (then the more specific type).
+
+    Findings are cut into clusters of transitively overlapping spans (one sort), and the
+    choice is made inside each cluster, so a table of thousands of findings stays linear.
+    """
+    ordered = sorted(cands, key=_SPAN)
     kept: list[Finding] = []
-    for f in sorted(cands, key=lambda f: (-f.score, -_PRIORITY.get(f.entity_type, 0))):
+    cluster: list[Finding] = []
+    end = -1
+    for f in ordered:
+        if cluster and f.start >= end:
+            kept.extend(_pick(cluster))
+            cluster = []
+        cluster.append(f)
+        end = max(end, f.end) if len(cluster) > 1 else f.end
+    kept.extend(_pick(cluster))
+    kept.sort(key=_SPAN)
+    return kept
+
+
+def _pick(cluster: list[Finding]) -> list[Finding]:
+    if len(cluster) < 2:
+        return cluster
+    kept: list[Finding] = []
+    for f in sorted(
+        cluster, key=lambda f: (-f.score, -_PRIORITY.get(f.entity_type, 0), f.start - f.end)
+    ):
         if all(f.end <= k.start or f.start >= k.end for k in kept):
             kept.append(f)
     return kept

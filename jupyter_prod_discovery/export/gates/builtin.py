@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from nbformat import NotebookNode
-from traitlets import Float, List, Type, Unicode
+from traitlets import Float, Instance, List, Type, Unicode, default
 
+from ...pii import ALWAYS_REDACTED, CREDENTIAL, PIIPolicy
+from ...pii.notebook import places
 from ..notebook import cell_label, split_magics
-from ..pii_scan import PIIScanner, ProjectPIIScanner, finding_type
+from ..pii_scan import PIIScanner, finding_type
 from .base import ExportContext, GateResult, PromotionGate
 
 __all__ = [
@@ -86,32 +88,79 @@ class OutputsStrippedGate(PromotionGate):
         )
 
 
+def _policy_texts(ctx: ExportContext) -> Iterator[tuple[str, str]]:
+    """(where, text) for every place of the source notebook (``pii.notebook.places``: sources,
+    markdown, metadata, attachments, outputs) and the export parameters."""
+    for place, bundle in places(ctx.source):
+        for field, text in bundle.items():
+            suffix = f" ({field})" if place.part == "output" else ""
+            yield place.label + suffix, text
+    yield "parameters", json.dumps(ctx.parameters)
+
+
 class NoPIIGate(PromotionGate):
-    """No PII in the source notebook's cells, outputs or the export parameters."""
+    """No PII in any place of the source notebook nor in the export parameters.
+
+    Judged by the same :class:`~jupyter_prod_discovery.pii.PIIPolicy` as the live guard, the save
+    guard and ``scan`` (``c.PIIPolicy`` configures all four): a finding whose action is redact
+    or block refuses the export; warn-level findings are named in the passing reason.
+    """
 
     name = "no_pii"
 
+    policy = Instance(PIIPolicy)
     scanner_class = Type(
-        default_value=ProjectPIIScanner,
+        default_value=None,
         klass=object,
+        allow_none=True,
         config=True,
-        help="""Class (or import string) of the PII scanner, instantiated as cls(entities=...),
-        with scan(text) -> list of findings having an entity_type. Default: ProjectPIIScanner
-        (the project's jupyter_prod_discovery.pii scanner); alternative PatternPIIScanner
-        (jupyter_prod_discovery.export.pii_scan, no Presidio).""",
+        help="""Class (or import string) of an alternative PII scanner, instantiated as
+        cls(entities=...), with scan(text) -> list of findings having an entity_type; it then
+        replaces the policy for this gate. Default None: the shared PIIPolicy decides (one
+        policy for the live guard, the save guard, scan and this gate). Alternative:
+        PatternPIIScanner (jupyter_prod_discovery.export.pii_scan, no Presidio).""",
     )
     entities = List(
         Unicode(),
-        default_value=["US_SSN", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE"],
+        default_value=[],
         config=True,
-        help="""Entity types that refuse an export. Default ['US_SSN', 'EMAIL_ADDRESS',
-        'CREDIT_CARD', 'IBAN_CODE']: high-precision types only, since code cells are scanned
-        too (URL or DATE_TIME would refuse ordinary notebooks).""",
+        help="""Entity types that refuse an export. Default []: every type the PIIPolicy
+        redacts or blocks. With scanner_class set, the types that scanner looks for
+        (default then ['US_SSN', 'EMAIL_ADDRESS', 'CREDIT_CARD', 'IBAN_CODE']).""",
     )
 
+    @default("policy")
+    def _default_policy(self) -> PIIPolicy:
+        return PIIPolicy(parent=self)
+
     def check(self, ctx: ExportContext) -> GateResult:
-        factory: Callable[..., Any] = self.scanner_class
-        scanner = cast(PIIScanner, factory(entities=list(self.entities)))
+        if self.scanner_class is not None:
+            return self._check_with_scanner(ctx)
+        policy = self.policy
+        only = frozenset(self.entities)
+        refused: list[str] = []
+        warned: list[str] = []
+        for where, text in _policy_texts(ctx):
+            verdict = policy.scan(text)
+            hard = {
+                f.entity_type
+                for f in policy.to_redact(verdict)
+                if f.entity_type not in ALWAYS_REDACTED and (not only or f.entity_type in only)
+            }
+            soft = set(verdict.entities) - hard - ALWAYS_REDACTED
+            if hard:
+                refused.append(f"{', '.join(sorted(hard))} in {where}")
+            if soft and not (only and not soft & only):
+                warned.append(f"{', '.join(sorted(soft))} in {where}")
+        if refused:
+            return self.failed("PII found: " + _summarize(refused))
+        note = f" (warn-level: {_summarize(warned)})" if warned else ""
+        return self.passed("no PII found in sources, outputs, metadata or parameters" + note)
+
+    def _check_with_scanner(self, ctx: ExportContext) -> GateResult:
+        factory = cast(Callable[..., Any], self.scanner_class)
+        entities = list(self.entities) or ["US_SSN", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE"]
+        scanner = cast(PIIScanner, factory(entities=entities))
         findings = []
         texts = [*notebook_texts(ctx.source), ("parameters", json.dumps(ctx.parameters))]
         for where, text in texts:
@@ -124,7 +173,8 @@ class NoPIIGate(PromotionGate):
 
 
 class NoSecretsGate(PromotionGate):
-    """No hard-coded secret: detect-secrets plus the exact values issued to the author's kernels.
+    """No hard-coded secret: the policy's credential patterns, detect-secrets, and the exact
+    values issued to the author's kernels, in every place of the notebook.
 
     Not overridable: an override would put the secret into a signed bundle. A false positive of
     detect-secrets is silenced in the notebook itself with ``# pragma: allowlist secret``.
@@ -133,16 +183,30 @@ class NoSecretsGate(PromotionGate):
     name = "no_secrets"
     overridable = False
 
+    policy = Instance(PIIPolicy)
+
+    @default("policy")
+    def _default_policy(self) -> PIIPolicy:
+        return PIIPolicy(parent=self)
+
     def check(self, ctx: ExportContext) -> GateResult:
-        texts = [*notebook_texts(ctx.source), ("parameters", json.dumps(ctx.parameters))]
+        texts = list(_policy_texts(ctx))
         findings: list[str] = []
+        credentials = CREDENTIAL in self.policy.entities
         for where, text in texts:
             if any(value in text for value in ctx.secrets):
                 findings.append(f"a credential issued to {ctx.author}'s kernels in {where}")
+            if credentials:
+                n = sum(1 for f in self.policy.scan(text).findings if f.entity_type == CREDENTIAL)
+                if n:
+                    findings.append(f"{CREDENTIAL} x{n} in {where}")
         findings.extend(self._detect_secrets(texts))
         if findings:
             return self.failed("hard-coded secret: " + _summarize(findings))
-        return self.passed("no secret found by detect-secrets nor issued credential values")
+        return self.passed(
+            "no secret found by the policy's credential patterns, detect-secrets nor issued "
+            "credential values"
+        )
 
     @staticmethod
     def _detect_secrets(texts: list[tuple[str, str]]) -> list[str]:

@@ -1,0 +1,317 @@
+"""Every entity type, names, column-aware tables, credentials, visible HTML redaction and counts
+per value: the pure ``pii`` package against the labelled set and Presidio."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from jupyter_prod_discovery.pii import CREDENTIAL, Finding, PIIPolicy, redact
+from jupyter_prod_discovery.pii.notebook import scan_notebook
+from jupyter_prod_discovery.pii.tables import classify_header
+from tests import pii_labelled as L
+
+
+def _spans(policy: PIIPolicy, text: str) -> list[tuple[str, int, int]]:
+    return [(f.entity_type, f.start, f.end) for f in policy.scan(text).findings]
+
+
+def _recall(docs: list[L.Doc], found: list[list[tuple[str, int, int]]]) -> dict[str, float]:
+    hit: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for doc, fs in zip(docs, found, strict=True):
+        for ent, s, e in doc.labels:
+            total[ent] = total.get(ent, 0) + 1
+            if any(t == ent and a < e and b > s for t, a, b in fs):
+                hit[ent] = hit.get(ent, 0) + 1
+    return {k: hit.get(k, 0) / v for k, v in total.items()}
+
+
+@pytest.fixture(scope="module")
+def labelled() -> tuple[list[L.Doc], dict[str, float]]:
+    docs = L.positives(seed=31, n=10)
+    policy = PIIPolicy()
+    return docs, _recall(docs, [_spans(policy, d.text) for d in docs])
+
+
+def test_recall_of_every_entity_on_the_labelled_set(
+    labelled: tuple[list[L.Doc], dict[str, float]],
+) -> None:
+    _, recall = labelled
+    assert set(recall) == set(L.ENTITIES)
+    low = {k: v for k, v in recall.items() if v < 0.95}
+    assert not low, low
+
+
+def test_recall_at_least_presidio_pattern_only(
+    labelled: tuple[list[L.Doc], dict[str, float]],
+) -> None:
+    from benchmarks.pii_quality import _presidio_spans, presidio
+
+    docs, ours = labelled
+    engine = presidio(spacy=False)
+    theirs = _recall(docs, [_presidio_spans(engine, d.text) for d in docs])
+    worse = {k: (ours[k], v) for k, v in theirs.items() if k in ours and ours[k] < v}
+    assert not worse, worse
+
+
+def test_technical_output_under_one_false_positive_per_100kb() -> None:
+    docs = L.negatives(seed=5, size=150_000)
+    policy = PIIPolicy()
+    found = [(d.text[s:e], t) for d in docs for t, s, e in _spans(policy, d.text)]
+    chars = sum(len(d.text) for d in docs)
+    assert len(found) / chars * 100_000 <= 1.0, found[:10]
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "4222222222222",  # 13-digit Visa
+        "501800000009",  # 12-digit Maestro
+        "30569309025904",  # 14-digit Diners
+        "213129141777631",  # 15-digit JCB (2131)
+        "180017066907433",  # 15-digit JCB (1800)
+        "4539578763621486",  # bare 16 digits, no context
+        "3530 1113 3330 0000",  # JCB 16
+        "6011-1111-1111-1117",  # Discover
+    ],
+)
+def test_card_formats_presidio_finds(number: str) -> None:
+    text = f"ref {number} ok"
+    from jupyter_prod_discovery.pii.patterns import luhn_ok
+
+    assert luhn_ok(number.replace(" ", "").replace("-", ""))
+    assert _spans(PIIPolicy(), text) == [("CREDIT_CARD", 4, 4 + len(number))]
+
+
+def test_luhn_invalid_and_id_columns_are_not_cards() -> None:
+    policy = PIIPolicy()
+    assert _spans(policy, "ref 4539578763621487 ok") == []
+    table = "   user_id  amount\n0  4539578763621486   12.50\n1  4539578763621487    3.10\n"
+    assert [t for t, _, _ in _spans(policy, table)] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "entity"),
+    [
+        ("wallet 1BoatSLRHtKNngkdXEeobR76b53LETtpyT", "CRYPTO"),
+        ("mac 00:1A:2B:3C:4D:5E", "MAC_ADDRESS"),
+        ("DEA number AB1234563", "MEDICAL_LICENSE"),
+        ("bank account 123456789012", "US_BANK_NUMBER"),
+        ("driver license A1234567", "US_DRIVER_LICENSE"),
+        ("ITIN 912-70-1234", "US_ITIN"),
+        ("passport number 912345678", "US_PASSPORT"),
+        ("NHS number 943 476 5919", "UK_NHS"),
+        ("NI number AB 12 34 56 C", "UK_NINO"),
+        ("DNI 12345678Z", "ES_NIF"),
+        ("NIE X1234567L", "ES_NIE"),
+        ("codice fiscale RSSMRA85T10A562S", "IT_FISCAL_CODE"),
+        ("PESEL 44051401359", "PL_PESEL"),
+        ("hetu 131052-308T", "FI_PERSONAL_IDENTITY_CODE"),
+        ("Yesterday Agnieszka Wiśniewska signed.", "PERSON"),
+    ],
+)
+def test_each_entity_with_its_context(text: str, entity: str) -> None:
+    assert [t for t, _, _ in _spans(PIIPolicy(), text)] == [entity]
+
+
+def test_weak_ids_need_context() -> None:
+    assert _spans(PIIPolicy(), "rows 123456789012 and A1234567 and 912345678") == []
+
+
+def test_optional_entities_only_when_the_policy_lists_them() -> None:
+    text = "at 2026-01-02 see https://example.com/x id 123e4567-e89b-12d3-a456-426614174000"
+    assert _spans(PIIPolicy(), text) == []
+    policy = PIIPolicy(entities=["DATE_TIME", "URL", "UUID"])
+    assert [t for t, _, _ in _spans(policy, text)] == ["DATE_TIME", "URL", "UUID"]
+
+
+def test_names_in_prose_but_not_in_technical_words() -> None:
+    policy = PIIPolicy()
+    found = _spans(policy, "Customer John Smith called; Dr. Okafor replied.")
+    assert [t for t, _, _ in found] == ["PERSON", "PERSON"]
+    quiet = "The Random Forest Classifier and Max Pooling layer; Will Return Value. INFO Mark"
+    assert _spans(policy, quiet) == []
+    assert _spans(PIIPolicy(names=False), "Customer John Smith called") == []
+
+
+def _df(header: list[str], rows: list[list[str]]) -> str:
+    return L._table("dataframe", header, rows, [None] * len(header)).text
+
+
+def test_column_aware_table_by_header() -> None:
+    rows = [["Anna", "Zzyzwicz", "1984-03-02", "12 Elm Street", "Chicago"],
+            ["Rubén", "Garcia", "1990-11-23", "3 Rue Neuve", "Lyon"]]  # fmt: skip
+    header = ["first_name", "surname", "date_of_birth", "address", "city"]
+    for kind in ("dataframe", "html"):
+        text = L._table(kind, header, rows, [None] * 5).text
+        found = PIIPolicy().scan(text)
+        assert found.entities == {"PERSON": 4, "DATE_OF_BIRTH": 2, "LOCATION": 4}, kind
+
+
+def test_column_aware_table_without_telling_headers() -> None:
+    rng = random.Random(4)
+    rows = [[str(i), L.value("PERSON", rng, "pl"), f"{rng.random():.3f}"] for i in range(12)]
+    found = PIIPolicy().scan(_df(["c0", "c1", "c2"], rows))
+    assert found.entities == {"PERSON": 12}
+
+
+def test_column_consistency_redacts_cells_a_validator_rejects() -> None:
+    rows = [["(212) 555-0134"], ["(415) 555-0199"], ["(999) 000-0000"]]
+    text = _df(["phone"], rows)
+    verdict = PIIPolicy().scan(text)
+    assert verdict.entities == {"PHONE_NUMBER": 3}
+
+
+@pytest.mark.parametrize(
+    ("header", "entity"),
+    [
+        ("first_name", "PERSON"),
+        ("CustomerName", "PERSON"),
+        ("dob", "DATE_OF_BIRTH"),
+        ("home_address", "LOCATION"),
+        ("email_address", "EMAIL_ADDRESS"),
+        ("client_ip", "IP_ADDRESS"),
+        ("user_id", None),
+        ("file_name", None),
+        ("created_at", None),
+    ],
+)
+def test_header_classification(header: str, entity: str | None) -> None:
+    assert classify_header(header) == entity
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "AWS_ACCESS_KEY_ID=AKIAZ3MSJV4WWNKWW5HG",
+        "token: ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
+        "auth eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
+        "postgresql://app:Xq7!pz2Lw@db.internal:5432/prod",
+        'password = "Tr0ub4dor&3xQ"',
+        "SLACK xoxb-123456789012-abcdefghijkl",
+    ],
+)
+def test_credentials_are_found_and_always_redacted(text: str) -> None:
+    policy = PIIPolicy(actions={CREDENTIAL: "allow"})
+    verdict = policy.scan(text)
+    assert CREDENTIAL in verdict.entities
+    assert verdict.action == "redact"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'password = os.environ["DB_PASSWORD"]',
+        "token = get_token()",
+        'api_key = "<your key here>"',
+        "secret: ${SECRET}",
+        "password=********",
+    ],
+)
+def test_credential_references_are_not_credentials(text: str) -> None:
+    assert CREDENTIAL not in PIIPolicy().scan(text).entities
+
+
+def test_html_placeholder_is_escaped_and_visible() -> None:
+    html = "<table><tr><th>email</th></tr><tr><td>ann@example.com</td></tr></table>"
+    verdict, out = PIIPolicy().scan_html(html)
+    assert verdict.entities == {"EMAIL_ADDRESS": 1}
+    assert "&lt;EMAIL_ADDRESS&gt;" in out and "<EMAIL_ADDRESS>" not in out
+    assert 'class="jp-ProdDiscovery-redacted"' in out and "ann@example.com" not in out
+    assert redact("a b", [Finding("PERSON", 0, 1, 1.0)]) == "<PERSON> b"  # plain text stays
+
+
+def test_bundle_counts_per_value_not_per_representation() -> None:
+    rows = [[f"user{i}@example.com"] for i in range(10)]
+    data = {
+        "text/plain": _df(["email"], rows),
+        "text/html": L._table("html", ["email"], rows, [None]).text,
+    }
+    verdict, out = PIIPolicy().scan_bundle(data)
+    assert verdict.entities == {"EMAIL_ADDRESS": 10}
+    assert "example.com" not in out["text/plain"] + out["text/html"]
+
+
+def test_scan_notebook_counts_one_value_once() -> None:
+    nb = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": "df",
+                "metadata": {},
+                "outputs": [
+                    {
+                        "output_type": "execute_result",
+                        "data": {
+                            "text/plain": "x ann@example.com",
+                            "text/html": "<b>ann@example.com</b>",
+                        },
+                    }
+                ],
+            }
+        ]
+    }
+    [judged] = scan_notebook(PIIPolicy(), nb)
+    assert judged.verdict.entities == {"EMAIL_ADDRESS": 1}
+    assert set(judged.fields) == {"text/plain", "text/html"}
+
+
+def test_raw_gate_is_sound_for_every_finding() -> None:
+    """Whatever the policy finds in a text, the text holds a byte of its raw gate."""
+    policy = PIIPolicy(entities=[*PIIPolicy().entities, "UUID", "URL", "DATE_TIME"])
+    gate = policy.raw_gate()
+    assert gate is not None
+    docs = [
+        *L.positives(seed=3, n=2),
+        L.Doc(
+            "lower",
+            "   first_name       city\n0        anna    chicago\n1       marco     milano\n",
+        ),
+        L.Doc("lower", "password=hunterhunterx and ghp_" + "a" * 36),
+    ]
+    for doc in docs:
+        if policy.scan(doc.text).findings:
+            raw = doc.text.encode()
+            assert any(b in raw for b in gate), doc.text[:80]
+    assert PIIPolicy(ner=True).raw_gate() is None
+    assert not any(
+        b in b'{"data": {"text/plain": "loss is low at this step"}}'
+        for b in PIIPolicy().raw_gate() or ()
+    )
+
+
+def test_names_in_row_reprs_and_key_value_pairs() -> None:
+    """What ``cursor.fetchall()`` and a dict print: quoted names side by side, named keys."""
+    from jupyter_prod_discovery.demo.seed import generate_customers
+
+    policy = PIIPolicy()
+    rows = list(generate_customers(50))
+    text = repr([tuple(r.values()) for r in rows])
+    out = policy.redact_text(text, policy.scan(text))
+    for r in rows:
+        assert f"'{r['first_name']}'" not in out and f"'{r['last_name']}'" not in out
+        assert r["email"] not in out and r["ssn"] not in out
+    keyed = "{'first_name': 'Maria', 'city': 'Lyon', 'dob': '1984-03-02', 'file_name': 'a.csv'}"
+    assert policy.scan(keyed).entities == {"PERSON": 1, "LOCATION": 1, "DATE_OF_BIRTH": 1}
+    assert policy.scan("('Open', 'Close') ('Max', 'Value') ['Train', 'Test']").entities == {}
+
+
+def test_headers_are_checked_against_their_values() -> None:
+    """A header says what a column should hold: "Service Name" holds no person, "state" of a
+    job no place, so neither is reported; the same for keys in a config."""
+    rows = [["Billing Export", "running", "eu-west-1"], ["Data Platform", "failed", "us-east-2"]]
+    assert PIIPolicy().scan(_df(["service_name", "state", "region"], rows)).entities == {}
+    config = '{"Owner": "Data Platform", "Service Name": "Billing Export", "state": "running"}'
+    assert PIIPolicy().scan(config).entities == {}
+
+
+def test_html_table_on_one_line_is_read_by_columns() -> None:
+    html = (
+        "<table><thead><tr><th></th><th>first_name</th><th>last_name</th></tr></thead><tbody>"
+        "<tr><th>0</th><td>Emily</td><td>Lopez</td></tr><tr><th>1</th><td>Nancy</td>"
+        "<td>Zzyzwicz</td></tr></tbody></table>"
+    )
+    assert PIIPolicy().scan(html).entities == {"PERSON": 4}
