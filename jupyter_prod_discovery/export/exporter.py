@@ -26,6 +26,7 @@ from traitlets.config import LoggingConfigurable
 from ..audit.recorder import AuditRecorder, NullRecorder
 from .environment import kernel_info, locked_environment, requirements_txt
 from .gates import DEFAULT_GATES, ExportContext, GateResult, PromotionGate
+from .gates.base import CleanRunSandbox
 from .manifest import (
     MANIFEST_FILE,
     MANIFEST_SCHEMA_VERSION,
@@ -126,6 +127,8 @@ class NotebookExporter(LoggingConfigurable):
         secrets_for: Callable[[str], frozenset[str]] | None = None,
         session_provider: SessionProvider | None = None,
         vault: Any = None,
+        on_gate: Callable[[GateResult], None] | None = None,
+        sandbox: CleanRunSandbox | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -133,6 +136,11 @@ class NotebookExporter(LoggingConfigurable):
         self.secrets_for = secrets_for or (lambda _user: frozenset())
         self.session_provider = session_provider
         self.vault = vault
+        # Progress seam: called with each gate's result as soon as it is known (the trusted
+        # service reports them to the polling client one by one).
+        self.on_gate = on_gate or (lambda _result: None)
+        # Where the clean run executes; None: a subprocess of this process (same-user mode).
+        self.sandbox = sandbox
 
     def signer(self) -> ManifestSigner:
         factory: Callable[..., ManifestSigner] = self.signer_class
@@ -181,6 +189,7 @@ class NotebookExporter(LoggingConfigurable):
             kernel_python=kinfo["python"],
             environment={**environment, "kernel": kinfo},
             secrets=self.secrets_for(request.author),
+            sandbox=self.sandbox,
         )
 
     def run_gates(self, request: ExportRequest, ctx: ExportContext) -> list[GateResult]:
@@ -189,9 +198,11 @@ class NotebookExporter(LoggingConfigurable):
         for cls in self.gate_classes:
             gate: PromotionGate = cls(parent=self)
             if blocked and gate.expensive:
-                results.append(
-                    GateResult(gate.name, False, "skipped: an earlier gate failed", skipped=True)
+                skipped = GateResult(
+                    gate.name, False, "skipped: an earlier gate failed", skipped=True
                 )
+                results.append(skipped)
+                self.on_gate(skipped)
                 continue
             result = gate.check(ctx)
             if not result.passed and gate.name in request.overrides:
@@ -204,6 +215,7 @@ class NotebookExporter(LoggingConfigurable):
             if not result.passed and not result.overridden:
                 blocked = True
             results.append(result)
+            self.on_gate(result)
         unknown = set(request.overrides) - {r.name for r in results}
         if unknown:
             raise ValueError(f"--override names unknown gate(s): {', '.join(sorted(unknown))}")

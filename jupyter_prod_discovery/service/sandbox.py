@@ -1,0 +1,318 @@
+"""The clean run outside the trusted domain: another OS user, the job's declared roles only.
+
+Why a separate OS user and not a subprocess of the service: the notebook is the author's code.
+Run as the service's uid it could read the service's signing key, its Vault token (from
+``/proc/<service pid>/environ``) and its state directory, and sign whatever it liked. As the
+``ExportSandbox.user`` (an unprivileged account of its own) it can reach none of that; its
+environment is built from nothing (``HOME``, ``PATH``, ``LANG`` and the credentials issued for
+this run), never copied from the service's.
+
+Credentials: the service's broker issues the bundle's *declared* credential profiles (those the
+manifest names), checked against the author's own entitlements, under a kernel key of the run
+(``<user>/export-run/<job id>``); they are revoked as soon as the run ends, whatever the outcome,
+so the database user a run had is gone afterwards.
+
+Writable profiles: a database profile the job declares writable is never given write access to
+its source. The run gets a throwaway copy instead: a PostgreSQL database created for the run from
+the source (``pg_dump | psql``, which unlike ``CREATE DATABASE ... TEMPLATE`` works while others
+are connected to the source), on which the run's database user gets every privilege; the
+profile's variables point at the copy, and the copy is dropped after the run, before the
+user's lease is revoked (a role holding privileges in a database cannot be dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from traitlets import Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from ..export.gates.base import CleanRunOutcome, CleanRunSandbox, SandboxError
+from ..export.gates.builtin import PAPERMILL_RUNNER
+
+if TYPE_CHECKING:
+    from .credentials import CredentialDesk
+    from .ledger import Principal
+
+__all__ = ["ExportSandbox", "UserSandbox"]
+
+T = TypeVar("T")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ExportSandbox(LoggingConfigurable):
+    """Where the service runs ``clean_run``: configuration of the sandbox (``c.ExportSandbox``)."""
+
+    user = Unicode(
+        "",
+        config=True,
+        help="""Unprivileged OS user the clean run executes as (its own account, not the
+        service's, not a notebook user's). Default '' (none): clean_run then fails closed, naming
+        this setting. The service must run as root or with CAP_SETUID to switch to it.""",
+    )
+    python = Unicode(
+        config=True,
+        help="""Interpreter the sandbox user runs papermill with (it needs papermill, ipykernel
+        and the notebook's libraries, and must be executable by that user). Default: the
+        service's own interpreter.""",
+    )
+    work_dir = Unicode(
+        "",
+        config=True,
+        help="""Parent directory of each run's private working directory (created 0700 for the
+        sandbox user, removed after). Default '' (the system temporary directory).""",
+    )
+    admin_dsn = Unicode(
+        config=True,
+        help="""PostgreSQL DSN of an account allowed to CREATE and DROP DATABASE, for the
+        throwaway copies of writable profiles. Default: $PROD_DISCOVERY_SANDBOX_ADMIN_DSN, or ''
+        (a job declaring a writable profile is then refused). Never logged.""",
+    )
+
+    @default("python")
+    def _python_default(self) -> str:
+        return sys.executable
+
+    @default("admin_dsn")
+    def _admin_default(self) -> str:
+        return os.environ.get("PROD_DISCOVERY_SANDBOX_ADMIN_DSN", "")
+
+    def for_run(
+        self,
+        desk: CredentialDesk,
+        loop: asyncio.AbstractEventLoop,
+        principal: Principal,
+        run_id: str,
+        kernel_name: str,
+        profiles: list[str],
+        writable: list[str],
+    ) -> UserSandbox:
+        """The sandbox of one export job (used from the job's worker thread)."""
+        return UserSandbox(self, desk, loop, principal, run_id, kernel_name, profiles, writable)
+
+
+class UserSandbox(CleanRunSandbox):
+    """One job's clean run as ``ExportSandbox.user`` with its declared profiles' credentials."""
+
+    def __init__(
+        self,
+        config: ExportSandbox,
+        desk: CredentialDesk,
+        loop: asyncio.AbstractEventLoop,
+        principal: Principal,
+        run_id: str,
+        kernel_name: str,
+        profiles: list[str],
+        writable: list[str],
+    ) -> None:
+        self.config = config
+        self.desk = desk
+        self.loop = loop
+        self.principal = principal
+        self.run_id = run_id
+        self.kernel_name = kernel_name
+        self.profiles = profiles
+        self.writable = writable
+        #: What the last run was given, for the job's record (names only, never values).
+        self.issued_profiles: list[str] = []
+        self.copies: list[str] = []
+
+    def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the service's event loop (the broker lives there) and wait."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def _account(self) -> pwd.struct_passwd:
+        name = self.config.user
+        if not name:
+            raise SandboxError("no sandbox user is configured (c.ExportSandbox.user)")
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise SandboxError(f"the sandbox user {name!r} does not exist") from None
+        if entry.pw_uid in (0, os.getuid()):
+            raise SandboxError(
+                f"the sandbox user {name!r} must be an unprivileged account other than the "
+                "service's own"
+            )
+        return entry
+
+    def run(self, notebook: str, parameters: dict[str, Any], timeout: float) -> CleanRunOutcome:
+        account = self._account()
+        if self.writable and not self.config.admin_dsn:
+            raise SandboxError(
+                "a writable profile needs a throwaway database copy, and no "
+                "c.ExportSandbox.admin_dsn is configured"
+            )
+        key = ""
+        try:
+            key, env = self._on_loop(
+                self.desk.issue_run(self.principal, self.run_id, self.kernel_name, self.profiles)
+            )
+            self.issued_profiles = list(self.profiles)
+            for name in self.writable:
+                env = self._writable_copy(name, env)
+            return self._execute(account, notebook, parameters, timeout, env)
+        finally:
+            for copy in self.copies:
+                try:
+                    drop_database(self.config.admin_dsn, copy)
+                except Exception:
+                    self.config.log.exception("Dropping the run's database copy %s failed", copy)
+            if key:
+                self._on_loop(self.desk.revoke_run(key))
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    def _execute(
+        self,
+        account: pwd.struct_passwd,
+        notebook: str,
+        parameters: dict[str, Any],
+        timeout: float,
+        issued: dict[str, str],
+    ) -> CleanRunOutcome:
+        parent = self.config.work_dir or None
+        work = Path(tempfile.mkdtemp(prefix="pd-sandbox-", dir=parent))
+        try:
+            os.chown(work, account.pw_uid, account.pw_gid)
+            work.chmod(0o700)
+            src, out = work / "in.ipynb", work / "out.ipynb"
+            src.write_text(notebook)
+            os.chown(src, account.pw_uid, account.pw_gid)
+            python = self.config.python
+            env = {
+                "HOME": str(work),
+                "USER": account.pw_name,
+                "LOGNAME": account.pw_name,
+                "PATH": f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                **issued,
+            }
+            argv = [python, "-c", PAPERMILL_RUNNER, str(src), str(out)]
+            argv += [json.dumps(parameters), str(work)]
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=str(work),
+                user=account.pw_uid,
+                group=account.pw_gid,
+                extra_groups=[],
+                process_group=0,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+            )
+            try:
+                code: int | None = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                code = None
+            finally:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # whatever of the run outlived it
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(5)
+            text = out.read_text() if out.is_file() else None
+            return CleanRunOutcome(code, text)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    # -- writable profiles -----------------------------------------------------------------------
+
+    def _writable_copy(self, profile: str, env: dict[str, str]) -> dict[str, str]:
+        """Create the run's copy of the profile's database; return ``env`` pointing at it."""
+        source, login = env.get("PGDATABASE", ""), env.get("PGUSER", "")
+        if not source or not login:
+            raise SandboxError(
+                f"writable profile {profile!r} must set PGDATABASE and PGUSER for its copy"
+            )
+        copy = f"pd_run_{re.sub(r'[^a-z0-9]', '', self.run_id.lower())[:20]}"
+        self.copies.append(copy)
+        copy_database(self.config.admin_dsn, source, copy, login)
+        out: dict[str, str] = {}
+        for var, value in env.items():
+            if value == source:
+                value = copy
+            else:
+                value = re.sub(rf"/{re.escape(source)}(?=$|\?)", f"/{copy}", value)
+            out[var] = value
+        return out
+
+
+def _pg_env(dsn: str, dbname: str) -> dict[str, str]:
+    """libpq variables of ``dsn`` for ``dbname``: the password never goes on a command line."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(dsn)
+    names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD"}
+    env = {var: str(params[k]) for k, var in names.items() if params.get(k) is not None}
+    env["PGDATABASE"] = dbname
+    env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
+    return env
+
+
+def _with_db(dsn: str, dbname: str) -> str:
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(dsn, dbname=dbname)
+
+
+def copy_database(admin_dsn: str, source: str, copy: str, grantee: str) -> None:
+    """``copy``: a new database with the schema and data of ``source``, all of it ``grantee``'s
+    to change, connectable by nobody else."""
+    import psycopg
+
+    for name in (source, copy, grantee):
+        if not re.fullmatch(r"[\w.-]{1,63}", name):
+            raise SandboxError(f"refusing the database identifier {name!r}")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{copy}"')
+        conn.execute(f'REVOKE CONNECT ON DATABASE "{copy}" FROM PUBLIC')
+        conn.execute(f'GRANT CONNECT ON DATABASE "{copy}" TO "{grantee}"')
+    dump = subprocess.Popen(
+        ["pg_dump", "--no-owner", "--no-privileges"],
+        env=_pg_env(admin_dsn, source),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    load = subprocess.run(
+        ["psql", "-q", "-v", "ON_ERROR_STOP=1"],
+        env=_pg_env(admin_dsn, copy),
+        stdin=dump.stdout,
+        capture_output=True,
+        check=False,
+    )
+    if dump.stdout is not None:
+        dump.stdout.close()
+    dumped = dump.wait()
+    if dumped != 0 or load.returncode != 0:
+        raise SandboxError(f"copying database {source!r} for the run failed")
+    with psycopg.connect(_with_db(admin_dsn, copy), autocommit=True) as conn:
+        for (schema,) in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+            "AND nspname <> 'information_schema'"
+        ).fetchall():
+            conn.execute(f'GRANT ALL ON SCHEMA "{schema}" TO "{grantee}"')
+            conn.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO "{grantee}"')
+            conn.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{grantee}"')
+
+
+def drop_database(admin_dsn: str, name: str) -> None:
+    """Drop a run's copy, ending its sessions first (PostgreSQL 13+: ``WITH (FORCE)``)."""
+    import psycopg
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

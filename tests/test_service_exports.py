@@ -1,0 +1,235 @@
+"""Promotion through the trusted service: the service runs the gates on what was submitted, the
+clean run executes as another OS user with the declared roles only, and it signs only what
+passed. Real service process, OpenBao, PostgreSQL and kernels; a real sandbox OS user."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from credentials_support import Warehouse
+from service_export_support import (
+    HMAC_KEY,
+    SANDBOX_USER,
+    notebook,
+    report_dir,
+    sandbox_settings,
+    wait_job,
+    write_bundle,
+)
+from service_support import ServiceProcess, service_token, start_service
+
+from jupyter_prod_discovery.export.signing import HMACSigner
+from jupyter_prod_discovery.export.verify import verify_bundle
+from jupyter_prod_discovery.service.client import ServiceClient, ServiceRefused
+from jupyter_prod_discovery.service.ledger import read_lines
+
+READ_CUSTOMERS = (
+    "import psycopg\n"
+    "with psycopg.connect('') as conn:\n"
+    "    n = conn.execute('select count(*) from customers').fetchone()[0]\n"
+    "assert n == 3, n"
+)
+REPORT = (
+    "import json, os, pathlib\n"
+    "probe = {}\n"
+    "for p in STATE_PATHS:\n"
+    "    try:\n"
+    "        probe[p] = sorted(os.listdir(p)) if os.path.isdir(p) else pathlib.Path(p).read_text()\n"
+    "    except OSError as exc:\n"
+    "        probe[p] = type(exc).__name__\n"
+    "pathlib.Path(REPORT_DIR, 'report.json').write_text(json.dumps(\n"
+    "    {'env': dict(os.environ), 'uid': os.getuid(), 'probe': probe}))"
+)
+
+
+@pytest.fixture
+def vault_token(openbao: Any, warehouse: Warehouse) -> str:
+    return service_token(openbao, warehouse.profiles())
+
+
+@pytest.fixture
+def service(
+    tmp_path: Path, openbao: Any, warehouse: Warehouse, postgres_database: str, vault_token: str
+) -> Iterator[ServiceProcess]:
+    svc = start_service(
+        tmp_path,
+        postgres_database,
+        vault_addr=openbao.address,
+        vault_token=vault_token,
+        profiles=warehouse.profiles(),
+        extra_config={
+            **sandbox_settings(),
+            "ExportSandbox": {
+                **sandbox_settings()["ExportSandbox"],
+                "admin_dsn": postgres_database,
+            },
+        },
+    )
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture
+def client(service: ServiceProcess) -> ServiceClient:
+    return service.client("server-1")
+
+
+def submit(client: ServiceClient, nb: dict[str, Any], **request: Any) -> dict[str, Any]:
+    job = client.create_export({"notebook": nb, "path": "work/customers.ipynb", **request})
+    assert job["state"] == "running" and job["done"] is False
+    return wait_job(client, job["id"])
+
+
+def test_export_runs_every_gate_in_the_service_and_signs(
+    client: ServiceClient,
+    service: ServiceProcess,
+    warehouse: Warehouse,
+    vault_token: str,
+    tmp_path: Path,
+) -> None:
+    out = report_dir()
+    state_paths = [service.state_dir, str(Path(service.state_dir) / "audit-signing-key.pem")]
+    nb = notebook(READ_CUSTOMERS, REPORT)
+    job = submit(
+        client,
+        nb,
+        parameters={"REPORT_DIR": str(out), "STATE_PATHS": state_paths},
+        profiles=["warehouse"],
+    )
+    assert job["state"] == "exported", job
+    gates = {g["name"]: g for g in job["gates"]}
+    assert all(g["passed"] for g in gates.values()), gates
+    assert "sandbox" in gates["clean_run"]["reason"]
+    assert job["signature"]["key_id"] == HMACSigner.key_id(HMAC_KEY)
+
+    # The bundle verifies with the service's key, and its manifest declares the role.
+    bundle = write_bundle(job, tmp_path / "bundle")
+    assert verify_bundle(bundle, HMACSigner(keys=[HMAC_KEY])) == []
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["author"] == "root"
+    assert [r["profile"] for r in manifest["vault"]["references"]] == ["warehouse"]
+    # ... and it is what the service signed: one changed byte and it no longer verifies.
+    script = next(bundle.glob("*.py"))
+    script.write_text(script.read_text() + "\nimport os\n")
+    assert verify_bundle(bundle, HMACSigner(keys=[HMAC_KEY])) != []
+
+    # The run was the sandbox user with nothing of the trusted side, and the declared role.
+    report = json.loads((out / "report.json").read_text())
+    import pwd
+
+    assert report["uid"] == pwd.getpwnam(SANDBOX_USER).pw_uid
+    env = report["env"]
+    assert not [k for k in env if k.startswith(("VAULT_", "BAO_", "PROD_DISCOVERY"))], env
+    values = "\n".join(env.values())
+    for secret in (vault_token, HMAC_KEY, service.dsn):
+        assert secret not in values
+    assert env["PGDATABASE"] == warehouse.dbname and env["PGUSER"].startswith(warehouse.prefix)
+    assert all(v == "PermissionError" for v in report["probe"].values()), report["probe"]
+    # The run's database user is gone and its lease revoked.
+    assert env["PGUSER"] not in warehouse.roles()
+    assert warehouse.leases() == []
+
+    # The decision is in the service's ledger, under the principal it authenticated.
+    deadline = time.monotonic() + 30
+    while True:
+        recs = [json.loads(line) for line in read_lines(service.dsn)]
+        exports = [r for r in recs if r["kind"] == "export"]
+        if exports or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    (decision,) = exports
+    assert decision["data"]["principal"]["username"] == "root"
+    assert decision["data"]["manifest_sha256"] == job["manifest_sha256"]
+    assert decision["data"]["export_job"] == job["id"]
+
+
+def test_refused_export_keeps_every_gate_and_signs_nothing(client: ServiceClient) -> None:
+    leak = {"output_type": "stream", "name": "stdout", "text": "ssn 536-22-8341\n"}
+    job = submit(client, notebook("print('x')", outputs=[leak]))
+    assert job["state"] == "refused" and "files" not in job
+    gates = {g["name"]: g for g in job["gates"]}
+    assert gates["no_pii"]["passed"] is False and "US_SSN" in gates["no_pii"]["reason"]
+    assert gates["clean_run"]["skipped"] is True
+    assert len(gates) == 6
+
+
+def test_clean_run_without_the_declared_role_fails(client: ServiceClient) -> None:
+    """Nothing declared, nothing issued: the notebook that reads the table fails its clean run
+    (and that gate cannot be overridden by default)."""
+    job = submit(client, notebook(READ_CUSTOMERS))
+    assert job["state"] == "refused"
+    (clean,) = [g for g in job["gates"] if g["name"] == "clean_run"]
+    assert clean["passed"] is False and "cell 0 raised" in clean["reason"]
+    with pytest.raises(ServiceRefused) as refused:
+        client.create_export(
+            {
+                "notebook": notebook(READ_CUSTOMERS),
+                "path": "a.ipynb",
+                "overrides": {"clean_run": "works on my machine"},
+            }
+        )
+    assert refused.value.status == 403 and "clean_run" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "names"),
+    [
+        ({"parameters": {"x = 1\nimport subprocess\ny": 0}}, 400, "x = 1"),
+        ({"parameters": {"import": 1}}, 400, "'import'"),
+        ({"parameters": [1]}, 400, "parameters"),
+        ({"overrides": {"no_pii": "trust me"}}, 403, "no_pii"),
+        ({"overrides": {"no_secrets": "trust me"}}, 403, "no_secrets"),
+        ({"overrides": {"no_interactive": "  "}}, 400, "reason"),
+        ({"overrides": {"nonsense": "x"}}, 400, "nonsense"),
+        ({"profiles": ["nope"]}, 400, "nope"),
+        ({"profiles": ["vault"], "writable": ["vault"]}, 400, "database"),
+        ({"path": "../x.ipynb"}, 400, "path"),
+        ({"notebook": "{not json"}, 400, "notebook"),
+    ],
+)
+def test_bad_requests_are_refused_naming_the_field(
+    client: ServiceClient, request_: dict[str, Any], status: int, names: str
+) -> None:
+    body = {"notebook": notebook("x = 1"), "path": "a.ipynb", **request_}
+    with pytest.raises(ServiceRefused) as refused:
+        client.create_export(body)
+    assert refused.value.status == status and names in str(refused.value)
+
+
+def test_jobs_are_their_owners_only(service: ServiceProcess, client: ServiceClient) -> None:
+    job = client.create_export({"notebook": notebook("x = 1"), "path": "a.ipynb"})
+    with pytest.raises(ServiceRefused) as missing:
+        client.export_job("0" * 32)
+    assert missing.value.status == 404
+    wait_job(client, job["id"])
+
+
+def test_writable_profile_runs_on_a_throwaway_copy(
+    client: ServiceClient, warehouse: Warehouse
+) -> None:
+    write = (
+        "import psycopg\n"
+        "with psycopg.connect('') as conn:\n"
+        "    conn.execute(\"insert into customers values (4, 'edsger')\")\n"
+        "    conn.execute('delete from customers where id = 1')\n"
+        "    db = conn.execute('select current_database()').fetchone()[0]\n"
+        "assert db.startswith('pd_run_'), db"
+    )
+    job = submit(client, notebook(write), profiles=["warehouse"], writable=["warehouse"])
+    assert job["state"] == "exported", job
+    with psycopg.connect(warehouse.dsn) as conn:
+        rows = conn.execute("select id from customers order by id").fetchall()
+        copies = conn.execute(
+            "select datname from pg_database where datname like 'pd_run_%'"
+        ).fetchall()
+    assert rows == [(1,), (2,), (3,)]  # the source is unchanged
+    assert copies == []  # the copy is gone
+    assert warehouse.roles() == set() and warehouse.leases() == []
