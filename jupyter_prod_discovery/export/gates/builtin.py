@@ -271,7 +271,9 @@ class CleanRunGate(PromotionGate):
                 outcome = ctx.sandbox.run(json.dumps(ctx.bundled), ctx.parameters, self.timeout)
             except SandboxError as exc:
                 return self.failed(f"the sandbox could not be prepared: {exc}")
-            return self._judge(outcome, "in the sandbox, with the declared credential profiles")
+            return self._judge(
+                outcome, "in the sandbox, with the declared credential profiles", ctx
+            )
         env = {
             k: v
             for k, v in os.environ.items()
@@ -288,16 +290,17 @@ class CleanRunGate(PromotionGate):
                     args, env=env, capture_output=True, timeout=self.timeout, check=False
                 )
             except subprocess.TimeoutExpired:
-                return self._judge(CleanRunOutcome(None, None), "")
+                return self._judge(CleanRunOutcome(None, None), "", ctx)
             text = out.read_text() if out.is_file() else None
-            return self._judge(CleanRunOutcome(proc.returncode, text), "in a clean kernel")
+            return self._judge(CleanRunOutcome(proc.returncode, text), "in a clean kernel", ctx)
 
-    def _judge(self, outcome: CleanRunOutcome, where: str) -> GateResult:
+    def _judge(self, outcome: CleanRunOutcome, where: str, ctx: ExportContext) -> GateResult:
         if outcome.returncode is None:
             return self.failed(f"did not finish within {self.timeout:g} s")
         if outcome.returncode == 0:
             return self.passed(f"ran top to bottom with papermill {where}")
-        return self.failed(_describe_failure(outcome.output))
+        ids = [str(c.get("id") or "") for c in ctx.source.cells]
+        return self.failed(_describe_failure(outcome.output, ids))
 
 
 #: What runs papermill: argv = in.ipynb out.ipynb parameters-json cwd. Plain Python, so that
@@ -310,7 +313,9 @@ PAPERMILL_RUNNER = (
 )
 
 
-def _describe_failure(notebook: str | None) -> str:
+def _describe_failure(notebook: str | None, source_ids: list[str]) -> str:
+    """Which cell raised what, numbered as in the *source* notebook (the bundle has a parameters
+    cell and papermill an injected one that the author never saw); by id, else by position."""
     try:
         nb: dict[str, Any] = json.loads(notebook or "")
     except ValueError:
@@ -318,5 +323,7 @@ def _describe_failure(notebook: str | None) -> str:
     for i, cell in enumerate(nb.get("cells", [])):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                return f"cell {i} raised {output.get('ename', 'an error')} in a clean kernel"
+                cid = str(cell.get("id") or "")
+                where = f"cell {source_ids.index(cid)}" if cid in source_ids else f"bundle cell {i}"
+                return f"{where} raised {output.get('ename', 'an error')} in a clean kernel"
     return "papermill failed before any cell raised (kernel did not start?)"
