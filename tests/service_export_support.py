@@ -25,7 +25,11 @@ def sandbox_settings(python: str | None = None) -> dict[str, Any]:
     """Service config (JSON) for exports: the sandbox user (created now) and the signing key."""
     ensure_user(SANDBOX_USER)
     return {
-        "ExportSandbox": {"user": SANDBOX_USER, "python": python or users_python(), "work_dir": "/tmp"},
+        "ExportSandbox": {
+            "user": SANDBOX_USER,
+            "python": python or users_python(),
+            "work_dir": "/tmp",
+        },
         "HMACSigner": {"keys": [HMAC_KEY]},
         "CleanRunGate": {"timeout": 240},
     }
@@ -34,7 +38,11 @@ def sandbox_settings(python: str | None = None) -> dict[str, Any]:
 def notebook(*sources: str, outputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A python3 notebook of code cells; ``outputs`` go on the last cell."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
     if outputs:
         nb.cells[-1].outputs = [nbformat.from_dict(o) for o in outputs]
