@@ -43,8 +43,10 @@ REPORT = (
     "        probe[p] = sorted(os.listdir(p)) if os.path.isdir(p) else pathlib.Path(p).read_text()\n"
     "    except OSError as exc:\n"
     "        probe[p] = type(exc).__name__\n"
+    "caps = {l.split(':')[0]: l.split()[1] for l in open('/proc/self/status')"
+    " if l.startswith('Cap')}\n"
     "pathlib.Path(REPORT_DIR, 'report.json').write_text(json.dumps(\n"
-    "    {'env': dict(os.environ), 'uid': os.getuid(), 'probe': probe}))"
+    "    {'env': dict(os.environ), 'uid': os.getuid(), 'probe': probe, 'caps': caps}))"
 )
 
 
@@ -126,6 +128,8 @@ def test_export_runs_every_gate_in_the_service_and_signs(
     import pwd
 
     assert report["uid"] == pwd.getpwnam(SANDBOX_USER).pw_uid
+    for cap in ("CapPrm", "CapEff", "CapAmb", "CapInh"):
+        assert int(report["caps"][cap], 16) == 0, report["caps"]
     env = report["env"]
     assert not [k for k in env if k.startswith(("VAULT_", "BAO_", "PROD_DISCOVERY"))], env
     values = "\n".join(env.values())

@@ -201,15 +201,12 @@ class UserSandbox(CleanRunSandbox):
                 "LANG": "C.UTF-8",
                 **issued,
             }
-            argv = [python, "-c", PAPERMILL_RUNNER, str(src), str(out)]
+            argv = [*drop_to(account), python, "-c", PAPERMILL_RUNNER, str(src), str(out)]
             argv += [json.dumps(parameters), str(work)]
             proc = subprocess.Popen(
                 argv,
                 env=env,
                 cwd=str(work),
-                user=account.pw_uid,
-                group=account.pw_gid,
-                extra_groups=[],
                 process_group=0,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -250,6 +247,29 @@ class UserSandbox(CleanRunSandbox):
                 value = re.sub(rf"/{re.escape(source)}(?=$|\?)", f"/{copy}", value)
             out[var] = value
         return out
+
+
+def drop_to(account: pwd.struct_passwd) -> list[str]:
+    """The ``setpriv`` prefix that runs a command as ``account`` with no capability left.
+
+    Why setpriv rather than ``Popen(user=...)``: a service that is not root switches users with
+    ambient CAP_SETUID/CAP_SETGID (the demo grants them so), and ambient capabilities survive a
+    switch between two non-root uids: the notebook's code could switch back to the service's
+    user. Clearing the inheritable set clears the ambient one; ``--no-new-privs`` keeps setuid
+    binaries from giving any back.
+    """
+    setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+    if not Path(setpriv).exists():
+        raise SandboxError("setpriv (util-linux) is needed to switch to the sandbox user")
+    return [
+        setpriv,
+        f"--reuid={account.pw_uid}",
+        f"--regid={account.pw_gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--no-new-privs",
+        "--",
+    ]
 
 
 def _pg_env(dsn: str, dbname: str) -> dict[str, str]:
