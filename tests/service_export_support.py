@@ -13,7 +13,11 @@ from typing import Any
 
 import nbformat
 from boundary_support import ensure_user, users_python
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from jupyter_prod_discovery.export.signing import ManifestSigner, SignatureError
 from jupyter_prod_discovery.service.client import ServiceClient
 
 SANDBOX_USER = "pdsandbox"
@@ -78,3 +82,30 @@ def write_bundle(job: dict[str, Any], dest: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
     return dest
+
+
+class TransitPublicKeyVerifier(ManifestSigner):
+    """Verifies a bundle signed by Vault/OpenBao transit (ed25519) offline, with the public key
+    only: what Integration holds. (No key, no Vault: ``sign`` refuses.)"""
+
+    algorithm = "vault-transit"
+
+    def __init__(self, public_pem: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        key = serialization.load_pem_public_key(public_pem.encode())
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("an ed25519 public key is expected")
+        self.key = key
+
+    def sign(self, data: bytes) -> dict[str, str]:
+        raise SignatureError("a verifier holds no signing key")
+
+    def verify(self, data: bytes, signature: dict[str, str]) -> None:
+        self.check_algorithm(signature)
+        parts = str(signature.get("signature", "")).split(":")
+        if len(parts) != 3 or parts[0] != "vault":
+            raise SignatureError("bad signature: not a transit signature")
+        try:
+            self.key.verify(base64.b64decode(parts[2]), data)
+        except (InvalidSignature, ValueError):
+            raise SignatureError("bad signature: not made by the published key") from None

@@ -43,6 +43,7 @@ __all__ = [
     "DEMO_USER",
     "INSTALL_HINT",
     "SAME_USER_NOTE",
+    "SANDBOX_USER",
     "SERVICE_USER",
     "Account",
     "DemoError",
@@ -55,6 +56,7 @@ __all__ = [
 
 SERVICE_USER = "pd-demo-svc"
 DEMO_USER = "pd-demo"
+SANDBOX_USER = "pd-demo-sandbox"
 INSTALL_HINT = "bash scripts/install.sh"
 SAME_USER_NOTE = "same-user mode: evaluation only; start as root for the separated topology"
 #: Never handed to a child by accident: Vault, the demo's superuser DSN, audit keys, libpq.
@@ -125,6 +127,25 @@ class Topology:
     lab: Account  # JupyterLab, its kernels and terminals
     python: str  # interpreter of the service and of JupyterLab
     bao: str | None  # the bao executable the service user can run (None: this venv's)
+    sandbox: Account | None = None  # runs promoted notebooks' clean runs (separated only)
+
+    def service_launcher(self) -> list[str]:
+        """How the service is started: as its user, holding CAP_SETUID/CAP_SETGID (ambient) so
+        that it can start clean runs as the sandbox user, and nothing else (separated only).
+        The sandbox drops every capability again (service/sandbox.py ``drop_to``)."""
+        if not self.separated:
+            return []
+        setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+        svc = self.service
+        return [
+            setpriv,
+            f"--reuid={svc.uid}",
+            f"--regid={svc.gid}",
+            "--clear-groups",
+            "--inh-caps=+setuid,+setgid",
+            "--ambient-caps=+setuid,+setgid",
+            "--",
+        ]
 
     def popen_user(self, account: Account) -> dict[str, Any]:
         """``subprocess.Popen`` arguments that run a child as ``account`` (none when same-user)."""
@@ -153,11 +174,13 @@ class Topology:
         }
 
 
-def _probe(python: str, account: Account) -> None:
+def _probe(
+    python: str, account: Account, modules: str = "jupyter_prod_discovery, jupyterlab"
+) -> None:
     """Fail now, naming the fix, when ``account`` cannot run the project from ``python``."""
     try:
         done = subprocess.run(
-            [python, "-c", "import jupyter_prod_discovery, jupyterlab"],
+            [python, "-c", f"import {modules}"],
             capture_output=True,
             text=True,
             check=False,
@@ -195,9 +218,11 @@ def resolve_topology() -> Topology:
         )
     service = ensure_account(SERVICE_USER, system=True)
     lab = ensure_account(DEMO_USER, system=False)
+    sandbox = ensure_account(SANDBOX_USER, system=True)
     for account in (service, lab):
         _probe(str(python), account)
-    return Topology(True, service, lab, str(python), str(bao))
+    _probe(str(python), sandbox, "papermill, ipykernel, psycopg")
+    return Topology(True, service, lab, str(python), str(bao), sandbox)
 
 
 def _make_dir(

@@ -37,7 +37,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from traitlets import Unicode, default
+from traitlets import Bool, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..export.gates.base import CleanRunOutcome, CleanRunSandbox, SandboxError
@@ -62,6 +62,13 @@ class ExportSandbox(LoggingConfigurable):
         help="""Unprivileged OS user the clean run executes as (its own account, not the
         service's, not a notebook user's). Default '' (none): clean_run then fails closed, naming
         this setting. The service must run as root or with CAP_SETUID to switch to it.""",
+    )
+    allow_same_user = Bool(
+        False,
+        config=True,
+        help="""Evaluation only: with no ``user`` configured, run clean runs as the service's own
+        user instead of refusing them. No boundary at all (the notebook's code could read the
+        service's keys): for a same-user demo. Default False.""",
     )
     python = Unicode(
         config=True,
@@ -134,8 +141,11 @@ class UserSandbox(CleanRunSandbox):
         """Run a coroutine on the service's event loop (the broker lives there) and wait."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def _account(self) -> pwd.struct_passwd:
+    def _account(self) -> pwd.struct_passwd | None:
+        """The sandbox account; None: the service's own (``allow_same_user``, evaluation)."""
         name = self.config.user
+        if not name and self.config.allow_same_user:
+            return None
         if not name:
             raise SandboxError("no sandbox user is configured (c.ExportSandbox.user)")
         try:
@@ -178,7 +188,7 @@ class UserSandbox(CleanRunSandbox):
 
     def _execute(
         self,
-        account: pwd.struct_passwd,
+        account: pwd.struct_passwd | None,
         notebook: str,
         parameters: dict[str, Any],
         timeout: float,
@@ -186,22 +196,24 @@ class UserSandbox(CleanRunSandbox):
     ) -> CleanRunOutcome:
         parent = self.config.work_dir or None
         work = Path(tempfile.mkdtemp(prefix="pd-sandbox-", dir=parent))
+        me = account or pwd.getpwuid(os.getuid())
         try:
-            os.chown(work, account.pw_uid, account.pw_gid)
+            os.chown(work, me.pw_uid, me.pw_gid)
             work.chmod(0o700)
             src, out = work / "in.ipynb", work / "out.ipynb"
             src.write_text(notebook)
-            os.chown(src, account.pw_uid, account.pw_gid)
+            os.chown(src, me.pw_uid, me.pw_gid)
             python = self.config.python
             env = {
                 "HOME": str(work),
-                "USER": account.pw_name,
-                "LOGNAME": account.pw_name,
+                "USER": me.pw_name,
+                "LOGNAME": me.pw_name,
                 "PATH": f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin",
                 "LANG": "C.UTF-8",
                 **issued,
             }
-            argv = [*drop_to(account), python, "-c", PAPERMILL_RUNNER, str(src), str(out)]
+            prefix = drop_to(account) if account is not None else []
+            argv = [*prefix, python, "-c", PAPERMILL_RUNNER, str(src), str(out)]
             argv += [json.dumps(parameters), str(work)]
             proc = subprocess.Popen(
                 argv,
