@@ -659,7 +659,7 @@ def test_run_demo_exports_customers_notebook_signed_by_the_service(
         if job["done"] or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    assert job["state"] == "exported", job
+    assert job["state"] == "exported", (job["message"], job["gates"])
     gates = {g["name"]: g for g in job["gates"]}
     assert all(g["passed"] for g in gates.values()), gates
     assert "declared credential profiles" in gates["clean_run"]["reason"]
@@ -700,7 +700,13 @@ def test_run_demo_exports_customers_notebook_signed_by_the_service(
         env["PGPASSWORD"] = str(params["password"])
     out = tmp_path / "out.ipynb"
     done = subprocess.run(
-        [sys.executable, "-m", "papermill", str(bundle / manifest["notebook"]["bundled"]), str(out)],
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(bundle / manifest["notebook"]["bundled"]),
+            str(out),
+        ],
         env=env,
         capture_output=True,
         text=True,

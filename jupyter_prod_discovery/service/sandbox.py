@@ -41,13 +41,38 @@ from traitlets import Bool, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..export.gates.base import CleanRunOutcome, CleanRunSandbox, SandboxError
-from ..export.gates.builtin import PAPERMILL_RUNNER
 
 if TYPE_CHECKING:
     from .credentials import CredentialDesk
     from .ledger import Principal
 
-__all__ = ["ExportSandbox", "UserSandbox"]
+__all__ = ["SANDBOX_RUNNER", "ExportSandbox", "UserSandbox", "drop_to"]
+
+#: What the sandbox user runs (argv[1]: the parameters as JSON; stdin: the notebook; stdout:
+#: the executed notebook). It makes its own private directory, which is also the kernel's HOME
+#: and Jupyter runtime dir (the sandbox account may have no home), and removes it after.
+SANDBOX_RUNNER = """
+import json, os, shutil, sys, tempfile
+work = tempfile.mkdtemp(prefix="pd-run-")
+os.environ["HOME"] = os.environ["JUPYTER_RUNTIME_DIR"] = work
+src, out = os.path.join(work, "in.ipynb"), os.path.join(work, "out.ipynb")
+with open(src, "w", encoding="utf-8") as f:
+    f.write(sys.stdin.read())
+code = 0
+try:
+    import papermill
+    papermill.execute_notebook(src, out, parameters=json.loads(sys.argv[1]), cwd=work,
+                               progress_bar=False, log_output=False)
+except BaseException:
+    code = 1
+try:
+    with open(out, encoding="utf-8") as f:
+        sys.stdout.write(f.read())
+except OSError:
+    pass
+shutil.rmtree(work, ignore_errors=True)
+sys.exit(code)
+"""
 
 T = TypeVar("T")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -79,8 +104,9 @@ class ExportSandbox(LoggingConfigurable):
     work_dir = Unicode(
         "",
         config=True,
-        help="""Parent directory of each run's private working directory (created 0700 for the
-        sandbox user, removed after). Default '' (the system temporary directory).""",
+        help="""Where each run makes its private working directory (the run's TMPDIR: created
+        0700 by the sandbox user, removed after), so it must be writable by that user.
+        Default '' (the service's temporary directory).""",
     )
     admin_dsn = Unicode(
         config=True,
@@ -194,50 +220,44 @@ class UserSandbox(CleanRunSandbox):
         timeout: float,
         issued: dict[str, str],
     ) -> CleanRunOutcome:
-        parent = self.config.work_dir or None
-        work = Path(tempfile.mkdtemp(prefix="pd-sandbox-", dir=parent))
+        """Run :data:`SANDBOX_RUNNER` as the sandbox user: the notebook goes in on stdin, the
+        executed notebook comes back on stdout. No file is shared: the run makes its own 0700
+        directory, so the service needs no right to create or chown files for another user."""
         me = account or pwd.getpwuid(os.getuid())
+        python = self.config.python
+        env = {
+            "USER": me.pw_name,
+            "LOGNAME": me.pw_name,
+            "PATH": f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "TMPDIR": self.config.work_dir or tempfile.gettempdir(),
+            **issued,
+        }
+        prefix = drop_to(account) if account is not None else []
+        argv = [*prefix, python, "-c", SANDBOX_RUNNER, json.dumps(parameters)]
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd="/",
+            process_group=0,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+        )
+        code: int | None
         try:
-            os.chown(work, me.pw_uid, me.pw_gid)
-            work.chmod(0o700)
-            src, out = work / "in.ipynb", work / "out.ipynb"
-            src.write_text(notebook)
-            os.chown(src, me.pw_uid, me.pw_gid)
-            python = self.config.python
-            env = {
-                "HOME": str(work),
-                "USER": me.pw_name,
-                "LOGNAME": me.pw_name,
-                "PATH": f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin",
-                "LANG": "C.UTF-8",
-                **issued,
-            }
-            prefix = drop_to(account) if account is not None else []
-            argv = [*prefix, python, "-c", PAPERMILL_RUNNER, str(src), str(out)]
-            argv += [json.dumps(parameters), str(work)]
-            proc = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=str(work),
-                process_group=0,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                close_fds=True,
-            )
-            try:
-                code: int | None = proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                code = None
-            finally:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # whatever of the run outlived it
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(5)
-            text = out.read_text() if out.is_file() else None
-            return CleanRunOutcome(code, text)
+            out, _ = proc.communicate(notebook.encode(), timeout=timeout)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            code, out = None, b""
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever of the run outlived it
+            if proc.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.communicate(timeout=5)
+        return CleanRunOutcome(code, out.decode("utf-8", "replace") if out else None)
 
     # -- writable profiles -----------------------------------------------------------------------
 
