@@ -237,3 +237,51 @@ def test_writable_profile_runs_on_a_throwaway_copy(
     assert rows == [(1,), (2,), (3,)]  # the source is unchanged
     assert copies == []  # the copy is gone
     assert warehouse.roles() == set() and warehouse.leases() == []
+
+
+def test_override_by_an_allowed_user_is_signed_and_recorded_with_its_reason(
+    tmp_path: Path, openbao: Any, warehouse: Warehouse, postgres_database: str
+) -> None:
+    """The policy lets root override no_interactive and nobody else anything more: the bundle is
+    signed with the override and its reason in the manifest and the ledger."""
+    svc = start_service(
+        tmp_path,
+        postgres_database,
+        vault_addr=openbao.address,
+        vault_token=service_token(openbao, warehouse.profiles()),
+        profiles=warehouse.profiles(),
+        extra_config={
+            **sandbox_settings(),
+            "ExportDesk": {"override_policy": {"no_interactive": ["user:root"]}},
+        },
+    )
+    try:
+        client = svc.client("server-2")
+        with pytest.raises(ServiceRefused) as refused:  # no longer anyone's to override
+            client.create_export(
+                {
+                    "notebook": notebook("x = 1"),
+                    "path": "a.ipynb",
+                    "overrides": {"dependencies_locked": "pinned elsewhere"},
+                }
+            )
+        assert refused.value.status == 403
+        nb = notebook("x = 1", "%who")  # a magic not allow-listed, harmless unattended
+        job = submit(client, nb, overrides={"no_interactive": "%who needs no person"})
+        assert job["state"] == "exported", job
+        (gate,) = [g for g in job["gates"] if g["name"] == "no_interactive"]
+        assert gate["passed"] is False and gate["overridden"] is True
+        assert gate["override_reason"] == "%who needs no person"
+        deadline = time.monotonic() + 30
+        overrides: list[dict[str, Any]] = []
+        while not overrides and time.monotonic() < deadline:
+            recs = [json.loads(line) for line in read_lines(svc.dsn)]
+            overrides = [
+                r for r in recs if r["kind"] == "export" and r["data"]["action"] == "override"
+            ]
+            time.sleep(0.2)
+        (override,) = overrides
+        assert override["data"]["reason"] == "%who needs no person"
+        assert override["data"]["principal"]["username"] == "root"
+    finally:
+        svc.stop()
