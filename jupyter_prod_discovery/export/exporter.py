@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -141,6 +142,9 @@ class NotebookExporter(LoggingConfigurable):
         self.on_gate = on_gate or (lambda _result: None)
         # Where the clean run executes; None: a subprocess of this process (same-user mode).
         self.sandbox = sandbox
+        #: Seconds spent per step of the last export: "prepare", each gate by name, "bundle"
+        #: (writing and signing). For progress displays and benchmarks/export_service.py.
+        self.timings: dict[str, float] = {}
 
     def signer(self) -> ManifestSigner:
         factory: Callable[..., ManifestSigner] = self.signer_class
@@ -162,6 +166,13 @@ class NotebookExporter(LoggingConfigurable):
 
     def before_start(self, request: ExportRequest) -> ExportContext:
         """Validate the request and gather everything the gates and the manifest need."""
+        started = time.monotonic()
+        try:
+            return self._context(request)
+        finally:
+            self.timings["prepare"] = time.monotonic() - started
+
+    def _context(self, request: ExportRequest) -> ExportContext:
         unknown = [t for t in request.targets if t not in self.target_classes]
         if unknown or not request.targets:
             raise ValueError(
@@ -204,7 +215,9 @@ class NotebookExporter(LoggingConfigurable):
                 results.append(skipped)
                 self.on_gate(skipped)
                 continue
+            started = time.monotonic()
             result = gate.check(ctx)
+            self.timings[gate.name] = time.monotonic() - started
             if not result.passed and gate.name in request.overrides:
                 reason = request.overrides[gate.name].strip()
                 if gate.overridable and reason:
@@ -228,6 +241,7 @@ class NotebookExporter(LoggingConfigurable):
         gates = self.run_gates(request, ctx)
         if any(not g.passed and not g.overridden for g in gates):
             raise ExportRefused(gates)
+        started = time.monotonic()
         signer = self.signer()
         out = request.output
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -244,6 +258,7 @@ class NotebookExporter(LoggingConfigurable):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        self.timings["bundle"] = time.monotonic() - started
         return ExportResult(out, manifest, hashlib.sha256(data).hexdigest(), gates)
 
     def on_failure(self, request: ExportRequest, exc: BaseException, *, user: Any = None) -> None:

@@ -94,6 +94,8 @@ class ExportJob:
     signature: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
     finished: float | None = None
+    #: Seconds per step as the service measured them ("prepare", each gate, "bundle").
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -108,6 +110,7 @@ class ExportJob:
             "gates": list(self.gates),
             "message": self.message,
             "signer": "prod-discovery-service",
+            "timings": dict(self.timings),
         }
         if self.state == "exported":
             out.update(
@@ -321,6 +324,7 @@ class ExportDesk(LoggingConfigurable):
             return {"data_sources": [], "credential_profiles": declared}
 
         def on_gate(result: GateResult) -> None:
+            job.timings = dict(exporter.timings)
             job.gates.append(result.to_dict())  # list.append: atomic for the polling reader
 
         sandbox = self.sandbox.for_run(
@@ -375,6 +379,7 @@ class ExportDesk(LoggingConfigurable):
                 if p.is_file()
             }
             job.gates = [g.to_dict() for g in result.gates]
+            job.timings = dict(exporter.timings)
             job.files, job.manifest_sha256 = files, result.manifest_sha256
             job.signature = _signature_summary(bundle)
             job.state = "exported"
