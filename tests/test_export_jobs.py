@@ -96,6 +96,8 @@ class TestThroughTheService:
         bundle = jp_root_dir / final["bundle"]
         assert final["signature"]["file"] == f"{final['bundle']}/signature.json"
         assert verify_bundle(bundle, HMACSigner(keys=[HMAC_KEY])) == []
+        assert final["verification"] == {"files_match_manifest": True, "problems": []}
+        assert set(final["timings"]) >= {"prepare", "clean_run", "bundle"}
         assert "files" not in final
         # Polling again does not write twice.
         again = await poll(jp_fetch, job["id"])
@@ -158,4 +160,25 @@ class TestSameUserMode:
         final = (await poll(jp_fetch, job["id"]))[-1]
         assert final["state"] == "exported", final
         assert final["signer"] == "this server"
+        assert final["verification"]["files_match_manifest"] is True
         assert verify_bundle(jp_root_dir / final["bundle"], HMACSigner(keys=[LOCAL_KEY])) == []
+
+
+def test_check_files_names_changed_missing_and_extra_files(tmp_path: Path) -> None:
+    import hashlib
+
+    from jupyter_prod_discovery.export.jobs import check_files
+
+    digest = hashlib.sha256(b"print(1)\n").hexdigest()
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"files": {"run.py": digest, "job.py": digest, "gone.py": digest}})
+    )
+    (tmp_path / "run.py").write_text("print(1)\n")
+    (tmp_path / "job.py").write_text("print(2)\n")
+    (tmp_path / "extra.py").write_text("")
+    assert check_files(tmp_path) == {
+        "files_match_manifest": False,
+        "problems": ["extra file: extra.py", "missing file: gone.py", "changed file: job.py"],
+    }
+    (tmp_path / "manifest.json").write_text("{")
+    assert check_files(tmp_path)["files_match_manifest"] is False

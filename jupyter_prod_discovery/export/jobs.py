@@ -31,7 +31,7 @@ from ..service.client import ServiceClient
 if TYPE_CHECKING:
     from ..extension import ProdDiscoveryApp
 
-__all__ = ["ExportJobs", "LocalExports", "ServiceExports", "write_files"]
+__all__ = ["ExportJobs", "LocalExports", "ServiceExports", "check_files", "write_files"]
 
 DEFAULT_OUTPUT_DIR = ".prod-discovery/exports"
 
@@ -64,6 +64,27 @@ def write_files(output: Path, files: dict[str, str]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_files(bundle: Path) -> dict[str, Any]:
+    """Whether the written files are those the signed manifest lists (no key needed): what the
+    dialog shows; the signature itself is Integration's to check with the public key."""
+    import json
+
+    from .manifest import MANIFEST_FILE, file_hashes
+
+    try:
+        expected = json.loads((bundle / MANIFEST_FILE).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"files_match_manifest": False, "problems": [f"unreadable {MANIFEST_FILE}"]}
+    actual = file_hashes(bundle)
+    problems = [
+        f"{'missing' if rel not in actual else 'extra' if rel not in expected else 'changed'}"
+        f" file: {rel}"
+        for rel in sorted(set(expected) | set(actual))
+        if expected.get(rel) != actual.get(rel)
+    ]
+    return {"files_match_manifest": not problems, "problems": problems}
 
 
 @dataclass
@@ -174,6 +195,7 @@ class ServiceExports(ExportJobs):
                 if remote["state"] == "exported":
                     write_files(job.output, remote.pop("files", {}))
                     job.bundle = job.output.relative_to(self.root).as_posix()
+                    remote["verification"] = check_files(job.output)
                 if remote["done"]:
                     job.finished = time.time()
                 job.state = remote
@@ -237,6 +259,8 @@ class LocalExports(ExportJobs):
                     gates=[g.to_dict() for g in result.gates],
                     manifest_sha256=result.manifest_sha256,
                     signature=signature_summary(result.bundle, job.bundle),
+                    verification=check_files(result.bundle),
+                    timings=dict(exporter.timings),
                 )
             job.finished = time.time()
             job.state["done"] = True
