@@ -5,6 +5,7 @@ passed. Real service process, OpenBao, PostgreSQL and kernels; a real sandbox OS
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -285,3 +286,53 @@ def test_override_by_an_allowed_user_is_signed_and_recorded_with_its_reason(
         assert override["data"]["principal"]["username"] == "root"
     finally:
         svc.stop()
+
+
+def test_clean_run_past_its_deadline_leaves_no_process_and_no_login(
+    tmp_path: Path, openbao: Any, warehouse: Warehouse, postgres_database: str
+) -> None:
+    """A notebook that never ends: the gate fails at the deadline, the sandbox user's runner and
+    kernel (which runs in a session of its own) are gone, and so is the run's database login."""
+    import pwd
+
+    settings = sandbox_settings()
+    svc = start_service(
+        tmp_path,
+        postgres_database,
+        vault_addr=openbao.address,
+        vault_token=service_token(openbao, warehouse.profiles()),
+        profiles=warehouse.profiles(),
+        extra_config={**settings, "CleanRunGate": {"timeout": 25}},
+    )
+    try:
+        client = svc.client("server-3")
+        sleeper = "import psycopg, time\nconn = psycopg.connect('')\ntime.sleep(600)"
+        job = submit(client, notebook(sleeper), profiles=["warehouse"])
+        (clean,) = [g for g in job["gates"] if g["name"] == "clean_run"]
+        assert clean["passed"] is False and "did not finish within 25 s" in clean["reason"]
+        uid = pwd.getpwnam(SANDBOX_USER).pw_uid
+
+        def left() -> list[str]:
+            return [
+                Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+                for pid in filter(str.isdigit, os.listdir("/proc"))
+                if _uid_of(pid) == uid
+            ]
+
+        deadline = time.monotonic() + 15  # a killed process is gone once its parent reaped it
+        while left() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert left() == []
+        assert warehouse.roles() == set() and warehouse.leases() == []
+    finally:
+        svc.stop()
+
+
+def _uid_of(pid: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None

@@ -52,7 +52,24 @@ __all__ = ["SANDBOX_RUNNER", "ExportSandbox", "UserSandbox", "drop_to"]
 #: the executed notebook). It makes its own private directory, which is also the kernel's HOME
 #: and Jupyter runtime dir (the sandbox account may have no home), and removes it after.
 SANDBOX_RUNNER = """
-import json, os, shutil, sys, tempfile
+import json, os, shutil, signal, sys, tempfile
+
+def end(*_):
+    # The kernel runs in a session of its own (jupyter_client): a signal to this process group
+    # at the deadline misses it. ipykernel notices its parent's death and exits; a kernel that
+    # does not would outlive the run. Kill this process's children, then go.
+    me = str(os.getpid())
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = f.read().rsplit(")", 1)[1].split()[1]
+            if ppid == me:
+                os.kill(int(pid), signal.SIGKILL)
+        except (OSError, IndexError):
+            pass
+    os._exit(3)
+
+signal.signal(signal.SIGTERM, end)
 work = tempfile.mkdtemp(prefix="pd-run-")
 os.environ["HOME"] = os.environ["JUPYTER_RUNTIME_DIR"] = work
 src, out = os.path.join(work, "in.ipynb"), os.path.join(work, "out.ipynb")
@@ -251,6 +268,10 @@ class UserSandbox(CleanRunSandbox):
             code = proc.returncode
         except subprocess.TimeoutExpired:
             code, out = None, b""
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)  # the runner kills its kernel, then exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
         finally:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)  # whatever of the run outlived it
