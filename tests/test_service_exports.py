@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -336,3 +337,56 @@ def _uid_of(pid: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+def test_the_sandbox_account_is_nobodys_client(
+    tmp_path: Path, openbao: Any, warehouse: Warehouse, postgres_database: str
+) -> None:
+    """Code in a clean run runs as the sandbox user: were the service's socket reachable, it
+    would still be refused (no credentials, no exports), while other users are served."""
+    import shutil
+    import subprocess
+
+    from boundary_support import spawn_as, users_python
+
+    sockets = Path(tempfile.mkdtemp(prefix="pd-sock-", dir="/tmp"))
+    sockets.chmod(0o755)
+    svc = start_service(
+        tmp_path,
+        postgres_database,
+        vault_addr=openbao.address,
+        vault_token=service_token(openbao, warehouse.profiles()),
+        profiles=warehouse.profiles(),
+        socket_dir=sockets,
+        extra_config=sandbox_settings(),
+    )
+    try:
+        code = (
+            "import sys\n"
+            "from jupyter_prod_discovery.service.client import ServiceClient, ServiceRefused\n"
+            f"c = ServiceClient('{svc.url}', 's')\n"
+            "for call in (lambda: c.request('GET', '/api/status'),\n"
+            "             lambda: c.request('POST', '/api/credentials',"
+            " json_body={'kernel_id': 'k1', 'kernel_name': 'python3'})):\n"
+            "    try:\n"
+            "        call()\n"
+            "        print('served')\n"
+            "    except ServiceRefused as exc:\n"
+            "        print(exc.status)\n"
+        )
+        proc = spawn_as(
+            SANDBOX_USER,
+            [users_python(), "-c", code],
+            {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            cwd="/",
+            stdout=subprocess.PIPE,
+        )
+        out, _ = proc.communicate(timeout=120)
+        assert out.decode().split() == ["403", "403"]
+        assert warehouse.roles() == set()
+        assert svc.client("server-4").request("GET", "/api/status")["principal"]["username"] == (
+            "root"
+        )
+    finally:
+        svc.stop()
+        shutil.rmtree(sockets, ignore_errors=True)

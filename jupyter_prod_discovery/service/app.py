@@ -168,6 +168,7 @@ class ProdDiscoveryService(Application):
             desk=self.desk,
             exports=self.exports,
             authenticator=auth,
+            refused_users=frozenset(u for u in (self.sandbox.user,) if u),
         )
 
     async def serve(self) -> None:

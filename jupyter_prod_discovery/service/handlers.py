@@ -85,6 +85,9 @@ class _Base(web.RequestHandler):
             return
         auth: ClientAuthenticator = self.settings["authenticator"]
         self.principal = await auth.authenticate(self)
+        if self.principal.username in self.settings.get("refused_users", ()):
+            # The sandbox account runs promoted notebooks' code: it is nobody's client.
+            raise web.HTTPError(403, f"{self.principal.username!r} may not use this service")
 
     @property
     def server_id(self) -> str:
