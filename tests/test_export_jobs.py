@@ -143,6 +143,26 @@ class TestThroughTheService:
             await create(jp_fetch, {"profiles": [], **body})
         assert refused.value.code == status
 
+    async def test_declared_roles_default_to_those_of_the_authors_kernels(
+        self, jp_fetch: Any, jp_serverapp: Any, jp_root_dir: Path
+    ) -> None:
+        """No ``profiles`` in the request: the job declares what the author's kernels on this
+        server were issued (the service checks them against the author again)."""
+        app = jp_serverapp.web_app.settings["prod_discovery"]
+        await app._start_jupyter_server_extension(jp_serverapp)  # heartbeat, audit writer
+        response = await jp_fetch(
+            "api", "kernels", method="POST", body=json.dumps({"name": "python3"})
+        )
+        kernel = json.loads(response.body)["id"]
+        try:
+            nbformat.write(nbformat.from_dict(notebook(READ)), jp_root_dir / "d.ipynb")
+            job = await create(jp_fetch, {"path": "d.ipynb"})
+            assert job["profiles"] == ["vault", "warehouse"]
+            final = (await poll(jp_fetch, job["id"]))[-1]
+            assert final["state"] == "exported", final
+        finally:
+            await jp_fetch("api", "kernels", kernel, method="DELETE")
+
     async def test_unknown_job_is_404(self, jp_fetch: Any) -> None:
         with pytest.raises(HTTPClientError) as missing:
             await jp_fetch("prod-discovery", "api", "export-jobs", "0" * 32)
