@@ -202,3 +202,17 @@ def test_check_files_names_changed_missing_and_extra_files(tmp_path: Path) -> No
     }
     (tmp_path / "manifest.json").write_text("{")
     assert check_files(tmp_path)["files_match_manifest"] is False
+
+
+@pytest.mark.parametrize("rel", ["../escape.py", "/etc/x", "a/../../b"])
+def test_write_files_refuses_paths_outside_the_bundle(tmp_path: Path, rel: str) -> None:
+    import base64
+
+    from jupyter_prod_discovery.export.jobs import write_files
+
+    files = {"ok.py": base64.b64encode(b"1").decode(), rel: base64.b64encode(b"x").decode()}
+    with pytest.raises(ValueError, match="bad bundle path"):
+        write_files(tmp_path / "out" / "bundle", files)
+    assert not (tmp_path / "out" / "bundle").exists()
+    assert list((tmp_path / "out").iterdir()) == []  # the partial bundle was removed
+    assert not (tmp_path / "escape.py").exists() and not (tmp_path / "out" / "escape.py").exists()
