@@ -198,6 +198,8 @@ def test_clean_run_without_the_declared_role_fails(client: ServiceClient) -> Non
         ({"profiles": ["nope"]}, 400, "nope"),
         ({"profiles": ["vault"], "writable": ["vault"]}, 400, "database"),
         ({"path": "../x.ipynb"}, 400, "path"),
+        ({"path": "/etc/x.ipynb"}, 400, "path"),
+        ({"targets": ["cron"]}, 400, "cron"),
         ({"notebook": "{not json"}, 400, "notebook"),
     ],
 )

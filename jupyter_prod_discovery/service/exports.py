@@ -214,14 +214,20 @@ class ExportDesk(LoggingConfigurable):
         if not isinstance(path, str) or not path.strip() or len(path) > 1024:
             raise ExportInvalid("'path' must be the notebook's path (relative to its server)")
         parts = PurePosixPath(path).parts
-        if ".." in parts or not path.endswith(".ipynb"):
+        if ".." in parts or PurePosixPath(path).is_absolute() or not path.endswith(".ipynb"):
             raise ExportInvalid("'path' must be a relative .ipynb path without '..'")
+        exporter = NotebookExporter(parent=self)
         targets = _names(body.get("targets") or ["papermill"], "targets")
+        unknown = [t for t in targets if t not in exporter.target_classes]
+        if unknown:
+            raise ExportInvalid(
+                f"unknown target(s) {unknown}; choose from {sorted(exporter.target_classes)}"
+            )
         parameters = validate_parameters(body.get("parameters") or {})
         overrides = body.get("overrides") or {}
         if not isinstance(overrides, dict):
             raise ExportInvalid("'overrides' must be an object {gate: reason}")
-        gates = {cls.name for cls in NotebookExporter(parent=self).gate_classes}
+        gates = {cls.name for cls in exporter.gate_classes}
         for gate, reason in overrides.items():
             if gate not in gates:
                 raise ExportInvalid(f"'overrides' names unknown gate {gate!r}")
