@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
@@ -25,6 +26,7 @@ from .credentials.remote import RemoteCredentialBroker
 from .credentials.secrets import SecretRegistry
 from .credentials.vault import VaultClient, VaultError
 from .export import setup as export_setup
+from .export.jobs import ExportJobs, LocalExports, ServiceExports
 from .guard import paths as guard_paths
 from .guard import setup as guard_setup
 from .handlers import API, default_handlers, narrow_routes
@@ -150,7 +152,13 @@ class ProdDiscoveryApp(ExtensionApp):
         # Every other path to a kernel or a shell through the same guard and audit.
         self.execution_paths = guard_paths.ExecutionPaths(parent=self)
         self.execution_paths.install(self)
-        # Export needs no server-side state: each request builds its exporter (export/service.py).
+        # Export jobs: decided by the trusted service when there is one, else in this process.
+        root = Path(self.serverapp.root_dir if self.serverapp is not None else ".")
+        self.export_jobs: ExportJobs = (
+            ServiceExports(self, root, self.service_client)
+            if self.service_client is not None
+            else LocalExports(self, root)
+        )
         self.settings[SETTINGS_KEY] = self
 
     def initialize_handlers(self) -> None:

@@ -17,7 +17,9 @@ from tornado.routing import HostMatches, Matcher, Rule
 
 from . import __version__
 from .credentials.vault import VaultAuthError, VaultError, VaultUnreachable
+from .export.service import ExportFailed
 from .hardening import boundary_status
+from .service.client import ServiceRefused, ServiceUnavailable
 
 if TYPE_CHECKING:
     from .extension import ProdDiscoveryApp
@@ -49,6 +51,12 @@ def map_errors(method: F) -> F:
         except VaultUnreachable as exc:
             raise web.HTTPError(503, str(exc)) from None
         except (VaultAuthError, VaultError) as exc:
+            raise web.HTTPError(502, str(exc)) from None
+        except ServiceRefused as exc:  # the trusted service said no: its status and reason
+            raise web.HTTPError(exc.status, str(exc)) from None
+        except ServiceUnavailable as exc:
+            raise web.HTTPError(503, str(exc)) from None
+        except ExportFailed as exc:
             raise web.HTTPError(502, str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
@@ -168,11 +176,36 @@ class ExportsHandler(ProdDiscoveryHandler):
         self.write_json(payload, status)
 
 
+class ExportJobsHandler(ProdDiscoveryHandler):
+    """Start an export job (202 with its id); the trusted service runs it when configured."""
+
+    @web.authenticated
+    @authorized
+    @map_errors
+    async def post(self) -> None:
+        body = self.get_json_body_dict()
+        job = await asyncio.to_thread(self.app.export_jobs.submit, body, self.current_user)
+        self.write_json(job, 202)
+
+
+class ExportJobHandler(ProdDiscoveryHandler):
+    """An export job: each gate's result as it completes, then the bundle and its signer."""
+
+    @web.authenticated
+    @authorized
+    @map_errors
+    async def get(self, job_id: str) -> None:
+        job = await asyncio.to_thread(self.app.export_jobs.status, job_id, self.current_user)
+        self.write_json(job)
+
+
 default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"{API}/status", StatusHandler),
     (rf"{API}/credentials", CredentialsHandler),
     (rf"{API}/credentials/(?P<kernel_id>[\w-]+)/renew", CredentialsRenewHandler),
     (rf"{API}/exports", ExportsHandler),
+    (rf"{API}/export-jobs", ExportJobsHandler),
+    (rf"{API}/export-jobs/(?P<job_id>[0-9a-f]{{32}})", ExportJobHandler),
 ]
 
 

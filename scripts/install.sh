@@ -113,7 +113,7 @@ fi
 # run must not be theirs to change). Skipped while its stamp matches pyproject.toml, the spec and
 # the checkout it points at.
 USERS_VENV="${PROD_DISCOVERY_USERS_VENV:-$PWD/.venv-users}"
-users_spec=(-e "$PWD[demo]" "jupyterhub>=5" "jupyter_server_terminals")
+users_spec=(-e "$PWD[demo,export]" "jupyterhub>=5" "jupyter_server_terminals" "ipykernel")
 users_stamp="$USERS_VENV/.prod-discovery-stamp"
 users_want="$(sha256sum pyproject.toml | cut -d' ' -f1) $PWD ${users_spec[*]}"
 if [ ! -x "$USERS_VENV/bin/jupyter-server" ] || [ "$(cat "$users_stamp" 2>/dev/null)" != "$users_want" ]; then

@@ -86,6 +86,7 @@ def start_service(
     state_dir: Path | None = None,
     log_path: Path | None = None,
     server_timeout: float = 3.0,
+    extra_config: dict[str, Any] | None = None,
 ) -> ServiceProcess:
     """Start the service and wait until it answers on its socket.
 
@@ -99,8 +100,12 @@ def start_service(
     socket_path = str(socket_dir / "service.sock")
     state = str(state_dir or tmp / "service-state")
     config = tmp / "service_config.json"
-    config.write_text(json.dumps({"CredentialBroker": {"profiles": profiles or []}}))
-    config.chmod(0o644)  # profiles only, no secret: the service's user must read it
+    config.write_text(
+        json.dumps({"CredentialBroker": {"profiles": profiles or []}, **(extra_config or {})})
+    )
+    # Profiles (and, in the export tests, a signing key the service's user must read): the
+    # test runner writes it, the service reads it; no notebook user ever gets this path.
+    config.chmod(0o644)
     source = os.environ if base_env is None else base_env
     env = {k: v for k, v in source.items() if not k.startswith(("VAULT_", "BAO_"))}
     env["PROD_DISCOVERY_SERVICE_DSN"] = dsn

@@ -447,6 +447,106 @@ def test_run_demo_user_opens_the_audit_viewer(demo: DemoProcess) -> None:
     assert (Path(demo.workdir) / "trail" / "audit.jsonl").is_file()
 
 
+# --- promotion through the service, from the demo --------------------------------------------
+
+
+def test_run_demo_exports_customers_notebook_signed_by_the_service(
+    demo: DemoProcess, tmp_path: Path
+) -> None:
+    """The README's customers notebook: every gate passes in the service, clean_run included
+    (as the sandbox user, with the declared prod-db role, whose database user is gone after);
+    the bundle verifies with the published public key only, and papermill runs it."""
+    require_root()
+    from export_helpers import statement_fields
+    from service_export_support import notebook
+
+    from jupyter_prod_discovery.demo.runner import EXPORT_PUBLIC_KEY
+    from jupyter_prod_discovery.demo.topology import SANDBOX_USER
+    from jupyter_prod_discovery.export.verify import verify_bundle
+
+    lab = pwd.getpwnam(DEMO_USER)
+    source = Path(demo.notebooks) / "customers_report.ipynb"
+    nb = notebook(
+        "import psycopg",
+        "with psycopg.connect('') as conn:\n"
+        "    n = conn.execute('select count(*) from customers').fetchone()[0]\n"
+        "print(f'{n} customers')",
+    )
+    source.write_text(json.dumps(nb))
+    os.chown(source, lab.pw_uid, lab.pw_gid)
+    assert demo.role_prefix
+    roles_before = set(roles_with_prefix(demo_dsn(), demo.role_prefix))
+    headers = {"Authorization": f"token {demo.token}"}
+    api = f"{demo.url}/prod-discovery/api/export-jobs"
+    r = requests.post(
+        api, json={"path": source.name, "profiles": ["prod-db"]}, headers=headers, timeout=60
+    )
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    deadline = time.monotonic() + 300
+    while True:
+        job = requests.get(f"{api}/{job_id}", headers=headers, timeout=60).json()
+        if job["done"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert job["state"] == "exported", (job["message"], job["gates"])
+    gates = {g["name"]: g for g in job["gates"]}
+    assert all(g["passed"] for g in gates.values()), gates
+    assert "declared credential profiles" in gates["clean_run"]["reason"]
+    assert job["signature"]["algorithm"] == "vault-transit"
+
+    bundle = Path(demo.notebooks) / job["bundle"]
+    public = (Path(demo.workdir) / EXPORT_PUBLIC_KEY).read_text()
+    assert verify_bundle(bundle, [public]) == []  # offline, the published public key only
+    fields = statement_fields(bundle)
+    assert fields["author"] == DEMO_USER
+    assert [r["profile"] for r in fields["declared_roles"]] == ["prod-db"]
+
+    # The clean run's declared role was issued for the run and revoked after it.
+    dsn, chain = option(demo.verify_command, "--dsn"), option(demo.verify_command, "--chain")
+    run = f"{DEMO_USER}/export-run/{job_id}"
+    events = [json.loads(line) for line in read_lines(dsn, chain)]
+    actions = [
+        e["data"]["action"]
+        for e in events
+        if e["kind"] == "credential" and e["data"].get("kernel_id") == run
+    ]
+    assert "issue" in actions and "revoke" in actions, actions
+    assert set(roles_with_prefix(demo_dsn(), demo.role_prefix)) <= roles_before
+    assert pwd.getpwnam(SANDBOX_USER).pw_uid not in (0, lab.pw_uid)
+
+    # Integration runs it with papermill (with its own database login: here the superuser).
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(demo_dsn())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "VAULT_"))}
+    env.update(
+        PGHOST=str(params.get("host") or "127.0.0.1"),
+        PGPORT=str(params.get("port") or 5432),
+        PGUSER=str(params.get("user") or "postgres"),
+        PGDATABASE="prod_discovery_demo",
+    )
+    if params.get("password"):
+        env["PGPASSWORD"] = str(params["password"])
+    out = tmp_path / "out.ipynb"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(bundle / fields["notebook"]["bundled"]),
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "customers" in out.read_text()
+
+
 def test_stop_demo_leaves_nothing(demo: DemoProcess) -> None:
     """Ctrl-C with a kernel running: its credentials revoked through the service, then no
     process of the demo, no role, no private file; the trail still verifies afterwards."""
@@ -467,9 +567,10 @@ def test_stop_demo_leaves_nothing(demo: DemoProcess) -> None:
     if demo.role_prefix:
         assert roles_with_prefix(demo_dsn(), demo.role_prefix) == []
     # The signing key, the socket, the config and the runtime dir are gone, and the temporary
-    # notebooks folder (no --keep), which the stop names; logs, trail and public key stay.
+    # notebooks folder (no --keep), which the stop names; logs, trail and the public keys (of
+    # the ledger, of exported bundles) stay.
     left = sorted(p.name for p in Path(demo.workdir).iterdir())
-    assert left == ["audit-public-key.pem", "logs", "trail"]
+    assert left == ["audit-public-key.pem", "export-public-key.pem", "logs", "trail"]
     assert f"removed the demo's notebooks folder {demo.notebooks} (--keep keeps it)" in demo.output
     assert (
         "verify the trail: jupyter prod-discovery audit verify"

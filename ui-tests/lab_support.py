@@ -149,10 +149,8 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
             bao.start()
             seed = seed_vault(bao.client(), dsn=None)
             config = demo_config(seed, root)
-            # Export signs manifests with OpenBao transit (the exporter's default signer).
-            client = bao.client()
-            client.sys.enable_secrets_engine("transit", path="transit")
-            client.secrets.transit.create_key(name=TRANSIT_KEY, key_type="ed25519")
+            # Export signs manifests with OpenBao transit: the seed created the ed25519 key.
+            assert (seed.export_key_mount, seed.export_key_name) == ("transit", TRANSIT_KEY)
             config["NotebookExporter"] = {
                 "signer_class": "jupyter_prod_discovery.export.signing.TransitSigner"
             }

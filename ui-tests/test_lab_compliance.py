@@ -145,10 +145,11 @@ def test_export_dialog_shows_failing_and_passing_gates(page: Any) -> None:
     failed.wait_for(state="visible", timeout=120_000)
     assert "US_SSN" in failed.inner_text()
     assert SSN not in dialog.inner_text()
+    # Gates show as they complete: the refusal comes once the job is done, the list stays.
+    refused = dialog.locator('.jp-ProdDiscovery-exportResult[data-exported="false"]')
+    refused.wait_for(state="visible", timeout=120_000)
     assert dialog.locator('.jp-ProdDiscovery-gate[data-state="passed"]').count() >= 1
-    assert dialog.locator(".jp-ProdDiscovery-exportResult").get_attribute("data-exported") == (
-        "false"
-    )
+    assert dialog.locator(".jp-ProdDiscovery-gate").count() == 6
     assert dialog.get_by_role("textbox", name="Reason for overriding no_pii").count() == 1
     failed.scroll_into_view_if_needed()
     shot(page, "export-gates")
@@ -175,6 +176,13 @@ def test_export_clean_notebook_signed(page: Any, lab: Lab) -> None:
     dialog.get_by_role("button", name="Run gates and export").click()
     progress = dialog.locator(".jp-ProdDiscovery-progress progress")
     progress.wait_for(state="visible")
+    # Each gate as it completes: while the clean run runs, the gates before it show passed.
+    running = dialog.locator('.jp-ProdDiscovery-gate[data-gate="clean_run"][data-state="running"]')
+    running.wait_for(state="visible", timeout=60_000)
+    shown = dialog.locator(".jp-ProdDiscovery-gate").evaluate_all(
+        "gates => gates.map(g => [g.dataset.gate, g.dataset.state, g.innerText])"
+    )
+    assert [state for _, state, _ in shown[:5]] == ["passed"] * 5, shown
     result = dialog.locator('.jp-ProdDiscovery-exportResult[data-exported="true"]')
     result.wait_for(state="visible", timeout=180_000)
     states = dialog.locator(".jp-ProdDiscovery-gate").evaluate_all(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from .profiles import Profile, ProfileError, select_profiles
@@ -31,8 +32,13 @@ __all__ = ["CredentialIssuing"]
 class CredentialIssuing(BrokerState):
     """The broker's issuing part: :meth:`issue` and the per-type Vault calls behind it."""
 
-    async def issue(self, kernel_id: str, kernel_name: str, user: Any) -> dict[str, str]:
+    async def issue(
+        self, kernel_id: str, kernel_name: str, user: Any, only: Iterable[str] | None = None
+    ) -> dict[str, str]:
         """Issue every selected profile for a kernel start or restart; return the env to inject.
+
+        ``only`` narrows the selection to the named profiles (a promoted job's declared roles:
+        its clean run gets those and nothing else the user could have).
 
         On restart the kernel keeps its first owner (restarts may be triggered by anyone with
         access, or by the auto-restarter with no request at all). Raises CredentialError naming
@@ -45,6 +51,9 @@ class CredentialIssuing(BrokerState):
             await self.revoke(kernel_id, reason="reissue")
         groups = user_groups(user)
         selected = select_profiles(self._profiles, kernel_name, owner, groups)
+        if only is not None:
+            wanted = set(only)
+            selected = [p for p in selected if p.name in wanted]
         if not selected and self.active and self.deny_without_profile:
             denial = AccessDenied(
                 f"no credential profile applies to user {owner!r} "

@@ -243,6 +243,25 @@ def demo_config(seed: SeedResult, root_dir: Path) -> dict[str, Any]:
     return config
 
 
+#: The export signing key's public half, in the work dir: all Integration needs to verify.
+EXPORT_PUBLIC_KEY = "export-public-key.pem"
+
+
+def export_config(seed: SeedResult, topo: Topology) -> dict[str, Any]:
+    """The service's promotion settings: bundles signed with the seeded transit key; clean runs
+    as the sandbox user (same-user mode: as the service itself, evaluation only)."""
+    return {
+        "NotebookExporter": {"signer_class": "jupyter_prod_discovery.export.signing.TransitSigner"},
+        "TransitSigner": {"mount": seed.export_key_mount, "key_name": seed.export_key_name},
+        "ExportSandbox": {
+            "user": topo.sandbox.name if topo.sandbox is not None else "",
+            "allow_same_user": topo.sandbox is None,
+            "python": topo.python,
+            "work_dir": "/tmp",  # noqa: S108 - the sandbox user must enter it; runs get 0700 dirs
+        },
+    }
+
+
 def lab_config(
     root_dir: Path, service_url: str, spool_dir: Path, trail_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -429,7 +448,10 @@ class Demo:
                 f"{seed.database_role} (role prefix {seed.role_prefix})"
             )
         self._handover = handover = hand_over_vault(
-            root, seed.profiles(), seed.database_mount or "database"
+            root,
+            seed.profiles(),
+            seed.database_mount or "database",
+            export_key=(seed.export_key_mount, seed.export_key_name),
         )
         bao.root_token = ""  # revoked in OpenBao; no copy kept here
         del root
@@ -451,7 +473,7 @@ class Demo:
             log_path=layout.logs / "service.log",
             chain=chain,
         )
-        service.write_config(self.seed.profiles())
+        service.write_config(self.seed.profiles(), export_config(self.seed, topo))
         secrets_ = {
             "PROD_DISCOVERY_SERVICE_DSN": self.audit_dsn,
             "VAULT_ADDR": self.bao.address,
@@ -460,14 +482,18 @@ class Demo:
         service.start(
             topo.environment(topo.service, home=str(layout.service_state)),
             secrets_,
-            topo.popen_user(topo.service),
+            {} if topo.separated else topo.popen_user(topo.service),
             group=self.group,
+            launcher=topo.service_launcher(),
         )
         # The service has it now; the demo keeps only the cleanup token.
         self._handover.service_token = ""
         del secrets_
         layout.public_key.write_text(service.public_key())
         layout.public_key.chmod(0o644)
+        export_key = layout.workdir / EXPORT_PUBLIC_KEY
+        export_key.write_text(self.seed.export_public_key_pem)
+        export_key.chmod(0o644)
 
     def _start_lab(self, topo: Topology, layout: Layout) -> None:
         assert self.service is not None

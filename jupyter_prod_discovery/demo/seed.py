@@ -47,6 +47,8 @@ DATABASE_ROLE = "analyst"
 KV_MOUNT = "secret"
 KV_PATH = "demo/warehouse"
 ANALYST_POLICY = "prod-discovery-analyst"
+EXPORT_KEY_MOUNT = "transit"
+EXPORT_KEY_NAME = "prod-discovery-export"
 
 
 @dataclass
@@ -64,6 +66,11 @@ class SeedResult:
     created_database: bool = False
     customers: int = 0
     notes: list[str] = field(default_factory=list)
+    #: The service's export signing key: an ed25519 key in OpenBao's transit engine (it never
+    #: leaves OpenBao) and its public half, which is all a verifier needs.
+    export_key_mount: str = EXPORT_KEY_MOUNT
+    export_key_name: str = EXPORT_KEY_NAME
+    export_public_key_pem: str = ""
 
     @property
     def has_database(self) -> bool:
@@ -345,6 +352,41 @@ def _ensure_kv2(client: hvac.Client, mount: str) -> None:
         raise RuntimeError(f"the {mount}/ mount exists but is not KV version 2")
 
 
+def seed_export_key(client: hvac.Client, mount: str, name: str) -> str:
+    """The service's export signing key (transit, ed25519, not exportable); its public PEM.
+
+    Why transit: the key never leaves OpenBao, so neither the service's disk nor its memory holds
+    it, and verifiers need only the public key, which is published as PEM.
+    """
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    mounts = client.sys.list_mounted_secrets_engines()
+    if f"{mount}/" not in mounts.get("data", mounts):
+        client.sys.enable_secrets_engine("transit", path=mount)
+    try:
+        key = client.secrets.transit.read_key(name=name, mount_point=mount)
+    except hvac.exceptions.InvalidPath:
+        client.secrets.transit.create_key(name=name, key_type="ed25519", mount_point=mount)
+        key = client.secrets.transit.read_key(name=name, mount_point=mount)
+    versions = key["data"]["keys"]
+    raw = base64.b64decode(versions[str(key["data"]["latest_version"])]["public_key"])
+    pem = Ed25519PublicKey.from_public_bytes(raw).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem.decode()
+
+
+def export_signing_policy(mount: str, name: str) -> str:
+    """HCL letting the service sign (and verify) with the export key, nothing else of transit."""
+    return (
+        f'path "{mount}/sign/{name}" {{\n  capabilities = ["update"]\n}}\n\n'
+        f'path "{mount}/verify/{name}" {{\n  capabilities = ["update"]\n}}\n'
+    )
+
+
 def seed_vault(
     client: hvac.Client,
     *,
@@ -384,6 +426,7 @@ def seed_vault(
         kv_path=KV_PATH,
         kv_keys=sorted(secret),
     )
+    result.export_public_key_pem = seed_export_key(client, EXPORT_KEY_MOUNT, EXPORT_KEY_NAME)
     if dsn is None:
         result.notes.append("no PostgreSQL DSN given: database credentials are not available")
         return result

@@ -44,6 +44,7 @@ __all__ = [
     "DEMO_USER",
     "INSTALL_HINT",
     "SAME_USER_NOTE",
+    "SANDBOX_USER",
     "SERVICE_USER",
     "Account",
     "DemoError",
@@ -56,6 +57,7 @@ __all__ = [
 
 SERVICE_USER = "pd-demo-svc"
 DEMO_USER = "pd-demo"
+SANDBOX_USER = "pd-demo-sandbox"
 INSTALL_HINT = "bash scripts/install.sh"
 SAME_USER_NOTE = "same-user mode: evaluation only; start as root for the separated topology"
 #: Never handed to a child by accident: Vault, the demo's superuser DSN, audit keys, libpq.
@@ -126,6 +128,25 @@ class Topology:
     lab: Account  # JupyterLab, its kernels and terminals
     python: str  # interpreter of the service and of JupyterLab
     bao: str | None  # the bao executable the service user can run (None: this venv's)
+    sandbox: Account | None = None  # runs promoted notebooks' clean runs (separated only)
+
+    def service_launcher(self) -> list[str]:
+        """How the service is started: as its user, holding CAP_SETUID/CAP_SETGID (ambient) so
+        that it can start clean runs as the sandbox user, and nothing else (separated only).
+        The sandbox drops every capability again (service/sandbox.py ``drop_to``)."""
+        if not self.separated:
+            return []
+        setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+        svc = self.service
+        return [
+            setpriv,
+            f"--reuid={svc.uid}",
+            f"--regid={svc.gid}",
+            "--clear-groups",
+            "--inh-caps=+setuid,+setgid",
+            "--ambient-caps=+setuid,+setgid",
+            "--",
+        ]
 
     def popen_user(self, account: Account) -> dict[str, Any]:
         """``subprocess.Popen`` arguments that run a child as ``account`` (none when same-user)."""
@@ -154,11 +175,18 @@ class Topology:
         }
 
 
-def _probe(python: str, account: Account) -> None:
-    """Fail now, naming the fix, when ``account`` cannot run the project from ``python``."""
+def _probe(python: str, account: Account, modules: str = "") -> None:
+    """Fail now, naming the fix, when ``account`` cannot run the project from ``python``
+    (or, given ``modules``, find them there: located, not imported, to keep the start fast)."""
+    code = "import jupyter_prod_discovery, jupyterlab"
+    if modules:
+        code = (
+            "import importlib.util as u, sys; "
+            f"sys.exit(any(u.find_spec(m) is None for m in {modules.split()!r}))"
+        )
     try:
         done = subprocess.run(
-            [python, "-c", "import jupyter_prod_discovery, jupyterlab"],
+            [python, "-c", code],
             capture_output=True,
             text=True,
             check=False,
@@ -174,7 +202,8 @@ def _probe(python: str, account: Account) -> None:
     else:
         if done.returncode == 0:
             return
-        detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        fallback = f"one of {modules} is missing" if modules else "no output"
+        detail = (done.stderr.strip().splitlines() or [fallback])[-1]
     raise DemoError(
         f"{account.name} cannot run the project from {python} ({detail}); run "
         f"`{INSTALL_HINT}`: it builds that venv where other users can read it"
@@ -196,9 +225,11 @@ def resolve_topology() -> Topology:
         )
     service = ensure_account(SERVICE_USER, system=True)
     lab = ensure_account(DEMO_USER, system=False)
+    sandbox = ensure_account(SANDBOX_USER, system=True)
     for account in (service, lab):
         _probe(str(python), account)
-    return Topology(True, service, lab, str(python), str(bao))
+    _probe(str(python), sandbox, "papermill ipykernel psycopg")
+    return Topology(True, service, lab, str(python), str(bao), sandbox)
 
 
 def _make_dir(

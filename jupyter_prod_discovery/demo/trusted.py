@@ -36,11 +36,12 @@ from ..credentials.profiles import parse_profiles
 from ..service.client import ServiceClient, ServiceError
 from ..service.vault_policy import install_policies
 from .lifetime import ChildGroup
-from .seed import _host_port, _with_dbname
+from .seed import _host_port, _with_dbname, export_signing_policy
 
 __all__ = [
     "AUDIT_DATABASE",
     "CLEANUP_POLICY",
+    "EXPORT_SIGNING_POLICY",
     "SERVICE_POLICY",
     "DemoService",
     "VaultHandover",
@@ -52,6 +53,7 @@ __all__ = [
 
 AUDIT_DATABASE = "prod_discovery_demo_audit"
 SERVICE_POLICY = "prod-discovery-demo-service"
+EXPORT_SIGNING_POLICY = "prod-discovery-demo-export-signing"
 CLEANUP_POLICY = "prod-discovery-demo-cleanup"
 LEDGER_TABLE = "prod_discovery_service_audit"
 
@@ -79,7 +81,10 @@ path "sys/leases/revoke-prefix/{database_mount}/creds/*" {{
 
 
 def hand_over_vault(
-    root: hvac.Client, profiles: list[dict[str, Any]], database_mount: str = "database"
+    root: hvac.Client,
+    profiles: list[dict[str, Any]],
+    database_mount: str = "database",
+    export_key: tuple[str, str] | None = None,
 ) -> VaultHandover:
     """Create the service and cleanup tokens with ``root``, then revoke ``root``'s token.
 
@@ -88,6 +93,11 @@ def hand_over_vault(
     # The service's policy, the kernels' self-management policy and the token profiles' own
     # policies: all of them, since a child token's policies must be its parent's.
     policies = install_policies(root, parse_profiles(profiles), SERVICE_POLICY)
+    if export_key is not None:  # the service signs promoted bundles with the transit key
+        root.sys.create_or_update_policy(
+            name=EXPORT_SIGNING_POLICY, policy=export_signing_policy(*export_key)
+        )
+        policies.append(EXPORT_SIGNING_POLICY)
     root.sys.create_or_update_policy(name=CLEANUP_POLICY, policy=_cleanup_policy(database_mount))
     # Orphans: they must outlive the root token. The service renews its own; its TTL bounds how
     # long a killed demo's token stays usable (OpenBao dies with the demo anyway).
@@ -168,9 +178,14 @@ class DemoService:
     def url(self) -> str:
         return f"unix:{self.socket_path}"
 
-    def write_config(self, profiles: list[dict[str, Any]]) -> None:
-        """The profiles only (no secret): readable by the service's user."""
-        config = {"CredentialBroker": {"profiles": profiles, "deny_without_profile": False}}
+    def write_config(
+        self, profiles: list[dict[str, Any]], extra: dict[str, Any] | None = None
+    ) -> None:
+        """The profiles and the export settings (no secret): readable by the service's user."""
+        config = {
+            "CredentialBroker": {"profiles": profiles, "deny_without_profile": False},
+            **(extra or {}),
+        }
         self.config_path.write_text(json.dumps(config, indent=1) + "\n")
         self.config_path.chmod(0o644)
 
@@ -194,16 +209,22 @@ class DemoService:
         popen_user: dict[str, Any],
         timeout: float = 60.0,
         group: ChildGroup | None = None,
+        launcher: list[str] | None = None,
     ) -> DemoService:
         """Start it with ``env`` plus ``secrets`` (its environment only) and wait for its socket.
 
         ``group``: the demo's group of children (Ctrl-C reaches the demo only, which stops this
-        in order; it dies with the demo); default a session of its own.
+        in order; it dies with the demo); default a session of its own. ``launcher`` prefixes
+        the command (``setpriv`` switching to the service's user with the capabilities it needs
+        to start clean runs as the sandbox user) instead of ``popen_user``.
         """
         argv = self.argv()
         detach: dict[str, Any] = {"start_new_session": True}
         if group is not None:
             argv, detach = group.argv(argv), group.popen_kwargs()
+        # The launcher goes first: a uid change clears the parent-death signal the group's shim
+        # sets, so the shim must run after setpriv switched users.
+        argv = [*(launcher or []), *argv]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 argv,

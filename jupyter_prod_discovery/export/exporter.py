@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from ..audit.recorder import AuditRecorder, NullRecorder
 from .dsse import sign_envelope
 from .environment import kernel_info, locked_environment, requirements_txt
 from .gates import DEFAULT_GATES, ExportContext, GateResult, PromotionGate
+from .gates.base import CleanRunSandbox
 from .manifest import (
     MANIFEST_FILE,
     SIGNATURE_FILE,
@@ -130,6 +132,8 @@ class NotebookExporter(LoggingConfigurable):
         secrets_for: Callable[[str], frozenset[str]] | None = None,
         session_provider: SessionProvider | None = None,
         vault: Any = None,
+        on_gate: Callable[[GateResult], None] | None = None,
+        sandbox: CleanRunSandbox | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -137,6 +141,14 @@ class NotebookExporter(LoggingConfigurable):
         self.secrets_for = secrets_for or (lambda _user: frozenset())
         self.session_provider = session_provider
         self.vault = vault
+        # Progress seam: called with each gate's result as soon as it is known (the trusted
+        # service reports them to the polling client one by one).
+        self.on_gate = on_gate or (lambda _result: None)
+        # Where the clean run executes; None: a subprocess of this process (same-user mode).
+        self.sandbox = sandbox
+        #: Seconds spent per step of the last export: "prepare", each gate by name, "bundle"
+        #: (writing and signing). For progress displays and benchmarks/export_service.py.
+        self.timings: dict[str, float] = {}
 
     def signer(self) -> ManifestSigner:
         factory: Callable[..., ManifestSigner] = self.signer_class
@@ -158,6 +170,13 @@ class NotebookExporter(LoggingConfigurable):
 
     def before_start(self, request: ExportRequest) -> ExportContext:
         """Validate the request and gather everything the gates and the manifest need."""
+        started = time.monotonic()
+        try:
+            return self._context(request)
+        finally:
+            self.timings["prepare"] = time.monotonic() - started
+
+    def _context(self, request: ExportRequest) -> ExportContext:
         unknown = [t for t in request.targets if t not in self.target_classes]
         if unknown or not request.targets:
             raise ValueError(
@@ -186,6 +205,7 @@ class NotebookExporter(LoggingConfigurable):
             kernel_python=kinfo["python"],
             environment={**environment, "kernel": kinfo},
             secrets=self.secrets_for(request.author),
+            sandbox=self.sandbox,
         )
 
     def run_gates(self, request: ExportRequest, ctx: ExportContext) -> list[GateResult]:
@@ -194,11 +214,15 @@ class NotebookExporter(LoggingConfigurable):
         for cls in self.gate_classes:
             gate: PromotionGate = cls(parent=self)
             if blocked and gate.expensive:
-                results.append(
-                    GateResult(gate.name, False, "skipped: an earlier gate failed", skipped=True)
+                skipped = GateResult(
+                    gate.name, False, "skipped: an earlier gate failed", skipped=True
                 )
+                results.append(skipped)
+                self.on_gate(skipped)
                 continue
+            started = time.monotonic()
             result = gate.check(ctx)
+            self.timings[gate.name] = time.monotonic() - started
             if not result.passed and gate.name in request.overrides:
                 reason = request.overrides[gate.name].strip()
                 if gate.overridable and reason:
@@ -209,6 +233,7 @@ class NotebookExporter(LoggingConfigurable):
             if not result.passed and not result.overridden:
                 blocked = True
             results.append(result)
+            self.on_gate(result)
         unknown = set(request.overrides) - {r.name for r in results}
         if unknown:
             raise ValueError(f"--override names unknown gate(s): {', '.join(sorted(unknown))}")
@@ -221,6 +246,7 @@ class NotebookExporter(LoggingConfigurable):
         gates = self.run_gates(request, ctx)
         if any(not g.passed and not g.overridden for g in gates):
             raise ExportRefused(gates)
+        started = time.monotonic()
         signer = self.signer()
         out = request.output
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -238,6 +264,7 @@ class NotebookExporter(LoggingConfigurable):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        self.timings["bundle"] = time.monotonic() - started
         signed_by = {
             "algorithm": signer.algorithm,
             "key_id": str(envelope["signatures"][0]["keyid"]),

@@ -11,17 +11,25 @@ lists are empty and the manifest says ``"source": "none"``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..audit.session import summarize_session
 from .exporter import ExportRefused, ExportRequest, NotebookExporter, SessionProvider
+from .gates.base import GateResult
 from .manifest import SIGNATURE_FILE
 
 if TYPE_CHECKING:
     from ..extension import ProdDiscoveryApp
 
-__all__ = ["export_for_user", "resolve_inside"]
+__all__ = [
+    "ExportFailed",
+    "build_exporter",
+    "export_for_user",
+    "export_request",
+    "resolve_inside",
+]
 
 DEFAULT_OUTPUT_DIR = ".prod-discovery/exports"
 
@@ -79,10 +87,8 @@ def _session_provider(app: ProdDiscoveryApp, owner: str | None) -> SessionProvid
     return provider
 
 
-def export_for_user(
-    app: ProdDiscoveryApp, root: Path, body: dict[str, Any], user: Any
-) -> tuple[int, dict[str, Any]]:
-    """Run one export (blocking: call it in a thread); return (HTTP status, JSON payload)."""
+def export_request(root: Path, body: dict[str, Any], user: Any) -> ExportRequest:
+    """The exporter's request for ``body`` (paths confined to the server root)."""
     notebook = resolve_inside(root, body.get("path", ""), "path")
     stem = notebook.stem or "notebook"
     default_out = f"{DEFAULT_OUTPUT_DIR}/{stem}-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -94,29 +100,66 @@ def export_for_user(
         raise ValueError("'targets' must be a list and 'parameters' an object")
     if not isinstance(overrides, dict):
         raise ValueError("'overrides' must be an object {gate: reason}")
-
-    author = _user_name(user)
-    broker = getattr(app, "broker", None)
-    owner = broker.visible_owner(user) if broker is not None else author
-    secrets = app.secrets.all() if owner is None else app.secrets.for_owner(owner)
-    provider = _session_provider(app, owner)
-    vault = app.vault if app.vault.configured and app.vault_error is None else None
-    exporter = NotebookExporter(
-        parent=app,
-        audit=app.audit,
-        secrets_for=lambda _author: secrets,
-        session_provider=provider,
-        vault=vault,
-    )
-    request = ExportRequest(
+    return ExportRequest(
         notebook=notebook,
         output=output,
-        author=author,
+        author=_user_name(user),
         targets=[str(t) for t in targets],
         parameters=params,
         overrides={str(k): str(v) for k, v in overrides.items()},
         display_path=notebook.relative_to(root.resolve()).as_posix(),
     )
+
+
+def build_exporter(
+    app: ProdDiscoveryApp, user: Any, on_gate: Callable[[GateResult], None] | None = None
+) -> NotebookExporter:
+    """This server's exporter for ``user`` (same-user mode): their issued secrets, their
+    session's profiles, the server's Vault for a transit signer."""
+    broker = getattr(app, "broker", None)
+    owner = broker.visible_owner(user) if broker is not None else _user_name(user)
+    secrets = app.secrets.all() if owner is None else app.secrets.for_owner(owner)
+    provider = _session_provider(app, owner)
+    vault = app.vault if app.vault.configured and app.vault_error is None else None
+    return NotebookExporter(
+        parent=app,
+        audit=app.audit,
+        secrets_for=lambda _author: secrets,
+        session_provider=provider,
+        vault=vault,
+        on_gate=on_gate,
+    )
+
+
+def export_for_user(
+    app: ProdDiscoveryApp, root: Path, body: dict[str, Any], user: Any
+) -> tuple[int, dict[str, Any]]:
+    """Run one export (blocking: call it in a thread); return (HTTP status, JSON payload).
+
+    As a client of the trusted service the service decides (:class:`.jobs.ServiceExports`):
+    this waits for its job and answers in the same shape.
+    """
+    if app.service_client is not None:
+        jobs = app.export_jobs
+        job = jobs.wait(jobs.submit(body, user)["id"], user)
+        if job["state"] == "failed":
+            raise ExportFailed(job.get("message") or "the service could not export")
+        payload = {
+            "exported": job["state"] == "exported",
+            "message": job.get("message", ""),
+            "gates": job["gates"],
+            "job": job["id"],
+            "signer": job.get("signer"),
+        }
+        if job["state"] == "exported":
+            payload.update(
+                bundle=job["bundle"],
+                manifest_sha256=job["manifest_sha256"],
+                signature=job["signature"],
+            )
+        return (201 if job["state"] == "exported" else 422), payload
+    request = export_request(root, body, user)
+    exporter = build_exporter(app, user)
     try:
         result = exporter.process(request, user=user)
     except ExportRefused as exc:
@@ -133,3 +176,7 @@ def export_for_user(
         "signature": {**result.signature, "file": f"{bundle}/{SIGNATURE_FILE}"},
         "gates": [g.to_dict() for g in result.gates],
     }
+
+
+class ExportFailed(RuntimeError):
+    """The export could not be carried out (not a refusal by the gates): 502 from the server."""

@@ -26,17 +26,21 @@ from traitlets.config import Application
 from .. import __version__
 from ..credentials.broker import CredentialBroker
 from ..credentials.vault import VaultClient, VaultError
+from ..export import setup as export_setup
 from .credentials import CredentialDesk
+from .exports import ExportDesk
 from .handlers import make_handlers
 from .identity import ClientAuthenticator, HubServerToken, PeerCredentials
 from .ledger import AuditLedger
+from .sandbox import ExportSandbox
 from .signing import AuditSigner, KeyFileSigner
 
 __all__ = ["ProdDiscoveryService", "main"]
 
 
 class ProdDiscoveryService(Application):
-    """The trusted side of Prod Discovery: credential issuance and the sealed audit ledger."""
+    """The trusted side of Prod Discovery: credential issuance, the sealed audit ledger and
+    promotion (export gates run and signed here)."""
 
     name = "jupyter-prod-discovery-service"
     version = __version__
@@ -49,6 +53,9 @@ class ProdDiscoveryService(Application):
         CredentialDesk,
         HubServerToken,
         PeerCredentials,
+        ExportDesk,
+        ExportSandbox,
+        *export_setup.CONFIG_CLASSES,
     ]
 
     config_file = Unicode(
@@ -143,18 +150,35 @@ class ProdDiscoveryService(Application):
         if not self.config.KeyFileSigner.get("key_file"):
             self.config.KeyFileSigner.key_file = str(state / "audit-signing-key.pem")
         self.signer: AuditSigner = self.signer_class(parent=self)  # type: ignore[abstract]
+        # Bundles are signed with the service's own ed25519 key unless the config names another
+        # signer (transit, say): the key `audit public-key` and /api/audit/public-key publish,
+        # so Integration pins one key. DSSE's pre-authentication encoding ("DSSEv1 ...") keeps a
+        # bundle signature from ever being a valid checkpoint signature and vice versa.
+        if not self.config.NotebookExporter.get("signer_class"):
+            self.config.NotebookExporter.signer_class = (
+                "jupyter_prod_discovery.export.signing.Ed25519Signer"
+            )
+        if not self.config.Ed25519Signer.get("key_file"):
+            self.config.Ed25519Signer.key_file = self.config.KeyFileSigner.key_file
         self.ledger = AuditLedger(self.signer, parent=self)
         self.vault = VaultClient(parent=self)
         if not self.config.CredentialBroker.get("state_dir"):
             self.config.CredentialBroker.state_dir = str(state)
         self.desk = CredentialDesk(self.vault, self.ledger, parent=self)
+        self.sandbox = ExportSandbox(parent=self)
+        self.exports = ExportDesk(self.desk, self.ledger, self.sandbox, parent=self)
         self.tcp_auth = self.authenticator_classes[0](parent=self)
         self.peer_auth = PeerCredentials(parent=self)
 
     def web_app(self, auth: ClientAuthenticator) -> web.Application:
         """The routes, with the parts and the listener's own authenticator."""
         return web.Application(
-            make_handlers(self.base_url), ledger=self.ledger, desk=self.desk, authenticator=auth
+            make_handlers(self.base_url),
+            ledger=self.ledger,
+            desk=self.desk,
+            exports=self.exports,
+            authenticator=auth,
+            refused_users=frozenset(u for u in (self.sandbox.user,) if u),
         )
 
     async def serve(self) -> None:
@@ -197,6 +221,7 @@ class ProdDiscoveryService(Application):
         self.log.info("Stopping: revoking credentials, flushing the ledger")
         for server in servers:
             server.stop()
+        await self.exports.stop()  # running clean runs revoke their credentials
         await self.desk.stop()
         await self.ledger.stop()
         await self.vault.stop_renewal()

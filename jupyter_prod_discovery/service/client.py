@@ -233,3 +233,15 @@ class ServiceClient:
     async def status(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.arequest("GET", "/api/status")
         return result
+
+    # -- export (promotion decided by the service; called from worker threads) ------------------
+
+    def create_export(self, submission: dict[str, Any]) -> dict[str, Any]:
+        """Submit a notebook and its request; the service answers with the job (202)."""
+        result: dict[str, Any] = self.request("POST", "/api/exports", json_body=submission)
+        return result
+
+    def export_job(self, job_id: str) -> dict[str, Any]:
+        """The job: each gate's result as it completes; once exported, the bundle's files."""
+        result: dict[str, Any] = self.request("GET", f"/api/exports/{job_id}")
+        return result

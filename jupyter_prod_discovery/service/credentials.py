@@ -28,7 +28,7 @@ from traitlets.config import LoggingConfigurable
 from ..audit.trail import user_info
 from ..credentials.broker import CredentialBroker
 from ..credentials.profiles import Profile
-from ..credentials.records import KernelCredentials, Lease
+from ..credentials.records import AccessDenied, KernelCredentials, Lease
 from ..credentials.secrets import SecretRegistry
 from ..credentials.statefile import STATE_PREFIX, process_alive, read_state
 from ..credentials.vault import VaultClient
@@ -237,6 +237,45 @@ class CredentialDesk(LoggingConfigurable):
         if self.broker.get(key) is None:
             raise FileNotFoundError(f"kernel {kernel_id} holds no credentials of yours")
         return self._public(await self.broker.renew_now(key), principal, server_id)
+
+    # -- a promoted job's clean run ---------------------------------------------------------------
+
+    def check_declared(self, principal: Principal, kernel_name: str, names: list[str]) -> None:
+        """Raise unless every declared profile exists and applies to ``principal``: a job can
+        declare only roles its author holds (AccessDenied: 403, ValueError: 400)."""
+        known = {p.name: p for p in self.broker.profile_objects}
+        for name in names:
+            profile = known.get(name)
+            if profile is None:
+                raise ValueError(f"unknown credential profile {name!r}")
+            if not profile.applies_to(kernel_name, principal.username, principal.groups):
+                raise AccessDenied(
+                    f"credential profile {name!r} does not apply to {principal.username!r}"
+                )
+
+    def profile_type(self, name: str) -> str:
+        return next((p.type for p in self.broker.profile_objects if p.name == name), "")
+
+    async def issue_run(
+        self, principal: Principal, run_id: str, kernel_name: str, names: list[str]
+    ) -> tuple[str, dict[str, str]]:
+        """Credentials of the declared profiles only, for one clean run: (kernel key, env).
+
+        The key's server part (``export-run``) never beats, so the dead-server reaper leaves it
+        alone; :meth:`revoke_run` ends it, and the journal holds it until then (a crash of the
+        service revokes it at the next start like any orphan).
+        """
+        self.check_declared(principal, kernel_name, names)
+        key = kernel_key(principal, "export-run", run_id)
+        if not names:
+            return key, {}
+        env = await self.broker.issue(
+            key, kernel_name, Requester(principal.username, list(principal.groups)), only=names
+        )
+        return key, env
+
+    async def revoke_run(self, key: str) -> None:
+        await self.broker.revoke(key, reason="shutdown")
 
     def _of(self, principal: Principal, server_id: str) -> list[KernelCredentials]:
         prefix = f"{principal.username}/{server_id}/"

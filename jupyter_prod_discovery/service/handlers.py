@@ -10,6 +10,8 @@
 - ``POST /api/credentials``                 ``{kernel_id, kernel_name}``: issue
 - ``POST /api/credentials/<id>/renew``      renew now
 - ``DELETE /api/credentials/<id>?reason=``  revoke
+- ``POST /api/exports``                     submit a notebook for promotion: 202, the job
+- ``GET  /api/exports/<id>``                the job: each gate as it completes, then the bundle
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tornado import web
 from ..credentials.records import AccessDenied
 from ..credentials.vault import VaultError, VaultUnreachable
 from .credentials import CredentialDesk
+from .exports import ExportDesk, ExportInvalid, TooManyJobs
 from .identity import ClientAuthenticator
 from .ledger import AuditLedger, LedgerError, LedgerUnavailable, Principal
 
@@ -49,8 +52,12 @@ def map_errors(method: F) -> F:
             raise web.HTTPError(404, str(exc)) from None
         except (LedgerUnavailable, VaultUnreachable) as exc:
             raise web.HTTPError(503, str(exc)) from None
-        except AccessDenied as exc:  # policy: no profile applies to this principal
+        except AccessDenied as exc:  # policy: no profile applies, override not allowed
             raise web.HTTPError(403, str(exc)) from None
+        except ExportInvalid as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        except TooManyJobs as exc:
+            raise web.HTTPError(429, str(exc)) from None
         except VaultError as exc:  # Vault refused or failed (translate_error strips tokens)
             raise web.HTTPError(502, str(exc)) from None
 
@@ -78,6 +85,9 @@ class _Base(web.RequestHandler):
             return
         auth: ClientAuthenticator = self.settings["authenticator"]
         self.principal = await auth.authenticate(self)
+        if self.principal.username in self.settings.get("refused_users", ()):
+            # The sandbox account runs promoted notebooks' code: it is nobody's client.
+            raise web.HTTPError(403, f"{self.principal.username!r} may not use this service")
 
     @property
     def server_id(self) -> str:
@@ -195,6 +205,22 @@ class CredentialHandler(_Base):
         self.write_json({"revoked": known})
 
 
+class ExportsHandler(_Base):
+    @map_errors
+    async def post(self) -> None:
+        exports: ExportDesk = self.settings["exports"]
+        job = exports.create(self.principal, self.server_id, self.body_dict())
+        self.set_header("Location", self.request.path.rstrip("/") + "/" + job.id)
+        self.write_json(job.to_json(), status=202)
+
+
+class ExportHandler(_Base):
+    @map_errors
+    async def get(self, job_id: str) -> None:
+        exports: ExportDesk = self.settings["exports"]
+        self.write_json(exports.get(self.principal, job_id).to_json())
+
+
 class RenewHandler(_Base):
     @map_errors
     async def post(self, kernel_id: str) -> None:
@@ -214,4 +240,6 @@ def make_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (p + "api/credentials", CredentialsHandler),
         (p + r"api/credentials/(?P<kernel_id>[\w-]+)/renew", RenewHandler),
         (p + r"api/credentials/(?P<kernel_id>[\w-]+)", CredentialHandler),
+        (p + "api/exports", ExportsHandler),
+        (p + r"api/exports/(?P<job_id>[0-9a-f]{32})", ExportHandler),
     ]

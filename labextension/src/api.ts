@@ -154,7 +154,16 @@ export interface IExportResult {
   bundle?: string;
   manifest_sha256?: string;
   /** Which key signed the manifest, and where the signature file is. */
-  signature?: { algorithm: string; key_id: string; file: string };
+  signature?: {
+    algorithm: string;
+    key_id: string;
+    file: string;
+    /** Where the key lives (never key material). */
+    signer?: string;
+    /** Whether the written bundle verified offline with the signer's public key. */
+    verified?: boolean;
+    verification?: string;
+  };
   gates: IGateResult[];
 }
 
@@ -173,6 +182,46 @@ export async function exportNotebook(
     }
     throw error;
   }
+}
+
+/** An export job (POST /export-jobs, then GET /export-jobs/<id> until done). */
+export interface IExportJob {
+  id: string;
+  state: 'running' | 'exported' | 'refused' | 'failed';
+  done: boolean;
+  /** The gates completed so far, in order: one more each time a gate finishes. */
+  gates: IGateResult[];
+  message?: string;
+  bundle?: string | null;
+  manifest_sha256?: string;
+  signature?: {
+    algorithm: string;
+    key_id: string;
+    file: string;
+    /** Where the key lives (never key material). */
+    signer?: string;
+    /** Whether the written bundle verified offline with the signer's public key. */
+    verified?: boolean;
+    verification?: string;
+  };
+  /** Who decided and signed: "prod-discovery-service" or "this server". */
+  signer?: string;
+  /** What the server checked of the files it wrote (no key needed). */
+  verification?: { files_match_manifest: boolean; problems: string[] };
+  timings?: { [step: string]: number };
+}
+
+/** Start an export job; the gates then run (in the trusted service when there is one). */
+export function createExportJob(request: IExportRequest): Promise<IExportJob> {
+  return requestAPI<IExportJob>('export-jobs', {
+    method: 'POST',
+    body: JSON.stringify(request)
+  });
+}
+
+/** The job's progress: each gate's result as soon as it is known. */
+export function getExportJob(id: string): Promise<IExportJob> {
+  return requestAPI<IExportJob>(`export-jobs/${encodeURIComponent(id)}`);
 }
 
 /** One chained audit record. */

@@ -7,7 +7,7 @@ names what failed and where (cell and output index, finding type), never the off
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,14 @@ from traitlets.config import LoggingConfigurable
 
 from .._meta import ABCConfigurableMeta
 
-__all__ = ["ExportContext", "GateResult", "PromotionGate"]
+__all__ = [
+    "CleanRunOutcome",
+    "CleanRunSandbox",
+    "ExportContext",
+    "GateResult",
+    "PromotionGate",
+    "SandboxError",
+]
 
 
 @dataclass
@@ -33,6 +40,34 @@ class GateResult:
         return asdict(self)
 
 
+class SandboxError(RuntimeError):
+    """The clean run's sandbox could not be prepared (no sandbox user, credentials refused):
+    the gate fails closed with this message, which names the cause and never a secret."""
+
+
+@dataclass
+class CleanRunOutcome:
+    """How a sandboxed run ended: ``returncode`` None means it was stopped at its deadline;
+    ``output`` is papermill's output notebook (JSON text) when one was written."""
+
+    returncode: int | None
+    output: str | None
+
+
+class CleanRunSandbox(ABC):
+    """Where ``clean_run`` executes the bundled notebook, when not in the exporter's process.
+
+    The trusted service supplies one per export (``service/sandbox.py``): another OS user, an
+    environment holding nothing of the trusted side, credentials of the bundle's declared
+    profiles only, revoked after the run.
+    """
+
+    @abstractmethod
+    def run(self, notebook: str, parameters: dict[str, Any], timeout: float) -> CleanRunOutcome:
+        """Run ``notebook`` (nbformat JSON) with papermill and ``parameters``; raise
+        :class:`SandboxError` when the sandbox cannot be prepared."""
+
+
 @dataclass
 class ExportContext:
     """Everything a gate may look at. ``secrets`` are exact values: never copy them anywhere."""
@@ -45,6 +80,7 @@ class ExportContext:
     kernel_python: str
     environment: dict[str, Any] = field(default_factory=dict)
     secrets: frozenset[str] = frozenset()
+    sandbox: CleanRunSandbox | None = None
 
 
 class PromotionGate(LoggingConfigurable, metaclass=ABCConfigurableMeta):

@@ -26,7 +26,7 @@ from ...pii import ALWAYS_REDACTED, CREDENTIAL, PIIPolicy
 from ...pii.notebook import places
 from ..notebook import cell_label, split_magics
 from ..pii_scan import PIIScanner, finding_type
-from .base import ExportContext, GateResult, PromotionGate
+from .base import CleanRunOutcome, ExportContext, GateResult, PromotionGate, SandboxError
 
 __all__ = [
     "CleanRunGate",
@@ -338,6 +338,14 @@ class CleanRunGate(PromotionGate):
             # papermill would stop with "No kernel name found in notebook and no override
             # provided": say what that means for the author, before starting anything.
             return self.failed(NO_KERNELSPEC)
+        if ctx.sandbox is not None:
+            try:
+                outcome = ctx.sandbox.run(json.dumps(ctx.bundled), ctx.parameters, self.timeout)
+            except SandboxError as exc:
+                return self.failed(f"the sandbox could not be prepared: {exc}")
+            return self._judge(
+                outcome, "in the sandbox, with the declared credential profiles", ctx
+            )
         env = {
             k: v
             for k, v in os.environ.items()
@@ -347,23 +355,24 @@ class CleanRunGate(PromotionGate):
             src = Path(tmp) / "in.ipynb"
             out = Path(tmp) / "out.ipynb"
             src.write_text(json.dumps(ctx.bundled))
-            runner = (
-                "import json, sys, papermill\n"
-                "papermill.execute_notebook(sys.argv[1], sys.argv[2],"
-                " parameters=json.loads(sys.argv[3]), cwd=sys.argv[4], progress_bar=False,"
-                " log_output=False)\n"
-            )
-            args = [sys.executable, "-c", runner, str(src), str(out)]
+            args = [sys.executable, "-c", PAPERMILL_RUNNER, str(src), str(out)]
             args += [json.dumps(ctx.parameters), str(ctx.source_path.parent)]
             try:
                 proc = subprocess.run(
                     args, env=env, capture_output=True, timeout=self.timeout, check=False
                 )
             except subprocess.TimeoutExpired:
-                return self.failed(f"did not finish within {self.timeout:g} s")
-            if proc.returncode == 0:
-                return self.passed("ran top to bottom with papermill in a clean kernel")
-            return self.failed(_describe_failure(out))
+                return self._judge(CleanRunOutcome(None, None), "", ctx)
+            text = out.read_text() if out.is_file() else None
+            return self._judge(CleanRunOutcome(proc.returncode, text), "in a clean kernel", ctx)
+
+    def _judge(self, outcome: CleanRunOutcome, where: str, ctx: ExportContext) -> GateResult:
+        if outcome.returncode is None:
+            return self.failed(f"did not finish within {self.timeout:g} s")
+        if outcome.returncode == 0:
+            return self.passed(f"ran top to bottom with papermill {where}")
+        ids = [str(c.get("id") or "") for c in ctx.source.cells]
+        return self.failed(_describe_failure(outcome.output, ids))
 
 
 NO_KERNELSPEC = (
@@ -379,14 +388,29 @@ def _kernel_name(nb: dict[str, Any]) -> str:
     return str(spec.get("name") or "") if isinstance(spec, dict) else ""
 
 
-def _describe_failure(out: Path) -> str:
+#: What runs papermill: argv = in.ipynb out.ipynb parameters-json cwd. Plain Python, so that
+#: any interpreter with papermill and ipykernel runs it (the sandbox user's too).
+PAPERMILL_RUNNER = (
+    "import json, sys, papermill\n"
+    "papermill.execute_notebook(sys.argv[1], sys.argv[2],"
+    " parameters=json.loads(sys.argv[3]), cwd=sys.argv[4], progress_bar=False,"
+    " log_output=False)\n"
+)
+
+
+def _describe_failure(notebook: str | None, source_ids: list[str]) -> str:
+    """Which cell raised what, numbered as in the *source* notebook (the bundle has a parameters
+    cell and papermill an injected one that the author never saw); by id, else by position."""
     try:
-        nb: dict[str, Any] = json.loads(out.read_text())
-    except (OSError, ValueError):
+        nb: dict[str, Any] = json.loads(notebook or "")
+    except ValueError:
         return "papermill could not run the notebook (kernel did not start or bad notebook)"
     for i, cell in enumerate(nb.get("cells", [])):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                where = cell_label(nb, i)
+                cid = str(cell.get("id") or "")
+                where = (
+                    f"cell {source_ids.index(cid) + 1}" if cid in source_ids else cell_label(nb, i)
+                )
                 return f"{where} raised {output.get('ename', 'an error')} in a clean kernel"
     return "papermill failed before any cell raised (kernel did not start?)"

@@ -1,7 +1,10 @@
 import { Dialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
-import { exportNotebook, IExportResult, IGateResult } from '../api';
+import { createExportJob, getExportJob, IExportJob, IGateResult } from '../api';
+
+/** How often the dialog asks for the job's progress (milliseconds). */
+const POLL_MS = 500;
 
 /** Targets the server knows (export/targets/). */
 export const EXPORT_TARGETS = ['papermill', 'airflow', 'dagster', 'kubernetes'];
@@ -121,8 +124,8 @@ export class ExportForm extends Widget {
     );
   }
 
-  /** Run the export with the form's values and show the outcome. */
-  async run(): Promise<IExportResult | null> {
+  /** Run the export job with the form's values, showing each gate as it completes. */
+  async run(): Promise<IExportJob | null> {
     let parameters: { [k: string]: unknown };
     try {
       parameters = JSON.parse(this._params.value || '{}');
@@ -168,17 +171,16 @@ export class ExportForm extends Widget {
     bar.setAttribute('aria-label', 'Export in progress');
     const label = document.createElement('span');
     this._progress.replaceChildren(bar, label);
+    let current = 'outputs_stripped';
     const tick = () => {
       const s = Math.round((Date.now() - started) / 1000);
-      label.textContent = ` Running the gates (a clean run executes the notebook)… ${s}s`;
+      label.textContent = ` Running gate ${current}… ${s}s`;
     };
     tick();
     const timer = window.setInterval(tick, 1000);
-    this._renderGates(
-      GATES.map(name => ({ name, state: 'running', reason: 'running…' }))
-    );
+    let job: IExportJob | null = null;
     try {
-      const result = await exportNotebook({
+      job = await createExportJob({
         path: this._path,
         targets,
         parameters,
@@ -187,13 +189,20 @@ export class ExportForm extends Widget {
           ? { output: this._output.value.trim() }
           : {})
       });
-      this._showResult(result);
-      return result;
+      current = this._renderProgress(job);
+      while (!job.done) {
+        await new Promise(resolve => window.setTimeout(resolve, POLL_MS));
+        job = await getExportJob(job.id);
+        current = this._renderProgress(job);
+        tick();
+      }
+      this._showResult(job);
+      return job;
     } catch (reason) {
+      // The gates seen so far stay: they say how far the export got.
       this._showError(
         `Export failed: ${String((reason as Error).message ?? reason)}`
       );
-      this._renderGates([]);
       return null;
     } finally {
       window.clearInterval(timer);
@@ -202,20 +211,47 @@ export class ExportForm extends Widget {
     }
   }
 
-  private _showResult(result: IExportResult): void {
-    this._renderGates(
-      result.gates.map(g => ({
-        name: g.name,
-        state: gateState(g),
-        reason: g.overridden
-          ? `${g.reason} — overridden: ${g.override_reason}`
-          : g.reason,
-        gate: g
+  /**
+   * The gates finished so far with their results, the next one running, the rest pending;
+   * returns the name of the running gate.
+   */
+  private _renderProgress(job: IExportJob): string {
+    const done = job.gates.map(g => g.name);
+    const rest = GATES.filter(name => !done.includes(name));
+    const running = job.done ? '' : (rest[0] ?? '');
+    this._renderGates([
+      ...job.gates.map(g => this._row(g)),
+      ...rest.map(name => ({
+        name,
+        state: name === running ? 'running' : 'pending',
+        reason: name === running ? 'running…' : 'not run yet'
       }))
-    );
+    ]);
+    return running;
+  }
+
+  private _row(g: IGateResult): {
+    name: string;
+    state: string;
+    reason: string;
+    gate: IGateResult;
+  } {
+    return {
+      name: g.name,
+      state: gateState(g),
+      reason: g.overridden
+        ? `${g.reason} — overridden: ${g.override_reason}`
+        : g.reason,
+      gate: g
+    };
+  }
+
+  private _showResult(job: IExportJob): void {
+    this._renderGates(job.gates.map(g => this._row(g)));
     this._result.replaceChildren();
-    this._result.dataset.exported = String(result.exported);
-    if (result.exported) {
+    this._result.dataset.exported = String(job.state === 'exported');
+    this._result.dataset.state = job.state;
+    if (job.state === 'exported') {
       const h = document.createElement('p');
       h.className = 'jp-ProdDiscovery-ok';
       h.textContent = 'Exported and signed.';
@@ -229,26 +265,49 @@ export class ExportForm extends Widget {
         dl.append(dt, dd);
         return dd;
       };
-      add('Bundle', result.bundle ?? '');
-      add('Manifest sha256', result.manifest_sha256 ?? '');
-      const sig = result.signature;
+      add('Bundle', job.bundle ?? '');
+      add('Manifest sha256', job.manifest_sha256 ?? '');
+      add(
+        'Signer',
+        job.signer === 'prod-discovery-service'
+          ? 'the trusted service (it ran every gate itself)'
+          : (job.signer ?? 'unknown')
+      );
+      const sig = job.signature;
       const signature = add(
         'Signature',
         sig
-          ? `${sig.algorithm}, key ${sig.key_id} (${sig.file})`
+          ? `${sig.algorithm}, key ${sig.key_id}` +
+              (sig.signer ? `, ${sig.signer}` : '') +
+              ` (${sig.file})` +
+              (sig.verification ? `: ${sig.verification}` : '')
           : 'see the bundle'
       );
       if (sig) {
         signature.dataset.algorithm = sig.algorithm;
+        signature.dataset.verified = String(sig.verified ?? false);
       }
+      const check = job.verification;
+      const verified = add(
+        'Verification',
+        check
+          ? check.files_match_manifest
+            ? 'every file matches the signed manifest; Integration checks the signature ' +
+              'with the public key (jupyter prod-discovery export verify)'
+            : `files do not match the manifest: ${check.problems.join('; ')}`
+          : 'not checked here: run jupyter prod-discovery export verify'
+      );
+      verified.dataset.ok = String(check?.files_match_manifest ?? false);
       this._result.append(h, dl);
-    } else {
+    } else if (job.state === 'refused') {
       const p = document.createElement('p');
       p.className = 'jp-ProdDiscovery-bad';
       p.textContent =
-        `Refused: ${result.message ?? 'a gate failed'}. ` +
+        `Refused: ${job.message || 'a gate failed'}. ` +
         'Fix the notebook, or override a failed gate with a reason where policy allows.';
       this._result.append(p);
+    } else {
+      this._showError(`Export failed: ${job.message || 'unknown error'}`);
     }
   }
 
