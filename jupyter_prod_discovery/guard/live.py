@@ -367,6 +367,17 @@ class PIIGuard(LoggingConfigurable):
         changed = walk.changed or action != "allow" or (msg_type in MARKED_TYPES and entities)
         return Scan(verdict, new if changed else None)
 
+    def data(self, value: Any, kernel_id: str | None = None) -> Scan:
+        """Scan a JSON value kept in a file (notebook or cell metadata, a JSON file): every
+        string, key and long number; MIME bundles (dicts keyed by MIME types) by ``_bundle``.
+        Unlike :meth:`content` it keeps ``prod_discovery`` keys (they are data here)."""
+        walk = _Walk(self, kernel_id, strip_markers=False)
+        new = walk.value(value, None, json_data=True)
+        verdict = Verdict(walk.action, [])
+        verdict.entities = walk.entities
+        changed = walk.changed or walk.action in ("redact", "block")
+        return Scan(verdict, new if changed else None)
+
     def blocked(
         self, msg_type: str, content: dict[str, Any], entities: dict[str, int] | None
     ) -> dict[str, Any]:
@@ -465,6 +476,11 @@ def _joined(value: Any) -> str | None:
     return None
 
 
+def _is_bundle(obj: dict[Any, Any]) -> bool:
+    """A MIME bundle: a non-empty dict whose keys are all MIME types."""
+    return bool(obj) and all(isinstance(k, str) and "/" in k and " " not in k for k in obj)
+
+
 def _vega_active(spec: Any) -> bool:
     """True when a Vega or Vega-Lite spec computes text (expressions) or loads remote data."""
     stack = [spec]
@@ -495,11 +511,12 @@ def _notice_strings(obj: Any, notice: str) -> Any:
 class _Walk:
     """One pass over a message content: scans, rewrites, and adds up verdicts."""
 
-    __slots__ = ("action", "changed", "entities", "guard", "kernel_id")
+    __slots__ = ("action", "changed", "entities", "guard", "kernel_id", "strip_markers")
 
-    def __init__(self, guard: PIIGuard, kernel_id: str | None) -> None:
+    def __init__(self, guard: PIIGuard, kernel_id: str | None, strip_markers: bool = True) -> None:
         self.guard = guard
         self.kernel_id = kernel_id
+        self.strip_markers = strip_markers
         self.action = "allow"
         self.entities: dict[str, int] = {}
         self.changed = False
@@ -529,11 +546,11 @@ class _Walk:
             kind = "html" if json_data and ("<" in obj or "&" in obj) else "plain"
             return self.text(obj, kind)
         if isinstance(obj, dict):
-            if key == "data" and obj and all(isinstance(k, str) and "/" in k for k in obj):
+            if (key == "data" or (json_data and key != "metadata")) and _is_bundle(obj):
                 return self.guard._bundle(obj, self)
             out: dict[Any, Any] = {}
             for k, v in obj.items():
-                if k == MARKER_KEY and (key == "metadata" or not json_data):
+                if k == MARKER_KEY and self.strip_markers and (key == "metadata" or not json_data):
                     self.changed = True  # only the server sets the guard's marker
                     continue
                 nk = k
