@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections import deque
 from concurrent.futures import Future
 from typing import Any
@@ -45,6 +46,9 @@ GUARDED_CHANNELS = frozenset(("iopub", "shell", "stdin", "control"))
 #: rewrite the line from its start as JupyterLab renders it).
 LINE_CONTEXT = 4096
 _MARKER = MARKER_KEY.encode()
+# Characters a pattern entity can hold (digits, letters, separators of numbers, of emails and
+# of addresses): the end of a chunk made of them may continue in the next one.
+_CONTINUABLE = re.compile(r"[\w.,%+\-@ ():/#\[\]]*\Z")
 
 
 def _msg_type(header: bytes) -> str:
@@ -550,7 +554,18 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
         if not text or guard.seam_closed(text, "", kid):
             return
         window = max(guard.stream_window, guard.matcher(kid).max_length)
-        cut = _crossing(h.findings + h.extra, max(text.rfind("\n") + 1, len(text) - window))
+        cut = max(text.rfind("\n") + 1, len(text) - window)
+        if text.isascii() and "\r" not in text and "\b" not in text:
+            # Only a trailing run of characters that findings are made of can be the start of
+            # one (a prompt ending in '? ' is shown at once), or the start of a live secret.
+            run = _CONTINUABLE.search(text, cut)
+            cut = max(cut, run.start() if run is not None else len(text))
+            for secret in guard.matcher(kid).values:
+                for k in range(min(len(secret) - 1, len(text)), 1, -1):
+                    if text.endswith(secret[:k]):
+                        cut = min(cut, len(text) - k)
+                        break
+        cut = _crossing(h.findings + h.extra, cut)
         c = _Out(h.stream, h.msg_list)
         c.idents, c.parts, c.msg_type, c.key = h.idents, h.parts, h.msg_type, key
         c.content, c.decoded, c.modified, c.clean = h.content, True, True, h.clean
