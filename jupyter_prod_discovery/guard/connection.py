@@ -46,6 +46,8 @@ GUARDED_CHANNELS = frozenset(("iopub", "shell", "stdin", "control"))
 #: rewrite the line from its start as JupyterLab renders it).
 LINE_CONTEXT = 4096
 _MARKER = MARKER_KEY.encode()
+# How a packed stream content ends when its text ends a line (ipykernel packs name, then text).
+_LINE_END = b'\\n"}'
 # Characters a pattern entity can hold (digits, letters, separators of numbers, of emails and
 # of addresses): the end of a chunk made of them may continue in the next one.
 _CONTINUABLE = re.compile(r"[\w.,%+\-@ ():/#\[\]]*\Z")
@@ -305,7 +307,18 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
         guard = self.pd_guard
         if guard is not None and msg_type == "status" and b'"idle"' in parts[3]:
             self._pd_idle.append(_parent_id(parts))
-        if self._pd_carry and msg_type != "stream":
+        if (
+            msg_type == "stream"
+            and guard is not None
+            and not self._pd_queue
+            and len(parts) == 4
+            and parts[3].endswith(_LINE_END)
+            and not self.__dict__.get("_pd_carry_")
+            and not self.__dict__.get("_pd_line_")
+            and self._pass_line(guard, stream, msg_list, parts)
+        ):
+            return
+        if self._pd_carry and msg_type != "stream" and channel == "iopub":
             # The held-back end of a stream goes out before anything else of its request.
             self._flush_carries(_parent_id(parts), None)
         if guard is None or channel not in GUARDED_CHANNELS or msg_type in UNSCANNED_TYPES:
@@ -313,11 +326,13 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
                 super().handle_outgoing_message(stream, msg_list)
                 return
             held = self._pd_held
-            if held is not None and _same_parent(held, parts):
+            if held is not None and channel in _ORDERED and _same_parent(held, parts):
                 # The cell's output moved on: the held chunk has no continuation. A message of
                 # another request (the status of a control kernel_info_request answered while
-                # the cell runs) says nothing about the stream; it waits in order behind the
-                # chunk instead of cutting the seam of a split value.
+                # the cell runs), or a reply (shell and iopub are not ordered with each other:
+                # an execute_reply often overtakes the cell's last output), says nothing about
+                # the stream; it waits in order behind the chunk instead of cutting the seam of
+                # a split value.
                 self._release_held()
             self._pd_queue.append(_Out(stream, msg_list))
             self._drain()
@@ -336,6 +351,28 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             entry.pending = None
         self._pd_queue.append(entry)
         self._drain()
+
+    def _pass_line(
+        self, guard: PIIGuard, stream: Any, msg_list: list[Any], parts: list[Any]
+    ) -> bool:
+        """The hot path: a stream chunk that ends a line, with nothing held or queued, and
+        nothing found in it, is sent at once (no queue, no hold, no timer).
+
+        Its seam with the next chunk is closed (``PIIGuard.seam_closed``: no entity spans a
+        line break) and the one before it too (the previous chunk ended a line, or the stream's
+        line context would not be empty). Returns False to take the ordered path instead.
+        """
+        if guard.scanner.ner or _MARKER in parts[2] or len(parts[3]) > guard.inline_limit:
+            return False
+        kid = self.pd_kernel_id
+        if guard.matcher(kid).multiline:
+            return False
+        if not guard.raw_clean(parts[3], kid):
+            text = json.loads(parts[3]).get("text")
+            if not isinstance(text, str) or not text.endswith("\n") or guard.find(text, kid):
+                return False
+        super().handle_outgoing_message(stream, msg_list)
+        return True
 
     # --- state of the stream seams --------------------------------------------------------------
     @property
@@ -374,8 +411,10 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             self._scan_stream(guard, e, kid)
             return
         held = self._pd_held
-        if held is not None and _same_parent(held, parts):
-            self._release_held()
+        channel = getattr(e.stream, "channel", None)
+        if held is not None and channel in _ORDERED and _same_parent(held, parts):
+            # An input_request: show the prompt, but keep back an end that could continue.
+            self._release_held(split=channel == "stdin")
         if e.clean:
             return
         _decode(e)
@@ -700,6 +739,10 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
         super().handle_outgoing_message(e.stream, [*e.idents, DELIM, signature, *parts])
 
 
+#: Channels whose messages follow a stream's chunks in the order the kernel sent them (iopub
+#: itself; stdin's input_request comes after the kernel flushed its output). Shell and control
+#: replies are not ordered with iopub.
+_ORDERED = frozenset(("iopub", "stdin"))
 #: Outputs after which a stream's next chunk starts a new output in the frontend.
 _OUTPUT_TYPES = frozenset(("display_data", "execute_result", "error", "clear_output"))
 
@@ -709,4 +752,4 @@ def _ends_line(e: _Out) -> bool:
     ipykernel packs ``{"name": ..., "text": ...}``, so the text ends the JSON)."""
     if e.decoded:
         return e.text.endswith("\n")
-    return bool(e.parts) and e.parts[3].endswith(b'\\n"}')
+    return bool(e.parts) and e.parts[3].endswith(_LINE_END)
