@@ -362,12 +362,14 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
         line break) and the one before it too (the previous chunk ended a line, or the stream's
         line context would not be empty). Returns False to take the ordered path instead.
         """
-        if guard.scanner.ner or _MARKER in parts[2] or len(parts[3]) > guard.inline_limit:
+        if guard.scanner.ner or _MARKER in parts[2]:
             return False
         kid = self.pd_kernel_id
         if guard.matcher(kid).multiline:
             return False
         if not guard.raw_clean(parts[3], kid):
+            if len(parts[3]) > guard.inline_limit:
+                return False  # scanned on the worker thread, in order
             text = json.loads(parts[3]).get("text")
             if not isinstance(text, str) or not text.endswith("\n") or guard.find(text, kid):
                 return False
@@ -445,9 +447,11 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
                 prev = None
             self._seam(guard, prev, e, kid)
         self._release_held()
-        e.held = True
-        self._pd_held = e
-        self._arm_hold_timer(guard.stream_hold_timeout)
+        if not (_ends_line(e) and self._line_closes(guard, kid)):
+            # Its end may continue in the next chunk: held until then (or the timer).
+            e.held = True
+            self._pd_held = e
+            self._arm_hold_timer(guard.stream_hold_timeout)
         if e.clean:
             return
         _decode(e)
@@ -456,6 +460,11 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             self._offload(guard, e, guard.find, e.text, kid)
         else:
             e.findings = guard.find(e.text, kid)
+
+    def _line_closes(self, guard: PIIGuard, kid: str) -> bool:
+        """A line break ends every finding (``PIIGuard.seam_closed``), unless NER is on or a
+        live secret spans lines."""
+        return not guard.scanner.ner and not guard.matcher(kid).multiline
 
     def _seam(self, guard: PIIGuard, prev: _Out | None, e: _Out, kid: str) -> None:
         """Rescan the seam between a stream's current line (sent, or held in ``prev``) and
