@@ -306,7 +306,14 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
                 self.log.exception("could not audit an execute_reply")
         guard = self.pd_guard
         if guard is not None and msg_type == "status" and b'"idle"' in parts[3]:
-            self._pd_idle.append(_parent_id(parts))
+            parent = _parent_id(parts)
+            self._pd_idle.append(parent)
+            lines = self.__dict__.get("_pd_line_")
+            if lines:
+                # The cell is done: its open line is not continued by anything it prints, and
+                # an empty line context keeps the connection on the direct path.
+                for k in [k for k in lines if k[0] == parent]:
+                    del lines[k]
         if (
             msg_type == "stream"
             and guard is not None
@@ -584,7 +591,13 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             return
         self._pd_held = None
         held.held = False
-        if split and held.parts and not held.withheld and not _ends_line(held):
+        if (
+            split
+            and held.parts
+            and not held.withheld
+            and held.pending is None  # findings still to come: positions must stay valid
+            and not _ends_line(held)
+        ):
             try:
                 self._split(held)
             except Exception:
@@ -681,7 +694,7 @@ class GuardedWebsocketConnection(ZMQChannelsWebsocketConnection):
             old, old_clean = lines.get(key, ("", True))
             line, clean = old + text, old_clean and e.clean
         lines.pop(key, None)
-        if line:
+        if line and key[0] not in self._pd_idle:  # a finished cell's line is not continued
             lines[key] = (line[-LINE_CONTEXT:], clean)
             while len(lines) > 64:
                 lines.pop(next(iter(lines)))
