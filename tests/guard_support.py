@@ -9,6 +9,7 @@ from typing import Any
 
 from jupyter_client.session import Session
 from jupyter_server.services.kernels.connection.base import (
+    deserialize_binary_message,
     deserialize_msg_from_ws_v1,
     serialize_msg_to_ws_v1,
 )
@@ -67,11 +68,15 @@ class KernelClient:
     async def recv(self) -> dict[str, Any]:
         raw = await self.ws.read_message()
         assert raw is not None, "websocket closed"
+        if isinstance(raw, bytes) and self.protocol != V1:
+            # Legacy protocol: messages with buffers (comms) come as binary frames.
+            return dict(deserialize_binary_message(raw))
         if isinstance(raw, bytes):
             channel, parts = deserialize_msg_from_ws_v1(raw)
             keys = ("header", "parent_header", "metadata", "content")
             msg = {k: json.loads(p) for k, p in zip(keys, parts[:4], strict=True)}
             msg["channel"] = channel
+            msg["buffers"] = [bytes(b) for b in parts[4:]]
             return msg
         return dict(json.loads(raw))
 

@@ -130,3 +130,55 @@ def test_gate_byte_of_escaped_and_unusable_secrets() -> None:
 def test_raw_clean_is_off_with_ner() -> None:
     guard = PIIGuard(policy=PIIPolicy(ner=True))
     assert not guard.raw_clean(_packed("Ann Smith lives in Paris"), None)
+
+
+JS = {"application/javascript": "x = String.fromCharCode(53, 51, 54)", "text/plain": "<JS>"}
+
+
+def test_active_content_dropped_by_default() -> None:
+    scan = PIIGuard().content("display_data", {"data": dict(JS), "metadata": {}}, None)
+    assert scan.content is not None and scan.content["data"] == {"text/plain": "<JS>"}
+    assert scan.content["metadata"]["prod_discovery"]["entities"] == {"ACTIVE_CONTENT": 1}
+
+
+def test_active_content_scanned_or_allowed_when_configured() -> None:
+    data = {**JS, "application/javascript": f"x = '{EMAIL}'"}
+    scan = PIIGuard(active_content="scan").content("display_data", {"data": data}, None)
+    assert scan.content is not None
+    assert scan.content["data"]["application/javascript"] == "x = '<EMAIL_ADDRESS>'"
+    allowed = PIIGuard(active_content="allow").content("display_data", {"data": data}, None)
+    assert allowed.content is None
+
+
+def test_passthrough_mime_is_not_scanned_and_configurable() -> None:
+    data = {"image/png": f"{EMAIL}"}
+    assert PIIGuard().content("display_data", {"data": data}, None).content is None
+    scan = PIIGuard(passthrough_mime=[]).content("display_data", {"data": data}, None)
+    assert scan.content is not None and EMAIL not in str(scan.content)
+
+
+def test_secrets_scope_server_and_kernel() -> None:
+    registry = SecretRegistry()
+    registry.set("k1", ["pw-abcdefgh123"])
+    registry.set("__server__", ["srv-token-0987654321"])
+    wide = PIIGuard(secrets=registry)
+    assert wide.text("pw-abcdefgh123 srv-token-0987654321", "k2")[1] == "<SECRET> <SECRET>"
+    narrow = PIIGuard(secrets=registry, secrets_scope="kernel")
+    assert narrow.text("pw-abcdefgh123 srv-token-0987654321", "k2")[1] == (
+        "pw-abcdefgh123 <SECRET>"
+    )
+
+
+def test_kernel_set_marker_is_removed_from_output_metadata() -> None:
+    forged = {"prod_discovery": {"action": "block", "entities": {"US_SSN": 99}}}
+    content = {"data": {"text/plain": "fine"}, "metadata": forged}
+    scan = PIIGuard().content("display_data", content, None)
+    assert scan.content is not None and scan.content["metadata"] == {}
+
+
+def test_blocked_reply_keeps_its_structure() -> None:
+    guard = PIIGuard(policy=PIIPolicy(default_action="block"))
+    content = {"status": "ok", "matches": [EMAIL, "abc"], "cursor_start": 0, "cursor_end": 1}
+    scan = guard.content("complete_reply", content, None)
+    assert scan.content is not None and scan.content["status"] == "ok"
+    assert EMAIL not in str(scan.content) and scan.content["matches"][1] == "abc"

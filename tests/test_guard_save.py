@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from guard_support import Recorder
 from tornado.httpclient import HTTPClientError
 
 from jupyter_prod_discovery.cli import main
+from jupyter_prod_discovery.guard.save import GuardedContentsManager
 
 SSN, EMAIL = "536-22-1234", "ann.smith@example.com"
 
@@ -88,13 +90,11 @@ async def test_save_passes_when_guard_disabled(
 ) -> None:
     await _put(jp_fetch, "d.txt", {"type": "file", "format": "text", "content": EMAIL})
     assert (jp_root_dir / "d.txt").read_text() == EMAIL
-    cm = jp_serverapp.contents_manager
-    assert not cm._pre_save_hooks  # no hook to run (and debug-log) on every save
+    assert isinstance(jp_serverapp.contents_manager, GuardedContentsManager)
     # Turned on while the server runs: saves are guarded from then on.
     jp_serverapp.web_app.settings["prod_discovery"].pii_guard.enabled = True
     await _put(jp_fetch, "d2.txt", {"type": "file", "format": "text", "content": EMAIL})
     assert (jp_root_dir / "d2.txt").read_text() == "<EMAIL_ADDRESS>"
-    assert len(cm._pre_save_hooks) == 1
 
 
 async def test_save_redacts_injected_secret(
@@ -103,6 +103,212 @@ async def test_save_redacts_injected_secret(
     jp_serverapp.web_app.settings["prod_discovery"].secrets.set("k1", ["pw-abcdefgh123"])
     await _put(jp_fetch, "e.txt", {"type": "file", "format": "text", "content": "x pw-abcdefgh123"})
     assert (jp_root_dir / "e.txt").read_text() == "x <SECRET>"
+
+
+async def _refused(jp_fetch: Any, path: str, model: dict[str, Any], code: int) -> str:
+    with pytest.raises(HTTPClientError) as err:
+        await _put(jp_fetch, path, model)
+    assert err.value.code == code
+    return str(err.value.response.body.decode())  # type: ignore[union-attr]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def test_save_redacts_base64_upload(
+    jp_fetch: Any, jp_root_dir: Path, recorder: Recorder
+) -> None:
+    """JupyterLab uploads every file, CSVs included, as base64."""
+    # ';'-separated: the scanner misses an SSN right after a comma (reported separately).
+    csv = f"id;email;ssn\n1;{EMAIL};{SSN}\n".encode()
+    await _put(jp_fetch, "up.csv", {"type": "file", "format": "base64", "content": _b64(csv)})
+    assert (jp_root_dir / "up.csv").read_text() == "id;email;ssn\n1;<EMAIL_ADDRESS>;<US_SSN>\n"
+    assert recorder.of("pii")[0]["path"] == "up.csv"
+
+
+async def test_save_redacts_latin1_base64_upload(jp_fetch: Any, jp_root_dir: Path) -> None:
+    data = f"caf\xe9;{SSN}\n".encode("latin-1")
+    await _put(jp_fetch, "l1.csv", {"type": "file", "format": "base64", "content": _b64(data)})
+    assert (jp_root_dir / "l1.csv").read_bytes() == "caf\xe9;<US_SSN>\n".encode("latin-1")
+
+
+async def test_save_refuses_invalid_base64(jp_fetch: Any, jp_root_dir: Path) -> None:
+    body = await _refused(
+        jp_fetch, "bad.csv", {"type": "file", "format": "base64", "content": "%%%"}, 400
+    )
+    assert "could not be scanned" in body and not (jp_root_dir / "bad.csv").exists()
+
+
+async def test_chunked_upload_is_scanned_whole_before_it_is_written(
+    jp_fetch: Any, jp_root_dir: Path
+) -> None:
+    data = f"id;ssn\n1;{SSN}\n2;{EMAIL}\n".encode()
+    cut1, cut2 = data.index(b"-22") + 1, data.index(b"@") + 2  # values split across chunks
+    chunks = [data[:cut1], data[cut1:cut2], data[cut2:]]
+    for n, part in zip((1, 2, -1), chunks, strict=True):
+        model = {"type": "file", "format": "base64", "chunk": n, "content": _b64(part)}
+        await _put(jp_fetch, "big.csv", model)
+        if n != -1:  # nothing reaches the served directory before the whole file is scanned
+            assert not (jp_root_dir / "big.csv").exists()
+    assert (jp_root_dir / "big.csv").read_text() == "id;ssn\n1;<US_SSN>\n2;<EMAIL_ADDRESS>\n"
+
+
+@pytest.mark.parametrize("guard_config", [{"PIIPolicy": {"actions": {"US_SSN": "block"}}}])
+async def test_chunked_upload_refused_by_policy_leaves_nothing(
+    jp_fetch: Any, jp_root_dir: Path
+) -> None:
+    await _put(
+        jp_fetch, "c.csv", {"type": "file", "format": "text", "chunk": 1, "content": "a;536-2"}
+    )
+    body = await _refused(
+        jp_fetch, "c.csv", {"type": "file", "format": "text", "chunk": -1, "content": "2-1234"}, 403
+    )
+    assert "US_SSN x1" in body and not (jp_root_dir / "c.csv").exists()
+
+
+async def test_chunk_without_first_chunk_is_refused(jp_fetch: Any) -> None:
+    model = {"type": "file", "format": "text", "chunk": 2, "content": SSN}
+    assert "without its first chunk" in await _refused(jp_fetch, "o.csv", model, 400)
+
+
+async def test_copy_of_file_written_outside_contents_api_is_redacted(
+    jp_fetch: Any, jp_root_dir: Path
+) -> None:
+    (jp_root_dir / "raw.txt").write_text(f"mail {EMAIL}\n")  # e.g. written by a kernel
+    await jp_fetch("api", "contents", method="POST", body=json.dumps({"copy_from": "raw.txt"}))
+    (copy,) = [p for p in jp_root_dir.iterdir() if p.name != "raw.txt"]
+    assert copy.read_text() == "mail <EMAIL_ADDRESS>\n"
+
+
+async def test_rename_into_scanned_name_is_redacted(jp_fetch: Any, jp_root_dir: Path) -> None:
+    (jp_root_dir / "dump.bin").write_bytes(f"{SSN}\n".encode())
+    await jp_fetch(
+        "api", "contents", "dump.bin", method="PATCH", body=json.dumps({"path": "dump.csv"})
+    )
+    assert (jp_root_dir / "dump.csv").read_text() == "<US_SSN>\n"
+
+
+@pytest.mark.parametrize("guard_config", [{"PIIPolicy": {"actions": {"US_SSN": "block"}}}])
+async def test_rename_refused_by_policy_keeps_old_name(jp_fetch: Any, jp_root_dir: Path) -> None:
+    (jp_root_dir / "dump.bin").write_bytes(f"{SSN}\n".encode())
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch(
+            "api", "contents", "dump.bin", method="PATCH", body=json.dumps({"path": "d.csv"})
+        )
+    assert err.value.code == 403
+    assert (jp_root_dir / "dump.bin").exists() and not (jp_root_dir / "d.csv").exists()
+
+
+def _rich_notebook() -> dict[str, Any]:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["title"] = f"owner {EMAIL}"
+    md = nbformat.v4.new_markdown_cell(f"Customer 536\\-**22**-1234 and {EMAIL}")
+    md.attachments = {"note.txt": {"text/plain": f"ssn {SSN}"}, "a.png": {"image/png": "iVBOR"}}
+    raw = nbformat.v4.new_raw_cell(f"<b>{EMAIL}</b>", metadata={"format": "text/html"})
+    code = nbformat.v4.new_code_cell("x = 1", metadata={"tags": [f"by {EMAIL}"]})
+    code.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={
+                "text/latex": r"$5\,3\,6-22-1234$",
+                "image/svg+xml": "<svg><text>536-22</text><text>-1234</text></svg>",
+            },
+            metadata={"note": f"{EMAIL}"},
+        )
+    ]
+    nb.cells = [md, raw, code]
+    return dict(nb)
+
+
+def _leaks(text: str) -> bool:
+    digits = "".join(c for c in text if c.isdigit())
+    return "536221234" in digits or EMAIL in text or "ann.smith" in text
+
+
+async def test_save_scans_every_part_of_a_notebook(
+    jp_fetch: Any, jp_root_dir: Path, recorder: Recorder
+) -> None:
+    await _put(jp_fetch, "rich.ipynb", {"type": "notebook", "content": _rich_notebook()})
+    saved = (jp_root_dir / "rich.ipynb").read_text()
+    nb = json.loads(saved)
+    assert not _leaks(saved), saved
+    assert nb["cells"][0]["attachments"]["a.png"] == {"image/png": "iVBOR"}
+    assert "".join(nb["cells"][2]["source"]) == "x = 1"  # code is the user's, audited at execution
+    outputs = {e["output"] for e in recorder.of("pii")}
+    assert {"source", "attachments", "metadata", 0} <= outputs
+
+
+async def test_save_scans_notebook_sent_as_text_with_escapes(
+    jp_fetch: Any, jp_root_dir: Path
+) -> None:
+    nb = _notebook(f"ssn {SSN}")
+    text = json.dumps(nb, ensure_ascii=True).replace("536", "\\u0035\\u0033\\u0036")
+    assert SSN not in text
+    await _put(jp_fetch, "t.ipynb", {"type": "file", "format": "text", "content": text})
+    saved = json.loads((jp_root_dir / "t.ipynb").read_text())
+    assert not _leaks(json.dumps(saved)) and "<US_SSN>" in json.dumps(saved)
+
+
+@pytest.mark.parametrize("guard_config", [{"PIIPolicy": {"actions": {"US_SSN": "block"}}}])
+@pytest.mark.parametrize("bad", [[None], "not a list", [{"output_type": "stream", "data": 3}]])
+async def test_malformed_notebook_is_refused_not_saved(
+    jp_fetch: Any, jp_root_dir: Path, bad: Any
+) -> None:
+    nb = _notebook(f"ssn {SSN}")
+    md = nbformat.v4.new_markdown_cell("notes")
+    md["outputs"] = bad
+    nb["cells"].insert(0, md)
+    body = await _refused(jp_fetch, "m.ipynb", {"type": "notebook", "content": nb}, 400)
+    assert "could not be scanned" in body and "cell 0" in body
+    assert not (jp_root_dir / "m.ipynb").exists()
+
+
+async def test_large_save_is_scanned_off_the_event_loop(
+    jp_fetch: Any, jp_root_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from jupyter_prod_discovery.guard import save
+
+    threads: list[str] = []
+    real = save.SaveScanner.scan_model
+
+    def spy(self: Any, *args: Any) -> None:
+        threads.append(threading.current_thread().name)
+        real(self, *args)
+
+    monkeypatch.setattr(save.SaveScanner, "scan_model", spy)
+    big = ("row 12.5 ok\n" * 20_000) + EMAIL
+    await _put(jp_fetch, "big.txt", {"type": "file", "format": "text", "content": big})
+    assert threads and threads[0] != threading.main_thread().name
+    assert (jp_root_dir / "big.txt").read_text().endswith("<EMAIL_ADDRESS>")
+
+
+@pytest.mark.parametrize(
+    "guard_config",
+    [
+        {
+            "ServerApp": {
+                "contents_manager_class": "jupyter_server.services.contents.largefilemanager.AsyncLargeFileManager"
+            }
+        }
+    ],
+)
+async def test_other_contents_manager_gets_hook_that_fails_closed(
+    jp_fetch: Any, jp_root_dir: Path, jp_serverapp: Any
+) -> None:
+    assert not isinstance(jp_serverapp.contents_manager, GuardedContentsManager)
+    await _put(
+        jp_fetch, "h.txt", {"type": "file", "format": "base64", "content": _b64(SSN.encode())}
+    )
+    assert (jp_root_dir / "h.txt").read_text() == "<US_SSN>"
+    nb = _notebook("x")
+    nb["cells"][0]["outputs"] = [None]
+    await _refused(jp_fetch, "h.ipynb", {"type": "notebook", "content": nb}, 400)
+    assert not (jp_root_dir / "h.ipynb").exists()
+    model = {"type": "file", "format": "text", "chunk": 1, "content": SSN}
+    assert "Chunked uploads" in await _refused(jp_fetch, "h.csv", model, 403)
 
 
 def test_scan_cli_reports_json_findings(tmp_path: Path, capsys: Any) -> None:

@@ -12,23 +12,97 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from traitlets import Bool, Enum, Float, Instance, Int, default, observe
+from traitlets import Bool, Enum, Float, Instance, Int, List, Unicode, default, observe
 from traitlets.config import LoggingConfigurable
 
 from ..pii import Finding, PIIPolicy, Scanner, SecretMatcher, Verdict, redact
+from .normalize import active_reason, kind_of, render
 
-__all__ = ["SCANNED_MIME", "SCANNED_TYPES", "PIIGuard", "Scan"]
+__all__ = [
+    "MARKED_TYPES",
+    "SCANNED_MIME",
+    "SCANNED_TYPES",
+    "UNSCANNED_TYPES",
+    "PIIGuard",
+    "Scan",
+]
 
+#: iopub messages that carry output (kept for callers; every other type is scanned too).
 SCANNED_TYPES = frozenset(
-    ("stream", "execute_result", "display_data", "update_display_data", "error", "comm_msg")
+    (
+        "stream",
+        "execute_result",
+        "display_data",
+        "update_display_data",
+        "error",
+        "comm_open",
+        "comm_msg",
+        "comm_close",
+    )
+)
+#: Messages that cannot carry kernel-made text (states, the user's own code, acks).
+UNSCANNED_TYPES = frozenset(
+    ("status", "execute_input", "clear_output", "shutdown_reply", "interrupt_reply")
+)
+#: Outputs with a ``metadata`` dict where the guard leaves its marker for the frontend.
+MARKED_TYPES = frozenset(("execute_result", "display_data", "update_display_data"))
+#: Outputs a block replaces whole by the notice; in other messages each string is replaced.
+BLOCK_WHOLE = frozenset(
+    ("stream", "error", "execute_result", "display_data", "update_display_data", "comm_msg")
 )
 SCANNED_MIME = ("text/plain", "text/html", "text/markdown", "application/json")
+#: Protocol fields holding identifiers or enumerations, never kernel-made text.
+IDENTIFIER_KEYS = frozenset(
+    (
+        "comm_id",
+        "msg_id",
+        "msg_type",
+        "target_name",
+        "target_module",
+        "output_type",
+        "status",
+        "execution_state",
+        "display_id",
+        "model_id",
+        "session",
+        "version",
+        "protocol_version",
+        "_model_module",
+        "_model_module_version",
+        "_model_name",
+        "_view_module",
+        "_view_module_version",
+        "_view_name",
+    )
+)
+MARKER_KEY = "prod_discovery"
+#: The ``SecretRegistry`` entry holding the server's own tokens (see ``setup.server_secrets``).
+SERVER_SECRETS = "__server__"
 NOTICE = "[Prod Discovery: output blocked by the PII policy ({})]"
-# Raw JSON bytes that may stand for a pattern entity: every one holds an ASCII digit or an '@'
-# (the scanner's own gate), and ``\\u`` escapes could hide any character.
-_RAW_GATE = (*(bytes([c]) for c in b"0123456789@"), b"\\u")
+ACTIVE_NOTICE = (
+    "[Prod Discovery: removed {} (content that can show text the PII guard cannot scan)]"
+)
+# Raw JSON bytes without which no pattern entity can be displayed: every one holds an ASCII
+# digit or an '@' (the scanner's own gate), or a character NFKC maps to one (non-ASCII: ruled
+# out by ``bytes.isascii`` first) or an HTML entity naming one (``&commat;``). Single bytes
+# only: ``in`` is memchr-fast for them and ~200 times slower for a two-byte needle.
+_RAW_GATE = tuple(bytes([c]) for c in b"0123456789@&")
+_RANK = {"allow": 0, "warn": 1, "redact": 2, "block": 3}
 BUDGET_NOTICE = (
     "[Prod Discovery: output withheld, it could not be scanned within the latency budget]"
+)
+_PASSTHROUGH = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/bmp",
+    "application/pdf",
+)
+# Content fields holding JSON made by the kernel (comm data, debugger bodies, metadata).
+_DATA_KEYS = frozenset(("data", "body", "metadata", "state", "buffer_paths"))
+_VEGA_ACTIVE_KEYS = frozenset(
+    ("expr", "calculate", "signal", "signals", "url", "filter", "update", "on", "loader")
 )
 
 
@@ -112,7 +186,7 @@ class PIIGuard(LoggingConfigurable):
         """True when ``text`` ends with the beginning (2+ characters) of a secret of the kernel."""
         if self.secrets is None or not text:
             return False
-        for secret in self.secrets.get(kernel_id):
+        for secret in self.matcher(kernel_id).values:
             for k in range(min(len(secret) - 1, len(text)), 1, -1):
                 if text.endswith(secret[:k]):
                     return True
@@ -125,6 +199,34 @@ class PIIGuard(LoggingConfigurable):
         Default 0 (unlimited): a burst of output is buffered in the server rather than dropped
         silently by ZMQ (its default, 1000, loses messages under 20,000 quick prints).""",
     )
+    active_content = Enum(
+        ["drop", "scan", "allow"],
+        default_value="drop",
+        config=True,
+        help="""Outputs that can show text they do not contain: JavaScript, HTML or SVG with
+        scripts, event handlers or CSS-generated text, LaTeX building characters from codes,
+        Vega specs with expressions or remote data. 'drop' (default): removed from the output
+        (the frontend shows the text/plain alternative or a notice); 'scan': scanned as text
+        like the rest (what they compute at display time is not seen); 'allow': passed
+        unscanned.""",
+    )
+    passthrough_mime = List(
+        Unicode(),
+        default_value=list(_PASSTHROUGH),
+        config=True,
+        help=f"""MIME types passed unscanned because they hold pixels or binary documents, not
+        text (the guard does no OCR). Default {list(_PASSTHROUGH)}. Every other type is scanned
+        as text or JSON, or handled by ``active_content``.""",
+    )
+    secrets_scope = Enum(
+        ["server", "kernel"],
+        default_value="server",
+        config=True,
+        help="""Which live secrets are redacted in a kernel's output. 'server' (default, a
+        single-user server): every secret issued to any kernel of this server and the server's
+        own tokens, in every kernel's output. 'kernel': only those issued to that kernel (and
+        the server's tokens).""",
+    )
     policy = Instance(PIIPolicy)
 
     # ``on`` mirrors ``enabled`` as a plain attribute: it is read for every outgoing message.
@@ -134,6 +236,10 @@ class PIIGuard(LoggingConfigurable):
     def _mirror_enabled(self, change: Any = None) -> None:
         self.on = bool(self.enabled)
 
+    @observe("passthrough_mime")
+    def _mirror_passthrough(self, change: Any = None) -> None:
+        self._passthrough = frozenset(m.lower() for m in self.passthrough_mime)
+
     @default("policy")
     def _default_policy(self) -> PIIPolicy:
         return PIIPolicy(parent=self)
@@ -141,6 +247,7 @@ class PIIGuard(LoggingConfigurable):
     def __init__(self, secrets: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._mirror_enabled()
+        self._mirror_passthrough()
         self.secrets = secrets
         self.scanner: Scanner = self.policy.scanner()
         self._matchers: dict[str, tuple[int, SecretMatcher]] = {}
@@ -148,14 +255,21 @@ class PIIGuard(LoggingConfigurable):
 
     # --- secrets --------------------------------------------------------------------------
     def matcher(self, kernel_id: str | None) -> SecretMatcher:
-        """The compiled matcher for a kernel's secrets (all live secrets when kernel is None)."""
+        """The compiled matcher for a kernel's output: every live secret of the server (or,
+        with ``secrets_scope = 'kernel'``, the kernel's own and the server's tokens)."""
         if self.secrets is None:
             return SecretMatcher(())
+        if self.secrets_scope == "server":
+            kernel_id = None
         key = kernel_id or "*"
         version = self.secrets.version
         hit = self._matchers.get(key)
         if hit is None or hit[0] != version:
-            values = self.secrets.get(kernel_id) if kernel_id else self.secrets.all()
+            values = (
+                self.secrets.get(kernel_id) | self.secrets.get(SERVER_SECRETS)
+                if kernel_id
+                else self.secrets.all()
+            )
             hit = (version, SecretMatcher(values))
             self._matchers[key] = hit
         return hit[1]
@@ -163,14 +277,18 @@ class PIIGuard(LoggingConfigurable):
     def raw_clean(self, raw: bytes, kernel_id: str | None) -> bool:
         """True when a packed JSON payload provably holds no finding: no decode, no scan needed.
 
-        Sound because, with no ``\\u`` escape in ``raw``, every printable character of every
-        string in it appears in ``raw`` as itself: no ASCII digit and no '@' means no pattern
-        entity (the scanner finds none either), and no gate byte of any live secret means no
-        secret and no fragment of one (so none can straddle into a neighbouring message
-        either). NER finds names without such markers, so with ``ner`` on nothing is clean.
-        A dozen memchr-speed ``in`` tests: ~10 us per 100 KB, far below a JSON decode.
+        Sound because jupyter_client packs JSON with ``ensure_ascii=False``: every non-ASCII
+        character is in ``raw`` as UTF-8 (``isascii`` rules out fullwidth digits, zero-width
+        and other characters the display rewrites), and an ASCII one as itself or as an escape
+        (``\\n``, ``\\r``, ``\\b``, ``\\u001b``...). No ASCII digit, '@' or '&' means no pattern
+        entity as sent nor as displayed (overstrike and ANSI codes only remove characters; a
+        ``\\u`` escape of another packer that could stand for a digit or '@' holds a digit
+        itself), and no gate byte of any live secret means no secret and no fragment of one
+        (so none can straddle into a neighbouring message either). NER finds names without
+        such markers, so with ``ner`` on nothing is clean. A dozen memchr-speed ``in`` tests:
+        ~10 us per 100 KB, far below a JSON decode.
         """
-        if self.scanner.ner:
+        if self.scanner.ner or not raw.isascii():
             return False
         gate = self.matcher(kernel_id).gate
         if gate is None:
@@ -194,62 +312,75 @@ class PIIGuard(LoggingConfigurable):
         return not self.matcher(kernel_id).multiline
 
     # --- text -----------------------------------------------------------------------------
-    def find(self, text: str, kernel_id: str | None) -> list[Finding]:
-        """Policy-relevant findings plus exact secrets in one text."""
-        return self.scanner.scan(text) + self.matcher(kernel_id).find(text)
+    def find(self, text: str, kernel_id: str | None, kind: str = "plain") -> list[Finding]:
+        """Policy-relevant findings plus exact secrets in one text, as sent and as displayed.
 
-    def text(self, text: str, kernel_id: str | None) -> tuple[Verdict, str]:
+        ``kind`` says how the text is displayed (``normalize.KINDS``). A finding in the
+        displayed text is returned as the range of sent characters that produce it, so that
+        redacting it removes the value from what is sent; one already found as sent is not
+        counted twice.
+        """
+        matcher = self.matcher(kernel_id)
+        found = self.scanner.scan(text) + matcher.find(text)
+        rendered = render(text, kind)
+        if rendered is None:
+            return found
+        shown = self.scanner.scan(rendered.text) + matcher.find(rendered.text)
+        for f in shown:
+            start, end = rendered.source(f.start, f.end)
+            if any(g.start < end and start < g.end for g in found):
+                continue
+            found.append(Finding(f.entity_type, start, end, f.score))
+        found.sort(key=lambda f: (f.start, f.end))
+        return found
+
+    def text(self, text: str, kernel_id: str | None, kind: str = "plain") -> tuple[Verdict, str]:
         """Verdict for one text and the text with redact/block spans replaced."""
-        verdict = self.policy.decide(self.find(text, kernel_id))
+        verdict = self.policy.decide(self.find(text, kernel_id, kind))
         if verdict.action in ("allow", "warn"):
             return verdict, text
         return verdict, redact(text, self.policy.to_redact(verdict))
 
     # --- payloads -------------------------------------------------------------------------
     def content(self, msg_type: str, content: dict[str, Any], kernel_id: str | None) -> Scan:
-        """Scan one message content; ``Scan.content`` is the new content, None if unchanged."""
-        entities: dict[str, int] = {}
-        action = "allow"
-        ranks = {"allow": 0, "warn": 1, "redact": 2, "block": 3}
+        """Scan one message content; ``Scan.content`` is the new content, None if unchanged.
 
-        def fn(s: str) -> str:
-            nonlocal action
-            verdict, out = self.text(s, kernel_id)
-            for k, v in verdict.entities.items():
-                entities[k] = entities.get(k, 0) + v
-            if ranks[verdict.action] > ranks[action]:
-                action = verdict.action
-            return out
-
-        if msg_type == "stream":
-            new: dict[str, Any] = {**content, "text": fn(content.get("text", ""))}
-        elif msg_type == "error":
-            new = {
-                **content,
-                "evalue": fn(str(content.get("evalue", ""))),
-                "traceback": [fn(str(t)) for t in content.get("traceback", [])],
-            }
-        elif msg_type == "comm_msg":
-            new = {**content, "data": map_strings(content.get("data", {}), fn)}
-        else:
-            data = dict(content.get("data") or {})
-            for mime in SCANNED_MIME:
-                if mime in data:
-                    data[mime] = map_strings(data[mime], fn)
-            new = {**content, "data": data}
+        Every string of the content is scanned (and every long number, and every key of JSON
+        data), whatever the message type: outputs, replies (``execute_reply`` tracebacks,
+        ``user_expressions`` and pager payloads, ``inspect_reply``, ``complete_reply``,
+        ``history_reply``), ``input_request`` prompts, comm data, debugger replies. MIME bundles
+        follow :meth:`_bundle`. Identifiers (``IDENTIFIER_KEYS``) are left as they are, and
+        ``prod_discovery`` keys a kernel put in metadata are removed: only the server sets them.
+        """
+        walk = _Walk(self, kernel_id)
+        new = walk.value(content, None)
+        action = walk.action
+        entities = walk.entities
         verdict = Verdict(action, [])
         verdict.entities = entities
-        if action == "allow" and not entities:
+        if action == "allow" and not entities and not walk.changed:
             return Scan(verdict, None)
-        if action == "block":
+        if action == "block" and msg_type in BLOCK_WHOLE:
             new = self.blocked(msg_type, content, entities)
-        elif action in ("warn", "allow"):
+        elif action in ("warn", "allow") and not walk.changed:
             new = dict(content)
-        if msg_type in ("execute_result", "display_data", "update_display_data"):
+        if msg_type in MARKED_TYPES and (entities or action != "allow"):
             meta = dict(new.get("metadata") or {})
             meta["prod_discovery"] = {"action": action, "entities": entities}
             new["metadata"] = meta
-        return Scan(verdict, new if action != "allow" else None)
+        changed = walk.changed or action != "allow" or (msg_type in MARKED_TYPES and entities)
+        return Scan(verdict, new if changed else None)
+
+    def data(self, value: Any, kernel_id: str | None = None) -> Scan:
+        """Scan a JSON value kept in a file (notebook or cell metadata, a JSON file): every
+        string, key and long number; MIME bundles (dicts keyed by MIME types) by ``_bundle``.
+        Unlike :meth:`content` it keeps ``prod_discovery`` keys (they are data here)."""
+        walk = _Walk(self, kernel_id, strip_markers=False)
+        new = walk.value(value, None, json_data=True)
+        verdict = Verdict(walk.action, [])
+        verdict.entities = walk.entities
+        changed = walk.changed or walk.action in ("redact", "block")
+        return Scan(verdict, new if changed else None)
 
     def blocked(
         self, msg_type: str, content: dict[str, Any], entities: dict[str, int] | None
@@ -260,10 +391,60 @@ class PIIGuard(LoggingConfigurable):
             return {**content, "text": notice + "\n"}
         if msg_type == "error":
             return {**content, "evalue": notice, "traceback": [notice]}
-        if msg_type == "comm_msg":
-            data = content.get("data", {})
-            return {**content, "data": {"method": data.get("method", "update"), "state": {}}}
-        return {**content, "data": {"text/plain": notice}}
+        if msg_type in ("comm_msg", "comm_open", "comm_close"):
+            data = content.get("data", {}) if isinstance(content.get("data"), dict) else {}
+            kept = {"method": data["method"]} if "method" in data else {}
+            return {**content, "data": {**kept, "state": {}} if msg_type == "comm_msg" else kept}
+        if msg_type in ("execute_result", "display_data", "update_display_data"):
+            return {**content, "data": {"text/plain": notice}}
+        return _notice_strings(content, notice)
+
+    def _bundle(self, data: dict[str, Any], walk: _Walk) -> dict[str, Any]:
+        """One MIME bundle by the content policy (README "What the live guard scans").
+
+        Text kinds are scanned as sent and as rendered (HTML and SVG, Markdown, LaTeX); JSON
+        kinds (``application/json``, Vega, Vega-Lite, widget views) string by string with
+        their keys and long numbers; ``passthrough_mime`` types (pixels) pass unscanned. Content
+        that can show text it does not contain (JavaScript; HTML or SVG with scripts, handlers
+        or CSS-generated text; LaTeX building characters from codes; Vega expressions or remote
+        data) is removed under ``active_content = 'drop'`` (default), scanned as text under
+        'scan', passed under 'allow'.
+        """
+        out: dict[str, Any] = {}
+        dropped: list[str] = []
+        for mime, value in data.items():
+            if not isinstance(mime, str):
+                continue
+            base = mime.split(";", 1)[0].strip().lower()
+            if base in self._passthrough and (isinstance(value, str | bytes) or value is None):
+                out[mime] = value
+                continue
+            reason = None
+            kind = kind_of(base)
+            text = _joined(value)
+            if "javascript" in base or "ecmascript" in base:
+                reason = "script"
+                kind = "plain"
+            elif kind is not None and text is not None:
+                reason = active_reason(text, kind)
+            elif "vega" in base and isinstance(value, dict | list) and _vega_active(value):
+                reason = "Vega expression or remote data"
+            if reason is not None and self.active_content == "drop":
+                dropped.append(mime)
+                continue
+            if reason is not None and self.active_content == "allow":
+                out[mime] = value
+                continue
+            if text is not None:
+                out[mime] = walk.text(text, kind or "plain")
+            else:
+                out[mime] = walk.value(value, None, json_data=True)
+        if dropped:
+            walk.changed = True
+            walk.add("ACTIVE_CONTENT", len(dropped), "redact")
+            if "text/plain" not in out:
+                out["text/plain"] = ACTIVE_NOTICE.format(", ".join(dropped))
+        return out
 
     # --- off-loop ----------------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -288,3 +469,104 @@ class PIIGuard(LoggingConfigurable):
             audit.record("pii", data, user=user)
         except Exception:  # the audit seam must never break the output path
             self.log.exception("could not audit a PII finding")
+
+
+def _joined(value: Any) -> str | None:
+    """A text MIME value (a string, or nbformat's list of lines) as one string, else None."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return "".join(value)
+    return None
+
+
+def _is_bundle(obj: dict[Any, Any]) -> bool:
+    """A MIME bundle: a non-empty dict whose keys are all MIME types."""
+    return bool(obj) and all(isinstance(k, str) and "/" in k and " " not in k for k in obj)
+
+
+def _vega_active(spec: Any) -> bool:
+    """True when a Vega or Vega-Lite spec computes text (expressions) or loads remote data."""
+    stack = [spec]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            if any(k in _VEGA_ACTIVE_KEYS for k in v):
+                return True
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
+
+
+def _notice_strings(obj: Any, notice: str) -> Any:
+    """Every non-identifier string of a message content replaced by the block notice."""
+    if isinstance(obj, dict):
+        return {
+            k: v if k in IDENTIFIER_KEYS else _notice_strings(v, notice) for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [_notice_strings(v, notice) for v in obj]
+    if isinstance(obj, str) and obj:
+        return notice
+    return obj
+
+
+class _Walk:
+    """One pass over a message content: scans, rewrites, and adds up verdicts."""
+
+    __slots__ = ("action", "changed", "entities", "guard", "kernel_id", "strip_markers")
+
+    def __init__(self, guard: PIIGuard, kernel_id: str | None, strip_markers: bool = True) -> None:
+        self.guard = guard
+        self.kernel_id = kernel_id
+        self.strip_markers = strip_markers
+        self.action = "allow"
+        self.entities: dict[str, int] = {}
+        self.changed = False
+
+    def add(self, entity: str, count: int, action: str) -> None:
+        self.entities[entity] = self.entities.get(entity, 0) + count
+        if _RANK[action] > _RANK[self.action]:
+            self.action = action
+
+    def text(self, text: str, kind: str = "plain") -> str:
+        verdict, out = self.guard.text(text, self.kernel_id, kind=kind)
+        for k, v in verdict.entities.items():
+            self.entities[k] = self.entities.get(k, 0) + v
+        if _RANK[verdict.action] > _RANK[self.action]:
+            self.action = verdict.action
+        if verdict.action == "block":
+            out = NOTICE.format(summary(verdict.entities))
+        if out is not text and out != text:
+            self.changed = True
+        return out
+
+    def value(self, obj: Any, key: str | None, json_data: bool = False) -> Any:
+        if isinstance(obj, str):
+            if not obj or key in IDENTIFIER_KEYS:
+                return obj
+            # Strings of widget state or debugger values may be shown as HTML.
+            kind = "html" if json_data and ("<" in obj or "&" in obj) else "plain"
+            return self.text(obj, kind)
+        if isinstance(obj, dict):
+            if (key == "data" or (json_data and key != "metadata")) and _is_bundle(obj):
+                return self.guard._bundle(obj, self)
+            out: dict[Any, Any] = {}
+            for k, v in obj.items():
+                if k == MARKER_KEY and self.strip_markers and (key == "metadata" or not json_data):
+                    self.changed = True  # only the server sets the guard's marker
+                    continue
+                nk = k
+                if json_data and isinstance(k, str) and k:
+                    nk = self.text(k)
+                sub = json_data or k in _DATA_KEYS
+                out[nk] = self.value(v, k if isinstance(k, str) else None, sub)
+            return out
+        if isinstance(obj, list):
+            return [self.value(v, key, json_data) for v in obj]
+        if isinstance(obj, int) and not isinstance(obj, bool) and abs(obj) >= 10**8:
+            s = str(obj)
+            r = self.text(s)
+            return obj if r == s else r
+        return obj

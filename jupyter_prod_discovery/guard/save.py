@@ -1,22 +1,55 @@
-"""The save guard: a contents-manager pre-save hook applying the PII policy to what is saved.
+"""The save guard: what is written through the contents API passes the PII policy first.
 
-Notebook outputs are redacted in the saved model or, when the policy blocks, the save is refused
-with ``HTTPError(403)`` naming entity types and counts (never values): jupyter_server treats any
-other exception as fail-open. Text files are scanned whole. Cell sources are not scanned: they
-are the user's code, audited separately.
+``SaveScanner.scan_model`` rewrites a contents model in place (redaction) or raises
+``HTTPError``: 403 naming entity types and counts (never values) when the policy blocks, 400
+naming the reason when the model cannot be scanned (a malformed notebook, undecodable base64):
+any error refuses the save, nothing is ever written unscanned. What it scans:
+
+- notebooks: every output (all MIME types, as the live guard does), markdown and raw cell
+  sources (as rendered), notebook, cell and output metadata, and cell attachments. Code cell
+  sources are the user's code, audited at execution, not scanned;
+- text files, and base64 files (how JupyterLab uploads every file) decoded as UTF-8, else as
+  Latin-1; HTML, SVG, Markdown and LaTeX files also as rendered, JSON files (``.ipynb`` sent as
+  text included) also after decoding their ``\\u`` escapes.
+
+Two ways in. ``GuardedContentsManager`` (installed as ``ServerApp.contents_manager_class``
+unless one is configured) scans on a worker thread, so a large save does not stop the server,
+and also guards chunked uploads (spooled privately, scanned whole before the file is written),
+renames and copies. With another contents manager, ``make_pre_save_hook`` is registered on it
+instead: the same scan, on the event loop, for ``save`` (jupyter_server skips pre-save hooks
+after the first chunk of a chunked upload; that path is then refused, see the README).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import base64
+import binascii
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
 
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from tornado.web import HTTPError
 
 from ..pii import Verdict
 from .live import PIIGuard, summary
+from .normalize import kind_of
 from .outputs import apply_to_notebook
 
-__all__ = ["make_pre_save_hook"]
+__all__ = ["GuardedContentsManager", "Job", "SaveScanner", "make_pre_save_hook"]
+
+_KIND_BY_EXT = {
+    ".html": "html",
+    ".htm": "html",
+    ".svg": "html",
+    ".xhtml": "html",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".tex": "latex",
+}
 
 
 def _current_user() -> Any:
@@ -26,35 +59,357 @@ def _current_user() -> Any:
     return getattr(handler, "current_user", None)
 
 
-def make_pre_save_hook(guard: PIIGuard, app: Any) -> Any:
-    """A hook for ``ContentsManager.register_pre_save_hook`` bound to this guard and audit."""
+class Unscannable(ValueError):
+    """The model cannot be scanned: the save is refused with this reason."""
 
-    def pre_save_hook(model: dict[str, Any], path: str, **kwargs: Any) -> None:
-        if not guard.enabled:
+
+class Job:
+    """One save's scan results: audit records and what the policy blocked."""
+
+    __slots__ = ("blocked", "records")
+
+    def __init__(self) -> None:
+        self.records: list[tuple[dict[str, Any], Verdict]] = []
+        self.blocked: dict[str, int] = {}
+
+    def add(self, where: dict[str, Any], verdict: Verdict) -> None:
+        self.records.append((where, verdict))
+        if verdict.action == "block":
+            for k, v in verdict.entities.items():
+                self.blocked[k] = self.blocked.get(k, 0) + v
+
+
+class SaveScanner:
+    """Applies the guard to contents models; shared by the contents manager and the hook."""
+
+    def __init__(self, guard: PIIGuard, app: Any) -> None:
+        self.guard = guard
+        self.app = app
+
+    # --- entry point -------------------------------------------------------------------------
+    def scan_model(self, model: dict[str, Any], path: str, job: Job) -> None:
+        """Scan (and redact in place) one model to be saved; raise HTTPError to refuse it.
+
+        Audit records go to ``job`` (written by the caller on the event loop, also when the
+        save is refused); this method may run on a worker thread.
+        """
+        if not self.guard.enabled:
             return
-        user = _current_user()
-        blocked: dict[str, int] = {}
-        if model.get("type") == "notebook" and isinstance(model.get("content"), dict):
-            for ci, oi, action, entities in apply_to_notebook(guard, model["content"]):
-                verdict = Verdict(action, [])
-                verdict.entities = entities
-                where = {"source": "save", "path": path, "cell": ci, "output": oi}
-                guard.audit(app.audit, where, verdict, user)
-                if action == "block":
-                    for k, v in entities.items():
-                        blocked[k] = blocked.get(k, 0) + v
-        elif model.get("type") == "file" and model.get("format") == "text":
-            verdict, text = guard.text(str(model.get("content") or ""), None)
-            guard.audit(app.audit, {"source": "save", "path": path}, verdict, user)
-            if verdict.action == "block":
-                blocked = dict(verdict.entities)
-            elif verdict.action == "redact":
-                model["content"] = text
+        blocked = job.blocked
+        try:
+            kind = model.get("type")
+            if kind == "notebook":
+                self._notebook(model.get("content"), path, job)
+            elif kind == "file" and model.get("content") is not None:
+                self._file(model, path, job)
+            elif kind not in ("directory", "file", None):
+                raise Unscannable(f"unknown content type {kind!r}")
+        except HTTPError:
+            raise
+        except Exception as exc:
+            # Whatever went wrong, the save does not happen unscanned.
+            reason = str(exc) if isinstance(exc, Unscannable) else type(exc).__name__
+            raise HTTPError(
+                400,
+                f"Save refused: {path} could not be scanned for PII ({reason}).",
+                reason="Save refused by the PII guard",
+            ) from None
         if blocked:
             raise HTTPError(
                 403,
                 f"Save refused by the Prod Discovery PII policy: {summary(blocked)}. "
                 "Clear or redact these outputs and save again.",
+                reason="Save refused by the PII policy",
             )
 
+    # --- parts ------------------------------------------------------------------------------
+    def record(self, job: Job, user: Any) -> None:
+        """Write the audit records of one scan (types and counts, never values)."""
+        for where, verdict in job.records:
+            self.guard.audit(self.app.audit, {"source": "save", **where}, verdict, user)
+        job.records.clear()
+
+    def _notebook(self, nb: Any, path: str, job: Job) -> None:
+        _check_notebook(nb)
+        for ci, oi, action, entities in apply_to_notebook(self.guard, nb):
+            verdict = Verdict(action, [])
+            verdict.entities = entities
+            job.add({"path": path, "cell": ci, "output": oi}, verdict)
+        for ci, cell in enumerate(nb["cells"]):
+            ctype = cell.get("cell_type")
+            if ctype in ("markdown", "raw") and "source" in cell:
+                fmt = str((cell.get("metadata") or {}).get("format") or "")
+                kind = "markdown" if ctype == "markdown" else (kind_of(fmt) or "plain")
+                source = _lines(cell["source"], f"cell {ci} source")
+                verdict, text = self.guard.text(source, None, kind=kind)
+                if verdict.entities:
+                    job.add({"path": path, "cell": ci, "output": "source"}, verdict)
+                    cell["source"] = text
+            for field in ("metadata", "attachments"):
+                if cell.get(field):
+                    scan = self.guard.data(cell[field])
+                    if scan.verdict.entities:
+                        job.add({"path": path, "cell": ci, "output": field}, scan.verdict)
+                    if scan.content is not None:
+                        cell[field] = scan.content
+            for oi, out in enumerate(cell.get("outputs") or []):
+                if out.get("metadata"):
+                    scan = self.guard.data(out["metadata"])
+                    if scan.verdict.entities:
+                        job.add({"path": path, "cell": ci, "output": oi}, scan.verdict)
+                        if scan.content is not None:
+                            out["metadata"] = scan.content
+        if nb.get("metadata"):
+            scan = self.guard.data(nb["metadata"])
+            if scan.verdict.entities:
+                job.add({"path": path, "output": "metadata"}, scan.verdict)
+                if scan.content is not None:
+                    nb["metadata"] = scan.content
+
+    def _file(self, model: dict[str, Any], path: str, job: Job) -> None:
+        fmt = model.get("format")
+        content = model["content"]
+        encoding = None
+        if fmt == "base64":
+            if not isinstance(content, str):
+                raise Unscannable("base64 content is not a string")
+            try:
+                raw = base64.b64decode("".join(content.split()).encode("ascii"), validate=True)
+            except (binascii.Error, ValueError, UnicodeEncodeError):
+                raise Unscannable("invalid base64 content") from None
+            try:
+                text, encoding = raw.decode("utf-8"), "utf-8"
+            except UnicodeDecodeError:
+                text, encoding = raw.decode("latin-1"), "latin-1"
+        elif fmt in ("text", None):
+            if not isinstance(content, str):
+                raise Unscannable("text content is not a string")
+            text = content
+        else:
+            raise Unscannable(f"unknown format {fmt!r}")
+        ext = PurePosixPath(path).suffix.lower()
+        kind = _KIND_BY_EXT.get(ext, "plain") if encoding != "latin-1" else "plain"
+        verdict, new = self.guard.text(text, None, kind=kind)
+        if verdict.entities:
+            job.add({"path": path}, verdict)
+        if not job.blocked and _looks_json(new, ext):
+            new = self._json_text(new, path, job)
+        if not job.blocked and new != text:
+            if encoding is None:
+                model["content"] = new
+            else:
+                model["content"] = base64.b64encode(new.encode(encoding, "replace")).decode("ascii")
+
+    def _json_text(self, text: str, path: str, job: Job) -> str:
+        """A JSON file (an ``.ipynb`` sent as text) checked once its escapes are decoded."""
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(value, dict) and isinstance(value.get("cells"), list):
+            before = json.dumps(value, sort_keys=True)
+            self._notebook(value, path, job)
+            if json.dumps(value, sort_keys=True) == before:
+                return text
+            return json.dumps(value, indent=1, ensure_ascii=False) + "\n"
+        scan = self.guard.data(value)
+        if scan.verdict.entities:
+            job.add({"path": path, "output": "json"}, scan.verdict)
+        if scan.content is None:
+            return text
+        return json.dumps(scan.content, indent=1, ensure_ascii=False) + "\n"
+
+
+def _looks_json(text: str, ext: str) -> bool:
+    return ext in (".ipynb", ".json", ".geojson") or text.lstrip()[:1] in ("{", "[")
+
+
+def _lines(value: Any, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "".join(value)
+    raise Unscannable(f"{what} is not a string or a list of strings")
+
+
+def _check_notebook(nb: Any) -> None:
+    """The structure every scan below relies on; anything else is refused, not skipped."""
+    if not isinstance(nb, dict):
+        raise Unscannable("notebook content is not an object")
+    cells = nb.get("cells")
+    if not isinstance(cells, list):
+        raise Unscannable("notebook has no list of cells")
+    if not isinstance(nb.get("metadata", {}), dict):
+        raise Unscannable("notebook metadata is not an object")
+    for ci, cell in enumerate(cells):
+        if not isinstance(cell, dict):
+            raise Unscannable(f"cell {ci} is not an object")
+        for field in ("metadata", "attachments"):
+            if not isinstance(cell.get(field) or {}, dict):
+                raise Unscannable(f"cell {ci} {field} is not an object")
+        outputs = cell.get("outputs", [])
+        if not isinstance(outputs, list):
+            raise Unscannable(f"cell {ci} outputs is not a list")
+        for oi, out in enumerate(outputs):
+            if not isinstance(out, dict):
+                raise Unscannable(f"cell {ci} output {oi} is not an object")
+            if not isinstance(out.get("data") or {}, dict) or not isinstance(
+                out.get("metadata") or {}, dict
+            ):
+                raise Unscannable(f"cell {ci} output {oi} data or metadata is not an object")
+
+
+def make_pre_save_hook(guard: PIIGuard, app: Any) -> Any:
+    """A hook for ``ContentsManager.register_pre_save_hook`` bound to this guard and audit.
+
+    Used only when the server's contents manager is not a :class:`GuardedContentsManager`.
+    It raises ``HTTPError`` for every refusal: jupyter_server saves anyway on any other error.
+    """
+    scanner = SaveScanner(guard, app)
+
+    def pre_save_hook(model: dict[str, Any], path: str, **kwargs: Any) -> None:
+        if model.get("chunk") is not None:
+            raise HTTPError(
+                403,
+                "Chunked uploads cannot be scanned by this contents manager; upload a smaller "
+                "file or use the Prod Discovery contents manager.",
+            )
+        job = Job()
+        try:
+            scanner.scan_model(model, path, job)
+        finally:
+            scanner.record(job, _current_user())
+
     return pre_save_hook
+
+
+class GuardedContentsManager(AsyncLargeFileManager):
+    """jupyter_server's default contents manager with the save guard on every write path.
+
+    ``save`` scans on a worker thread (a multi-megabyte file does not hold the event loop);
+    chunked uploads are spooled outside the served directory and scanned whole at the last
+    chunk, before anything is written there; ``rename_file`` scans the file under its new
+    name and ``copy`` saves through ``save``. Without the extension (``pd_scanner`` unset) it
+    behaves as its base class.
+    """
+
+    pd_scanner: SaveScanner | None = None
+    #: Threshold (characters of content) above which a scan runs on a worker thread.
+    pd_inline = 65536
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pd_spools: dict[str, tuple[IO[bytes], str]] = {}
+
+    async def _pd_scan(self, model: dict[str, Any], path: str) -> None:
+        scanner = self.pd_scanner
+        if scanner is None or not scanner.guard.enabled:
+            return
+        user = _current_user()  # read at request time, on the request's own context
+        job = Job()
+        content = model.get("content")
+        size = len(content) if isinstance(content, str) else 0
+        try:
+            if model.get("type") == "notebook" or size > self.pd_inline:
+                await asyncio.to_thread(scanner.scan_model, model, path, job)
+            else:
+                scanner.scan_model(model, path, job)
+        finally:
+            scanner.record(job, user)
+
+    async def save(self, model: dict[str, Any], path: str = "") -> dict[str, Any]:
+        chunk = model.get("chunk")
+        if chunk is not None and self.pd_scanner is not None and self.pd_scanner.guard.enabled:
+            return await self._pd_save_chunk(model, path.strip("/"), int(chunk))
+        await self._pd_scan(model, path)
+        return dict(await super().save(model, path))
+
+    async def _pd_save_chunk(self, model: dict[str, Any], path: str, chunk: int) -> dict[str, Any]:
+        fmt = model.get("format")
+        content = model.get("content")
+        if (
+            model.get("type") != "file"
+            or fmt not in ("text", "base64")
+            or not isinstance(content, str)
+        ):
+            self._pd_discard(path)
+            raise HTTPError(400, "A chunked upload needs a file model with text or base64 content")
+        try:
+            data = (
+                content.encode()
+                if fmt == "text"
+                else base64.b64decode("".join(content.split()).encode("ascii"), validate=True)
+            )
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            self._pd_discard(path)
+            raise HTTPError(
+                400, f"Upload refused: chunk {chunk} of {path} is not valid base64"
+            ) from None
+        if chunk == 1:
+            self._pd_discard(path)
+            # An unnamed file in the server's private runtime directory, never in the root.
+            new: IO[bytes] = tempfile.TemporaryFile(dir=self._pd_spool_dir)  # noqa: SIM115
+            self._pd_spools[path] = (new, fmt)
+        elif path not in self._pd_spools:
+            raise HTTPError(400, f"Upload refused: chunk {chunk} of {path} without its first chunk")
+        spool, _ = self._pd_spools[path]
+        await asyncio.to_thread(spool.write, data)
+        if chunk != -1:
+            now = datetime.now(tz=UTC)
+            return {
+                "name": path.rsplit("/", 1)[-1],
+                "path": path,
+                "type": "file",
+                "writable": True,
+                "created": now,
+                "last_modified": now,
+                "mimetype": None,
+                "content": None,
+                "format": None,
+                "size": spool.tell(),
+            }
+        self._pd_spools.pop(path)
+        try:
+            spool.seek(0)
+            whole = await asyncio.to_thread(spool.read)
+        finally:
+            spool.close()
+        full = {
+            "type": "file",
+            "format": "base64",
+            "content": base64.b64encode(whole).decode("ascii"),
+        }
+        await self._pd_scan(full, path)
+        return dict(await super().save(full, path))
+
+    @property
+    def _pd_spool_dir(self) -> str | None:
+        runtime = getattr(self.parent, "runtime_dir", None)
+        return runtime if runtime and Path(runtime).is_dir() else None
+
+    def _pd_discard(self, path: str) -> None:
+        spool = self._pd_spools.pop(path, None)
+        if spool is not None:
+            spool[0].close()
+
+    async def rename_file(self, old_path: str, new_path: str) -> None:
+        """Rename, then scan the file under its new name (its type may now be scanned)."""
+        await super().rename_file(old_path, new_path)
+        scanner = self.pd_scanner
+        if scanner is None or not scanner.guard.enabled:
+            return
+        new = new_path.strip("/")
+        if await self.dir_exists(new):
+            return
+        model = await self.get(new, content=True)
+        before = model.get("content")
+        try:
+            await self._pd_scan(model, new)
+        except HTTPError:
+            await super().rename_file(new_path, old_path)  # refused: the file keeps its name
+            raise
+        if model.get("content") != before:
+            await super().save(
+                {"type": model["type"], "format": model.get("format"), "content": model["content"]},
+                new,
+            )

@@ -14,52 +14,22 @@ export interface IPIIFinding extends IPIIMarker {
   output: number;
 }
 
-/**
- * Entity types the guard writes as ``<TYPE>`` placeholders into redacted text. Stream outputs
- * carry no metadata, so a redacted stream is recognised by these placeholders.
- */
-const ENTITY_TYPES = new Set([
-  'CREDIT_CARD',
-  'CRYPTO',
-  'DATE_TIME',
-  'EMAIL_ADDRESS',
-  'IBAN_CODE',
-  'IP_ADDRESS',
-  'LOCATION',
-  'MEDICAL_LICENSE',
-  'NRP',
-  'PERSON',
-  'PHONE_NUMBER',
-  'SECRET',
-  'UK_NHS',
-  'URL',
-  'US_BANK_NUMBER',
-  'US_DRIVER_LICENSE',
-  'US_ITIN',
-  'US_PASSPORT',
-  'US_SSN'
-]);
-const PLACEHOLDER = /<([A-Z][A-Z0-9_]*)>/g;
-const BLOCKED =
-  /\[Prod Discovery: output blocked by the PII policy \(([^)]*)\)\]/;
-const WITHHELD = /\[Prod Discovery: output withheld/;
-
-function textOf(output: any): string {
-  if (typeof output.text === 'string') {
-    return output.text;
+/** A marker as the server wrote it, or null when the value is not one. */
+function asMarker(meta: any): IPIIMarker | null {
+  if (
+    !meta ||
+    typeof meta !== 'object' ||
+    !['allow', 'warn', 'redact', 'block'].includes(meta.action)
+  ) {
+    return null;
   }
-  if (Array.isArray(output.text)) {
-    return output.text.join('');
-  }
-  const parts: string[] = [];
-  const plain = output.data?.['text/plain'];
-  if (plain) {
-    parts.push(Array.isArray(plain) ? plain.join('') : String(plain));
-  }
-  if (output.evalue) {
-    parts.push(String(output.evalue));
-  }
-  return parts.join('\n');
+  const entities: { [k: string]: number } = {};
+  Object.entries(meta.entities ?? {}).forEach(([k, v]) => {
+    if (typeof v === 'number') {
+      entities[k] = v;
+    }
+  });
+  return { action: meta.action, entities };
 }
 
 /** Parse 'US_SSN x1, EMAIL_ADDRESS x2' (the guard's notice) into counts. */
@@ -77,36 +47,39 @@ export function parseSummary(summary: string): { [k: string]: number } {
 /**
  * The guard's marker of one output (nbformat JSON or an iopub message content), or null.
  *
- * Sources, most explicit first: output metadata ``prod_discovery`` (display data, results),
- * message metadata ``prod_discovery``, the block/withheld notice, typed placeholders.
+ * Only metadata the server sets is trusted: output metadata ``prod_discovery`` (display data,
+ * results) and message metadata ``prod_discovery`` (every message; the server removes any a
+ * kernel sets). Text is never parsed: a kernel can print a notice or a ``<US_SSN>``
+ * placeholder, and that must not look like the guard's work.
  */
 export function markerOf(
   output: any,
   messageMetadata?: any
 ): IPIIMarker | null {
-  const meta =
-    output?.metadata?.prod_discovery ?? messageMetadata?.prod_discovery;
-  if (meta && typeof meta.action === 'string') {
-    return { action: meta.action, entities: { ...(meta.entities ?? {}) } };
+  return (
+    asMarker(output?.metadata?.prod_discovery) ??
+    asMarker(messageMetadata?.prod_discovery)
+  );
+}
+
+/** Fold one marker into another: counts add up, the most severe action wins. */
+function merge(a: IPIIMarker | undefined, b: IPIIMarker): IPIIMarker {
+  if (!a) {
+    return { action: b.action, entities: { ...b.entities } };
   }
-  const text = textOf(output ?? {});
-  if (!text) {
-    return null;
-  }
-  const blocked = text.match(BLOCKED);
-  if (blocked) {
-    return { action: 'block', entities: parseSummary(blocked[1]) };
-  }
-  if (WITHHELD.test(text)) {
-    return { action: 'block', entities: {} };
-  }
-  const entities: { [k: string]: number } = {};
-  for (const m of text.matchAll(PLACEHOLDER)) {
-    if (ENTITY_TYPES.has(m[1])) {
-      entities[m[1]] = (entities[m[1]] ?? 0) + 1;
-    }
-  }
-  return Object.keys(entities).length ? { action: 'redact', entities } : null;
+  const rank = ['allow', 'warn', 'redact', 'block'];
+  const entities = { ...a.entities };
+  Object.entries(b.entities).forEach(([k, v]) => {
+    entities[k] = (entities[k] ?? 0) + v;
+  });
+  const action =
+    rank.indexOf(b.action) > rank.indexOf(a.action) ? b.action : a.action;
+  return { action, entities };
+}
+
+/** Key of the outputs a stream or error message lands in (they carry no metadata). */
+function outputKey(parent: string, output: any): string {
+  return `${parent}:${output?.output_type ?? ''}:${output?.name ?? ''}`;
 }
 
 /** 'US_SSN ×1, EMAIL_ADDRESS ×2' (never values). */
@@ -208,12 +181,19 @@ export class PIIWatcher {
       ) {
         return;
       }
-      const marker = markerOf(
-        { output_type: type, ...msg.content },
-        msg.metadata
-      );
+      const output = { output_type: type, ...msg.content };
+      const marker = markerOf(output, msg.metadata);
+      const parent = msg?.parent_header?.msg_id ?? '';
+      if (marker && (type === 'stream' || type === 'error')) {
+        // nbformat keeps no metadata on these outputs: remember the server's marker.
+        const key = outputKey(parent, output);
+        this._messageMarkers.set(
+          key,
+          merge(this._messageMarkers.get(key), marker)
+        );
+      }
       if (marker && marker.action !== 'allow') {
-        this._notifyOnce(panel, msg?.parent_header?.msg_id ?? '', marker);
+        this._notifyOnce(panel, parent, marker);
       }
       schedule();
     };
@@ -238,8 +218,13 @@ export class PIIWatcher {
       if (!outputs || !area) {
         return;
       }
+      const parent: string = area.future?.msg?.header?.msg_id ?? '';
       for (let oi = 0; oi < outputs.length; oi++) {
-        const marker = markerOf(outputs.get(oi).toJSON());
+        const json = outputs.get(oi).toJSON();
+        const marker =
+          markerOf(json) ??
+          this._messageMarkers.get(outputKey(parent, json)) ??
+          null;
         const child = area.widgets?.[oi] as Widget | undefined;
         if (child) {
           applyMarker(child.node, marker);
@@ -278,6 +263,7 @@ export class PIIWatcher {
   private _findings = new Map<INotebookPanelLike, IPIIFinding[]>();
   private _timers = new Map<INotebookPanelLike, number>();
   private _notified = new Set<string>();
+  private _messageMarkers = new Map<string, IPIIMarker>();
   private _changed = new Signal<this, INotebookPanelLike>(this);
 }
 
