@@ -31,7 +31,8 @@ def test_content_redacts_rich_mime_types() -> None:
     assert EMAIL not in str(data)
     assert data["application/json"] == {"rows": [{"email": "<EMAIL_ADDRESS>", "n": 3}]}
     assert data["image/png"] == "iVBORw0KGgo=" and scan.content["transient"] == content["transient"]
-    assert scan.verdict.entities == {"EMAIL_ADDRESS": 4}
+    # One value in four representations: counted once (per value, not per representation).
+    assert scan.verdict.entities == {"EMAIL_ADDRESS": 1}
 
 
 def test_content_redacts_widget_output_comm_msg() -> None:
@@ -105,7 +106,10 @@ def test_raw_clean_refuses_pattern_candidates_and_escapes() -> None:
 
 def test_raw_clean_refuses_any_fragment_of_a_digitless_secret() -> None:
     registry = SecretRegistry()
-    guard = PIIGuard(secrets=registry)
+    # Names and credential patterns off: capitals are then no gate byte of the policy, and the
+    # secret's own gate byte is what is tested.
+    entities = [e for e in PIIPolicy().entities if e not in ("PERSON", "CREDENTIAL")]
+    guard = PIIGuard(secrets=registry, policy=PIIPolicy(entities=entities))
     secret = 'Zebra"Quote\\Slash-secret'
     registry.set("k1", [secret])
     assert gate_byte(secret) == b"Q"
@@ -182,3 +186,33 @@ def test_blocked_reply_keeps_its_structure() -> None:
     scan = guard.content("complete_reply", content, None)
     assert scan.content is not None and scan.content["status"] == "ok"
     assert EMAIL not in str(scan.content) and scan.content["matches"][1] == "abc"
+
+
+def test_raw_clean_refuses_digitless_names_and_tables() -> None:
+    """Names are on by default: a digit-free output naming a person is scanned, not passed."""
+    guard = PIIGuard()
+    for text in ("Maria Garcia", "first  last\nmaria  garcia", "<td>maria</td>"):
+        assert not guard.raw_clean(_packed(text), None), text
+    assert guard.content("stream", {"name": "stdout", "text": "Maria Garcia\n"}, None).content
+
+
+def test_bundle_counts_each_value_once_across_representations() -> None:
+    """text/plain and text/html of one DataFrame are one set of values: counted once."""
+    rows = [("Maria Garcia", "123-45-6788"), ("John Smith", "234-56-7890")]
+    plain = "   name         ssn\n" + "".join(f"{i}  {n}  {s}\n" for i, (n, s) in enumerate(rows))
+    html = "<table><tr><th>name</th><th>ssn</th></tr>" + "".join(
+        f"<tr><td>{n}</td><td>{s}</td></tr>" for n, s in rows
+    )
+    out = PIIGuard().content(
+        "display_data", {"data": {"text/plain": plain, "text/html": html}, "metadata": {}}, None
+    )
+    assert out.content is not None
+    assert out.content["metadata"]["prod_discovery"]["entities"] == {"PERSON": 2, "US_SSN": 2}
+    assert "123-45-6788" not in json.dumps(out.content)
+
+
+def test_ssn_in_a_csv_field_is_found_but_thousands_separators_are_not() -> None:
+    policy = PIIPolicy()
+    assert policy.scan("id,ssn\n1,123-45-6788\n").entities == {"US_SSN": 1}
+    assert policy.scan("n,phone\n2,555-123-4567\n").entities == {"PHONE_NUMBER": 1}
+    assert policy.scan("total,1,234,567,890").entities == {}

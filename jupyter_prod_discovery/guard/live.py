@@ -88,6 +88,21 @@ ACTIVE_NOTICE = (
 # only: ``in`` is memchr-fast for them and ~200 times slower for a two-byte needle.
 _RAW_GATE = tuple(bytes([c]) for c in b"0123456789@&")
 _RANK = {"allow": 0, "warn": 1, "redact": 2, "block": 3}
+
+
+def _split_gate(
+    policy_gate: tuple[bytes, ...] | None,
+) -> tuple[tuple[bytes, ...] | None, tuple[bytes, ...]]:
+    """The raw gate as (single bytes, longer markers): the guard's own bytes (digits, '@', '&')
+    plus what the policy names (``PIIPolicy.raw_gate``: capitals where names or credentials are
+    on, table alignment, keywords); (None, ()) when no gate exists (NER finds names anywhere)."""
+    if policy_gate is None:
+        return None, ()
+    single = dict.fromkeys([*_RAW_GATE, *(b for b in policy_gate if len(b) == 1)])
+    multi = tuple(dict.fromkeys(b for b in policy_gate if len(b) > 1))
+    return tuple(single), multi
+
+
 BUDGET_NOTICE = (
     "[Prod Discovery: output withheld, it could not be scanned within the latency budget]"
 )
@@ -250,6 +265,7 @@ class PIIGuard(LoggingConfigurable):
         self._mirror_passthrough()
         self.secrets = secrets
         self.scanner: Scanner = self.policy.scanner()
+        self._raw_single, self._raw_multi = _split_gate(self.policy.raw_gate())
         self._matchers: dict[str, tuple[int, SecretMatcher]] = {}
         self._executor: ThreadPoolExecutor | None = None
 
@@ -288,15 +304,19 @@ class PIIGuard(LoggingConfigurable):
         such markers, so with ``ner`` on nothing is clean. A dozen memchr-speed ``in`` tests:
         ~10 us per 100 KB, far below a JSON decode.
         """
-        if self.scanner.ner or not raw.isascii():
+        if self._raw_single is None or not raw.isascii():
             return False
         gate = self.matcher(kernel_id).gate
         if gate is None:
             return False
-        for b in _RAW_GATE:
+        for b in self._raw_single:
             if b in raw:
                 return False
-        return all(b not in raw for b in gate)
+        if not all(b not in raw for b in gate):
+            return False
+        # The policy's multi-byte markers (table alignment, credential keywords, ``://``) last:
+        # most payloads have failed a single-byte test by now, and these are slower to search.
+        return all(b not in raw for b in self._raw_multi)
 
     def seam_closed(self, before: str, after: str, kernel_id: str | None) -> bool:
         """True when no finding can straddle the seam of ``before`` + ``after``.
@@ -412,39 +432,55 @@ class PIIGuard(LoggingConfigurable):
         """
         out: dict[str, Any] = {}
         dropped: list[str] = []
+        # The representations of a bundle show one value: count each entity once per value
+        # (the most any representation holds), not once per representation.
+        base = walk.entities
+        counted: dict[str, int] = {}
         for mime, value in data.items():
             if not isinstance(mime, str):
                 continue
-            base = mime.split(";", 1)[0].strip().lower()
-            if base in self._passthrough and (isinstance(value, str | bytes) or value is None):
-                out[mime] = value
-                continue
-            reason = None
-            kind = kind_of(base)
-            text = _joined(value)
-            if "javascript" in base or "ecmascript" in base:
-                reason = "script"
-                kind = "plain"
-            elif kind is not None and text is not None:
-                reason = active_reason(text, kind)
-            elif "vega" in base and isinstance(value, dict | list) and _vega_active(value):
-                reason = "Vega expression or remote data"
-            if reason is not None and self.active_content == "drop":
-                dropped.append(mime)
-                continue
-            if reason is not None and self.active_content == "allow":
-                out[mime] = value
-                continue
-            if text is not None:
-                out[mime] = walk.text(text, kind or "plain")
-            else:
-                out[mime] = walk.value(value, None, json_data=True)
+            walk.entities = {}
+            self._representation(mime, value, walk, out, dropped)
+            for k, v in walk.entities.items():
+                counted[k] = max(counted.get(k, 0), v)
+        walk.entities = base
+        for k, v in counted.items():
+            base[k] = base.get(k, 0) + v
         if dropped:
             walk.changed = True
             walk.add("ACTIVE_CONTENT", len(dropped), "redact")
             if "text/plain" not in out:
                 out["text/plain"] = ACTIVE_NOTICE.format(", ".join(dropped))
         return out
+
+    def _representation(
+        self, mime: str, value: Any, walk: _Walk, out: dict[str, Any], dropped: list[str]
+    ) -> None:
+        """One representation of a bundle into ``out`` (or ``dropped``), by the policy above."""
+        base = mime.split(";", 1)[0].strip().lower()
+        if base in self._passthrough and (isinstance(value, str | bytes) or value is None):
+            out[mime] = value
+            return
+        reason = None
+        kind = kind_of(base)
+        text = _joined(value)
+        if "javascript" in base or "ecmascript" in base:
+            reason = "script"
+            kind = "plain"
+        elif kind is not None and text is not None:
+            reason = active_reason(text, kind)
+        elif "vega" in base and isinstance(value, dict | list) and _vega_active(value):
+            reason = "Vega expression or remote data"
+        if reason is not None and self.active_content == "drop":
+            dropped.append(mime)
+            return
+        if reason is not None and self.active_content == "allow":
+            out[mime] = value
+            return
+        if text is not None:
+            out[mime] = walk.text(text, kind or "plain")
+        else:
+            out[mime] = walk.value(value, None, json_data=True)
 
     # --- off-loop ----------------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:

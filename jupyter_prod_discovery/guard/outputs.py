@@ -167,12 +167,25 @@ def apply_to_notebook(
     for ci, cell in enumerate(nb.get("cells") or []):
         outputs = cell.get("outputs") or []
         for oi, out in enumerate(outputs):
-            if out.get("output_type") not in ("stream", "error", "execute_result", "display_data"):
+            kind = out.get("output_type")
+            if kind not in ("stream", "error", "execute_result", "display_data"):
                 continue
-            verdict, new = rewrite_output(policy, dict(out), secrets)
-            if not verdict.entities:
+            # The live guard's own scan (normalised as rendered, active content by policy,
+            # counts per value), so that a saved output is what the browser was shown.
+            content = dict(out)
+            if kind == "stream":
+                content["text"] = _text(out.get("text", ""))
+            elif kind != "error":
+                data = dict(out.get("data") or {})
+                for mime, value in data.items():
+                    if isinstance(value, list) and all(isinstance(x, str) for x in value):
+                        data[mime] = "".join(value)
+                content["data"] = data
+            scan = guard.content(kind, content, None)
+            if not scan.verdict.entities:
                 continue
-            results.append((ci, oi, verdict.action, dict(verdict.entities)))
-            if new is not None and _RANK[verdict.action] >= _RANK["redact"]:
+            results.append((ci, oi, scan.verdict.action, dict(scan.verdict.entities)))
+            if scan.content is not None and _RANK[scan.verdict.action] >= _RANK["redact"]:
+                new = scan.content
                 outputs[oi] = type(out)(new) if isinstance(out, dict) else new
     return results

@@ -162,7 +162,7 @@ class SaveScanner:
         if nb.get("metadata"):
             scan = self.guard.data(nb["metadata"])
             if scan.verdict.entities:
-                job.add({"path": path, "output": "metadata"}, scan.verdict)
+                job.add({"path": path, "cell": None, "output": "metadata"}, scan.verdict)
                 if scan.content is not None:
                     nb["metadata"] = scan.content
 

@@ -66,6 +66,8 @@ EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,24}\b
 # character class (digits / capitals / hex digits): the regex engine then skips every other
 # character with its fast prefix scan instead of trying each branch at every position. The
 # word-boundary checks are lookbehinds placed *after* the first character for that reason.
+# After a comma (a CSV field) only a run with separated groups (123-45-6789, 555 123 4567) is a
+# candidate, so that thousands separators ("1,234,567") are not.
 # Digit runs are kept as one "num" candidate and classified afterwards, so that a run that
 # fails as a card can still be a phone number.
 _REST = r"(?:[\d().-]|[ ](?=[\d(])){7,}\d(?![\w]|[.,]\d)"
@@ -75,7 +77,8 @@ NUMERIC = re.compile(
   | (?P<alnumd>\d(?<![\w]\d)(?:\d{{7}}-?[A-Z]|\d{{5}}[-+A-FU-Y]\d{{3}}[0-9A-Y])\b)
   | (?P<num>\+(?<![\w.,+-]\+)\d{{1,3}}[ .-]?\(?\d{_REST}
         |\((?<![\w.,+-]\()\d{_REST}
-        |\d(?<![\w.,+-]\d){_REST})
+        |\d(?<![\w.,+-]\d){_REST}
+        |\d(?<=,\d)\d{{0,4}}(?:[- ]\d{{2,4}}){{2,4}}(?![\w]|[.,]\d))
     """,
     re.VERBOSE | re.ASCII,  # ASCII digits only, like the scanner's gate
 )
