@@ -102,6 +102,14 @@ class ServiceClient:
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def auth_headers(self) -> dict[str, str]:
+        """The headers that identify this server (its id, and over TCP its token)."""
+        return dict(self._headers)
+
+    def path(self, path: str) -> str:
+        """``path`` under the service's URL prefix."""
+        return self._prefix + path
+
     def _connection(self) -> http.client.HTTPConnection:
         if self.socket_path:
             return _UnixConnection(self.socket_path, self.timeout)
