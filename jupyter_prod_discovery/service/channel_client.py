@@ -143,7 +143,7 @@ class AuditChannel(asyncio.Protocol):
                 await asyncio.wait_for(
                     self.loop.create_connection(
                         lambda: self,
-                        parts.hostname,
+                        parts.hostname or "localhost",
                         port,
                         ssl=ssl.create_default_context() if secure else None,
                     ),

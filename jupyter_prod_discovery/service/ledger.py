@@ -375,7 +375,7 @@ class AuditLedger(LoggingConfigurable):
         events = [self._parse(line) for line in lines if line.strip()]
         if not server_id or len(server_id) > 200:
             raise LedgerError("the server id (X-Prod-Discovery-Server) is missing or too long")
-        if not self.running:
+        if self._task is None or self._wake is None:  # not self.running: mypy narrows this
             raise LedgerUnavailable("the ledger is not running")
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Request(principal, server_id, events, fut))

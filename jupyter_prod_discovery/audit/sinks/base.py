@@ -31,7 +31,9 @@ class RecordStream(Protocol):
     on_break: Callable[[], None]
 
     def ready(self) -> bool:
-        """Whether a line may be sent now from the running loop (may start connecting)."""
+        """Whether a line may be sent now (may start connecting); always False when the
+        caller is not running on the stream's event loop (another thread goes the writer's
+        way)."""
 
     def send(self, seq: int, line: str, wait: bool) -> asyncio.Future[bool] | None:
         """Send one line (chain seq ``seq``); with ``wait`` a future of its acknowledgment."""
