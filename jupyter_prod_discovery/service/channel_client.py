@@ -41,6 +41,7 @@ CHANNEL_PATH = "/api/audit/channel"
 CHANNEL_PROTOCOL = "prod-discovery-audit/1"
 _IDLE, _CONNECTING, _OPEN, _BROKEN = range(4)
 _MAX_HANDSHAKE = 64 * 1024
+_ACK = b'{"last_server_seq": '  # how every acknowledgment starts (channel_server.py)
 
 
 class _Refused(ConnectionError):
@@ -205,14 +206,16 @@ class AuditChannel(asyncio.Protocol):
             buffer = rest
         *lines, self._buffer = buffer.split(b"\n")
         for raw in lines:
+            if raw.startswith(_ACK) and raw[-1:] == b"}" and raw[len(_ACK) : -1].isdigit():
+                self._acknowledge(int(raw[len(_ACK) : -1]))  # the usual answer, not decoded
+                continue
             try:
                 answer = json.loads(raw)
-                upto = int(answer["last_server_seq"])
-            except (ValueError, KeyError, TypeError):
-                message = answer.get("message") if isinstance(answer, dict) else None
-                self._break(f"the service refused: {message or raw[:200]!r}")
-                return
-            self._acknowledge(upto)
+            except ValueError:
+                answer = None
+            message = answer.get("message") if isinstance(answer, dict) else None
+            self._break(f"the service refused: {message or raw[:200]!r}")
+            return
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
