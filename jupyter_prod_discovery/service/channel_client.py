@@ -132,28 +132,22 @@ class AuditChannel(asyncio.Protocol):
         assert self.loop is not None
         client = self.client
         try:
-            if client.socket_path:
-                await asyncio.wait_for(
-                    self.loop.create_unix_connection(lambda: self, client.socket_path),
-                    self.timeout,
-                )
-            else:
-                parts = urlsplit(client.base)
-                secure = parts.scheme == "https"
-                port = parts.port or (443 if secure else 80)
-                await asyncio.wait_for(
-                    self.loop.create_connection(
+            async with asyncio.timeout(self.timeout):  # not wait_for: see client.arequest
+                if client.socket_path:
+                    await self.loop.create_unix_connection(lambda: self, client.socket_path)
+                else:
+                    parts = urlsplit(client.base)
+                    secure = parts.scheme == "https"
+                    await self.loop.create_connection(
                         lambda: self,
                         parts.hostname or "localhost",
-                        port,
+                        parts.port or (443 if secure else 80),
                         ssl=ssl.create_default_context() if secure else None,
-                    ),
-                    self.timeout,
-                )
-            self._handshake = self.loop.create_future()
-            assert self._transport is not None
-            self._transport.write(self._request())
-            await asyncio.wait_for(self._handshake, self.timeout)
+                    )
+                self._handshake = self.loop.create_future()
+                assert self._transport is not None
+                self._transport.write(self._request())
+                await self._handshake
         except Exception as exc:  # unreachable, refused, too slow: the HTTP way goes on
             self._break(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             if isinstance(exc, _Refused):  # e.g. a service without the channel: ask rarely
