@@ -409,7 +409,7 @@ class AuditTrail(LoggingConfigurable):
         if not self._write_lock.acquire(blocking=False):
             return False, None
         try:
-            if self._pending or self._states[0].down:
+            if self._pending or self._states[0].down or not self._running:
                 return False, None
             line = self._seal(kind, _now(), payload)
             if line is None:
@@ -575,6 +575,8 @@ class AuditTrail(LoggingConfigurable):
         self._thread.join(timeout)
         self._thread = None
         if self._stream is not None:
+            # A record sent while the writer made its last pass: written (or spooled) here.
+            self._settle_stream(force=True)
             self._stream.close()
         with self._write_lock:  # an inline record may be half-way through a write
             for st in self._states:
