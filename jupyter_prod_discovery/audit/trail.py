@@ -10,6 +10,13 @@ is put on a queue with a ticket number; one writer thread drains the queue in ba
 the same per event, appending each batch to every sink. The writer also fsyncs when due and
 periodically writes a checkpoint (seq + head hash) to the sinks that keep them.
 
+A sink with a stream (``AuditSink.stream``: the trusted service's audit channel) takes the
+records of the event loop the same way, sealed on the loop and sent at once, but acknowledged
+later, asynchronously; a request waits for that acknowledgment. What the stream has not
+acknowledged when it breaks (or at a flush or stop) the writer writes through the sink or its
+spool, before anything newer, and resolves the waiters: the stream only saves thread hops and
+HTTP requests, the order and the durability policy below are the writer's.
+
 Durability policy
 -----------------
 - A batch is acknowledged when every sink has written it (file: written to the OS, which
