@@ -518,3 +518,98 @@ async def test_bad_requests_are_refused_with_a_reason(service: ServiceProcess) -
         assert info.value.status == status, (message, info.value)
         assert message in str(info.value)
     assert len(records(service.dsn)) == before
+
+
+def sealed(chain: Any, kid: str) -> str:
+    from jupyter_prod_discovery.audit.trail import schema_id
+
+    data = json.dumps({"action": "start", "kernel_id": kid}, separators=(",", ":"))
+    ts = "2026-12-05T20:00:00.000000Z"
+    return str(chain.seal_event(ts, "0" * 32, "kernel", schema_id("kernel"), data))
+
+
+async def open_channel(service: ServiceProcess, server_id: str) -> Any:
+    from jupyter_prod_discovery.service.channel_client import AuditChannel
+
+    channel = AuditChannel(service.client(server_id), timeout=4.0, retry_interval=0.1)
+    deadline = time.monotonic() + 10
+    while not channel.ready():
+        assert time.monotonic() < deadline, f"the channel did not open: {channel.error}"
+        await asyncio.sleep(0.02)
+    return channel
+
+
+async def test_audit_channel_stores_in_order_and_acknowledges(service: ServiceProcess) -> None:
+    """The kept-open channel: sealed lines in, acknowledgments out, checked with the stream's
+    key like shipped ones; a line sent again is acknowledged and not stored twice."""
+    from jupyter_prod_discovery.audit.chain import Chain
+
+    key = service.client("chan-server").session_key()
+    chain = Chain(key)
+    channel = await open_channel(service, "chan-server")
+    lines = [sealed(chain, f"k{i}") for i in range(5)]
+    futures = [channel.send(i + 1, line, True) for i, line in enumerate(lines)]
+    assert await asyncio.wait_for(asyncio.gather(*futures), 10) == [True] * 5
+    replay = channel.send(3, lines[2], True)  # sent again: acknowledged, not stored twice
+    assert replay is not None and await asyncio.wait_for(replay, 10)
+    mine = [r for r in records(service.dsn) if r.get("server_id") == "chan-server"]
+    assert [r["server_seq"] for r in mine] == [1, 2, 3, 4, 5]
+    assert [r["data"]["kernel_id"] for r in mine] == [f"k{i}" for i in range(5)]
+    assert {r["principal"]["via"] for r in mine} == {"peer-uid"}
+    assert not [r for r in records(service.dsn) if r["kind"] == "alert"]
+    channel.close()
+
+
+async def test_audit_channel_refuses_bad_lines_and_plain_requests(
+    service: ServiceProcess,
+) -> None:
+    """What the channel cannot take breaks it with the service's reason (the trail then goes
+    the HTTP way, which refuses the same line with a 4xx); a request without the upgrade is a
+    400 naming the protocol; nothing is stored."""
+    from jupyter_prod_discovery.service.client import ServiceRefused
+
+    before = len(records(service.dsn))
+    channel = await open_channel(service, "bad-server")
+    fut = channel.send(1, "not json", True)
+    assert fut is not None
+    deadline = time.monotonic() + 10
+    while channel.healthy():
+        assert time.monotonic() < deadline, "the channel took a line that is not JSON"
+        await asyncio.sleep(0.02)
+    assert channel.error is not None and "not JSON" in channel.error
+    assert channel.outstanding() == [(1, "not json")]  # left for the writer, not acknowledged
+    with pytest.raises(ServiceRefused) as info:
+        service.client("bad-server").request("GET", "/api/audit/channel")
+    assert info.value.status == 400 and "Upgrade" in str(info.value)
+    bad_id = service.client("a/b")
+    with pytest.raises(ServiceRefused) as info:
+        bad_id.request("GET", "/api/audit/channel", headers={"Upgrade": "prod-discovery-audit/1"})
+    assert info.value.status == 400 and "server's id" in str(info.value)
+    assert len(records(service.dsn)) == before
+
+
+async def test_contents_records_travel_on_the_channel(
+    jp_fetch: Any, jp_root_dir: Path, service: ServiceProcess, started: Any
+) -> None:
+    """A server as the service's client keeps its channel open and answers a read once the
+    service stored its record, with nothing left outstanding and nothing shipped over HTTP
+    per record."""
+    (jp_root_dir / "d.txt").write_text("x")
+    await jp_fetch("api", "contents", "d.txt", method="GET")  # opens the channel
+    stream = started.audit._stream
+    deadline = time.monotonic() + 10
+    while not stream.healthy():
+        assert time.monotonic() < deadline, f"no channel: {stream.error}"
+        await asyncio.sleep(0.05)
+    before = len([r for r in records(service.dsn) if r["kind"] == "contents"])
+    client = started.audit.sinks[0].client
+    shipped: list[int] = []
+    ship = client.ship
+    client.ship = lambda lines: (shipped.append(len(lines)), ship(lines))[1]
+    for _ in range(5):
+        await jp_fetch("api", "contents", "d.txt", method="GET")
+        assert not stream.outstanding()  # answered only once acknowledged
+    recs = [r for r in records(service.dsn) if r["kind"] == "contents"]
+    assert len(recs) == before + 5
+    assert not [r for r in records(service.dsn) if r["kind"] == "alert"]
+    assert shipped == []  # not one HTTP request per record

@@ -10,6 +10,13 @@ is put on a queue with a ticket number; one writer thread drains the queue in ba
 the same per event, appending each batch to every sink. The writer also fsyncs when due and
 periodically writes a checkpoint (seq + head hash) to the sinks that keep them.
 
+A sink with a stream (``AuditSink.stream``: the trusted service's audit channel) takes the
+records of the event loop the same way, sealed on the loop and sent at once, but acknowledged
+later, asynchronously; a request waits for that acknowledgment. What the stream has not
+acknowledged when it breaks (or at a flush or stop) the writer writes through the sink or its
+spool, before anything newer, and resolves the waiters: the stream only saves thread hops and
+HTTP requests, the order and the durability policy below are the writer's.
+
 Durability policy
 -----------------
 - A batch is acknowledged when every sink has written it (file: written to the OS, which
@@ -59,6 +66,7 @@ from .chain import Chain, VerifyResult, canonical, sealed_with, verify
 from .recorder import AUDIT_KINDS
 from .redaction import RedactionModifier
 from .sinks import AuditSink, JSONLSink, SinkUnavailable
+from .sinks.base import RecordStream
 from .sinks.jsonl import append_checkpoint, read_checkpoint_file
 from .spool import Spool
 
@@ -67,6 +75,7 @@ __all__ = ["SCHEMA_DIR", "AuditTrail", "schema_id", "user_info"]
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "event_schemas"
 KEY_ENV = "PROD_DISCOVERY_AUDIT_KEY"
 _STOP = object()
+_WAKE = object()  # the writer has something to settle (a stream broke, a flush)
 
 
 def schema_id(kind: str) -> str:
@@ -327,6 +336,9 @@ class AuditTrail(LoggingConfigurable):
         self._inline_up = False  # ... and none of them down (kept by _set_down)
         self._running = False  # the writer thread runs (cheaper to read than is_alive())
         self._ids: tuple[bytes, int] = (b"", 0)  # random bytes for event ids, next offset
+        # The only sink's asynchronous way in (the service's channel), set by start.
+        self._stream: RecordStream | None = None
+        self._settle_now = False  # flush: write what the stream holds without waiting for it
         self._mirror_traits()
         self.invalid_events = 0
 
@@ -345,6 +357,8 @@ class AuditTrail(LoggingConfigurable):
         """
         payload = self._payload(kind, data, user)
         if self._inline_ready() and self._write_inline(kind, payload):
+            return 0
+        if self._stream is not None and self._stream_send(kind, payload, False)[0]:
             return 0
         return self._enqueue(kind, payload)
 
@@ -380,7 +394,46 @@ class AuditTrail(LoggingConfigurable):
             return True
         if self.write_now(kind, data, user=user):
             return True
-        return await self.wait_written(self.record(kind, data, user=user))
+        payload = self._payload(kind, data, user)
+        if self._stream is not None:
+            sent, fut = self._stream_send(kind, payload, True)
+            if sent:
+                return fut is None or await self._stream_acknowledged(fut)
+        return await self.wait_written(self._enqueue(kind, payload))
+
+    def _stream_send(
+        self, kind: str, payload: dict[str, Any], wait: bool
+    ) -> tuple[bool, asyncio.Future[bool] | None]:
+        """Seal one record and send it through the sink's stream, on the event loop: (False,
+        None) when it must go through the writer instead (the stream is not open, records are
+        queued before it, the sink is down, or the writer holds the lock now: never waited
+        for, the writer may be waiting for this loop); (True, None) when it failed its schema.
+        """
+        stream = self._stream
+        assert stream is not None
+        if self._pending or self._states[0].down or not self._running or not stream.ready():
+            return False, None
+        if not self._write_lock.acquire(blocking=False):
+            return False, None
+        try:
+            if self._pending or self._states[0].down or not self._running:
+                return False, None
+            line = self._seal(kind, _now(), payload)
+            if line is None:
+                return True, None
+            return True, stream.send(self._chain.seq, line, wait)
+        finally:
+            self._write_lock.release()
+
+    async def _stream_acknowledged(self, fut: asyncio.Future[bool]) -> bool:
+        """Wait for a streamed record's acknowledgment (stored, or spooled by the writer),
+        at most ``ack_timeout``."""
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.ack_timeout, _time_out_false, fut, context=_EMPTY_CONTEXT)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
 
     def write_now(self, kind: str, data: dict[str, Any], *, user: Any = None) -> bool:
         """Check, chain and append one record on this thread, if every sink is ``inline``.
@@ -500,6 +553,13 @@ class AuditTrail(LoggingConfigurable):
         self._last_cp = (self._chain.seq, time.monotonic())
         self._inline = all(st.sink.inline for st in self._states)  # configuration: fixed
         self._refresh_inline_up()
+        if len(self._states) == 1 and not self._inline:
+            try:
+                self._stream = self._states[0].sink.stream(self.retry_interval)
+            except SinkUnavailable:
+                self._stream = None
+            if self._stream is not None:
+                self._stream.on_break = self._wake_writer
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._running = True
         self._thread.start()
@@ -536,8 +596,12 @@ class AuditTrail(LoggingConfigurable):
         """Block until everything recorded so far is acknowledged (tests, CLI, shutdown)."""
         target = self._last_ticket
         deadline = time.monotonic() + timeout
+        stream = self._stream
+        if stream is not None and stream.outstanding():
+            self._settle_now = True  # the loop may be this thread: do not wait for its acks
+            self._wake_writer()
         with self._cond:
-            while self._written < target:
+            while self._written < target or (stream is not None and stream.outstanding()):
                 left = deadline - time.monotonic()
                 if left <= 0 or self._thread is None or not self._thread.is_alive():
                     return False
@@ -552,6 +616,10 @@ class AuditTrail(LoggingConfigurable):
         self._queue.put(_STOP)
         self._thread.join(timeout)
         self._thread = None
+        if self._stream is not None:
+            # A record sent while the writer made its last pass: written (or spooled) here.
+            self._settle_stream(force=True)
+            self._stream.close()
         with self._write_lock:  # an inline record may be half-way through a write
             for st in self._states:
                 st.sink.close()  # closing syncs what the interval deferred
@@ -602,10 +670,11 @@ class AuditTrail(LoggingConfigurable):
                     break
             if any(x is _STOP for x in items):
                 stop = True
-                items = [x for x in items if x is not _STOP]
+            items = [x for x in items if x is not _STOP and x is not _WAKE]
             try:
                 if items:
                     self._write_batch(items)
+                self._settle_stream(force=stop)
                 self._sync_sinks()
                 for st in self._states:
                     if st.down:
@@ -659,7 +728,18 @@ class AuditTrail(LoggingConfigurable):
         return self._chain.seal_event(ts, self._event_id(), kind, self._schema_ids[kind], text)
 
     def _append(self, lines: list[str]) -> None:
-        """Append chained lines to every sink, or to its spool while it is down."""
+        """Append chained lines to every sink, or to its spool while it is down.
+
+        Lines the sink's stream holds unacknowledged are older than ``lines``: they are written
+        first, in the same call (the store keeps a line it already has once), so that nothing
+        the writer writes can overtake them; their waiters are then settled.
+        """
+        backlog = self._stream.outstanding() if self._stream is not None else []
+        if backlog:
+            lines = [line for _seq, line in backlog] + lines
+        if not lines:
+            return
+        kept = True
         for st in self._states:
             if st.down:
                 self._replay(st)
@@ -672,7 +752,29 @@ class AuditTrail(LoggingConfigurable):
             try:
                 st.spool.append(lines)
             except OSError as exc:
+                kept = False
                 self.log.critical("audit records LOST for sink %s: %s", st.sink.name, exc)
+        if backlog:
+            assert self._stream is not None
+            self._stream.settle(backlog[-1][0], kept)
+
+    def _settle_stream(self, force: bool = False) -> None:
+        """Write what a broken (or, with ``force``, any) stream holds unacknowledged."""
+        stream = self._stream
+        if stream is None:
+            return
+        force = force or self._settle_now
+        self._settle_now = False
+        if (stream.healthy() and not force) or not stream.outstanding():
+            return
+        with self._write_lock:
+            if stream.outstanding():
+                self._append([])
+        with self._cond:
+            self._cond.notify_all()
+
+    def _wake_writer(self) -> None:
+        self._queue.put(_WAKE)
 
     def _event_id(self) -> str:
         """128 random bits, hex (called under ``_write_lock``).
@@ -785,3 +887,8 @@ _EMPTY_CONTEXT = contextvars.Context()
 def _time_out(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError())
+
+
+def _time_out_false(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(False)

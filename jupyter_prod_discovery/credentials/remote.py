@@ -113,9 +113,8 @@ class RemoteCredentialBroker(LoggingConfigurable):
         """The env of a kernel start, issued by the service for the user it authenticated."""
         owner = self._owners.setdefault(kernel_id, user_name(user))
         try:
-            result = await asyncio.wait_for(
-                self.client.issue(kernel_id, kernel_name), self.issue_timeout
-            )
+            async with asyncio.timeout(self.issue_timeout):  # not wait_for: client.arequest
+                result = await self.client.issue(kernel_id, kernel_name)
         except TimeoutError:
             raise CredentialError(
                 f"the Prod Discovery service at {self.client.url} did not answer within "

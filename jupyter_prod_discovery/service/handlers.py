@@ -5,6 +5,7 @@
 - ``GET  /api/audit/head``                  the signed head (seq, hash, time): public
 - ``GET  /api/audit/stream``                where this server's stream stands (to resume)
 - ``POST /api/audit/events``                JSON lines from ``X-Prod-Discovery-Server``
+- ``GET  /api/audit/channel`` (Upgrade)     the same, kept open: lines in, acks out
 - ``POST /api/audit/session``               this server's stream MAC key (issued once)
 - ``POST /api/heartbeat``                   the server lives; its kernels' public records
 - ``POST /api/credentials``                 ``{kernel_id, kernel_name}``: issue
@@ -25,6 +26,7 @@ from tornado import web
 
 from ..credentials.records import AccessDenied
 from ..credentials.vault import VaultError, VaultUnreachable
+from .channel_server import ChannelHandler
 from .credentials import CredentialDesk
 from .exports import ExportDesk, ExportInvalid, TooManyJobs
 from .identity import ClientAuthenticator
@@ -235,6 +237,7 @@ def make_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (p + "api/audit/head", HeadHandler),
         (p + "api/audit/stream", StreamHandler),
         (p + "api/audit/events", EventsHandler),
+        (p + "api/audit/channel", ChannelHandler),
         (p + "api/audit/session", SessionHandler),
         (p + "api/heartbeat", HeartbeatHandler),
         (p + "api/credentials", CredentialsHandler),

@@ -45,6 +45,13 @@ class ClientAuthenticator(ABC, LoggingConfigurable, metaclass=_Meta):
     async def authenticate(self, handler: web.RequestHandler) -> Principal:
         """The caller's principal; raise ``web.HTTPError(401 or 403)`` naming why not."""
 
+    @property
+    def recheck_after(self) -> float | None:
+        """Seconds after which a kept-open connection (the audit channel) must authenticate
+        again, as a new request would; None when the identity is the connection's own (a unix
+        socket's peer uid) and cannot change. Default None."""
+        return None
+
 
 def peer_uid(handler: web.RequestHandler) -> int | None:
     """The uid of the process at the other end of a unix socket request, else None."""
@@ -104,6 +111,11 @@ class HubServerToken(ClientAuthenticator):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._cache: dict[str, tuple[float, Principal]] = {}
+
+    @property
+    def recheck_after(self) -> float | None:
+        """A stopped server's token must stop working on an open channel as on requests."""
+        return self.cache_seconds
 
     async def authenticate(self, handler: web.RequestHandler) -> Principal:
         scheme, _, token = handler.request.headers.get("Authorization", "").partition(" ")

@@ -359,6 +359,11 @@ class AuditLedger(LoggingConfigurable):
 
     # -- appending -------------------------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """Whether appends are taken (started and not stopped)."""
+        return self._task is not None and self._wake is not None
+
     def stream_position(self, principal: Principal, server_id: str) -> int:
         """The last server_seq stored for this stream (0: none): where a server resumes."""
         return self._streams.get((principal.username, server_id), 0)
@@ -370,7 +375,7 @@ class AuditLedger(LoggingConfigurable):
         events = [self._parse(line) for line in lines if line.strip()]
         if not server_id or len(server_id) > 200:
             raise LedgerError("the server id (X-Prod-Discovery-Server) is missing or too long")
-        if self._task is None or self._wake is None:
+        if self._task is None or self._wake is None:  # not self.running: mypy narrows this
             raise LedgerUnavailable("the ledger is not running")
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Request(principal, server_id, events, fut))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, ABCMeta, abstractmethod
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from traitlets import MetaHasTraits
 from traitlets.config import LoggingConfigurable
 
-__all__ = ["AuditSink", "SinkUnavailable"]
+__all__ = ["AuditSink", "RecordStream", "SinkUnavailable"]
 
 
 class SinkUnavailable(Exception):
@@ -18,6 +19,36 @@ class SinkUnavailable(Exception):
 
 class _Meta(ABCMeta, MetaHasTraits):
     pass
+
+
+class RecordStream(Protocol):
+    """A sink's asynchronous way in (the service's audit channel): the event loop sends a sealed
+    line and is told when it is stored, with no thread in between. Lines not yet acknowledged
+    stay :meth:`outstanding`; when the stream is not :meth:`healthy` the trail's writer writes
+    them through the sink (or its spool), in order, and :meth:`settle` resolves their waiters.
+    """
+
+    on_break: Callable[[], None]
+
+    def ready(self) -> bool:
+        """Whether a line may be sent now (may start connecting); always False when the
+        caller is not running on the stream's event loop (another thread goes the writer's
+        way)."""
+
+    def send(self, seq: int, line: str, wait: bool) -> asyncio.Future[bool] | None:
+        """Send one line (chain seq ``seq``); with ``wait`` a future of its acknowledgment."""
+
+    def healthy(self) -> bool:
+        """Open and expected to acknowledge what is outstanding."""
+
+    def outstanding(self) -> list[tuple[int, str]]:
+        """(seq, line) sent and not acknowledged, in order (any thread)."""
+
+    def settle(self, upto: int, stored: bool) -> None:
+        """Lines up to ``upto`` were written (or spooled) another way: resolve their waiters."""
+
+    def close(self) -> None:
+        """Stop sending (what is outstanding is left to the writer)."""
 
 
 class AuditSink(ABC, LoggingConfigurable, metaclass=_Meta):
@@ -65,6 +96,13 @@ class AuditSink(ABC, LoggingConfigurable, metaclass=_Meta):
     @abstractmethod
     def tail(self) -> dict[str, Any] | None:
         """The record with the highest seq, or None when empty (to resume the chain)."""
+
+    def stream(self, retry_interval: float) -> RecordStream | None:
+        """The sink's :class:`RecordStream`, if it has one (called once, when the trail starts;
+        ``retry_interval``: the trail's pause between reconnection attempts). The trail then
+        sends the records of the event loop through it while it is open and nothing is queued
+        for the writer. Default None: every record goes through ``write``."""
+        return None
 
     def session_key(self) -> bytes | None:
         """A MAC key the store issued for this server's records (after ``open``), which the

@@ -18,10 +18,10 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from traitlets import Unicode, default
+from traitlets import Bool, Unicode, default
 
 from ..chain import GENESIS
-from .base import AuditSink, SinkUnavailable
+from .base import AuditSink, RecordStream, SinkUnavailable
 
 __all__ = ["ServiceSink"]
 
@@ -37,6 +37,15 @@ class ServiceSink(AuditSink):
         help="""Address of the trusted service: 'unix:/path/to/service.sock' (standalone) or
         'http(s)://host:port/prefix/' (JupyterHub service). Default: the
         PROD_DISCOVERY_SERVICE_URL environment variable.""",
+    )
+
+    channel = Bool(
+        True,
+        config=True,
+        help="""Send the records of the event loop over the service's audit channel (one kept-open
+        connection, acknowledgments coming back asynchronously) instead of one HTTP request per
+        record from the writer thread; the HTTP way remains for backlogs, spools and a service
+        without the channel. Default True.""",
     )
 
     @default("url")
@@ -68,6 +77,16 @@ class ServiceSink(AuditSink):
             self._key = self.client.session_key()
         except (ServiceError, ValueError) as exc:
             raise SinkUnavailable(str(exc)) from None
+
+    def stream(self, retry_interval: float) -> RecordStream | None:
+        if not self.channel:
+            return None
+        from ...service.channel_client import AuditChannel
+
+        client = self.client
+        return AuditChannel(
+            client, timeout=client.timeout, retry_interval=retry_interval, log=self.log
+        )
 
     def session_key(self) -> bytes | None:
         """The key the service issued for this server's stream: with it the service tells a
