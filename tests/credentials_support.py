@@ -112,9 +112,17 @@ async def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str 
 
 
 async def run_code(serverapp: Any, kernel_id: str, code: str) -> str:
-    """Execute ``code`` in a kernel of the server; return its stdout+stderr (and errors)."""
+    """Execute ``code`` in a kernel of the server; return its stdout+stderr (and errors).
+
+    A plain client on the kernel's connection file, as the kernel itself sees it: the kernel
+    manager's own clients are guarded (guard/kernel_client.py) and would redact the very
+    credentials these tests check were injected.
+    """
+    from jupyter_client.asynchronous import AsyncKernelClient
+
     km = serverapp.kernel_manager.get_kernel(kernel_id)
-    client = km.client()
+    client = AsyncKernelClient()
+    client.load_connection_info(km.get_connection_info(session=True))
     client.start_channels()
     out: list[str] = []
 

@@ -285,7 +285,9 @@ def test_export_refuses_failing_notebook_in_clean_run(
     assert clean.reason == "cell 2 raised ZeroDivisionError in a clean kernel"
 
 
-def test_export_refuses_notebook_without_kernelspec_in_clean_run(tmp_path: Path) -> None:
+def test_export_refuses_notebook_without_kernelspec_in_clean_run(
+    tmp_path: Path, export_keys: tuple[Path, Path]
+) -> None:
     # papermill stops such a notebook with "No kernel name found in notebook and no override
     # provided"; the gate says what that means and what to do.
     import nbformat
@@ -295,7 +297,7 @@ def test_export_refuses_notebook_without_kernelspec_in_clean_run(tmp_path: Path)
     del nb.metadata["kernelspec"]
     nbformat.write(nb, path)
     with pytest.raises(ExportRefused) as err:
-        exporter().process(ExportRequest(path, tmp_path / "out", author="ada"))
+        exporter(export_keys).process(ExportRequest(path, tmp_path / "out", author="ada"))
     clean = next(g for g in err.value.gates if g.name == "clean_run")
     assert not clean.passed
     assert "names no kernel (metadata.kernelspec.name is missing)" in clean.reason
