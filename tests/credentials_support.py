@@ -122,7 +122,7 @@ async def run_code(serverapp: Any, kernel_id: str, code: str) -> str:
 
     km = serverapp.kernel_manager.get_kernel(kernel_id)
     client = AsyncKernelClient()
-    client.load_connection_info(km.get_connection_info(session=True))
+    client.load_connection_info(km.get_connection_info())
     client.start_channels()
     out: list[str] = []
 
