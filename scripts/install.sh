@@ -27,6 +27,18 @@ quiet() {
   fi
 }
 
+# The RTC/execution extensions of the test extras, off at sys-prefix (see the pip step).
+extensions_off() {
+  local ext labext=(@jupyter-ai-contrib/server-documents @datalayer/jupyter-server-nbmodel
+    @jupyter/docprovider-extension @jupyter/collaboration-extension)
+  for ext in jupyter_server_documents jupyter_server_ydoc jupyter_server_nbmodel jupyter_mcp_server; do
+    jupyter server extension disable --sys-prefix "$ext"
+  done
+  jupyter labextension disable --level=sys_prefix "${labext[@]}"
+  # Not locked: a lab that wants them (ui-tests/lab_support.py) switches them on in its own config.
+  jupyter labextension unlock --level=sys_prefix "${labext[@]}"
+}
+
 apt_install() {
   local missing=()
   for pkg in "$@"; do
@@ -75,20 +87,8 @@ if [ "$(cat "$venv_stamp" 2>/dev/null)" != "$venv_want" ] || ! python -c 'import
   # install; jupyter-server-documents' kernel websocket speaks only the v1 protocol. Servers started
   # from this venv (the demo, JupyterHub's, the UI tests') run plain JupyterLab as before; the tests
   # of those paths enable them explicitly (tests/test_paths_*.py, ui-tests/test_lab_paths.py).
-  log "plain JupyterLab by default (RTC/execution extensions off at sys-prefix)"
-  for ext in jupyter_server_documents jupyter_server_ydoc jupyter_server_nbmodel jupyter_mcp_server; do
-    jupyter server extension disable --sys-prefix "$ext" >/dev/null \
-      || echo "warning: could not disable the server extension $ext" >&2
-  done
-  jupyter labextension disable --level=sys_prefix @jupyter-ai-contrib/server-documents \
-    @datalayer/jupyter-server-nbmodel @jupyter/docprovider-extension \
-    @jupyter/collaboration-extension >/dev/null \
-    || echo "warning: could not disable the RTC/execution lab extensions" >&2
-  # Not locked: a lab that wants them (ui-tests/lab_support.py) switches them on in its own config.
-  jupyter labextension unlock --level=sys_prefix @jupyter-ai-contrib/server-documents \
-    @datalayer/jupyter-server-nbmodel @jupyter/docprovider-extension \
-    @jupyter/collaboration-extension >/dev/null \
-    || echo "warning: could not unlock the RTC/execution lab extensions" >&2
+  log "plain JupyterLab by default (RTC/execution extensions off at sys-prefix; log: $LOGS/extensions-off.log)"
+  quiet extensions-off extensions_off
   printf '%s' "$venv_want" >"$venv_stamp"
 fi
 
