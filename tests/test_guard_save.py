@@ -61,9 +61,10 @@ async def test_save_redacts_notebook_outputs(
     saved = (jp_root_dir / "a.ipynb").read_text()
     assert SSN not in saved and "<US_SSN>" in saved
     events = recorder.of("pii")
+    # Cells and outputs numbered from 1, as JupyterLab shows them.
     assert [(e["cell"], e["output"], e["action"]) for e in events] == [
-        (1, 0, "redact"),
-        (1, 1, "redact"),
+        (2, 1, "redact"),
+        (2, 2, "redact"),
     ]
     assert events[0]["entities"] == {"US_SSN": 1} and events[0]["path"] == "a.ipynb"
 
@@ -236,7 +237,7 @@ async def test_save_scans_every_part_of_a_notebook(
     assert nb["cells"][0]["attachments"]["a.png"] == {"image/png": "iVBOR"}
     assert "".join(nb["cells"][2]["source"]) == "x = 1"  # code is the user's, audited at execution
     outputs = {e["output"] for e in recorder.of("pii")}
-    assert {"source", "attachments", "metadata", 0} <= outputs
+    assert {"source", "attachments", "metadata", 1} <= outputs
 
 
 async def test_save_scans_notebook_sent_as_text_with_escapes(
@@ -320,8 +321,8 @@ def test_scan_cli_reports_json_findings(tmp_path: Path, capsys: Any) -> None:
     rows = json.loads(capsys.readouterr().out)["findings"]
     assert rows[0] == {
         "path": str(nb),
-        "cell": 1,
-        "output": 0,
+        "cell": 2,
+        "output": 1,
         "field": "text",
         "entity_type": "EMAIL_ADDRESS",
         "start": 5,

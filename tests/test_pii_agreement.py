@@ -90,15 +90,15 @@ def _notebook(place: str | None) -> Any:
 
 
 def _by_scan(path: Path, policy: PIIPolicy) -> dict[str, set[str]]:
-    """Places as the gate names them: indexes are 0-based, labels number from 1."""
+    """Places as the gate names them: cells and outputs numbered from 1 everywhere."""
     out: dict[str, set[str]] = {}
     for row in scan_paths([str(path)], policy):
         if row["cell"] is None:
             where = "notebook metadata"
         elif row["output"] is not None:
-            where = f"cell {row['cell'] + 1} output {row['output'] + 1}"
+            where = f"cell {row['cell']} output {row['output']}"
         else:
-            where = f"cell {row['cell'] + 1} {row['field']}"
+            where = f"cell {row['cell']} {row['field']}"
         out.setdefault(where, set()).add(row["entity_type"])
     return out
 
@@ -115,9 +115,9 @@ def _by_save(nb: Any, policy: PIIPolicy) -> dict[str, set[str]]:
         if cell is None:
             where = f"notebook {output}"
         elif isinstance(output, int):
-            where = f"cell {cell + 1} output {output + 1}"
+            where = f"cell {cell} output {output}"
         else:
-            where = f"cell {cell + 1} {output}"
+            where = f"cell {cell} {output}"
         out.setdefault(where, set()).update(data["entities"])
     return out
 

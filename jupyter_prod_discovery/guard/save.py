@@ -134,7 +134,10 @@ class SaveScanner:
         for ci, oi, action, entities in apply_to_notebook(self.guard, nb):
             verdict = Verdict(action, [])
             verdict.entities = entities
-            job.add({"path": path, "cell": ci, "output": oi}, verdict)
+            # Numbered from 1 as JupyterLab shows cells (a part's name stays a name).
+            cell = None if ci is None else ci + 1
+            output = oi + 1 if isinstance(oi, int) else oi
+            job.add({"path": path, "cell": cell, "output": output}, verdict)
         for ci, cell in enumerate(nb["cells"]):
             ctype = cell.get("cell_type")
             if ctype in ("markdown", "raw") and "source" in cell:
@@ -143,20 +146,20 @@ class SaveScanner:
                 source = _lines(cell["source"], f"cell {ci} source")
                 verdict, text = self.guard.text(source, None, kind=kind)
                 if verdict.entities:
-                    job.add({"path": path, "cell": ci, "output": "source"}, verdict)
+                    job.add({"path": path, "cell": ci + 1, "output": "source"}, verdict)
                     cell["source"] = text
             for field in ("metadata", "attachments"):
                 if cell.get(field):
                     scan = self.guard.data(cell[field])
                     if scan.verdict.entities:
-                        job.add({"path": path, "cell": ci, "output": field}, scan.verdict)
+                        job.add({"path": path, "cell": ci + 1, "output": field}, scan.verdict)
                     if scan.content is not None:
                         cell[field] = scan.content
             for oi, out in enumerate(cell.get("outputs") or []):
                 if out.get("metadata"):
                     scan = self.guard.data(out["metadata"])
                     if scan.verdict.entities:
-                        job.add({"path": path, "cell": ci, "output": oi}, scan.verdict)
+                        job.add({"path": path, "cell": ci + 1, "output": oi + 1}, scan.verdict)
                         if scan.content is not None:
                             out["metadata"] = scan.content
         if nb.get("metadata"):

@@ -127,8 +127,9 @@ def scan_paths(paths: list[str], policy: PIIPolicy) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "path": path,
-                    "cell": loc.cell,
-                    "output": loc.output,
+                    # Numbered from 1, as JupyterLab, the sidebar, the gates and the audit do.
+                    "cell": None if loc.cell is None else loc.cell + 1,
+                    "output": loc.output + 1 if isinstance(loc.output, int) else loc.output,
                     "field": loc.field,
                     "entity_type": f.entity_type,
                     "start": f.start,
@@ -150,11 +151,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"findings": rows}, indent=2))
     else:
         for r in rows:
-            # JSON keeps 0-based indexes (as the audit records); text numbers from 1, as
-            # JupyterLab, the PII sidebar and the export gates show cells.
-            where = r["path"] if r["cell"] is None else f"{r['path']} cell {r['cell'] + 1} "
+            where = r["path"] if r["cell"] is None else f"{r['path']} cell {r['cell']} "
             if r["output"] is not None:
-                where += f"output {r['output'] + 1} ({r['field']})"
+                where += f"output {r['output']} ({r['field']})"
             elif r["field"] != "text":
                 where += f"({r['field']})"
             print(
