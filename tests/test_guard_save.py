@@ -261,7 +261,7 @@ async def test_malformed_notebook_is_refused_not_saved(
     md["outputs"] = bad
     nb["cells"].insert(0, md)
     body = await _refused(jp_fetch, "m.ipynb", {"type": "notebook", "content": nb}, 400)
-    assert "could not be scanned" in body and "cell 0" in body
+    assert "could not be scanned" in body and "cell 1" in body
     assert not (jp_root_dir / "m.ipynb").exists()
 
 

@@ -174,7 +174,7 @@ def test_clean_run_without_the_declared_role_fails(client: ServiceClient) -> Non
     job = submit(client, notebook(READ_CUSTOMERS))
     assert job["state"] == "refused"
     (clean,) = [g for g in job["gates"] if g["name"] == "clean_run"]
-    assert clean["passed"] is False and "cell 0 raised" in clean["reason"]
+    assert clean["passed"] is False and "cell 1 raised" in clean["reason"]
     with pytest.raises(ServiceRefused) as refused:
         client.create_export(
             {

@@ -143,7 +143,7 @@ class SaveScanner:
             if ctype in ("markdown", "raw") and "source" in cell:
                 fmt = str((cell.get("metadata") or {}).get("format") or "")
                 kind = "markdown" if ctype == "markdown" else (kind_of(fmt) or "plain")
-                source = _lines(cell["source"], f"cell {ci} source")
+                source = _lines(cell["source"], f"cell {ci + 1} source")
                 verdict, text = self.guard.text(source, None, kind=kind)
                 if verdict.entities:
                     job.add({"path": path, "cell": ci + 1, "output": "source"}, verdict)
@@ -246,20 +246,20 @@ def _check_notebook(nb: Any) -> None:
         raise Unscannable("notebook metadata is not an object")
     for ci, cell in enumerate(cells):
         if not isinstance(cell, dict):
-            raise Unscannable(f"cell {ci} is not an object")
+            raise Unscannable(f"cell {ci + 1} is not an object")
         for field in ("metadata", "attachments"):
             if not isinstance(cell.get(field) or {}, dict):
-                raise Unscannable(f"cell {ci} {field} is not an object")
+                raise Unscannable(f"cell {ci + 1} {field} is not an object")
         outputs = cell.get("outputs", [])
         if not isinstance(outputs, list):
-            raise Unscannable(f"cell {ci} outputs is not a list")
+            raise Unscannable(f"cell {ci + 1} outputs is not a list")
         for oi, out in enumerate(outputs):
             if not isinstance(out, dict):
-                raise Unscannable(f"cell {ci} output {oi} is not an object")
+                raise Unscannable(f"cell {ci + 1} output {oi + 1} is not an object")
             if not isinstance(out.get("data") or {}, dict) or not isinstance(
                 out.get("metadata") or {}, dict
             ):
-                raise Unscannable(f"cell {ci} output {oi} data or metadata is not an object")
+                raise Unscannable(f"cell {ci + 1} output {oi + 1} data or metadata is not an object")
 
 
 def make_pre_save_hook(guard: PIIGuard, app: Any) -> Any:
