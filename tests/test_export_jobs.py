@@ -194,7 +194,14 @@ def test_check_files_names_changed_missing_and_extra_files(tmp_path: Path) -> No
 
     digest = hashlib.sha256(b"print(1)\n").hexdigest()
     (tmp_path / "manifest.json").write_text(
-        json.dumps({"files": {"run.py": digest, "job.py": digest, "gone.py": digest}})
+        json.dumps(
+            {
+                "subject": [
+                    {"name": name, "digest": {"sha256": digest}}
+                    for name in ("run.py", "job.py", "gone.py")
+                ]
+            }
+        )
     )
     (tmp_path / "run.py").write_text("print(1)\n")
     (tmp_path / "job.py").write_text("print(2)\n")
