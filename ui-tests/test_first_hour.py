@@ -144,6 +144,7 @@ def test_first_hour_with_the_demo(browser: Any, stop: int) -> None:
             ".jp-ProdDiscovery-exportResult[data-state], .jp-ProdDiscovery-exportResult [role=alert]"
         ).first.wait_for(timeout=EXPORT_TIMEOUT_MS)
         print(f"first hour: export from the dialog took {time.monotonic() - started:.1f} s")
+        result.scroll_into_view_if_needed()
         shot(page, "first-hour-export")
         gates = {
             row.get_attribute("data-gate"): (
@@ -155,6 +156,8 @@ def test_first_hour_with_the_demo(browser: Any, stop: int) -> None:
         assert result.get_attribute("data-state") == "exported", (result.inner_text(), gates)
         assert list(gates) == list(GATES), gates
         assert all(state == "passed" for state, _ in gates.values()), gates
+        for name, (_, reason) in gates.items():
+            print(f"first hour: gate {name}: {reason}")
         signer = result.locator(".jp-ProdDiscovery-result-signer").inner_text()
         assert signer.startswith("the trusted service"), signer
         signature = result.locator(".jp-ProdDiscovery-result-signature")
