@@ -193,16 +193,8 @@ def test_check_files_names_changed_missing_and_extra_files(tmp_path: Path) -> No
     from jupyter_prod_discovery.export.jobs import check_files
 
     digest = hashlib.sha256(b"print(1)\n").hexdigest()
-    (tmp_path / "manifest.json").write_text(
-        json.dumps(
-            {
-                "subject": [
-                    {"name": name, "digest": {"sha256": digest}}
-                    for name in ("run.py", "job.py", "gone.py")
-                ]
-            }
-        )
-    )
+    subjects = [{"name": n, "digest": {"sha256": digest}} for n in ("run.py", "job.py", "gone.py")]
+    (tmp_path / "manifest.json").write_text(json.dumps({"subject": subjects}))
     (tmp_path / "run.py").write_text("print(1)\n")
     (tmp_path / "job.py").write_text("print(2)\n")
     (tmp_path / "extra.py").write_text("")
@@ -212,6 +204,8 @@ def test_check_files_names_changed_missing_and_extra_files(tmp_path: Path) -> No
     }
     (tmp_path / "manifest.json").write_text("{")
     assert check_files(tmp_path)["files_match_manifest"] is False
+    (tmp_path / "manifest.json").write_text(json.dumps({"files": {"run.py": digest}}))
+    assert check_files(tmp_path)["problems"] == ["unreadable manifest.json"]  # not a statement
 
 
 @pytest.mark.parametrize("rel", ["../escape.py", "/etc/x", "a/../../b"])

@@ -32,6 +32,7 @@ from jupyter_prod_discovery.export.notebook import (
     to_script,
     validate_parameters,
 )
+from jupyter_prod_discovery.pytest_plugin import require
 
 __all__ = ["export_keys"]
 
@@ -144,10 +145,16 @@ def test_allow_list_needs_absolute_interpreter() -> None:
     assert kernel_info("python3")["python"] == sys.executable
 
 
-def test_kernel_environment_pth_files_do_not_run(tmp_path: Path) -> None:
-    """An allow-listed interpreter's environment is read with -I -S: its .pth files stay inert."""
+@pytest.mark.parametrize("base", [sys.executable, "/usr/bin/python3"], ids=["venv", "debian"])
+def test_kernel_environment_pth_files_do_not_run(tmp_path: Path, base: str) -> None:
+    """An allow-listed interpreter's environment is read with -I -S: its .pth files stay inert.
+
+    Also from a venv of Debian's Python (the demo's users venv, whose interpreter the service
+    locks): under -S its default sysconfig scheme points into ``<venv>/local``, not the venv.
+    """
+    require(Path(base).is_file(), f"{base} is missing (scripts/install.sh builds from it)")
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next(venv.glob("lib/python*/site-packages"))
     marker = tmp_path / "pth-ran"
     (site / "evil.pth").write_text(

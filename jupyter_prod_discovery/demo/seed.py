@@ -380,10 +380,15 @@ def seed_export_key(client: hvac.Client, mount: str, name: str) -> str:
 
 
 def export_signing_policy(mount: str, name: str) -> str:
-    """HCL letting the service sign (and verify) with the export key, nothing else of transit."""
+    """HCL letting the service sign (and verify) with the export key, nothing else of transit.
+
+    ``read`` on the key itself: TransitSigner reads its type, latest version and public key
+    (never the private key: the demo's key is not exportable) to name and pin what it signs with.
+    """
     return (
         f'path "{mount}/sign/{name}" {{\n  capabilities = ["update"]\n}}\n\n'
-        f'path "{mount}/verify/{name}" {{\n  capabilities = ["update"]\n}}\n'
+        f'path "{mount}/verify/{name}" {{\n  capabilities = ["update"]\n}}\n\n'
+        f'path "{mount}/keys/{name}" {{\n  capabilities = ["read"]\n}}\n'
     )
 
 

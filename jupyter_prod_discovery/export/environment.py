@@ -49,7 +49,11 @@ if os.path.isfile(cfg):
         [sys.prefix] if "include-system-site-packages=true" in text else []
     )
 for prefix in prefixes:
-    paths = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix})
+    # A venv's own layout by the "venv" scheme: under -S, sys.prefix is the base interpreter's,
+    # and Debian's default scheme (posix_local) would look in <venv>/local/.../dist-packages.
+    scheme = "venv" if prefix != sys.prefix and "venv" in sysconfig.get_scheme_names() else None
+    paths = sysconfig.get_paths(scheme or sysconfig.get_default_scheme(),
+                                vars={"base": prefix, "platbase": prefix})
     for key in ("purelib", "platlib"):
         if paths.get(key) and paths[key] not in sys.path:
             sys.path.append(paths[key])

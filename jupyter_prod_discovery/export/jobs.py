@@ -74,8 +74,8 @@ def check_files(bundle: Path) -> dict[str, Any]:
     from .manifest import MANIFEST_FILE, file_hashes
 
     try:
+        # The manifest is an in-toto statement: its subjects are the files, by path and sha256.
         statement = json.loads((bundle / MANIFEST_FILE).read_text(encoding="utf-8"))
-        # The in-toto statement's subjects: every file of the bundle with its sha256.
         expected = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
     except (OSError, ValueError, KeyError, TypeError):
         return {"files_match_manifest": False, "problems": [f"unreadable {MANIFEST_FILE}"]}

@@ -259,7 +259,9 @@ def _check_notebook(nb: Any) -> None:
             if not isinstance(out.get("data") or {}, dict) or not isinstance(
                 out.get("metadata") or {}, dict
             ):
-                raise Unscannable(f"cell {ci + 1} output {oi + 1} data or metadata is not an object")
+                raise Unscannable(
+                    f"cell {ci + 1} output {oi + 1} data or metadata is not an object"
+                )
 
 
 def make_pre_save_hook(guard: PIIGuard, app: Any) -> Any:
