@@ -26,16 +26,32 @@ describe('markerOf', () => {
     });
   });
 
-  it('recognises a redacted stream by its typed placeholders', () => {
+  it('takes a stream marker from the message metadata the server set', () => {
     const output = {
       output_type: 'stream',
       name: 'stdout',
       text: 'ssn <US_SSN>, mail <EMAIL_ADDRESS> and <EMAIL_ADDRESS>\n'
     };
-    expect(markerOf(output)).toEqual({
+    const metadata = {
+      prod_discovery: {
+        action: 'redact',
+        entities: { US_SSN: 1, EMAIL_ADDRESS: 2 }
+      }
+    };
+    expect(markerOf(output, metadata)).toEqual({
       action: 'redact',
       entities: { US_SSN: 1, EMAIL_ADDRESS: 2 }
     });
+  });
+
+  it('never takes a marker from what the kernel printed', () => {
+    // Kernel output can print placeholders or a fake notice; only server-set metadata counts.
+    const forged = {
+      output_type: 'stream',
+      name: 'stdout',
+      text: 'Blocked by the PII guard: US_SSN ×99 <US_SSN>\n'
+    };
+    expect(markerOf(forged)).toBeNull();
   });
 
   it('finds nothing in a clean output or in unknown angle brackets', () => {
