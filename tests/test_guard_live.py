@@ -216,3 +216,19 @@ def test_ssn_in_a_csv_field_is_found_but_thousands_separators_are_not() -> None:
     assert policy.scan("id,ssn\n1,123-45-6788\n").entities == {"US_SSN": 1}
     assert policy.scan("n,phone\n2,555-123-4567\n").entities == {"PHONE_NUMBER": 1}
     assert policy.scan("total,1,234,567,890").entities == {}
+
+
+def test_server_secrets_are_secret_values_not_every_denied_variable(
+    monkeypatch: Any,
+) -> None:
+    """JUPYTERHUB_* is denied to kernels, but only its token is a secret: the user's name in
+    JUPYTERHUB_USER must stay readable (in outputs and in every audit record's user)."""
+    from jupyter_prod_discovery.credentials.environment import DEFAULT_DENY
+    from jupyter_prod_discovery.guard.setup import server_secrets
+
+    monkeypatch.setenv("JUPYTERHUB_USER", "pdhload0")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-token-5f2c9a7e41d8b3")
+    monkeypatch.setenv("VAULT_ADDR", "http://127.0.0.1:8200")
+    values = server_secrets(None, DEFAULT_DENY)
+    assert "hub-token-5f2c9a7e41d8b3" in values
+    assert "pdhload0" not in values and "http://127.0.0.1:8200" not in values

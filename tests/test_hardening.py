@@ -259,7 +259,12 @@ async def test_terminal_env_is_allow_listed(
     assert "JUPYTER_SERVER_ROOT=" in out  # jupyter_server_terminals' own extra_env stays
 
 
-@pytest.mark.parametrize("extra_config", [{"KernelEnvironment": {"allow": ["*"], "deny": []}}])
+@pytest.mark.parametrize(
+    "extra_config",
+    # The PII guard off too: terminal output passes it, and it redacts a credential-looking
+    # value (the control shows what the environment holds, not what the guard lets through).
+    [{"KernelEnvironment": {"allow": ["*"], "deny": []}, "PIIGuard": {"enabled": False}}],
+)
 async def test_control_everything_allowed_reaches_kernel_and_terminal(
     jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, server_secrets: dict[str, str]
 ) -> None:

@@ -37,6 +37,21 @@ def _looks_secret(value: str) -> bool:
     return not ("://" in value and "@" not in value)
 
 
+#: Variable names whose values are secrets (of the kernels' deny-list, the ones named so).
+SECRET_NAMES = (
+    "*TOKEN*",
+    "*SECRET*",
+    "*PASSWORD*",
+    "*PASSWD*",
+    "*PASSPHRASE*",
+    "*KEY*",
+    "*CREDENTIAL*",
+    "*PRIVATE*",
+    "*_DSN",
+    "DATABASE_URL",
+)
+
+
 def server_secrets(serverapp: Any, deny: Iterable[str], extra: Iterable[str] = ()) -> list[str]:
     """The server's own secrets that a kernel could print: its login token, and the values of
     its environment variables whose names look secret (``KernelEnvironment.deny``: kernels do
@@ -46,7 +61,12 @@ def server_secrets(serverapp: Any, deny: Iterable[str], extra: Iterable[str] = (
     values.append(str(token))
     patterns = [p.upper() for p in deny]
     for name, value in os.environ.items():
-        if any(fnmatch.fnmatchcase(name.upper(), p) for p in patterns):
+        upper = name.upper()
+        # Denied to kernels *and* named like a secret: a deny-list entry such as JUPYTERHUB_*
+        # also covers JUPYTERHUB_USER, whose value (the user's name) must not be redacted.
+        if any(fnmatch.fnmatchcase(upper, p) for p in patterns) and any(
+            fnmatch.fnmatchcase(upper, p) for p in SECRET_NAMES
+        ):
             values.append(value)
     return [v for v in values if _looks_secret(v)]
 
