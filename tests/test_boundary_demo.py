@@ -320,8 +320,9 @@ def test_terminal_obtains_no_trusted_secret(world: DemoWorld) -> None:
 
 
 def test_probe_as_service_user_finds_service_secrets(world: DemoWorld) -> None:
-    """Positive control: one uid closer, the same probe reaches the service's token (environment
-    and memory), its signing key (state dir) and OpenBao's root token (OpenBao's memory).
+    """Positive control: one uid closer, the same probe reaches the service's signing key (state
+    dir) and OpenBao's root token (OpenBao's memory); the service itself, started with
+    capabilities, is non-dumpable even to its own user.
 
     The demo process stays root's: not even the service's user opens it. (Its cleanup token is in
     OpenBao's heap too, and OpenBao runs as the service's user: in the demo that user is OpenBao's
@@ -337,8 +338,12 @@ def test_probe_as_service_user_finds_service_secrets(world: DemoWorld) -> None:
     report = probe_as_system_user(SERVICE_USER, config)
     assert report["uid"] == pwd.getpwnam(SERVICE_USER).pw_uid
     probes = by_name(report)
-    assert "service:vault_token" in probes["proc_environ"]["found"]
-    assert "service:vault_token" in probes["proc_mem"]["found"]
+    # The service starts with CAP_SETUID/CAP_SETGID (it runs clean runs as the sandbox user),
+    # so Linux made it non-dumpable: not even its own user reads its environment or memory.
+    assert "service:vault_token" not in probes["proc_environ"]["found"]
+    assert str(world.service.pid) not in probes["proc_mem"]["found"].get("service:vault_token", [])
+    # The same probes do reach what that user can: the state dir's signing key, and OpenBao's
+    # memory (same user, dumpable), which holds OpenBao's root token.
     assert "service:signing_key" in probes["files"]["found"]
     assert "openbao:root_token" in probes["proc_mem"]["found"]
     # The demo process is root's: the service's user opens nothing of it.
