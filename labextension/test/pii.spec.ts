@@ -26,16 +26,16 @@ describe('markerOf', () => {
     });
   });
 
-  it('recognises a redacted stream by its typed placeholders', () => {
+  it('trusts the message metadata of a stream, never its text', () => {
+    // A kernel can print placeholders: only the server's metadata marks an output.
     const output = {
       output_type: 'stream',
       name: 'stdout',
       text: 'ssn <US_SSN>, mail <EMAIL_ADDRESS> and <EMAIL_ADDRESS>\n'
     };
-    expect(markerOf(output)).toEqual({
-      action: 'redact',
-      entities: { US_SSN: 1, EMAIL_ADDRESS: 2 }
-    });
+    expect(markerOf(output)).toBeNull();
+    const marker = { action: 'redact', entities: { US_SSN: 1 } };
+    expect(markerOf(output, { prod_discovery: marker })).toEqual(marker);
   });
 
   it('finds nothing in a clean output or in unknown angle brackets', () => {
