@@ -260,12 +260,15 @@ el => {
   const r = el.getBoundingClientRect();
   const why = [];
   if (r.height === 0 || r.width === 0) why.push('not laid out');
-  if (r.top < 0 || r.bottom > window.innerHeight + 1) why.push('outside the window');
-  for (let a = el.parentElement; a; a = a.parentElement) {
+  if (r.top < 0 || r.bottom > window.innerHeight + 1) {
+    why.push(`outside the window: ${JSON.stringify([r.top, r.bottom, window.innerHeight])}`);
+  }
+  // The page itself is the window (checked above); JupyterLab's body has no height.
+  for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
     if (getComputedStyle(a).overflowY === 'visible') continue;
     const b = a.getBoundingClientRect();
     if (r.top < b.top - 1 || r.bottom > b.bottom + 1) {
-      why.push(`cut by ${a.tagName.toLowerCase()}.${a.className}`);
+      why.push(`cut by ${a.tagName.toLowerCase()}.${a.className}: ${JSON.stringify([r.top, r.bottom, b.top, b.bottom])}`);
     }
   }
   return why;
