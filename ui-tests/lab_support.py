@@ -29,6 +29,10 @@ from jupyter_prod_discovery.demo.seed import seed_vault
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 AUDIT_KEY = "ui-tests-audit-key-0123456789"
 TRANSIT_KEY = "prod-discovery-export"
+#: The labextension as ``jlpm build`` writes it in this checkout (package.json "outputDir").
+CHECKOUT_LABEXTENSION = (
+    Path(__file__).resolve().parent.parent / "jupyter_prod_discovery/labextension"
+)
 # Generous: JupyterLab's first load on a busy 2-core CI machine is slow.
 LOAD_TIMEOUT = 120_000
 
@@ -178,6 +182,13 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
             "user_settings_dir": str(work / "settings"),
             "expose_app_in_browser": True,
         }
+        # The checkout's own build first, when there is one: the tests drive the TypeScript and
+        # CSS of this checkout, not whatever build the venv installed (another clone's, older).
+        if (CHECKOUT_LABEXTENSION / "package.json").is_file():
+            own = work / "labextensions"
+            own.mkdir()
+            (own / "jupyter-prod-discovery").symlink_to(CHECKOUT_LABEXTENSION)
+            config["LabApp"]["extra_labextensions_path"] = [str(own)]
         # No "Jupyter news?" toast over the notifications under test.
         news = work / "settings" / "@jupyterlab" / "apputils-extension"
         news.mkdir(parents=True)
@@ -240,6 +251,34 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
 def shot(page: Any, name: str) -> None:
     """Save a screenshot under artifacts/ (git-ignored) for the CI artefacts."""
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+#: Why an element is not wholly in sight: outside the window, or cut by an ancestor that scrolls
+#: or clips (a dialog body); [] when the user sees all of it without scrolling.
+_OUT_OF_VIEW = """
+el => {
+  const r = el.getBoundingClientRect();
+  const why = [];
+  if (r.height === 0 || r.width === 0) why.push('not laid out');
+  if (r.top < 0 || r.bottom > window.innerHeight + 1) {
+    why.push(`outside the window: ${JSON.stringify([r.top, r.bottom, window.innerHeight])}`);
+  }
+  // The page itself is the window (checked above); JupyterLab's body has no height.
+  for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+    if (getComputedStyle(a).overflowY === 'visible') continue;
+    const b = a.getBoundingClientRect();
+    if (r.top < b.top - 1 || r.bottom > b.bottom + 1) {
+      why.push(`cut by ${a.tagName.toLowerCase()}.${a.className}: ${JSON.stringify([r.top, r.bottom, b.top, b.bottom])}`);
+    }
+  }
+  return why;
+}
+"""
+
+
+def out_of_view(locator: Any) -> list[str]:
+    """[] when the element is entirely visible where it is (nothing scrolled for it)."""
+    return list(locator.evaluate(_OUT_OF_VIEW))
 
 
 def ttl_seconds(text: str) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_support import Lab, LabOptions, notebook, shot, ttl_seconds
+from lab_support import Lab, LabOptions, notebook, out_of_view, shot, ttl_seconds
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -151,6 +151,8 @@ def test_export_dialog_shows_failing_and_passing_gates(page: Any) -> None:
     assert dialog.locator('.jp-ProdDiscovery-gate[data-state="passed"]').count() >= 1
     assert dialog.locator(".jp-ProdDiscovery-gate").count() == 6
     assert dialog.get_by_role("textbox", name="Reason for overriding no_pii").count() == 1
+    # The refusal is in sight without scrolling the dialog (it used to sit under the gates).
+    assert out_of_view(refused) == []
     failed.scroll_into_view_if_needed()
     shot(page, "export-gates")
 
@@ -195,6 +197,10 @@ def test_export_clean_notebook_signed(page: Any, lab: Lab) -> None:
     signature = dialog.locator('.jp-ProdDiscovery-result-signature[data-algorithm="vault-transit"]')
     signature.wait_for(state="visible")
     assert "transit/prod-discovery-export" in signature.inner_text()
+    # Bundle, signer, signature and verification in sight as the job ends, no scrolling.
+    assert out_of_view(result) == []
+    for field in ("bundle", "signer", "signature", "verification"):
+        assert out_of_view(dialog.locator(f".jp-ProdDiscovery-result-{field}")) == [], field
     result.scroll_into_view_if_needed()
     shot(page, "export-signed")
     dialog.get_by_role("button", name="Close").first.click()

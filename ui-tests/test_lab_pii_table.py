@@ -5,6 +5,7 @@ unescaped ``<EMAIL_ADDRESS>`` used to be taken for a tag, leaving the cell empty
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 import pytest
@@ -69,3 +70,24 @@ def test_customers_table_redacted_and_visibly_marked(page: Any) -> None:
     times = "\u00d7"  # the marker writes the multiplication sign before each count
     assert f"PERSON {times}20" in counts and f"US_SSN {times}10" in counts  # one per value
     shot(page, "pii-customers-table")
+
+
+def test_marker_keeps_prompt_beside_output(page: Any) -> None:
+    """The marker sits above the output column; the ``[1]:`` prompt stays on the output's row
+    (the marker used to wrap the row and leave the prompt alone on a line above the output)."""
+    child = page.locator(".jp-OutputArea-child.jp-ProdDiscovery-piiOutput").first
+    child.wait_for(state="visible")
+    prompt = child.locator(".jp-OutputArea-prompt")
+    output = child.locator(".jp-OutputArea-output")
+    marker = child.locator(".jp-ProdDiscovery-piiMarker")
+    assert re.fullmatch(r"\[\d+\]:", prompt.inner_text().strip())
+    p, o, m = prompt.bounding_box(), output.bounding_box(), marker.bounding_box()
+    assert p and o and m
+    # One row: the boxes overlap vertically, the prompt left of the output.
+    assert p["y"] < o["y"] + o["height"] and o["y"] < p["y"] + p["height"], (p, o)
+    assert p["x"] + p["width"] <= o["x"] + 1, (p, o)
+    # The marker is visible, above the output, over the output's column.
+    assert m["height"] > 0 and m["width"] > 0, m
+    assert m["y"] + m["height"] <= o["y"] + 1, (m, o)
+    assert m["x"] >= o["x"] - 1, (m, o)
+    shot(page, "pii-marker-prompt")

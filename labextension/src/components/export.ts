@@ -44,6 +44,10 @@ function field(label: string, input: HTMLElement, hint?: string): HTMLElement {
  * The body of the Export to Integration dialog: target, parameters and output, the gates as a
  * checklist with reasons, progress while the gates run (the clean run in papermill takes time),
  * the bundle location and signature when done, and an override with a reason per failed gate.
+ *
+ * The result comes right under the Run button, above the gates, and is scrolled into view when
+ * the job ends: below six gates it was out of sight in the dialog. The gates stay listed (on a
+ * refusal they carry the override fields).
  */
 export class ExportForm extends Widget {
   constructor(path: string) {
@@ -115,9 +119,9 @@ export class ExportForm extends Widget {
       ),
       this._run,
       this._progress,
+      this._result,
       gatesTitle,
-      this._gates,
-      this._result
+      this._gates
     );
     this._renderGates(
       GATES.map(name => ({ name, state: 'pending', reason: 'not run yet' }))
@@ -308,7 +312,16 @@ export class ExportForm extends Widget {
       this._result.append(p);
     } else {
       this._showError(`Export failed: ${job.message || 'unknown error'}`);
+      return;
     }
+    this._reveal();
+  }
+
+  /** Scroll the dialog so that the result is in sight (the nearest edge: no jump if it is). */
+  private _reveal(): void {
+    // The job ended: the progress line above the result goes first, or it would shift it.
+    this._progress.hidden = true;
+    this._result.scrollIntoView?.({ block: 'nearest' });
   }
 
   private _showError(message: string): void {
@@ -318,6 +331,7 @@ export class ExportForm extends Widget {
     p.setAttribute('role', 'alert');
     p.textContent = message;
     this._result.append(p);
+    this._reveal();
   }
 
   private _renderGates(
