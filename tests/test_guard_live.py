@@ -191,8 +191,11 @@ def test_blocked_reply_keeps_its_structure() -> None:
 def test_raw_clean_refuses_digitless_names_and_tables() -> None:
     """Names are on by default: a digit-free output naming a person is scanned, not passed."""
     guard = PIIGuard()
-    for text in ("Maria Garcia", "first  last\nmaria  garcia", "<td>maria</td>"):
+    for text in ("Maria Garcia", "<td>maria</td>"):
         assert not guard.raw_clean(_packed(text), None), text
+    # Left to the other checks (the hot path's budget; live.py ``_split_gate``): an all-lowercase
+    # text table and a credential keyword without a digit or capital in its value.
+    assert guard.raw_clean(_packed("first  last\nmaria  garcia"), None)
     assert guard.content("stream", {"name": "stdout", "text": "Maria Garcia\n"}, None).content
 
 
