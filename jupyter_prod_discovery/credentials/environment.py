@@ -92,8 +92,8 @@ DEFAULT_ALLOW = (
     "PROCESSOR_ARCHITECTURE",
 )
 
-#: Names never inherited, whatever ``allow`` says (matched without regard to case).
-DEFAULT_DENY = (
+#: Names that say their value is a secret (the guard redacts the server's values of these).
+SECRET_NAMES = (
     "*TOKEN*",
     "*SECRET*",
     "*PASSWORD*",
@@ -104,6 +104,11 @@ DEFAULT_DENY = (
     "*PRIVATE*",
     "*_DSN",
     "DATABASE_URL",
+)
+
+#: Names never inherited, whatever ``allow`` says (matched without regard to case).
+DEFAULT_DENY = (
+    *SECRET_NAMES,
     "VAULT_*",
     "BAO_*",
     "JUPYTERHUB_*",

@@ -9,6 +9,7 @@ from typing import Any
 
 from traitlets.config import Configurable
 
+from ..credentials.environment import SECRET_NAMES
 from ..pii.policy import PIIPolicy
 from .connection import GuardedWebsocketConnection
 from .live import SERVER_SECRETS, PIIGuard
@@ -35,21 +36,6 @@ def _looks_secret(value: str) -> bool:
     if len(value) < 8 or any(c.isspace() for c in value) or value.startswith(("/", "~")):
         return False
     return not ("://" in value and "@" not in value)
-
-
-#: Variable names whose values are secrets (of the kernels' deny-list, the ones named so).
-SECRET_NAMES = (
-    "*TOKEN*",
-    "*SECRET*",
-    "*PASSWORD*",
-    "*PASSWD*",
-    "*PASSPHRASE*",
-    "*KEY*",
-    "*CREDENTIAL*",
-    "*PRIVATE*",
-    "*_DSN",
-    "DATABASE_URL",
-)
 
 
 def server_secrets(serverapp: Any, deny: Iterable[str], extra: Iterable[str] = ()) -> list[str]:

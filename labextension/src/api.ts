@@ -147,6 +147,18 @@ export interface IExportRequest {
   output?: string;
 }
 
+/** Which key signed a bundle's manifest, and where the signature file is. */
+export interface ISignature {
+  algorithm: string;
+  key_id: string;
+  file: string;
+  /** Where the key lives (never key material). */
+  signer?: string;
+  /** Whether the written bundle verified offline with the signer's public key. */
+  verified?: boolean;
+  verification?: string;
+}
+
 /** 201 (exported) and 422 (refused) both answer with the gates. */
 export interface IExportResult {
   exported: boolean;
@@ -154,16 +166,7 @@ export interface IExportResult {
   bundle?: string;
   manifest_sha256?: string;
   /** Which key signed the manifest, and where the signature file is. */
-  signature?: {
-    algorithm: string;
-    key_id: string;
-    file: string;
-    /** Where the key lives (never key material). */
-    signer?: string;
-    /** Whether the written bundle verified offline with the signer's public key. */
-    verified?: boolean;
-    verification?: string;
-  };
+  signature?: ISignature;
   gates: IGateResult[];
 }
 
@@ -194,16 +197,7 @@ export interface IExportJob {
   message?: string;
   bundle?: string | null;
   manifest_sha256?: string;
-  signature?: {
-    algorithm: string;
-    key_id: string;
-    file: string;
-    /** Where the key lives (never key material). */
-    signer?: string;
-    /** Whether the written bundle verified offline with the signer's public key. */
-    verified?: boolean;
-    verification?: string;
-  };
+  signature?: ISignature;
   /** Who decided and signed: "prod-discovery-service" or "this server". */
   signer?: string;
   /** What the server checked of the files it wrote (no key needed). */
