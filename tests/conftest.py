@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from credentials_support import Warehouse, drop_leftover_roles, make_warehouse
+from guard_support import V1
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -33,3 +34,15 @@ def jp_server_config(prod_discovery_server_config: dict[str, Any]) -> Any:
     from traitlets.config import Config
 
     return Config(prod_discovery_server_config)
+
+
+@pytest.fixture(params=[V1, "legacy"])
+def protocol(request: Any) -> str:
+    """The kernel websocket protocols every guard test runs in: v1 (binary) and legacy JSON."""
+    return str(request.param)
+
+
+@pytest.fixture
+def guard_config() -> dict[str, Any]:
+    """Extra server config of a guard test (a module or test overrides it)."""
+    return {}

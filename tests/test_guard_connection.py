@@ -16,16 +16,6 @@ SSN, EMAIL, CARD = "536-22-1234", "ann.smith@example.com", "4111 1111 1111 1111"
 SECRET = "tok-3f9a8b7c6d5e4f30aa"
 
 
-@pytest.fixture(params=[V1, "legacy"])
-def protocol(request: Any) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def guard_config() -> dict[str, Any]:
-    return {}
-
-
 @pytest.fixture
 def prod_discovery_extension_config(guard_config: dict[str, Any]) -> dict[str, Any]:
     return {

@@ -20,11 +20,6 @@ SSN, EMAIL = "536-22-1234", "ann.smith@example.com"
 
 
 @pytest.fixture
-def guard_config() -> dict[str, Any]:
-    return {}
-
-
-@pytest.fixture
 def prod_discovery_extension_config(guard_config: dict[str, Any]) -> dict[str, Any]:
     return guard_config
 

@@ -18,21 +18,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from guard_support import V1, KernelClient, Recorder, open_kernel
+from guard_support import KernelClient, Recorder, open_kernel
 
 SSN, EMAIL = "536-22-1234", "ann.smith@example.com"
 SECRET = "tok-3f9a8b7c6d5e4f30aa"
 CARD = "4111111111111111"
-
-
-@pytest.fixture(params=[V1, "legacy"])
-def protocol(request: Any) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def guard_config() -> dict[str, Any]:
-    return {}
 
 
 @pytest.fixture
