@@ -1,5 +1,7 @@
-"""How the policy's verdicts are written into notebook outputs: shared by the save hook, the CLI
-and (through :func:`rewrite_output`) the live guard.
+"""How the policy's verdicts are written into notebook outputs: shared by the save hook and the
+CLI. Saved outputs are rewritten by the live guard's own walk (``PIIGuard.content``), so that a
+saved output is what the browser was shown; :func:`rewrite_output` (the policy applied to one
+output directly) has no caller in the package any more and is kept only with its tests.
 
 - One output is one value: the text/plain and text/html of a DataFrame are judged together and
   each entity counts once per value (``PIIPolicy.scan_bundle``), in the output's
