@@ -123,7 +123,9 @@ async def run_code(serverapp: Any, kernel_id: str, code: str) -> str:
     km = serverapp.kernel_manager.get_kernel(kernel_id)
     client = AsyncKernelClient()
     client.load_connection_info(km.get_connection_info())
-    client.start_channels()
+    # No heartbeat: without a kernel manager one missed 1 s heartbeat (a loaded machine) makes
+    # wait_for_ready report the kernel dead; readiness is its kernel_info reply.
+    client.start_channels(hb=False)
     out: list[str] = []
 
     def hook(msg: dict[str, Any]) -> None:

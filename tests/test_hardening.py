@@ -608,7 +608,10 @@ class ServerProcess:
             connection_file=str(self.runtime / f"kernel-{kernel_id}.json")
         )
         client.load_connection_file()
-        client.start_channels()
+        # No heartbeat channel: without a kernel manager, wait_for_ready judges the kernel dead when
+        # one 1 s heartbeat is missed, which a loaded 2-core CI machine does ("Kernel died before
+        # replying to kernel_info" in two CI runs). Readiness is the kernel_info reply within 60 s.
+        client.start_channels(hb=False)
         out: list[str] = []
 
         def hook(msg: dict[str, Any]) -> None:
