@@ -471,7 +471,7 @@ def _mask(text: str, findings: list[Finding]) -> str:
     """``text`` with the findings' spans blanked (same length, so positions still hold)."""
     parts: list[str] = []
     pos = 0
-    for f in sorted(findings, key=lambda f: f.start):
+    for f in sorted(findings, key=_START):
         if f.start >= pos:
             parts.append(text[pos : f.start])
             parts.append(" " * (f.end - f.start))

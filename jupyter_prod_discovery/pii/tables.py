@@ -241,18 +241,27 @@ def column_findings(
                 entity, score = best, 0.7
             elif is_name is not None and sum(map(is_name, sample)) * 10 >= len(sample) * 6:
                 entity = "PERSON"
+        # Findings are built by the thousand here: tuple.__new__ skips the named tuple's
+        # Python-level __new__ (a fifth of this function's time on a 1,000-row table).
+        new = tuple.__new__
         if entity is None or entity not in entities:
             # Not personal: plain decimals in it can hold no entity either (no entity is a run
-            # of 7 digits or fewer with at most one dot); the pattern pass may skip them.
+            # of 7 digits or fewer with at most one dot, but for the short ids a key word
+            # names, and a column's key word is its header, classified above); the pattern
+            # pass may skip them.
             out.extend(
-                Finding(CLEAN, s, e, 0.0) for s, e in values if e - s <= 15 and _PLAIN(text, s, e)
+                new(Finding, (CLEAN, s, e, 0.0))
+                for s, e in values
+                if e - s <= 15 and _PLAIN(text, s, e)
             )
             continue
         if entity in _WEAK and by_header == entity:
             shape = _WEAK[entity]
-            out.extend(Finding(entity, s, e, score) for s, e in values if shape.match(text[s:e]))
+            out.extend(
+                new(Finding, (entity, s, e, score)) for s, e in values if shape.match(text[s:e])
+            )
         else:
-            out.extend(Finding(entity, s, e, score) for s, e in values)
+            out.extend(new(Finding, (entity, s, e, score)) for s, e in values)
     return out
 
 
