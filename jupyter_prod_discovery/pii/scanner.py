@@ -15,7 +15,8 @@ import itertools
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 
 from . import patterns as P
 from .findings import Finding
@@ -455,12 +456,12 @@ def _is_html(text: str) -> bool:
     return text.lstrip()[:1] == "<" and "</" in text
 
 
-def _SPAN(f: Finding) -> tuple[int, int]:
-    return f.start, f.end
-
-
-def _START(f: Finding) -> int:
-    return f.start
+# Sort keys over thousands of table findings: C-level item getters (a named tuple's fields
+# are items 1 and 2), three times cheaper than a Python function or attribute access.
+_SPAN: Callable[[Finding], tuple[int, int]] = itemgetter(1, 2)
+_START: Callable[[Finding], int] = itemgetter(1)
+# Blanks of each short length, shared: a table's cells are a few characters each.
+_BLANKS = tuple(" " * n for n in range(64))
 
 
 def _has_digit(value: str) -> bool:
@@ -470,13 +471,15 @@ def _has_digit(value: str) -> bool:
 def _mask(text: str, findings: list[Finding]) -> str:
     """``text`` with the findings' spans blanked (same length, so positions still hold)."""
     parts: list[str] = []
+    append = parts.append
     pos = 0
-    for f in sorted(findings, key=_START):
-        if f.start >= pos:
-            parts.append(text[pos : f.start])
-            parts.append(" " * (f.end - f.start))
-            pos = f.end
-    parts.append(text[pos:])
+    for _, start, end, _ in sorted(findings, key=_START):
+        if start >= pos:
+            append(text[pos:start])
+            n = end - start
+            append(_BLANKS[n] if n < 64 else " " * n)
+            pos = end
+    append(text[pos:])
     return "".join(parts)
 
 
