@@ -117,7 +117,9 @@ HEX = re.compile(
 )
 # Where NUMERIC can match: runs of 7+ digit-ish characters (the last may be a capital). This plain, class-first regex
 # costs a fifth of NUMERIC over a whole text; NUMERIC then runs only inside each run.
-NUMERIC_RUN = re.compile(r"[\d(+][\d .()+-]{5,}[\dA-Z]", re.ASCII)
+# Spelled 0-9, not \d: a category in the leading class stops the regex engine from skipping
+# to the next candidate character at C speed (3x slower over a text that holds few digits).
+NUMERIC_RUN = re.compile(r"[0-9(+][0-9 .()+-]{5,}[0-9A-Z]")
 # How far past a run a NUMERIC match may reach (an id's letters: 160368A3076).
 RUN_MARGIN = 8
 # A run that is only an ISO date, maybe with the hour (every line of a timestamped log).
