@@ -42,6 +42,7 @@ _EXTRA_RECOGNIZERS = (
     "UkNinoRecognizer", "EsNifRecognizer", "EsNieRecognizer", "ItFiscalCodeRecognizer",
     "PlPeselRecognizer", "FiPersonalIdentityCodeRecognizer", "ItDriverLicenseRecognizer",
     "ItVatCodeRecognizer", "ItPassportRecognizer", "ItIdentityCardRecognizer",
+    "EsPassportRecognizer", "SePersonnummerRecognizer",
 )  # fmt: skip
 
 

@@ -95,7 +95,7 @@ ENTITIES = (
     "UK_NHS", "CRYPTO", "MAC_ADDRESS", "MEDICAL_LICENSE", "US_BANK_NUMBER", "US_DRIVER_LICENSE",
     "US_ITIN", "US_PASSPORT", "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL",
     "FI_PERSONAL_IDENTITY_CODE", "IT_DRIVER_LICENSE", "IT_VAT_CODE", "IT_PASSPORT",
-    "IT_IDENTITY_CARD", "PERSON", "LOCATION", "DATE_OF_BIRTH",
+    "IT_IDENTITY_CARD", "ES_PASSPORT", "SE_PERSONNUMMER", "PERSON", "LOCATION", "DATE_OF_BIRTH",
 )  # fmt: skip
 # Values that identify themselves (checksums, distinctive shapes): labelled in header-less tables.
 SELF_EVIDENT = frozenset(
@@ -262,6 +262,21 @@ def intl_phone(rng: random.Random, loc: str) -> str:
             return n
 
 
+def personnummer(rng: random.Random) -> str:
+    """A Swedish personnummer (birth date, 3 digits, Luhn digit) in one of its layouts:
+    YYMMDD-XXXX, YYYYMMDD-XXXX, or the 12 or 10 digits alone."""
+    year, mm, dd = rng.randint(1930, 2015), rng.randint(1, 12), rng.randint(1, 28)
+    body = f"{year % 100:02d}{mm:02d}{dd:02d}{_digits(rng, 3)}"
+    total = 0
+    for i, c in enumerate(body):
+        d = int(c) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    ten = body + str((10 - total % 10) % 10)
+    return rng.choice(
+        [f"{ten[:6]}-{ten[6:]}", f"{year // 100}{ten[:6]}-{ten[6:]}", f"{year // 100}{ten}", ten]
+    )
+
+
 def _letters(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(string.ascii_uppercase) for _ in range(n))
 
@@ -316,6 +331,10 @@ def value(entity: str, rng: random.Random, loc: str = "us") -> str:
         return f"{_letters(rng, 2)}{_digits(rng, 7)}"
     if entity == "IT_IDENTITY_CARD":
         return it_identity_card(rng)
+    if entity == "ES_PASSPORT":
+        return f"{_letters(rng, 3)}{_digits(rng, 6)}"
+    if entity == "SE_PERSONNUMMER":
+        return personnummer(rng)
     if entity == "PERSON":
         return f"{rng.choice(FIRST[loc])} {rng.choice(LAST[loc])}"
     if entity == "LOCATION":
@@ -351,6 +370,8 @@ SENTENCES = {
     "IT_VAT_CODE": ["Partita IVA {} della società.", "VAT number {} on the invoice."],
     "IT_PASSPORT": ["Passaporto {} rilasciato a Roma.", "Italian passport {} scanned."],
     "IT_IDENTITY_CARD": ["Carta d'identità {} valida.", "Identity card {} checked at the desk."],
+    "ES_PASSPORT": ["Número de pasaporte {} del titular.", "Spanish passport {} scanned."],
+    "SE_PERSONNUMMER": ["Personnummer {} registrerat.", "Her personal identity number is {}."],
     "PERSON": ["Yesterday {} signed the contract.", "I met {} at the branch office.",
                "The account belongs to {}, who moved last year.", "Ask {} about the refund."],
 }  # fmt: skip
@@ -363,7 +384,8 @@ LOG_KEYS = {
     "IT_FISCAL_CODE": "codice_fiscale", "PL_PESEL": "pesel",
     "FI_PERSONAL_IDENTITY_CODE": "hetu", "IT_DRIVER_LICENSE": "patente",
     "IT_VAT_CODE": "partita_iva", "IT_PASSPORT": "passaporto",
-    "IT_IDENTITY_CARD": "carta_identita",
+    "IT_IDENTITY_CARD": "carta_identita", "ES_PASSPORT": "pasaporte",
+    "SE_PERSONNUMMER": "personnummer",
 }  # fmt: skip
 HEADERS = {
     **{k: v for k, v in LOG_KEYS.items() if k != "EMAIL_ADDRESS"},

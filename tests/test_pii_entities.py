@@ -117,6 +117,11 @@ def test_luhn_invalid_and_id_columns_are_not_cards() -> None:
         ("carta d'identità AB 1234567", "IT_IDENTITY_CARD"),
         ("CIE 1234567AB", "IT_IDENTITY_CARD"),
         ("identity card CA12345AB", "IT_IDENTITY_CARD"),
+        ("pasaporte AAA123456", "ES_PASSPORT"),
+        ("personnummer 811228-9874", "SE_PERSONNUMMER"),
+        ("personnummer 811228+9874", "SE_PERSONNUMMER"),
+        ("Personnummer: 19811228-9874", "SE_PERSONNUMMER"),
+        ("personnummer=198112289874", "SE_PERSONNUMMER"),
         ("Driver license 1234567 expires soon.", "US_DRIVER_LICENSE"),
         ("driver_license=650000 status=200", "US_DRIVER_LICENSE"),
         ("Verified driver's license no. 07654321.", "US_DRIVER_LICENSE"),
@@ -133,6 +138,9 @@ def test_weak_ids_need_context() -> None:
     assert _spans(PIIPolicy(), "rows 123456789012 and A1234567 and 912345678") == []
     # Italian shapes without their words; a VAT code whose check digit is wrong.
     quiet = "ref AB1234567C, YA1234567, 1234567AB, CA12345AB; partita IVA 01234567890"
+    assert _spans(PIIPolicy(), quiet) == []
+    # A personnummer's shape in a build name; one whose Luhn digit is wrong; a bare passport.
+    quiet = "release-19811228-9874 ref AAA123456; personnummer 811228-9875"
     assert _spans(PIIPolicy(), quiet) == []
 
 

@@ -2,7 +2,7 @@
 
 The scanner finds candidates with a few class-first regular expressions (see ``NUMERIC``), then
 validates each small candidate with Presidio's own rules (Luhn, IBAN mod-97, SSN invalidation,
-base58check, DEA, NIF/NIE, codice fiscale, partita IVA, PESEL and HETU checksums) and
+base58check, DEA, NIF/NIE, codice fiscale, partita IVA, PESEL, HETU and personnummer checksums) and
 ``phonenumbers``. Ids of 6 to 8 digits (too short for a candidate run, and everywhere in logs)
 are looked for only after a word that names them (``SHORT_ID_KEYS``). Presidio is imported
 lazily and fully offline.
@@ -29,6 +29,7 @@ __all__ = [
     "NUMERIC_RUN",
     "OPTIONAL_ENTITIES",
     "PATTERN_ENTITIES",
+    "SE_PNR_RE",
     "SHORT_ID_KEYS",
     "SHORT_ID_VALUE",
     "UPPER",
@@ -61,6 +62,8 @@ PATTERN_ENTITIES = (
     "IT_VAT_CODE",
     "IT_PASSPORT",
     "IT_IDENTITY_CARD",
+    "ES_PASSPORT",
+    "SE_PERSONNUMMER",
 )
 # Reported only when a policy lists them: common in technical output, rarely personal.
 OPTIONAL_ENTITIES = ("DATE_TIME", "URL", "UUID")
@@ -194,6 +197,9 @@ SHORT_ID_VALUE = re.compile(
     r"[ \t:=#\"'-]{1,4}(?P<value>\d{6,8})(?![\w]|[.,:/-]?\d)",
     re.IGNORECASE,
 )
+# A Swedish personnummer inside one "num" candidate: YYMMDD-XXXX, YYYYMMDD-XXXX or the digits
+# alone (10 or 12); Presidio's validator checks the date and the Luhn digit.
+SE_PNR_RE = re.compile(r"(?:\d{2})?\d{6}-?\d{4}")
 PESEL_RE = re.compile(
     r"(?<!\d)\d{2}(?:[02468][1-9]|[13579][012])(?:0[1-9]|[12]\d|3[01])\d{5}(?!\d)"
 )
@@ -227,6 +233,9 @@ CONTEXT_WORDS: dict[str, tuple[str, ...]] = {
     "IT_PASSPORT": ("passaporto", "passport"),
     # Not "documento" (Presidio's word for passports and identity cards alike).
     "IT_IDENTITY_CARD": ("identit", "id card", "id_card", "cie ", "cie:", "cie=", "cie_"),
+    "ES_PASSPORT": ("pasaporte", "passport"),
+    "SE_PERSONNUMMER": ("personnummer", "samordningsnummer", "personal identity number",
+                        "svensk id", "swedish id"),
     "CRYPTO": ("wallet", "btc", "bitcoin", "crypto"),
     "MAC_ADDRESS": ("mac", "hardware", "ethernet"),
 }  # fmt: skip
@@ -248,6 +257,7 @@ def _presidio() -> dict[str, Any]:
         MacAddressRecognizer,
         MedicalLicenseRecognizer,
         PlPeselRecognizer,
+        SePersonnummerRecognizer,
         UsSsnRecognizer,
     )
 
@@ -264,6 +274,7 @@ def _presidio() -> dict[str, Any]:
         "pesel": PlPeselRecognizer(),
         "fi": FiPersonalIdentityCodeRecognizer(),
         "vat": ItVatCodeRecognizer(),
+        "se": SePersonnummerRecognizer(),
     }
 
 

@@ -50,6 +50,7 @@ _PRIORITY = {
     "US_SSN": 5,
     "US_ITIN": 5,
     "PL_PESEL": 4,
+    "SE_PERSONNUMMER": 4,
     "UK_NHS": 3,
     "PHONE_NUMBER": 2,
     "US_PASSPORT": 1,
@@ -71,6 +72,10 @@ _ALNUM: tuple[tuple[str, re.Pattern[str], str | None, float, float], ...] = (
     ("IT_DRIVER_LICENSE", re.compile(r"[A-Z]{2}\d{7}[A-Z]|U1[B-HJ-NPR-UW-Z0-9]{7}[A-Z]"), None,
      0.1, 0.8),
     ("IT_PASSPORT", re.compile(r"[A-Z]{2}\d{7}"), None, 0.1, 0.8),
+    ("ES_PASSPORT", re.compile(r"[A-Z]{3}\d{6}"), None, 0.1, 0.8),
+    # YYMMDD-XXXX is also the HETU's shape; the HETU's check character decides without
+    # context, the words (and the Luhn digit) with it.
+    ("SE_PERSONNUMMER", re.compile(r"\d{6}[-+]\d{4}"), "se", 0.3, 0.95),
     ("IT_IDENTITY_CARD", re.compile(r"[A-Z]{2} ?\d{7}|\d{7}[A-Z]{2}|[A-Z]{2}\d{5}[A-Z]{2}"), None,
      0.1, 0.8),
     ("US_PASSPORT", re.compile(r"[A-Z]\d{8}"), None, 0.1, 0.8),
@@ -374,6 +379,13 @@ class Scanner:
             and has("PL_PESEL")
         ):
             cands.append(Finding("PL_PESEL", 0, len(w), 0.9))
+        if (
+            "SE_PERSONNUMMER" in ents
+            and P.SE_PNR_RE.fullmatch(w)
+            and has("SE_PERSONNUMMER")
+            and P.presidio_check("se", w)
+        ):
+            cands.append(Finding("SE_PERSONNUMMER", 0, len(w), 0.95))
         if (
             "IT_VAT_CODE" in ents
             and digits_only

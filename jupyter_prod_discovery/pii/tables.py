@@ -39,6 +39,8 @@ HEADER_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"patente", "IT_DRIVER_LICENSE"),
         (r"identit|\bid card\b|\bcie\b", "IT_IDENTITY_CARD"),
         (r"partita iva|\bp ?iva\b|\bvat\b", "IT_VAT_CODE"),
+        (r"pasaporte", "ES_PASSPORT"),
+        (r"personnummer|samordningsnummer", "SE_PERSONNUMMER"),
         (r"passport", "US_PASSPORT"),
         (r"driv|licen[cs]e|\bdl\b", "US_DRIVER_LICENSE"),
         (r"\bdea\b|medical", "MEDICAL_LICENSE"),
@@ -368,5 +370,6 @@ _WEAK: dict[str, re.Pattern[str]] = {
     "UK_NINO": re.compile(r"[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]$"),
     "IT_DRIVER_LICENSE": re.compile(r"(?:[A-Z]{2}\d{7}[A-Z]|U1[A-Z0-9]{7}[A-Z])$"),
     "IT_PASSPORT": re.compile(r"[A-Z]{2}\d{7}$"),
+    "ES_PASSPORT": re.compile(r"[A-Z]{3}\d{6}$"),
     "IT_IDENTITY_CARD": re.compile(r"(?:[A-Z]{2} ?\d{7}|\d{7}[A-Z]{2}|[A-Z]{2}\d{5}[A-Z]{2})$"),
 }
