@@ -40,7 +40,9 @@ THRESHOLD = 0.5
 Spans = list[tuple[str, int, int]]
 _EXTRA_RECOGNIZERS = (
     "UkNinoRecognizer", "EsNifRecognizer", "EsNieRecognizer", "ItFiscalCodeRecognizer",
-    "PlPeselRecognizer", "FiPersonalIdentityCodeRecognizer",
+    "PlPeselRecognizer", "FiPersonalIdentityCodeRecognizer", "ItDriverLicenseRecognizer",
+    "ItVatCodeRecognizer", "ItPassportRecognizer", "ItIdentityCardRecognizer",
+    "EsPassportRecognizer", "SePersonnummerRecognizer",
 )  # fmt: skip
 
 

@@ -15,8 +15,9 @@ labelled with its exact span. Variety:
   URLs, hashes, UUIDs, package lists, training logs, configuration, prose about code).
 
 Values of entities that need context (bank, passport, driver licence, ITIN, NHS, PESEL,
-medical licence) are always written with it (a key, a header or a phrase), as Presidio's
-recognizers also require.
+medical licence, the Italian ids) are always written with it (a key, a header or a phrase), as
+Presidio's recognizers also require; some of them are 6 to 8 digits only (driver licences of
+the states that issue digits, 8-digit bank accounts), which nothing but that context tells.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ ENTITIES = (
     "EMAIL_ADDRESS", "US_SSN", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "PHONE_NUMBER",
     "UK_NHS", "CRYPTO", "MAC_ADDRESS", "MEDICAL_LICENSE", "US_BANK_NUMBER", "US_DRIVER_LICENSE",
     "US_ITIN", "US_PASSPORT", "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL",
-    "FI_PERSONAL_IDENTITY_CODE", "PERSON", "LOCATION", "DATE_OF_BIRTH",
+    "FI_PERSONAL_IDENTITY_CODE", "IT_DRIVER_LICENSE", "IT_VAT_CODE", "IT_PASSPORT",
+    "IT_IDENTITY_CARD", "ES_PASSPORT", "SE_PERSONNUMMER", "PERSON", "LOCATION", "DATE_OF_BIRTH",
 )  # fmt: skip
 # Values that identify themselves (checksums, distinctive shapes): labelled in header-less tables.
 SELF_EVIDENT = frozenset(
@@ -219,14 +221,73 @@ def fi_code(rng: random.Random) -> str:
     return f"{dd:02d}{mm:02d}{yy:02d}{sep}{n:03d}{'0123456789ABCDEFHJKLMNPRSTUVWXY'[v % 31]}"
 
 
+def it_driver_license(rng: random.Random) -> str:
+    """Presidio's two shapes: two letters, 7 digits, a letter; or U1 and 8 characters."""
+    if rng.random() < 0.7:
+        return f"{_letters(rng, 2)}{_digits(rng, 7)}{_letters(rng, 1)}"
+    body = "".join(rng.choice("BCDEFGHJKLMNPRSTUWXYZ0123456789") for _ in range(7))
+    return f"U1{body}{_letters(rng, 1)}"
+
+
+def it_vat_code(rng: random.Random) -> str:
+    """A partita IVA (7-digit number, 3-digit office, Luhn check digit), bare or with IT."""
+    body = f"{rng.randint(1, 9_999_999):07d}{rng.randint(1, 100):03d}"
+    odd = sum(int(c) for c in body[0::2])
+    even = sum(int(c) * 2 - 9 if int(c) * 2 > 9 else int(c) * 2 for c in body[1::2])
+    code = body + str((10 - (odd + even) % 10) % 10)
+    return rng.choice([code, code, f"IT{code}"])
+
+
+def it_identity_card(rng: random.Random) -> str:
+    """Paper card (AB1234567, AB 1234567), CIE 2.0 (1234567AB) or CIE 3.0 (CA12345AB)."""
+    kind = rng.choice(["paper", "paper_space", "cie2", "cie3"])
+    if kind == "paper":
+        return f"{_letters(rng, 2)}{_digits(rng, 7)}"
+    if kind == "paper_space":
+        return f"{_letters(rng, 2)} {_digits(rng, 7)}"
+    if kind == "cie2":
+        return f"{_digits(rng, 7)}{_letters(rng, 2)}"
+    return f"C{_letters(rng, 1)}{_digits(rng, 5)}{_letters(rng, 2)}"
+
+
+def intl_phone(rng: random.Random, loc: str) -> str:
+    """A number of ``loc``'s mobile range that ``phonenumbers`` holds valid (some blocks of a
+    range are unassigned: drawn again, so that every label is a real number)."""
+    import phonenumbers
+
+    cc, pat = INTL_PHONES[loc]
+    while True:
+        n = f"{cc} " + pat.format(*(rng.randint(0, 9) for _ in range(pat.count("{}"))))
+        if phonenumbers.is_valid_number(phonenumbers.parse(n, None)):
+            return n
+
+
+def personnummer(rng: random.Random) -> str:
+    """A Swedish personnummer (birth date, 3 digits, Luhn digit) in one of its layouts:
+    YYMMDD-XXXX, YYYYMMDD-XXXX, or the 12 or 10 digits alone."""
+    year, mm, dd = rng.randint(1930, 2015), rng.randint(1, 12), rng.randint(1, 28)
+    body = f"{year % 100:02d}{mm:02d}{dd:02d}{_digits(rng, 3)}"
+    total = 0
+    for i, c in enumerate(body):
+        d = int(c) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    ten = body + str((10 - total % 10) % 10)
+    return rng.choice(
+        [f"{ten[:6]}-{ten[6:]}", f"{year // 100}{ten[:6]}-{ten[6:]}", f"{year // 100}{ten}", ten]
+    )
+
+
+def _letters(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(string.ascii_uppercase) for _ in range(n))
+
+
 def value(entity: str, rng: random.Random, loc: str = "us") -> str:
     """One generated value of ``entity`` (names and phones of locale ``loc``)."""
     if entity in ("EMAIL_ADDRESS", "US_SSN", "IBAN_CODE", "IP_ADDRESS"):
         return base.value(entity, rng)
     if entity == "PHONE_NUMBER":
         if loc in INTL_PHONES and rng.random() < 0.8:
-            cc, pat = INTL_PHONES[loc]
-            return f"{cc} " + pat.format(*(rng.randint(0, 9) for _ in range(pat.count("{}"))))
+            return intl_phone(rng, loc)
         return base.value(entity, rng)
     if entity == "CREDIT_CARD":
         return card(rng)
@@ -238,8 +299,11 @@ def value(entity: str, rng: random.Random, loc: str = "us") -> str:
     if entity == "MEDICAL_LICENSE":
         return dea(rng)
     if entity == "US_BANK_NUMBER":
-        return _digits(rng, rng.randint(10, 12))
+        return _digits(rng, rng.randint(8, 12))  # 8 digits: known only by its context
     if entity == "US_DRIVER_LICENSE":
+        # Many states issue digits only, 6 to 9 of them: known only by their context.
+        if rng.random() < 0.5:
+            return _digits(rng, rng.randint(6, 9))
         return rng.choice(string.ascii_uppercase) + _digits(rng, 7)
     if entity == "US_ITIN":
         return f"9{_digits(rng, 2)}-{rng.choice(['70', '78', '81', '90', '94'])}-{_digits(rng, 4)}"
@@ -259,6 +323,18 @@ def value(entity: str, rng: random.Random, loc: str = "us") -> str:
         return pesel(rng)
     if entity == "FI_PERSONAL_IDENTITY_CODE":
         return fi_code(rng)
+    if entity == "IT_DRIVER_LICENSE":
+        return it_driver_license(rng)
+    if entity == "IT_VAT_CODE":
+        return it_vat_code(rng)
+    if entity == "IT_PASSPORT":
+        return f"{_letters(rng, 2)}{_digits(rng, 7)}"
+    if entity == "IT_IDENTITY_CARD":
+        return it_identity_card(rng)
+    if entity == "ES_PASSPORT":
+        return f"{_letters(rng, 3)}{_digits(rng, 6)}"
+    if entity == "SE_PERSONNUMMER":
+        return personnummer(rng)
     if entity == "PERSON":
         return f"{rng.choice(FIRST[loc])} {rng.choice(LAST[loc])}"
     if entity == "LOCATION":
@@ -290,6 +366,12 @@ SENTENCES = {
     "IT_FISCAL_CODE": ["Codice fiscale {} verificato.", "Fiscal code {} on the contract."],
     "PL_PESEL": ["PESEL {} zweryfikowany.", "Customer PESEL {} stored."],
     "FI_PERSONAL_IDENTITY_CODE": ["Henkilötunnus {} tallennettu.", "HETU {} verified."],
+    "IT_DRIVER_LICENSE": ["Patente di guida {} rinnovata.", "Italian driving licence {} on file."],
+    "IT_VAT_CODE": ["Partita IVA {} della società.", "VAT number {} on the invoice."],
+    "IT_PASSPORT": ["Passaporto {} rilasciato a Roma.", "Italian passport {} scanned."],
+    "IT_IDENTITY_CARD": ["Carta d'identità {} valida.", "Identity card {} checked at the desk."],
+    "ES_PASSPORT": ["Número de pasaporte {} del titular.", "Spanish passport {} scanned."],
+    "SE_PERSONNUMMER": ["Personnummer {} registrerat.", "Her personal identity number is {}."],
     "PERSON": ["Yesterday {} signed the contract.", "I met {} at the branch office.",
                "The account belongs to {}, who moved last year.", "Ask {} about the refund."],
 }  # fmt: skip
@@ -300,7 +382,10 @@ LOG_KEYS = {
     "US_BANK_NUMBER": "bank_account", "US_DRIVER_LICENSE": "driver_license", "US_ITIN": "itin",
     "US_PASSPORT": "passport", "UK_NINO": "nino", "ES_NIF": "nif", "ES_NIE": "nie",
     "IT_FISCAL_CODE": "codice_fiscale", "PL_PESEL": "pesel",
-    "FI_PERSONAL_IDENTITY_CODE": "hetu",
+    "FI_PERSONAL_IDENTITY_CODE": "hetu", "IT_DRIVER_LICENSE": "patente",
+    "IT_VAT_CODE": "partita_iva", "IT_PASSPORT": "passaporto",
+    "IT_IDENTITY_CARD": "carta_identita", "ES_PASSPORT": "pasaporte",
+    "SE_PERSONNUMMER": "personnummer",
 }  # fmt: skip
 HEADERS = {
     **{k: v for k, v in LOG_KEYS.items() if k != "EMAIL_ADDRESS"},
@@ -412,7 +497,9 @@ def customers_doc(kind: str, rows: int = 1000) -> Doc:
 def negatives(seed: int = 11, size: int = 300_000) -> list[Doc]:
     """About ``size`` characters of PII-free technical output."""
     rng = random.Random(seed)
-    makers = [_pip_list, _training_log, _config, _prose_about_code, _metrics_table, _k8s]
+    makers = [
+        _pip_list, _training_log, _config, _prose_about_code, _metrics_table, _k8s, _jobs_log,
+    ]  # fmt: skip
     docs = base.negatives(seed, size // 2)
     total = sum(len(d.text) for d in docs)
     while total < size:
@@ -482,4 +569,22 @@ def _k8s(rng: random.Random) -> str:
         f"{rng.randint(1, 254)}.ec2.internal\nStart Time:   Mon, 21 Nov 2026 06:{rng.randint(10, 59)}:00\n"
         f"Status:       Running\nRestart Count: {rng.randint(0, 9)}\n"
         f"Container ID: containerd://{hashlib.sha256(str(rng.random()).encode()).hexdigest()}\n"
+    )
+
+
+def _jobs_log(rng: random.Random) -> str:
+    """A service's log where the key words of short ids stand beside numbers that are none:
+    ids of a driver or an account, sizes, durations, versions, licences of software."""
+    n = rng.randint
+    return (
+        f"INFO dispatch: trip {n(10**6, 10**8)} driver_id={n(10**5, 10**7)} "
+        f"eta={n(100, 9999)}s\n"
+        f"INFO billing: account_id={n(10**7, 10**8 - 1)} invoices={n(1, 99)} "
+        f"bytes={n(10**6, 10**8)}\n"
+        f"INFO spark: driver memory {n(1024, 65536)} MB, driver took {n(10**5, 10**7)} ms; "
+        f"bank of {n(2, 64)} workers\n"
+        f"WARN license check: {n(1, 9)} of {n(10, 99)} seats; License: BSD-3-Clause, "
+        f"build {n(10**6, 10**8)}\n"
+        f"DEBUG accounts: {n(10**6, 10**8)} rows scanned in {n(100, 99999)} ms, "
+        f"{n(1, 999)} accounts locked\n"
     )

@@ -109,6 +109,24 @@ def test_luhn_invalid_and_id_columns_are_not_cards() -> None:
         ("codice fiscale RSSMRA85T10A562S", "IT_FISCAL_CODE"),
         ("PESEL 44051401359", "PL_PESEL"),
         ("hetu 131052-308T", "FI_PERSONAL_IDENTITY_CODE"),
+        ("patente di guida AB1234567C", "IT_DRIVER_LICENSE"),
+        ("patente U1X4Z7B9KQ", "IT_DRIVER_LICENSE"),
+        ("partita IVA 01234567897", "IT_VAT_CODE"),
+        ("VAT number IT01234567897", "IT_VAT_CODE"),
+        ("passaporto YA1234567", "IT_PASSPORT"),
+        ("carta d'identità AB 1234567", "IT_IDENTITY_CARD"),
+        ("CIE 1234567AB", "IT_IDENTITY_CARD"),
+        ("identity card CA12345AB", "IT_IDENTITY_CARD"),
+        ("pasaporte AAA123456", "ES_PASSPORT"),
+        ("personnummer 811228-9874", "SE_PERSONNUMMER"),
+        ("personnummer 811228+9874", "SE_PERSONNUMMER"),
+        ("Personnummer: 19811228-9874", "SE_PERSONNUMMER"),
+        ("personnummer=198112289874", "SE_PERSONNUMMER"),
+        ("Driver license 1234567 expires soon.", "US_DRIVER_LICENSE"),
+        ("driver_license=650000 status=200", "US_DRIVER_LICENSE"),
+        ("Verified driver's license no. 07654321.", "US_DRIVER_LICENSE"),
+        ("bank account number: 12345678", "US_BANK_NUMBER"),
+        ("acct=00123456 ok", "US_BANK_NUMBER"),
         ("Yesterday Agnieszka Wiśniewska signed.", "PERSON"),
     ],
 )
@@ -118,6 +136,46 @@ def test_each_entity_with_its_context(text: str, entity: str) -> None:
 
 def test_weak_ids_need_context() -> None:
     assert _spans(PIIPolicy(), "rows 123456789012 and A1234567 and 912345678") == []
+    # Italian shapes without their words; a VAT code whose check digit is wrong.
+    quiet = "ref AB1234567C, YA1234567, 1234567AB, CA12345AB; partita IVA 01234567890"
+    assert _spans(PIIPolicy(), quiet) == []
+    # A personnummer's shape in a build name; one whose Luhn digit is wrong; a bare passport.
+    quiet = "release-19811228-9874 ref AAA123456; personnummer 811228-9875"
+    assert _spans(PIIPolicy(), quiet) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "took 1234567 ms",  # no key
+        "driver_id=1234567 trip=98765432",  # the id of a driver, not a licence
+        "accounts: 66479012 rows scanned",  # a plural counts them
+        "bank account 1234567",  # 7 digits: shorter than any bank account Presidio knows
+        "license 12345",  # 5 digits
+        "license 123456789012345678",  # a longer run is not cut into a short id
+        "driver memory 4096 MB; driver took 1234567 ms",  # a word between key and number
+        "license version 1234567.5",  # a decimal
+    ],
+)
+def test_short_ids_need_their_key_next_to_them(text: str) -> None:
+    assert _spans(PIIPolicy(), text) == []
+
+
+def test_short_ids_in_a_table_column_named_for_them() -> None:
+    rows = [["1", "1234567", "12345678"], ["2", "650001", "87654321"]]
+    for kind in ("dataframe", "html"):
+        text = L._table(kind, ["id", "driver_license", "bank_account"], rows, [None] * 3).text
+        found = PIIPolicy().scan(text).entities
+        assert found == {"US_DRIVER_LICENSE": 2, "US_BANK_NUMBER": 2}, kind
+
+
+def test_italian_ids_in_columns_and_a_generic_header_yields_to_their_shape() -> None:
+    rows = [["YA1234567", "1234567AB", "01234567897"], ["YB7654321", "CA12345AB", "IT01234567897"]]
+    header = ["passport", "carta_identita", "partita_iva"]
+    for kind in ("dataframe", "html"):
+        text = L._table(kind, header, rows, [None] * 3).text
+        found = PIIPolicy().scan(text).entities
+        assert found == {"IT_PASSPORT": 2, "IT_IDENTITY_CARD": 2, "IT_VAT_CODE": 2}, kind
 
 
 def test_optional_entities_only_when_the_policy_lists_them() -> None:

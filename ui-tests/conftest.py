@@ -17,10 +17,14 @@ from lab_support import (
     LOAD_TIMEOUT,
     Lab,
     LabOptions,
+    demo_dsn,
+    free_port,
     run_lab,
     shot,
 )
 
+from jupyter_prod_discovery.demo.process import DemoProcess
+from jupyter_prod_discovery.demo.seed import postgres_reachable
 from jupyter_prod_discovery.pytest_plugin import CHROMIUM, CHROMIUM_ARGS, require
 
 
@@ -61,6 +65,22 @@ def browser() -> Iterator[Any]:
 def lab(lab_options: LabOptions) -> Iterator[Lab]:
     with run_lab(lab_options) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[DemoProcess]:
+    """The real demo (``jupyter prod-discovery demo``: OpenBao, the trusted service, the
+    sample database and JupyterLab), once per module: it takes tens of seconds to start.
+
+    The first-hour test starts its own through ``scripts/demo.sh``, since stopping it the way
+    a terminal does is what it checks.
+    """
+    require(postgres_reachable(demo_dsn()), f"PostgreSQL is unreachable at {demo_dsn()}")
+    proc = DemoProcess(free_port())
+    try:
+        yield proc.start(timeout=300)
+    finally:
+        proc.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,13 @@ CHECKOUT_LABEXTENSION = (
 LOAD_TIMEOUT = 120_000
 
 
+def demo_dsn() -> str:
+    """The PostgreSQL superuser DSN the demo seeds its sample database with."""
+    from jupyter_prod_discovery.demo.runner import DEFAULT_DSN
+
+    return os.environ.get("PROD_DISCOVERY_DEMO_DSN", DEFAULT_DSN)
+
+
 def free_port() -> int:
     import socket
 

@@ -18,7 +18,9 @@ gate — through :meth:`PIIPolicy.scan`, :meth:`PIIPolicy.scan_bundle` and
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 from traitlets import Bool, Dict, Enum, Float, List, TraitError, Unicode, validate
@@ -36,6 +38,7 @@ _RANK = {a: i for i, a in enumerate(ACTIONS)}
 NER_ENTITIES = ("PERSON", "LOCATION")
 # Column-level and name entities (tables by header, prose by gazetteer), and credentials.
 DEFAULT_ENTITIES = (*PATTERN_ENTITIES, "PERSON", "DATE_OF_BIRTH", "LOCATION", CREDENTIAL)
+_TYPE = itemgetter(0)  # a Finding's entity_type, read in C
 # MIME types whose text is scanned in an output bundle, in the order they are tried.
 HTML_MIME = "text/html"
 
@@ -48,9 +51,9 @@ class Verdict:
     def __init__(self, action: str, findings: list[Finding]) -> None:
         self.action = action
         self.findings = findings
-        self.entities: dict[str, int] = {}
-        for f in findings:
-            self.entities[f.entity_type] = self.entities.get(f.entity_type, 0) + 1
+        # Counted in C (a 1,000-row table yields thousands of findings): same order and
+        # counts as a loop over the findings.
+        self.entities: dict[str, int] = dict(Counter(map(_TYPE, findings)))
 
     def merge(self, other: Verdict, per_value: bool = False) -> None:
         """Fold ``other`` in: the most severe action; counts summed, or (``per_value``, for two
@@ -276,16 +279,10 @@ class PIIPolicy(Configurable):
 
     def decide(self, findings: list[Finding]) -> Verdict:
         """Keep findings at or above threshold; the overall action is the most severe one."""
-        thresholds: dict[str, float] = {}
-        kept: list[Finding] = []
-        for f in findings:
-            t = thresholds.get(f.entity_type)
-            if t is None:
-                t = thresholds[f.entity_type] = self.threshold_for(f.entity_type)
-            if f.score >= t:
-                kept.append(f)
+        thresholds = {e: self.threshold_for(e) for e in set(map(_TYPE, findings))}
+        kept = [f for f in findings if f[3] >= thresholds[f[0]]]  # (type, start, end, score)
         action = "allow"
-        for entity in {f.entity_type for f in kept}:
+        for entity in set(map(_TYPE, kept)):
             a = self.action_for(entity)
             if _RANK[a] > _RANK[action]:
                 action = a
