@@ -178,14 +178,15 @@ class ExecutionPaths(LoggingConfigurable):
         self.websocket_refused = state == "refused"
 
     def install_gates(self, app: Any) -> int:
-        """Swap the handlers of the execute endpoints and terminals for gated subclasses."""
+        """Swap the handlers of the execute endpoints, terminals and (for directory copies
+        with a contents manager not ours) contents for gated subclasses."""
         from .._compat import wrap_route_targets
-        from . import terminals
+        from . import save, terminals
 
         def wrap(cls: type) -> type | None:
             if getattr(cls, "pd_gated", False):
                 return None
-            gate = _gate_for(cls) or terminals.gate_for(cls)
+            gate = _gate_for(cls) or terminals.gate_for(cls) or save.gate_for(cls)
             if gate is None:
                 return None
             return type(f"Gated{cls.__name__}", (gate, cls), {"pd_gated": True})
