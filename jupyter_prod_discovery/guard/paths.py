@@ -364,12 +364,23 @@ class DocumentsExecuteGate(_ExecuteGate):
     def _pd_attribute(self, paths: ExecutionPaths, body: dict[str, Any]) -> None:
         cells = body.get("cells")
         if isinstance(cells, list) and cells:
+            # Each cell as the API names it: its id and the hash of the source the user ran,
+            # matched to the execute_request carrying that source (not to the order they run).
+            named = [_cell_named(c) for c in cells]
             self._pd_expected = paths.attributions.expect(
-                self._pd_kernel_id(),
-                self.pd_via,
-                self.current_user,
-                count=len(cells),
+                self._pd_kernel_id(), self.pd_via, self.current_user, cells=named
             )
+
+
+def _cell_named(entry: Any) -> tuple[str | None, str | None]:
+    """(cell_id, source_hash) of one entry of a jupyter-server-documents execute request."""
+    if not isinstance(entry, dict):
+        return (entry if isinstance(entry, str) else None), None
+    cell, source_hash = entry.get("cell_id"), entry.get("source_hash")
+    return (
+        str(cell) if cell is not None else None,
+        str(source_hash) if source_hash is not None else None,
+    )
 
 
 class WebsocketRefusal(_WsHandler):
