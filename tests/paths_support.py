@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from guard_support import Recorder
+from jupyter_server.auth.identity import IdentityProvider, User
 
 SSN, EMAIL = "536-22-1234", "ann.smith@example.com"
 #: Code that prints both values, one of them split across two flushes 0.6 s apart.
@@ -19,6 +20,18 @@ PII_CODE = (
     "print('1234 end')\n"
     f"'{EMAIL}'"
 )
+
+
+class HeaderIdentityProvider(IdentityProvider):
+    """Token authentication, with the user named by the ``X-Test-User`` header: two users of
+    one server in one test (plain token auth names every request anew)."""
+
+    async def get_user(self, handler: Any) -> User | None:  # type: ignore[override]
+        user = await self._get_user(handler)
+        name = handler.request.headers.get("X-Test-User")
+        if user is None or not name:
+            return user
+        return User(username=name, name=name)
 
 
 def need(module: str) -> None:

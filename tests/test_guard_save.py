@@ -14,7 +14,7 @@ from guard_support import Recorder
 from tornado.httpclient import HTTPClientError
 
 from jupyter_prod_discovery.cli import main
-from jupyter_prod_discovery.guard.save import GuardedContentsManager
+from jupyter_prod_discovery.guard.save import COPY_DIR_REASON, GuardedContentsManager
 
 SSN, EMAIL = "536-22-1234", "ann.smith@example.com"
 
@@ -196,6 +196,104 @@ async def test_rename_refused_by_policy_keeps_old_name(jp_fetch: Any, jp_root_di
     assert (jp_root_dir / "dump.bin").exists() and not (jp_root_dir / "d.csv").exists()
 
 
+def _tree(root: Path, ssn_line: str = f"1;{SSN}\n") -> None:
+    """A directory written outside the contents API (e.g. by a kernel): clean and PII files."""
+    (root / "d" / "sub").mkdir(parents=True)
+    (root / "d" / "clean.txt").write_text("nothing here\n")
+    (root / "d" / "sub" / "p.csv").write_text(ssn_line)
+    nb = _notebook(f"mail {EMAIL}")
+    (root / "d" / "sub" / "n.ipynb").write_text(json.dumps(nb))
+
+
+async def _copy(jp_fetch: Any, source: str, dest: str = "") -> Any:
+    return await jp_fetch(
+        "api", "contents", dest, method="POST", body=json.dumps({"copy_from": source})
+    )
+
+
+async def test_directory_copy_scans_and_redacts_every_file(
+    jp_fetch: Any, jp_root_dir: Path, recorder: Recorder
+) -> None:
+    _tree(jp_root_dir)
+    reply = json.loads((await _copy(jp_fetch, "d")).body)
+    assert reply["path"] == "d-Copy1" and reply["type"] == "directory"
+    copy = jp_root_dir / "d-Copy1"
+    assert (copy / "clean.txt").read_text() == "nothing here\n"
+    assert (copy / "sub" / "p.csv").read_text() == "1;<US_SSN>\n"
+    copied_nb = (copy / "sub" / "n.ipynb").read_text()
+    assert EMAIL not in copied_nb and "<EMAIL_ADDRESS>" in copied_nb
+    assert (jp_root_dir / "d" / "sub" / "p.csv").read_text() == f"1;{SSN}\n"  # source as it was
+    assert sorted(p.name for p in jp_root_dir.iterdir()) == ["d", "d-Copy1"]  # no staging left
+    paths = sorted({e["path"] for e in recorder.of("pii")})
+    assert paths == ["d/sub/n.ipynb", "d/sub/p.csv"]
+    assert all(u is not None for k, _, u in recorder.events if k == "pii")
+
+
+async def test_directory_copy_of_clean_tree_is_identical(jp_fetch: Any, jp_root_dir: Path) -> None:
+    (jp_root_dir / "c" / "x").mkdir(parents=True)
+    (jp_root_dir / "c" / "x" / "a.bin").write_bytes(bytes(range(256)))
+    (jp_root_dir / "dest").mkdir()
+    reply = json.loads((await _copy(jp_fetch, "c", "dest")).body)
+    assert reply["path"].startswith("dest/c")
+    assert (jp_root_dir / reply["path"] / "x" / "a.bin").read_bytes() == bytes(range(256))
+
+
+@pytest.mark.parametrize("guard_config", [{"PIIPolicy": {"actions": {"US_SSN": "block"}}}])
+async def test_directory_copy_refused_by_policy_leaves_nothing(
+    jp_fetch: Any, jp_root_dir: Path, recorder: Recorder
+) -> None:
+    _tree(jp_root_dir)
+    with pytest.raises(HTTPClientError) as err:
+        await _copy(jp_fetch, "d")
+    assert err.value.code == 403
+    body = json.loads(err.value.response.body)  # type: ignore[union-attr]
+    assert "d/sub/p.csv" in body["message"] and "US_SSN x1" in body["message"]
+    assert SSN not in body["message"]
+    assert sorted(p.name for p in jp_root_dir.iterdir()) == ["d"]
+    assert any(e["action"] == "block" for e in recorder.of("pii"))
+
+
+async def test_directory_copy_with_unscannable_file_is_refused(
+    jp_fetch: Any, jp_root_dir: Path
+) -> None:
+    _tree(jp_root_dir)
+    nb = _notebook("x")
+    nb["cells"][0]["outputs"] = [None]
+    (jp_root_dir / "d" / "bad.ipynb").write_text(json.dumps(nb))
+    with pytest.raises(HTTPClientError) as err:
+        await _copy(jp_fetch, "d")
+    assert err.value.code == 400
+    message = json.loads(err.value.response.body)["message"]  # type: ignore[union-attr]
+    assert "d/bad.ipynb could not be scanned" in message and "cell 1" in message
+    assert sorted(p.name for p in jp_root_dir.iterdir()) == ["d"]
+
+
+async def _rename(jp_fetch: Any, old: str, new: str) -> Any:
+    return await jp_fetch("api", "contents", old, method="PATCH", body=json.dumps({"path": new}))
+
+
+async def test_directory_rename_scans_every_file(jp_fetch: Any, jp_root_dir: Path) -> None:
+    _tree(jp_root_dir)
+    await _rename(jp_fetch, "d", "e")
+    assert (jp_root_dir / "e" / "sub" / "p.csv").read_text() == "1;<US_SSN>\n"
+    assert EMAIL not in (jp_root_dir / "e" / "sub" / "n.ipynb").read_text()
+    assert (jp_root_dir / "e" / "clean.txt").read_text() == "nothing here\n"
+
+
+@pytest.mark.parametrize("guard_config", [{"PIIPolicy": {"actions": {"US_SSN": "block"}}}])
+async def test_directory_rename_refused_by_policy_keeps_old_name(
+    jp_fetch: Any, jp_root_dir: Path
+) -> None:
+    _tree(jp_root_dir)
+    with pytest.raises(HTTPClientError) as err:
+        await _rename(jp_fetch, "d", "e")
+    assert err.value.code == 403
+    assert "e/sub/p.csv" in json.loads(err.value.response.body)["message"]  # type: ignore[union-attr]
+    assert sorted(p.name for p in jp_root_dir.iterdir()) == ["d"]
+    # Refused as a whole: no file was rewritten either (the email is still there).
+    assert EMAIL in (jp_root_dir / "d" / "sub" / "n.ipynb").read_text()
+
+
 def _rich_notebook() -> dict[str, Any]:
     nb = nbformat.v4.new_notebook()
     nb.metadata["title"] = f"owner {EMAIL}"
@@ -305,6 +403,15 @@ async def test_other_contents_manager_gets_hook_that_fails_closed(
     assert not (jp_root_dir / "h.ipynb").exists()
     model = {"type": "file", "format": "text", "chunk": 1, "content": SSN}
     assert "Chunked uploads" in await _refused(jp_fetch, "h.csv", model, 403)
+    # A directory copy saves nothing (no hook runs): refused with the reason; a file copy saves.
+    _tree(jp_root_dir)
+    with pytest.raises(HTTPClientError) as err:
+        await _copy(jp_fetch, "d")
+    assert err.value.code == 403
+    assert COPY_DIR_REASON in json.loads(err.value.response.body)["message"]  # type: ignore[union-attr]
+    assert not (jp_root_dir / "d-Copy1").exists()
+    reply = json.loads((await _copy(jp_fetch, "d/sub/p.csv", "d")).body)
+    assert (jp_root_dir / reply["path"]).read_text() == "1;<US_SSN>\n"
 
 
 def test_scan_cli_reports_json_findings(tmp_path: Path, capsys: Any) -> None:

@@ -4,6 +4,7 @@ recorded with the user who asked for it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -22,7 +23,11 @@ def _installed() -> None:
 
 @pytest.fixture
 def prod_discovery_extension_config() -> dict[str, Any]:
-    return server_config("jupyter_server_documents", "jupyter_server_fileid")
+    return server_config(
+        "jupyter_server_documents",
+        "jupyter_server_fileid",
+        ServerApp={"identity_provider_class": "paths_support.HeaderIdentityProvider"},
+    )
 
 
 async def test_documents_websocket_class_composed(jp_serverapp: Any, jp_fetch: Any) -> None:
@@ -114,3 +119,75 @@ async def test_server_side_execution_redacted_in_document(
     assert request["via"] == "server-side:jupyter-server-documents"
     assert request["kernel_id"] == kid
     assert user is not None and user.username
+
+
+async def _open_notebook(
+    jp_serverapp: Any, jp_fetch: Any, jp_root_dir: Any, cells: dict[str, str]
+) -> tuple[str, str, Any]:
+    """A notebook with these code cells (id -> source) open in a room with its kernel."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src, id=cid) for cid, src in cells.items()]
+    nbformat.write(nb, str(jp_root_dir / "shared.ipynb"))
+    model = {"path": "shared.ipynb", "name": "shared.ipynb", "type": "notebook"} | {
+        "kernel": {"name": "python3"}
+    }
+    session = json.loads(
+        (await jp_fetch("api", "sessions", method="POST", body=json.dumps(model))).body
+    )
+    settings = jp_serverapp.web_app.settings
+    room_id = f"json:notebook:{settings['file_id_manager'].index('shared.ipynb')}"
+    room = settings["yroom_manager"].get_room(room_id)
+    ydoc = await room.get_jupyter_ydoc()
+    await wait_for(lambda: len(ydoc.ycells) == len(cells) and room._kernel_client is not None)
+    return str(session["kernel"]["id"]), room_id, ydoc
+
+
+async def test_concurrent_server_side_executions_attributed_by_request_not_order(
+    jp_serverapp: Any, jp_fetch: Any, jp_root_dir: Any, recorder: Recorder
+) -> None:
+    from jupyter_server_documents.rooms.ynotebook_room import _source_hash
+
+    codes = {"cell-ann": f"print('ann {SSN}')", "cell-bob": f"print('bob {EMAIL}')"}
+    kid, room_id, ydoc = await _open_notebook(jp_serverapp, jp_fetch, jp_root_dir, codes)
+
+    async def run(cell: str, user: str, **order: str) -> Any:
+        body = {
+            "document_id": room_id,
+            "cells": [{"cell_id": cell, "source_hash": _source_hash(codes[cell])}],
+            **order,
+        }
+        return await jp_fetch(
+            "api", "kernels", kid, "execute", method="POST", body=json.dumps(body),
+            headers={"X-Test-User": user},
+        )  # fmt: skip
+
+    # Ann asks first, but her request waits for Bob's to be queued: Bob's cell runs first. By
+    # order of the requests, each execution would be recorded as the other user's.
+    attributions = jp_serverapp.web_app.settings["prod_discovery"].execution_paths.attributions
+    ann = asyncio.ensure_future(run("cell-ann", "ann", previous_request_id="r-bob"))
+    await wait_for(lambda: len(attributions._pending.get(kid, ())) == 1)
+    await run("cell-bob", "bob", request_id="r-bob")
+    assert (await ann).code == 200
+
+    def done() -> bool:
+        return all(
+            c.get("execution_state") == "idle" and c.to_py().get("outputs") for c in ydoc.ycells
+        )
+
+    await wait_for(done)
+    await wait_for(lambda: sum(e["source"] == "live" for e in recorder.of("pii")) >= 2)
+    runs = {d["code"]: (d, u) for d, u in executions(recorder)}
+    ann_run, ann_user = runs[codes["cell-ann"]]
+    bob_run, bob_user = runs[codes["cell-bob"]]
+    requests = [d["code"] for d, _ in executions(recorder)]
+    assert requests.index(codes["cell-bob"]) < requests.index(codes["cell-ann"])  # Bob's first
+    assert (ann_user.username, ann_run["cell_id"]) == ("ann", "cell-ann")
+    assert (bob_user.username, bob_run["cell_id"]) == ("bob", "cell-bob")
+    # The findings in each execution's output: linked to it by msg_id, with its user.
+    # (a save of the document by the room, with outputs already redacted, may add its own)
+    live = [(d, u) for k, d, u in recorder.events if k == "pii" and d["source"] == "live"]
+    found = {d["msg_id"]: (d["entities"], u.username) for d, u in live}
+    assert found[ann_run["msg_id"]] == ({"US_SSN": 1}, "ann")
+    assert found[bob_run["msg_id"]] == ({"EMAIL_ADDRESS": 1}, "bob")
+    replies = {d["msg_id"]: u.username for d, u in executions(recorder, "reply")}
+    assert replies[ann_run["msg_id"]] == "ann" and replies[bob_run["msg_id"]] == "bob"

@@ -26,11 +26,6 @@ def terminals_mode() -> str:
     return "audit"
 
 
-@pytest.fixture
-def prod_discovery_extension_config(terminals_mode: str) -> dict[str, Any]:
-    return server_config("jupyter_server_terminals", ProdDiscoveryApp={"terminals": terminals_mode})
-
-
 async def read_until(ws: Any, marker: str, timeout: float = 60) -> str:
     """Terminal stdout until ``marker`` appears (a bounded wait)."""
     out = ""
@@ -94,18 +89,61 @@ async def test_typed_pii_echo_redacted_in_output_and_record(
     assert SSN not in line["line"] and "<US_SSN>" in line["line"]
 
 
-async def test_value_split_between_reads_not_whole(
+# The halves come from shell variables: the echo of the typed line holds neither.
+SPLIT = "A=536; B=22; printf \"$A-$B-\"; sleep {pause}; printf '1234\\n'; echo DO''NE\r"
+
+
+async def test_value_split_between_reads_held_whole(
     jp_fetch: Any, jp_ws_fetch: Any, recorder: Recorder
 ) -> None:
     name = json.loads((await jp_fetch("api", "terminals", method="POST", body="{}")).body)["name"]
     ws = await jp_ws_fetch("terminals", "websocket", name)
-    # Two reads one second apart; the typed line holds the halves apart (no SSN in the echo).
-    ws.write_message(
-        json.dumps(["stdin", "printf '536-22-'; sleep 1; printf '1234\\n'; echo DO''NE\r"])
-    )
+    ws.write_message(json.dumps(["stdin", SPLIT.format(pause=1)]))
     out = await read_until(ws, "DONE")
+    assert "536-22-" not in out, "the first half of the value was shown"
     assert SSN not in out
-    assert "<US_SSN>" in out  # the second half, found across the seam with the first
+    assert "<US_SSN>\r\n" in out
+    pii = [d for k, d, _ in recorder.events if k == "pii"]
+    assert [d["entities"] for d in pii] == [{"US_SSN": 1}]  # counted once, when it left
+
+
+@pytest.fixture
+def hold_config() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+def prod_discovery_extension_config(terminals_mode: str, hold_config: dict[str, Any]) -> Any:
+    return server_config(
+        "jupyter_server_terminals", ProdDiscoveryApp={"terminals": terminals_mode}, **hold_config
+    )
+
+
+@pytest.mark.parametrize("hold_config", [{"PIIGuard": {"secret_hold_timeout": 0.3}}])
+async def test_held_end_leaves_after_the_hold_and_its_seam_is_still_scanned(
+    jp_fetch: Any, jp_ws_fetch: Any
+) -> None:
+    name = json.loads((await jp_fetch("api", "terminals", method="POST", body="{}")).body)["name"]
+    ws = await jp_ws_fetch("terminals", "websocket", name)
+    ws.write_message(json.dumps(["stdin", SPLIT.format(pause=3)]))
+    # The hold is bounded: the first half is shown once it passed, before the second half...
+    first = await read_until(ws, "536-22-", timeout=2.5)
+    assert "1234" not in first.split("536-22-", 1)[1]
+    # ...which is still scanned with it, across the seam, and redacted.
+    rest = await read_until(ws, "DONE")
+    assert "<US_SSN>\r\n" in rest and SSN not in first + rest
+
+
+@pytest.mark.parametrize("hold_config", [{"PIIGuard": {"secret_hold_timeout": 60}}])
+async def test_typed_digits_echoed_at_once(jp_fetch: Any, jp_ws_fetch: Any) -> None:
+    name = json.loads((await jp_fetch("api", "terminals", method="POST", body="{}")).body)["name"]
+    ws = await jp_ws_fetch("terminals", "websocket", name)
+    ws.write_message(json.dumps(["stdin", "echo READY\r"]))
+    await read_until(ws, "READY\r\n")
+    for key in "4711":
+        ws.write_message(json.dumps(["stdin", key]))
+        # The user's own keystrokes, echoed by the shell, are not held like output digits.
+        await read_until(ws, key, timeout=5)
 
 
 @pytest.mark.parametrize("terminals_mode", ["deny"])

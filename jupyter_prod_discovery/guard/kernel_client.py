@@ -87,7 +87,7 @@ class MessageGuard:
                 "kernel_id": self.kernel_id,
                 "session": header.get("session"),
                 "msg_id": msg_id,
-                "cell_id": metadata.get("cellId") or metadata.get("cell_id"),
+                "cell_id": metadata.get("cellId") or metadata.get("cell_id") or who.cell_id,
                 "code_sha256": code_sha256(code),
                 "code": code,
                 "via": who.via,
@@ -136,7 +136,7 @@ class MessageGuard:
                 self._track_stream(guard, msg_type, parent, msg)
             return False
         who = self.requests.get(parent)
-        where = {"source": "live", "kernel_id": self.kernel_id, "output": msg_type}
+        where = self._where(msg_type, parent)
         if msg_type in SCANNED_TYPES:
             scan = guard.content(msg_type, content, self.kernel_id)
             guard.audit(self.app.audit, where, scan.verdict, who.user if who else None)
@@ -205,8 +205,18 @@ class MessageGuard:
         prev["content"] = {**prev["content"], "text": redact(before, extra_prev)}
         msg["content"] = {**msg["content"], "text": redact(after, extra_next)}
         who = self.requests.get(parent)
-        where = {"source": "live", "kernel_id": self.kernel_id, "output": "stream"}
+        where = self._where("stream", parent)
         guard.audit(self.app.audit, where, verdict, who.user if who else None)
+
+    def _where(self, output: str, parent: str) -> dict[str, Any]:
+        """Where a finding was: the kernel, the message type, and the execute_request it
+        answers (``msg_id``), which links it to that execution's record (user, path, cell)."""
+        return {
+            "source": "live",
+            "kernel_id": self.kernel_id,
+            "output": output,
+            "msg_id": parent or None,
+        }
 
     def _audit_reply(self, parent: str, msg: dict[str, Any]) -> None:
         who = self.requests.pop(parent, None)

@@ -18,9 +18,11 @@ Paths and how each is guarded (``ExecutionPaths.status`` reports them to ``/stat
     gate on the handler states, at request time, who asked (``attribution.py``); nbmodel's
     execution on a *remote* Jupyter server (``"server"`` in the body) passes no guard of ours
     and is refused unless ``allow_unguarded`` names ``nbmodel-remote``.
-``mcp``
+``mcp`` / ``mcp-remote``
     jupyter-mcp-server's tools: a hook on its ``HookRegistry`` marks the executions of each tool
-    call (``mcp:<tool>``) with the authenticated user of the request.
+    call (``mcp:<tool>``) with the authenticated user of the request (``mcp.py``); set to run
+    code on a remote server or in a code sandbox, it cannot be guarded and is refused unless
+    ``allow_unguarded`` names ``mcp-remote``.
 ``terminals``
     ``terminals.py``: audited and guarded, or refused, per ``ProdDiscoveryApp.terminals``.
 """
@@ -35,15 +37,17 @@ from tornado import web
 from traitlets import List, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
-from .attribution import Attributions, mark_via, unmark
+from . import mcp
+from .attribution import Attributions
 from .connection import GuardedWebsocketConnection
 from .kernel_client import GuardedKernelClient, is_guarded
+from .mcp import McpHook
 
 __all__ = ["UNGUARDABLE", "ExecutionPaths", "link"]
 
 CLIENT_CLASS = "jupyter_prod_discovery.guard.kernel_client.GuardedKernelClient"
 #: Paths that may be allowed to run unguarded, by name (``ExecutionPaths.allow_unguarded``).
-UNGUARDABLE = ("kernel-websocket", "kernel-client", "nbmodel-remote")
+UNGUARDABLE = ("kernel-websocket", "kernel-client", "nbmodel-remote", mcp.PATH)
 #: The hook registered on jupyter-mcp-server's process-wide HookRegistry (one server's).
 _MCP_HOOK: Any = None
 _CLIENT_SECTIONS = ("ServerKernelManager", "AsyncIOLoopKernelManager", "AsyncKernelManager")
@@ -68,7 +72,10 @@ class ExecutionPaths(LoggingConfigurable):
         is refused with a 403 naming the reason, and /status shows it). 'kernel-websocket': a
         kernel websocket class we cannot compose with; 'kernel-client': a configured kernel
         client class not derived from GuardedKernelClient; 'nbmodel-remote':
-        jupyter-server-nbmodel's execution on a remote Jupyter server.""",
+        jupyter-server-nbmodel's execution on a remote Jupyter server; 'mcp-remote':
+        jupyter-mcp-server set to run code on a remote Jupyter server or in a code-sandboxes
+        variant (its code_sandbox_url or document_url not 'local', its sandbox_variant not
+        'jupyter-server', or its connect_to_jupyter tool pointing it elsewhere).""",
     )
 
     @validate("allow_unguarded")
@@ -86,6 +93,8 @@ class ExecutionPaths(LoggingConfigurable):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.attributions = Attributions()
+        #: The extension app (its audit), set by ``install``.
+        self.app: Any = None
         #: path -> "guarded" | "refused" | "unguarded" (allowed) | "absent"
         self.states: dict[str, str] = {}
         self.reasons: dict[str, str] = {}
@@ -126,6 +135,7 @@ class ExecutionPaths(LoggingConfigurable):
     def install(self, app: Any) -> None:
         """At initialize_settings: settle the websocket class and the client class."""
         serverapp = app.serverapp
+        self.app = app
         self.compose_websocket(serverapp, app.settings)
         km = getattr(serverapp, "kernel_manager", None)
         configured = None
@@ -178,14 +188,17 @@ class ExecutionPaths(LoggingConfigurable):
         self.websocket_refused = state == "refused"
 
     def install_gates(self, app: Any) -> int:
-        """Swap the handlers of the execute endpoints and terminals for gated subclasses."""
+        """Swap the handlers of the execute endpoints, terminals and (for directory copies
+        with a contents manager not ours) contents for gated subclasses."""
         from .._compat import wrap_route_targets
-        from . import terminals
+        from . import save, terminals
 
         def wrap(cls: type) -> type | None:
             if getattr(cls, "pd_gated", False):
                 return None
-            gate = _gate_for(cls) or terminals.gate_for(cls)
+            gate = (
+                _gate_for(cls) or terminals.gate_for(cls) or save.gate_for(cls) or mcp.gate_for(cls)
+            )
             if gate is None:
                 return None
             return type(f"Gated{cls.__name__}", (gate, cls), {"pd_gated": True})
@@ -218,7 +231,13 @@ class ExecutionPaths(LoggingConfigurable):
                 registry.unregister(_MCP_HOOK)
         _MCP_HOOK = McpHook(self)
         registry.register(_MCP_HOOK)
-        self.states["mcp"] = "guarded"
+        point = enabled.extension_points.get("jupyter_mcp_server")
+        reason = mcp.startup_reason(getattr(point, "app", None))
+        if reason is None:
+            self.states["mcp"] = "guarded"
+        else:
+            # Its endpoints are refused (``mcp.McpRefusal``) unless allowed.
+            self.decide(mcp.PATH, False, reason)
 
 
 def _is_documents_connection(cls: type) -> bool:
@@ -227,41 +246,6 @@ def _is_documents_connection(cls: type) -> bool:
     except ImportError:
         return False
     return issubclass(cls, KernelWebsocketConnection)
-
-
-class McpHook:
-    """jupyter-mcp-server hook: its tool calls run code as ``mcp:<tool>`` for the request's user."""
-
-    # Errors of this hook must not pass silently: an execution it cannot mark is refused.
-    propagate_errors = True
-
-    def __init__(self, paths: ExecutionPaths) -> None:
-        self.paths = paths
-
-    async def on_event(self, event: Any, context: Any = None, **kwargs: Any) -> None:
-        from .attribution import current_request_user
-
-        name = str(getattr(event, "value", event))
-        ctx = context if isinstance(context, dict) else {}
-        live = current_request_user()
-        user = live[1] if live else None
-        if name == "before_tool_call":
-            ctx["pd_via"] = f"mcp:{kwargs.get('tool_name', '?')}"
-            ctx["pd_token"] = mark_via(ctx["pd_via"], user)
-        elif name == "after_tool_call":
-            token = ctx.pop("pd_token", None)
-            if token is not None:
-                unmark(token)
-        elif name == "before_execute":
-            kernel_id, code = kwargs.get("kernel_id"), kwargs.get("code")
-            from .attribution import _VIA
-
-            marked = _VIA.get()
-            via = marked[0] if marked else "mcp:execute"
-            if marked and marked[1] is not None:
-                user = marked[1]
-            if kernel_id and isinstance(code, str):
-                self.paths.attributions.expect(str(kernel_id), via, user, code=code)
 
 
 # --- gates on the execute endpoints -------------------------------------------------------------
@@ -363,12 +347,23 @@ class DocumentsExecuteGate(_ExecuteGate):
     def _pd_attribute(self, paths: ExecutionPaths, body: dict[str, Any]) -> None:
         cells = body.get("cells")
         if isinstance(cells, list) and cells:
+            # Each cell as the API names it: its id and the hash of the source the user ran,
+            # matched to the execute_request carrying that source (not to the order they run).
+            named = [_cell_named(c) for c in cells]
             self._pd_expected = paths.attributions.expect(
-                self._pd_kernel_id(),
-                self.pd_via,
-                self.current_user,
-                count=len(cells),
+                self._pd_kernel_id(), self.pd_via, self.current_user, cells=named
             )
+
+
+def _cell_named(entry: Any) -> tuple[str | None, str | None]:
+    """(cell_id, source_hash) of one entry of a jupyter-server-documents execute request."""
+    if not isinstance(entry, dict):
+        return (entry if isinstance(entry, str) else None), None
+    cell, source_hash = entry.get("cell_id"), entry.get("source_hash")
+    return (
+        str(cell) if cell is not None else None,
+        str(source_hash) if source_hash is not None else None,
+    )
 
 
 class WebsocketRefusal(_WsHandler):

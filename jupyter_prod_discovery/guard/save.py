@@ -15,9 +15,11 @@ any error refuses the save, nothing is ever written unscanned. What it scans:
 Two ways in. ``GuardedContentsManager`` (installed as ``ServerApp.contents_manager_class``
 unless one is configured) scans on a worker thread, so a large save does not stop the server,
 and also guards chunked uploads (spooled privately, scanned whole before the file is written),
-renames and copies. With another contents manager, ``make_pre_save_hook`` is registered on it
-instead: the same scan, on the event loop, for ``save`` (jupyter_server skips pre-save hooks
-after the first chunk of a chunked upload; that path is then refused, see the README).
+renames and copies, of files and of directories (``tree.py``: every file of the tree). With
+another contents manager, ``make_pre_save_hook`` is registered on it instead: the same scan, on
+the event loop, for ``save`` (jupyter_server skips pre-save hooks after the first chunk of a
+chunked upload, and copies a directory without saving its files; both are then refused, see
+``gate_for`` and the README).
 """
 
 from __future__ import annotations
@@ -29,17 +31,33 @@ import json
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from jupyter_server.services.contents.manager import copy_pat
+from jupyter_server.utils import ensure_async
 from tornado.web import HTTPError
 
 from ..pii import Verdict
 from .live import PIIGuard, summary
 from .normalize import kind_of
 from .outputs import apply_to_notebook
+from .tree import copy_scanned, scan_tree
 
-__all__ = ["GuardedContentsManager", "Job", "SaveScanner", "make_pre_save_hook"]
+__all__ = [
+    "COPY_DIR_REASON",
+    "GuardedContentsManager",
+    "Job",
+    "SaveScanner",
+    "gate_for",
+    "make_pre_save_hook",
+]
+
+COPY_DIR_REASON = (
+    "Prod Discovery: copying a directory is refused with this contents manager: it copies the "
+    "files without saving them, so the PII guard cannot scan them (the Prod Discovery contents "
+    "manager scans each file). Copy the files one by one instead."
+)
 
 _KIND_BY_EXT = {
     ".html": "html",
@@ -397,14 +415,61 @@ class GuardedContentsManager(AsyncLargeFileManager):
         if spool is not None:
             spool[0].close()
 
+    async def copy(self, from_path: str, to_path: str | None = None) -> dict[str, Any]:
+        """Copy; a directory is copied with every file scanned before it appears (``tree``).
+
+        A file is copied through ``save`` by the base class (scanned there). A directory is
+        named as jupyter_server names it (``name-Copy1`` inside an existing folder).
+        """
+        scanner = self.pd_scanner
+        if scanner is None or not scanner.guard.enabled or not await self.dir_exists(from_path):
+            return dict(await super().copy(from_path, to_path))
+        path = from_path.strip("/")
+        from_dir, _, from_name = path.rpartition("/")
+        await self.check_folder_size(path)
+        to_name = copy_pat.sub(".", from_name)
+        dest = from_dir if to_path is None else to_path.strip("/")
+        if await self.dir_exists(dest):
+            to_name = await self.increment_filename(to_name, dest, insert="-Copy")
+        target = f"{dest}/{to_name}".strip("/")
+        user = _current_user()
+        jobs: list[Job] = []
+        try:
+            await asyncio.to_thread(
+                copy_scanned,
+                scanner,
+                self._get_os_path(path),
+                self._get_os_path(target),
+                path,
+                target,
+                jobs,
+            )
+        finally:
+            for job in jobs:
+                scanner.record(job, user)
+        return dict(await self.get(target, content=False))
+
     async def rename_file(self, old_path: str, new_path: str) -> None:
-        """Rename, then scan the file under its new name (its type may now be scanned)."""
+        """Rename, then scan the file (or every file of the directory) under its new name; a
+        refused rename is moved back."""
         await super().rename_file(old_path, new_path)
         scanner = self.pd_scanner
         if scanner is None or not scanner.guard.enabled:
             return
         new = new_path.strip("/")
         if await self.dir_exists(new):
+            user = _current_user()
+            jobs: list[Job] = []
+            try:
+                await asyncio.to_thread(
+                    scan_tree, scanner, self._get_os_path(new), new, "Rename", jobs
+                )
+            except HTTPError:
+                await super().rename_file(new_path, old_path)
+                raise
+            finally:
+                for job in jobs:
+                    scanner.record(job, user)
             return
         model = await self.get(new, content=True)
         before = model.get("content")
@@ -418,3 +483,40 @@ class GuardedContentsManager(AsyncLargeFileManager):
                 {"type": model["type"], "format": model.get("format"), "content": model["content"]},
                 new,
             )
+
+
+if TYPE_CHECKING:
+    from jupyter_server.base.handlers import APIHandler as _Handler
+else:
+    _Handler = object
+
+
+class DirectoryCopyRefusal(_Handler):
+    """Mixin for the contents handler when the contents manager is not a
+    :class:`GuardedContentsManager`: a directory copy (``copytree``, no save, no pre-save hook)
+    is refused with a 403 and the reason, while the guard is on."""
+
+    async def prepare(self, *args: Any, **kwargs: Any) -> None:
+        await super().prepare(*args, **kwargs)
+        cm = self.contents_manager
+        if self.request.method != "POST" or isinstance(cm, GuardedContentsManager):
+            return
+        guard = getattr(self.settings.get("prod_discovery"), "pii_guard", None)
+        if guard is None or not guard.enabled:
+            return
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            return  # the handler itself answers the bad body
+        source = body.get("copy_from") if isinstance(body, dict) else None
+        if isinstance(source, str) and await ensure_async(cm.dir_exists(source)):
+            raise HTTPError(403, COPY_DIR_REASON, reason="Directory copy refused by the PII guard")
+
+
+def gate_for(cls: type) -> type | None:
+    """The mixin for jupyter_server's contents handler (see ``paths.install_gates``), or None."""
+    if cls.__module__ == "jupyter_server.services.contents.handlers" and (
+        cls.__name__ == "ContentsHandler"
+    ):
+        return DirectoryCopyRefusal
+    return None
