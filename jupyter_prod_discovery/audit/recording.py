@@ -210,7 +210,7 @@ class _ContentsAuditor:
                 # Nested (copy calling get and save) or metadata only (not a read).
                 result = original(*args, **kwargs)
                 return await result if _awaitable(result) else result
-            token = _in_audited_call.set(True)
+            _in_audited_call.set(True)
             try:
                 user = current_user()
                 path = str(_arg(args, kwargs, path_arg, "path", "") or "").strip("/")
@@ -259,7 +259,10 @@ class _ContentsAuditor:
                     await acknowledge(trail, "contents", data, user)
                 return result
             finally:
-                _in_audited_call.reset(token)
+                # The flag was unset on entry (the nested case returned above). Set back, not
+                # reset(token): a caller that steps this coroutine in another context (seen with
+                # jupyter-server-documents' rooms) would make reset raise and lose the result.
+                _in_audited_call.set(False)
 
         setattr(self.cm, method, wrapper)
 
