@@ -19,13 +19,21 @@ from jupyter_prod_discovery.service.client import ServiceClient
 async def silent_service(tmp_path: Path) -> AsyncIterator[tuple[str, list[bytes]]]:
     """A unix socket that answers the upgrade with 101 and never acknowledges a line."""
     received: list[bytes] = []
+    handlers: list[asyncio.Future[None]] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: prod-discovery-audit/1\r\n\r\n")
-        while data := await reader.read(65536):
-            received.append(data)
-        writer.close()
+        done = asyncio.get_running_loop().create_future()
+        handlers.append(done)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: prod-discovery-audit/1\r\n\r\n"
+            )
+            while data := await reader.read(65536):
+                received.append(data)
+            writer.close()
+        finally:
+            done.set_result(None)
 
     path = str(tmp_path / "silent.sock")
     server = await asyncio.start_unix_server(serve, path)
@@ -33,6 +41,8 @@ async def silent_service(tmp_path: Path) -> AsyncIterator[tuple[str, list[bytes]
         yield f"unix:{path}", received
     finally:
         server.close()
+        # The channel closed its end: each connection's reader sees the end and returns.
+        await asyncio.wait_for(asyncio.gather(*handlers), 5)
 
 
 async def opened(url: str, timeout: float) -> AuditChannel:
