@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ class FakeStream:
         self.open = True
         self.sent: list[tuple[int, str, asyncio.Future[bool] | None]] = []
         self.lock = threading.Lock()
+        self.timeouts: list[float] = []
 
     def ready(self) -> bool:
         try:  # as the channel: only from the loop it runs on
@@ -42,8 +44,13 @@ class FakeStream:
             return False
         return self.open
 
-    def send(self, seq: int, line: str, wait: bool) -> asyncio.Future[bool] | None:
+    def send(
+        self, seq: int, line: str, wait: bool, timeout: float = math.inf
+    ) -> asyncio.Future[bool] | None:
+        self.timeouts.append(timeout)
         fut = asyncio.get_running_loop().create_future() if wait else None
+        if fut is not None and timeout < math.inf:  # as the channel's watchdog
+            asyncio.get_running_loop().call_later(timeout, _resolve, fut, False)
         with self.lock:
             self.sent.append((seq, line, fut))
         return fut
@@ -251,10 +258,11 @@ async def test_flush_trail_writes_what_the_stream_holds(tmp_path: Path) -> None:
 
 
 async def test_record_acknowledged_stream_times_out(tmp_path: Path) -> None:
-    trail, sink, _stream = make_trail(tmp_path)
+    trail, sink, stream = make_trail(tmp_path)
     trail.ack_timeout = 0.2
     try:
         assert not await trail.record_acknowledged("kernel", start("a"))
+        assert stream.timeouts == [0.2]  # the deadline the stream keeps is the trail's
     finally:
         trail.stop()
     assert kernel_ids(sink.store) == ["a"]  # stop writes what the stream still held

@@ -157,6 +157,44 @@ async def test_conflict_with_another_writer_is_retried_and_alerted(
     assert check(postgres_database, signer).ok
 
 
+async def test_conflict_retry_checks_sealed_lines_again_without_false_alerts(
+    postgres_database: str, signer: KeyFileSigner
+) -> None:
+    """The retry after a conflict checks the same events again: a line the server sealed with
+    its stream's key is still one it sealed (the first attempt must not have consumed what the
+    check reads), and a forged one is still flagged, once."""
+    from jupyter_prod_discovery.audit.chain import Chain
+
+    one = await started(postgres_database, signer)
+    two = await started(postgres_database, signer)
+    try:
+        await one.append(ALICE, "srv-1", [event(1)])
+        chain = Chain(await two.session_key(BOB, "srv-2"))
+        body = {
+            "kind": "contents",
+            "schema": "s",
+            "event_id": "e",
+            "ts": "2026-12-05T10:00:00.000000Z",
+            "version": 1,
+            "data": {"action": "get", "path": "b.csv"},
+        }
+        good = chain.seal(dict(body))
+        forged = Chain(b"not the stream's key", chain.seq, chain.head).seal(dict(body))
+        # two still believes the chain is empty: its commit conflicts and is retried.
+        result = await two.append(BOB, "srv-2", [good, forged])
+    finally:
+        await one.stop()
+        await two.stop()
+    assert result["acknowledged"] == 2
+    records = [json.loads(line) for line in read_lines(postgres_database)]
+    alerts = [r["data"] for r in records if r["kind"] == "alert"]
+    assert [(a["server_seq"], a["why"]) for a in alerts] == [
+        (2, "MAC invalid under the stream's key")
+    ]
+    assert all("_sealed" not in r for r in records)
+    assert check(postgres_database, signer).ok
+
+
 async def test_concurrent_servers_lose_nothing(
     postgres_database: str, signer: KeyFileSigner
 ) -> None:

@@ -398,7 +398,8 @@ class AuditTrail(LoggingConfigurable):
         if self._stream is not None:
             sent, fut = self._stream_send(kind, payload, True)
             if sent:
-                return fut is None or await self._stream_acknowledged(fut)
+                # The stream answers False once ack_timeout has passed (no timer per record).
+                return fut is None or await fut
         return await self.wait_written(self._enqueue(kind, payload))
 
     def _stream_send(
@@ -421,19 +422,9 @@ class AuditTrail(LoggingConfigurable):
             line = self._seal(kind, _now(), payload)
             if line is None:
                 return True, None
-            return True, stream.send(self._chain.seq, line, wait)
+            return True, stream.send(self._chain.seq, line, wait, self.ack_timeout)
         finally:
             self._write_lock.release()
-
-    async def _stream_acknowledged(self, fut: asyncio.Future[bool]) -> bool:
-        """Wait for a streamed record's acknowledgment (stored, or spooled by the writer),
-        at most ``ack_timeout``."""
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.ack_timeout, _time_out_false, fut, context=_EMPTY_CONTEXT)
-        try:
-            return await fut
-        finally:
-            timer.cancel()
 
     def write_now(self, kind: str, data: dict[str, Any], *, user: Any = None) -> bool:
         """Check, chain and append one record on this thread, if every sink is ``inline``.
@@ -887,8 +878,3 @@ _EMPTY_CONTEXT = contextvars.Context()
 def _time_out(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError())
-
-
-def _time_out_false(fut: asyncio.Future[bool]) -> None:
-    if not fut.done():
-        fut.set_result(False)

@@ -26,6 +26,7 @@ import asyncio
 import collections
 import json
 import logging
+import math
 import ssl
 import threading
 import time
@@ -72,8 +73,9 @@ class AuditChannel(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
         self._next_attempt = 0.0
-        # (server seq, line, future of the waiter or None, time sent), in the order sent.
-        self._unacked: collections.deque[tuple[int, str, asyncio.Future[bool] | None, float]]
+        # (server seq, line, future of the waiter or None, time sent, the waiter's deadline),
+        # in the order sent.
+        self._unacked: collections.deque[tuple[int, str, asyncio.Future[bool] | None, float, float]]
         self._unacked = collections.deque()
         self._lock = threading.Lock()  # _unacked: the loop appends and acks, the writer settles
         self._watchdog: asyncio.TimerHandle | None = None
@@ -100,33 +102,64 @@ class AuditChannel(asyncio.Protocol):
                 self._connecting = loop.create_task(self._connect())
         return False
 
-    def send(self, seq: int, line: str, wait: bool) -> asyncio.Future[bool] | None:
+    def send(
+        self, seq: int, line: str, wait: bool, timeout: float = math.inf
+    ) -> asyncio.Future[bool] | None:
         """Frame ``line`` (server seq ``seq``) onto the connection; with ``wait`` a future that
-        resolves True once it is stored (or spooled: see :meth:`settle`)."""
+        resolves True once it is stored (or spooled: see :meth:`settle`), False when neither
+        happened within ``timeout`` seconds.
+
+        Why the deadline is kept here and not as a timer per record: one watchdog per
+        connection already wakes for the oldest unacknowledged line; a timer per awaited
+        record (created, pushed on the loop's heap, cancelled, left there until it is due)
+        was a measurable share of the CPU an audited request pays for its acknowledgment.
+        """
         assert self._transport is not None and self.loop is not None
         fut = self.loop.create_future() if wait else None
         now = time.monotonic()
         with self._lock:
             first = not self._unacked
-            self._unacked.append((seq, line, fut, now))
-        self._transport.write(line.encode() + b"\n")
-        if first and self._watchdog is None:
-            self._watchdog = self.loop.call_at(self.loop.time() + self.timeout, self._check_stale)
+            self._unacked.append((seq, line, fut, now, now + timeout if wait else math.inf))
+        self._transport.write((line + "\n").encode())
+        if first or wait:
+            # Armed for the oldest line; earlier only for a waiter whose deadline comes first
+            # (a shorter ack timeout than the connection's), which is rare: one comparison.
+            at = self.loop.time() + (min(self.timeout, timeout) if wait else self.timeout)
+            watchdog = self._watchdog
+            if watchdog is None or watchdog.when() > at:
+                if watchdog is not None:
+                    watchdog.cancel()
+                self._watchdog = self.loop.call_at(at, self._check_stale)
         return fut
 
     def _check_stale(self) -> None:
-        """A connection that stopped acknowledging is broken: its lines go the HTTP way."""
+        """Waiters past their deadline are answered False (their lines stay outstanding, for
+        the writer or a late acknowledgment); a connection that stopped acknowledging is
+        broken: its lines go the HTTP way. Rearmed while anything is outstanding."""
         self._watchdog = None
+        now = time.monotonic()
+        expired: list[asyncio.Future[bool]] = []
         with self._lock:
-            oldest = self._unacked[0][3] if self._unacked else None
-        if oldest is None or self._state != _OPEN:
-            return
-        left = oldest + self.timeout - time.monotonic()
-        if left <= 0:
-            self._break(f"the service did not acknowledge within {self.timeout:g} s")
-        else:
-            assert self.loop is not None
-            self._watchdog = self.loop.call_at(self.loop.time() + left, self._check_stale)
+            if not self._unacked:
+                return
+            oldest = self._unacked[0][3]
+            due = math.inf
+            for _seq, _line, fut, _sent, deadline in self._unacked:
+                if fut is None or fut.done():
+                    continue
+                if deadline <= now:
+                    expired.append(fut)
+                else:
+                    due = min(due, deadline)
+        for fut in expired:
+            fut.set_result(False)
+        if self._state == _OPEN:
+            if oldest + self.timeout <= now:
+                self._break(f"the service did not acknowledge within {self.timeout:g} s")
+            else:
+                due = min(due, oldest + self.timeout)
+        if due < math.inf and self.loop is not None and not self.loop.is_closed():
+            self._watchdog = self.loop.call_at(self.loop.time() + due - now, self._check_stale)
 
     async def _connect(self) -> None:
         assert self.loop is not None
@@ -247,7 +280,7 @@ class AuditChannel(asyncio.Protocol):
     def outstanding(self) -> list[tuple[int, str]]:
         """Lines sent and not acknowledged, in order (seq, line)."""
         with self._lock:
-            return [(seq, line) for seq, line, _f, _t in self._unacked]
+            return [(seq, line) for seq, line, _f, _t, _d in self._unacked]
 
     def healthy(self) -> bool:
         """Open and acknowledging (the writer leaves its outstanding lines to it)."""

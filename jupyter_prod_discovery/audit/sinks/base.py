@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from abc import ABC, ABCMeta, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -35,8 +36,13 @@ class RecordStream(Protocol):
         caller is not running on the stream's event loop (another thread goes the writer's
         way)."""
 
-    def send(self, seq: int, line: str, wait: bool) -> asyncio.Future[bool] | None:
-        """Send one line (chain seq ``seq``); with ``wait`` a future of its acknowledgment."""
+    def send(
+        self, seq: int, line: str, wait: bool, timeout: float = math.inf
+    ) -> asyncio.Future[bool] | None:
+        """Send one line (chain seq ``seq``); with ``wait`` a future of its acknowledgment:
+        True once stored (or settled as stored), False when settled as lost or when neither
+        happened within ``timeout`` seconds (the stream keeps that deadline, so that a request
+        waiting for its record needs no timer of its own)."""
 
     def healthy(self) -> bool:
         """Open and expected to acknowledge what is outstanding."""
