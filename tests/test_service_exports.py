@@ -86,6 +86,11 @@ def client(service: ServiceProcess) -> ServiceClient:
     return service.client("server-1")
 
 
+def customers_source(warehouse: Warehouse) -> str:
+    """The data source a kernel reading the test customers table reports (audit shim)."""
+    return f"psycopg postgresql://127.0.0.1:5432/{warehouse.dbname}"
+
+
 def submit(client: ServiceClient, nb: dict[str, Any], **request: Any) -> dict[str, Any]:
     job = client.create_export({"notebook": nb, "path": "work/customers.ipynb", **request})
     assert job["state"] == "running" and job["done"] is False
@@ -108,7 +113,7 @@ def test_export_runs_every_gate_in_the_service_and_signs(
         parameters={"REPORT_DIR": str(out), "STATE_PATHS": state_paths},
         profiles=["warehouse"],
     )
-    assert job["state"] == "exported", job
+    assert job["state"] == "exported", job["gates"]
     gates = {g["name"]: g for g in job["gates"]}
     assert all(g["passed"] for g in gates.values()), gates
     assert "sandbox" in gates["clean_run"]["reason"]
@@ -121,6 +126,16 @@ def test_export_runs_every_gate_in_the_service_and_signs(
     fields = statement_fields(bundle)
     assert fields["author"] == "root"
     assert [r["profile"] for r in fields["declared_roles"]] == ["warehouse"]
+    # What the clean run touched, as the service's own sandbox saw it: the customers database.
+    sources = fields["session"]["data_sources"]
+    assert {"kind": "dbapi", "target": customers_source(warehouse), "count": 1} | {
+        "seen_in": ["clean_run"]
+    } in sources, sources
+    assert fields["session"]["source"] == "service_ledger"
+    assert not [s for s in sources if "/pd-run-" in s["target"]], sources  # the run's own dir
+    # No git was reported: the statement says so, and the service read none itself.
+    assert fields["git"] is None
+    assert fields["reported_by_server"] == {"server": "server-1", "git": None}
     # ... and it is what the service signed: one changed byte and it no longer verifies.
     script = next(bundle.glob("*.py"))
     script.write_text(script.read_text() + "\nimport os\n")
