@@ -178,8 +178,12 @@ class RunCollector:
             }
         )
 
-    def drain(self, quiet: float = 0.5) -> list[dict[str, Any]]:
-        """Take what arrived, until ``quiet`` seconds pass without a message."""
+    def drain(self, quiet: float = 0.05) -> list[dict[str, Any]]:
+        """Take what arrived, until ``quiet`` seconds pass without a message.
+
+        Called once the runner has exited, which it does after its kernel: the kernel's last
+        summary (sent at its exit, lingering until delivered) is already queued here, so the
+        wait only catches stragglers; it adds ``quiet`` to every clean run."""
         zmq = self._zmq
         while self._sock.poll(int(quiet * 1000), zmq.POLLIN):
             frames = self._sock.recv_multipart(zmq.NOBLOCK)
