@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ..service.client import ServiceClient
+from .git_report import git_report
 
 if TYPE_CHECKING:
     from ..extension import ProdDiscoveryApp
@@ -190,8 +191,6 @@ class ServiceExports(ExportJobs):
         if output.exists() and (not output.is_dir() or any(output.iterdir())):
             raise ValueError(f"output directory {body.get('output')} exists and is not empty")
         targets = body.get("targets") or [body.get("target") or "papermill"]
-        from .git_report import git_report
-
         if self.flush_audit is not None and not self.flush_audit(FLUSH_SECONDS):
             self.app.log.warning(
                 "export of %s: audit records not all shipped to the service within %g s; the "
