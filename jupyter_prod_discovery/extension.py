@@ -19,6 +19,7 @@ from . import hardening
 from .audit import setup as audit_setup
 from .audit.api import audit_handlers
 from .audit.recorder import AuditRecorder, NullRecorder
+from .audit.trail import AuditTrail
 from .credentials import environment
 from .credentials.broker import CredentialBroker
 from .credentials.provisioner import PROVISIONER_NAME
@@ -155,7 +156,12 @@ class ProdDiscoveryApp(ExtensionApp):
         # Export jobs: decided by the trusted service when there is one, else in this process.
         root = Path(self.serverapp.root_dir if self.serverapp is not None else ".")
         self.export_jobs: ExportJobs = (
-            ServiceExports(self, root, self.service_client)
+            ServiceExports(
+                self,
+                root,
+                self.service_client,
+                flush_audit=self.audit.flush if isinstance(self.audit, AuditTrail) else None,
+            )
             if self.service_client is not None
             else LocalExports(self, root)
         )

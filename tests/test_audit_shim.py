@@ -17,7 +17,7 @@ from audit_support import KEY
 from credentials_support import run_code
 from traitlets.config import Config
 
-from jupyter_prod_discovery.audit.kernel_shim import ENV_ADDR, ENV_TOKEN, Collector, _scrub
+from jupyter_prod_discovery.audit.kernel_shim import ENV_ADDR, ENV_TOKEN, Collector, scrub_target
 from jupyter_prod_discovery.audit.shim_listener import SHIM_SITE, ShimListener
 from jupyter_prod_discovery.audit.trail import AuditTrail
 
@@ -150,8 +150,10 @@ def test_hook_collector_bounds_targets() -> None:
 
 
 def test_scrub_connection_targets() -> None:
-    assert _scrub("host=db password=s3cret user=ann") == "host=db password=*** user=ann"
-    assert _scrub("postgresql://ann:s3cret@db:5432/prod") == "postgresql://ann:***@db:5432/prod"
+    assert scrub_target("host=db password=s3cret user=ann") == "host=db password=*** user=ann"
+    assert (
+        scrub_target("postgresql://ann:s3cret@db:5432/prod") == "postgresql://ann:***@db:5432/prod"
+    )
 
 
 def test_load_shim_only_with_address_and_token(tmp_path: Path) -> None:

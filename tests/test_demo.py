@@ -455,7 +455,9 @@ def test_run_demo_exports_customers_notebook_signed_by_the_service(
 ) -> None:
     """The README's customers notebook: every gate passes in the service, clean_run included
     (as the sandbox user, with the declared prod-db role, whose database user is gone after);
-    the bundle verifies with the published public key only, and papermill runs it."""
+    the bundle verifies with the published public key only, and papermill runs it. The
+    statement holds the notebook's git commit and path (the server's claim) and the customers
+    database as a data source, seen by the author's kernel and by the clean run."""
     require_root()
     from export_helpers import statement_fields
     from service_export_support import notebook
@@ -465,21 +467,48 @@ def test_run_demo_exports_customers_notebook_signed_by_the_service(
     from jupyter_prod_discovery.export.verify import verify_bundle
 
     lab = pwd.getpwnam(DEMO_USER)
-    source = Path(demo.notebooks) / "customers_report.ipynb"
-    nb = notebook(
-        "import psycopg",
+    repo = Path(demo.notebooks) / "reports"
+    repo.mkdir()
+    source = repo / "customers_report.ipynb"
+    read = (
         "with psycopg.connect('') as conn:\n"
         "    n = conn.execute('select count(*) from customers').fetchone()[0]\n"
-        "print(f'{n} customers')",
+        "print(f'{n} customers')"
     )
+    nb = notebook("import psycopg", read)
     source.write_text(json.dumps(nb))
-    os.chown(source, lab.pw_uid, lab.pw_gid)
+    git = ["git", "-c", "core.hooksPath=/dev/null", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run(
+        [*git, "-c", "user.name=a", "-c", "user.email=a@b.c", "commit", "-qm", "c"], check=True
+    )
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    subprocess.run(["chown", "-R", f"{lab.pw_uid}:{lab.pw_gid}", str(repo)], check=True)
+    # The author reads the table in a kernel of theirs; the service's ledger gets it.
+    run_in_kernel(demo, "import psycopg\n" + read)
+    dsn, chain = option(demo.verify_command, "--dsn"), option(demo.verify_command, "--chain")
+
+    def author_read_recorded() -> bool:
+        return any(
+            e["kind"] == "datasource"
+            and e["principal"]["username"] == DEMO_USER
+            and e["data"]["target"].endswith("/prod_discovery_demo")
+            for e in map(json.loads, read_lines(dsn, chain))
+        )
+
+    eventually(author_read_recorded, "the author's read of customers in the ledger", 30)
     assert demo.role_prefix
     roles_before = set(roles_with_prefix(demo_dsn(), demo.role_prefix))
     headers = {"Authorization": f"token {demo.token}"}
     api = f"{demo.url}/prod-discovery/api/export-jobs"
     r = requests.post(
-        api, json={"path": source.name, "profiles": ["prod-db"]}, headers=headers, timeout=60
+        api,
+        json={"path": "reports/customers_report.ipynb", "profiles": ["prod-db"]},
+        headers=headers,
+        timeout=60,
     )
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
@@ -501,9 +530,20 @@ def test_run_demo_exports_customers_notebook_signed_by_the_service(
     fields = statement_fields(bundle)
     assert fields["author"] == DEMO_USER
     assert [r["profile"] for r in fields["declared_roles"]] == ["prod-db"]
+    claim = fields["reported_by_server"]["git"]
+    assert (claim["commit"], claim["path"], claim["dirty"]) == (
+        commit,
+        "customers_report.ipynb",
+        False,
+    )
+    (customers,) = [
+        s
+        for s in fields["session"]["data_sources"]
+        if s["kind"] == "dbapi" and s["target"].endswith("/prod_discovery_demo")
+    ]
+    assert customers["seen_in"] == ["author_session", "clean_run"]
 
     # The clean run's declared role was issued for the run and revoked after it.
-    dsn, chain = option(demo.verify_command, "--dsn"), option(demo.verify_command, "--chain")
     run = f"{DEMO_USER}/export-run/{job_id}"
     events = [json.loads(line) for line in read_lines(dsn, chain)]
     actions = [

@@ -214,7 +214,50 @@ def test_cli_verify_with_service_published_key(
     monkeypatch.setattr(client.ServiceClient, "public_key", lambda self: published)
     assert main(["export", "verify", str(bundle), "--service", "http://127.0.0.1:1/"]) == 0
     out = capsys.readouterr().out
-    assert "exported by ada; gates: outputs_stripped, no_pii" in out
+    assert "exported by ada" in out and "gates: outputs_stripped, no_pii" in out
+    assert "git: none recorded" in out and "data sources (0, from none):" in out
+
+
+def test_describe_origin_says_whose_reading_each_part_is() -> None:
+    """`export verify` output: the exporter's own git reading, the server's claim, the sources."""
+    from jupyter_prod_discovery.export.cli import describe_origin
+
+    own = {
+        "git": {"commit": "c" * 40, "path": "nb.ipynb", "ref": "refs/heads/main"},
+        "session": {"source": "audit", "data_sources": [{"kind": "file", "target": "/d.csv"}]},
+    }
+    assert describe_origin(own) == [
+        f"git: nb.ipynb @ {'c' * 40} (refs/heads/main, not as committed; read by the exporter)",
+        "data sources (1, from audit):",
+        "  file: /d.csv",
+    ]
+    claimed = {
+        "git": None,
+        "reported_by_server": {
+            "server": "srv",
+            "git": {"commit": "d" * 40, "path": "a/nb.ipynb", "dirty": True, "branch": None},
+        },
+        "session": {
+            "source": "service_ledger",
+            "data_sources": [
+                {
+                    "kind": "dbapi",
+                    "target": "psycopg postgresql://h:1/db",
+                    "count": 2,
+                    "seen_in": ["author_session", "clean_run"],
+                }
+            ],
+        },
+    }
+    assert describe_origin(claimed) == [
+        f"git: a/nb.ipynb @ {'d' * 40} (detached, modified since the commit; reported by server "
+        "srv, not checked by the signer)",
+        "data sources (1, from service_ledger):",
+        "  dbapi: psycopg postgresql://h:1/db x2 [author_session, clean_run]",
+    ]
+    assert describe_origin({"reported_by_server": {"server": "srv", "git": None}})[0] == (
+        "git: none (server srv reported no repository)"
+    )
 
 
 def test_cli_verify_refuses_unusable_key(

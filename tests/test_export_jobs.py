@@ -104,6 +104,49 @@ class TestThroughTheService:
         again = await poll(jp_fetch, job["id"])
         assert again[-1]["bundle"] == final["bundle"]
 
+    async def test_git_of_the_notebook_is_sent_and_signed_as_the_servers_claim(
+        self, jp_fetch: Any, jp_root_dir: Path, tmp_path: Path
+    ) -> None:
+        """The server root is a git repository (with a core.fsmonitor probe): the server reads
+        the commit with dulwich, running nothing, and the service signs it as the server's."""
+        import subprocess
+
+        from export_helpers import statement_fields
+
+        marker = tmp_path / "fsmonitor-ran"
+        probe = tmp_path / "probe.sh"
+        probe.write_text(f"#!/bin/sh\ntouch {marker}\n")
+        probe.chmod(0o755)
+        (jp_root_dir / "work").mkdir()
+        nbformat.write(nbformat.from_dict(notebook("x = 1")), jp_root_dir / "work" / "g.ipynb")
+        git = ["git", "-c", "core.hooksPath=/dev/null", "-C", str(jp_root_dir)]
+        subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+        subprocess.run([*git, "add", "work/g.ipynb"], check=True)
+        subprocess.run(
+            [*git, "-c", "user.name=a", "-c", "user.email=a@b.c", "commit", "-qm", "g"],
+            check=True,
+        )
+        commit = subprocess.run(
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        with (jp_root_dir / ".git" / "config").open("a") as f:
+            f.write(f"[core]\n\tfsmonitor = {probe}\n")
+        job = await create(jp_fetch, {"path": "work/g.ipynb", "profiles": []})
+        final = (await poll(jp_fetch, job["id"]))[-1]
+        assert final["state"] == "exported", final
+        fields = statement_fields(jp_root_dir / final["bundle"])
+        reported = fields["reported_by_server"]
+        assert reported["git"] == {
+            "commit": commit,
+            "path": "work/g.ipynb",
+            "dirty": False,
+            "branch": "main",
+            "remote": None,
+        }
+        assert reported["server"]  # this server's id, as the service authenticated its stream
+        assert fields["git"] is None
+        assert not marker.exists()
+
     async def test_sync_export_goes_through_the_service(
         self, jp_fetch: Any, jp_root_dir: Path
     ) -> None:

@@ -25,6 +25,7 @@ from jupyter_prod_discovery.export.environment import (
 )
 from jupyter_prod_discovery.export.exporter import ExportRequest, NotebookExporter
 from jupyter_prod_discovery.export.gates import NoInteractiveGate, OutputsStrippedGate
+from jupyter_prod_discovery.export.git_report import git_report, validate_report
 from jupyter_prod_discovery.export.manifest import git_state
 from jupyter_prod_discovery.export.notebook import (
     parse_param,
@@ -241,3 +242,61 @@ def test_export_records_git_of_hostile_repo_without_running_it(
     assert not marker.exists()
     git = statement_fields(result.bundle)["git"]
     assert (git["commit"], git["path"]) == (_git(repo, "rev-parse", "HEAD"), "work/job.ipynb")
+
+
+def test_git_report_runs_no_repository_program(hostile_repo: tuple[Path, Path, Path]) -> None:
+    """What a server sends the service: read with dulwich, nothing of the repository runs,
+    no credential of the remote URL, and the notebook's own changes show as dirty."""
+    repo, nb, marker = hostile_repo
+    report = git_report(nb)
+    assert report == {
+        "commit": _git(repo, "rev-parse", "HEAD"),
+        "path": "work/job.ipynb",
+        "dirty": False,
+        "branch": "main",
+        "remote": "https://git.example/team/repo.git",
+    }
+    with nb.open("a") as f:
+        f.write("\n")
+    assert git_report(nb)["dirty"] is True  # type: ignore[index]
+    assert not marker.exists()
+    assert validate_report(report, "work/job.ipynb") == report
+
+
+def test_git_report_outside_repository_is_none(tmp_path: Path) -> None:
+    assert git_report(make_notebook(tmp_path / "nb.ipynb", [("x = 1", [])])) is None
+    assert validate_report(None, "nb.ipynb") is None
+
+
+@pytest.mark.parametrize(
+    ("reported", "submitted"),
+    [
+        ("nb.ipynb", "projects/repo/nb.ipynb"),  # the repository lies inside the server root
+        ("sub/nb.ipynb", "nb.ipynb"),  # the server root lies inside the repository
+        ("a/b.ipynb", "a/b.ipynb"),
+    ],
+)
+def test_validate_report_accepts_paths_naming_the_notebook(reported: str, submitted: str) -> None:
+    report = {"commit": "f" * 40, "path": reported, "dirty": True, "branch": None, "remote": None}
+    assert validate_report(report, submitted) == report
+
+
+def test_validate_report_strips_credentials_from_the_remote() -> None:
+    report = {
+        "commit": "f" * 40,
+        "path": "nb.ipynb",
+        "dirty": False,
+        "branch": "main",
+        "remote": "https://bob:tok3n@git.example/r.git",
+    }
+    assert validate_report(report, "nb.ipynb")["remote"] == "https://git.example/r.git"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("reported", "submitted"),
+    [("other.ipynb", "nb.ipynb"), ("x/nb.ipynb", "y/nb.ipynb"), ("b/nb.ipynb", "a/b/c/nb.ipynb")],
+)
+def test_validate_report_refuses_paths_of_another_file(reported: str, submitted: str) -> None:
+    report = {"commit": "f" * 40, "path": reported, "dirty": True, "branch": None, "remote": None}
+    with pytest.raises(ValueError, match=r"git\.path"):
+        validate_report(report, submitted)

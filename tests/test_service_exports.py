@@ -86,6 +86,15 @@ def client(service: ServiceProcess) -> ServiceClient:
     return service.client("server-1")
 
 
+#: A well-formed git report of "a.ipynb" (what a server sends; export/git_report.py).
+GIT = {"commit": "0" * 40, "path": "a.ipynb", "dirty": False, "branch": "main", "remote": None}
+
+
+def customers_source(warehouse: Warehouse) -> str:
+    """The data source a kernel reading the test customers table reports (audit shim)."""
+    return f"psycopg postgresql://127.0.0.1:5432/{warehouse.dbname}"
+
+
 def submit(client: ServiceClient, nb: dict[str, Any], **request: Any) -> dict[str, Any]:
     job = client.create_export({"notebook": nb, "path": "work/customers.ipynb", **request})
     assert job["state"] == "running" and job["done"] is False
@@ -108,7 +117,7 @@ def test_export_runs_every_gate_in_the_service_and_signs(
         parameters={"REPORT_DIR": str(out), "STATE_PATHS": state_paths},
         profiles=["warehouse"],
     )
-    assert job["state"] == "exported", job
+    assert job["state"] == "exported", job["gates"]
     gates = {g["name"]: g for g in job["gates"]}
     assert all(g["passed"] for g in gates.values()), gates
     assert "sandbox" in gates["clean_run"]["reason"]
@@ -121,6 +130,16 @@ def test_export_runs_every_gate_in_the_service_and_signs(
     fields = statement_fields(bundle)
     assert fields["author"] == "root"
     assert [r["profile"] for r in fields["declared_roles"]] == ["warehouse"]
+    # What the clean run touched, as the service's own sandbox saw it: the customers database.
+    sources = fields["session"]["data_sources"]
+    assert {"kind": "dbapi", "target": customers_source(warehouse), "count": 1} | {
+        "seen_in": ["clean_run"]
+    } in sources, sources
+    assert fields["session"]["source"] == "service_ledger"
+    assert not [s for s in sources if "/pd-run-" in s["target"]], sources  # the run's own dir
+    # No git was reported: the statement says so, and the service read none itself.
+    assert fields["git"] is None
+    assert fields["reported_by_server"] == {"server": "server-1", "git": None}
     # ... and it is what the service signed: one changed byte and it no longer verifies.
     script = next(bundle.glob("*.py"))
     script.write_text(script.read_text() + "\nimport os\n")
@@ -202,6 +221,19 @@ def test_clean_run_without_the_declared_role_fails(client: ServiceClient) -> Non
         ({"path": "/etc/x.ipynb"}, 400, "path"),
         ({"targets": ["cron"]}, 400, "cron"),
         ({"notebook": "{not json"}, 400, "notebook"),
+        ({"git": "abc"}, 400, "'git'"),
+        ({"git": {**GIT, "commit": "abc123"}}, 400, "git.commit"),
+        ({"git": {**GIT, "commit": "A" * 40}}, 400, "git.commit"),
+        ({"git": {**GIT, "commit": None}}, 400, "git.commit"),
+        ({"git": {**GIT, "path": "/repo/a.ipynb"}}, 400, "git.path"),
+        ({"git": {**GIT, "path": "x/../a.ipynb"}}, 400, "git.path"),
+        ({"git": {**GIT, "path": "x//a.ipynb"}}, 400, "git.path"),
+        ({"git": {**GIT, "path": "other.ipynb"}}, 400, "git.path"),
+        ({"git": {**GIT, "dirty": "no"}}, 400, "git.dirty"),
+        ({"git": {**GIT, "branch": "b" * 256}}, 400, "git.branch"),
+        ({"git": {**GIT, "branch": 7}}, 400, "git.branch"),
+        ({"git": {**GIT, "remote": "https://h/r\n.git"}}, 400, "git.remote"),
+        ({"git": {**GIT, "hooks": "x"}}, 400, "hooks"),
     ],
 )
 def test_bad_requests_are_refused_naming_the_field(
@@ -390,6 +422,209 @@ def test_the_sandbox_account_is_nobodys_client(
         assert svc.client("server-4").request("GET", "/api/status")["principal"]["username"] == (
             "root"
         )
+    finally:
+        svc.stop()
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def _ledger_records(dsn: str, kind: str, wanted: int = 1) -> list[dict[str, Any]]:
+    """The ledger's records of ``kind`` once ``wanted`` are committed (the service's own
+    records are written by its group commit, shortly after the job ends)."""
+    deadline = time.monotonic() + 30
+    while True:
+        recs = [json.loads(line) for line in read_lines(dsn)]
+        found = [r for r in recs if r["kind"] == kind]
+        if len(found) >= wanted or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def test_statement_records_the_reported_git_as_the_servers_claim(
+    client: ServiceClient, service: ServiceProcess, tmp_path: Path, capsys: Any
+) -> None:
+    """The server's git report (read with dulwich from a real repository, as ServiceExports
+    does) is signed as the server's claim, beside nothing the service read itself; the ledger's
+    decision holds it too, and `export verify` prints it, saying who vouches for it."""
+    import subprocess
+
+    from jupyter_prod_discovery.cli import main
+    from jupyter_prod_discovery.export.git_report import git_report
+
+    repo = tmp_path / "repo"
+    (repo / "work").mkdir(parents=True)
+    nb = notebook("x = 1")
+    (repo / "work" / "customers.ipynb").write_text(json.dumps(nb))
+    git = ["git", "-c", "core.hooksPath=/dev/null", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q", "-b", "feature/x"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run(
+        [*git, "-c", "user.name=a", "-c", "user.email=a@b.c", "commit", "-qm", "nb"], check=True
+    )
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    report = git_report(repo / "work" / "customers.ipynb")
+    assert report == {
+        "commit": commit,
+        "path": "work/customers.ipynb",
+        "dirty": False,
+        "branch": "feature/x",
+        "remote": None,
+    }
+
+    job = submit(client, nb, git=report)
+    assert job["state"] == "exported", job["gates"]
+    assert job["git_reported_by_server"] == report
+    bundle = write_bundle(job, tmp_path / "bundle")
+    public = client.public_key()["public_key_pem"]
+    assert verify_bundle(bundle, [public]) == []
+    fields = statement_fields(bundle)
+    assert fields["git"] is None  # the service read no repository
+    assert fields["reported_by_server"] == {"server": "server-1", "git": report}
+    statement = json.loads((bundle / "manifest.json").read_text())
+    deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+    (repo_dep,) = [d for d in deps if d["name"] == "notebook repository"]
+    assert repo_dep["digest"] == {"gitCommit": commit}
+    assert repo_dep["annotations"]["reportedBy"] == "server"
+    assert repo_dep["annotations"]["path"] == "work/customers.ipynb"
+
+    (decision,) = [
+        r
+        for r in _ledger_records(service.dsn, "export")
+        if r["data"].get("export_job") == job["id"]
+    ]
+    assert decision["data"]["git_reported_by_server"] == report
+
+    key = tmp_path / "service.pem"
+    key.write_text(public)
+    capsys.readouterr()
+    assert main(["export", "verify", str(bundle), "--public-key", str(key)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"git: work/customers.ipynb @ {commit} (feature/x, as committed; reported by server "
+        "server-1, not checked by the signer)"
+    ) in out
+    assert "data sources (0, from service_ledger):" in out  # x = 1 reads nothing
+    assert main(["export", "verify", str(bundle), "--public-key", str(key), "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["valid"] is True
+    assert verdict["reported_by_server"]["git"]["commit"] == commit
+    assert verdict["data_sources_from"] == "service_ledger"
+
+
+def _datasource_lines(first_seq: int, claimed_user: str, events: list[dict[str, Any]]) -> str:
+    """Lines of a server's audit stream holding datasource events (what ServiceSink ships)."""
+    import uuid
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return "\n".join(
+        json.dumps(
+            {
+                "seq": first_seq + i,
+                "kind": "datasource",
+                "ts": now,
+                "schema": "https://events.prod-discovery.dev/datasource/v1",
+                "version": 1,
+                "event_id": uuid.uuid4().hex,
+                "data": {
+                    "server_id": "server-ds",
+                    "user": {"username": claimed_user},
+                    "kernel_id": "k-1",
+                    **event,
+                },
+            }
+        )
+        for i, event in enumerate(events)
+    )
+
+
+def test_statement_lists_the_authors_data_sources_and_no_one_elses(
+    tmp_path: Path, openbao: Any, warehouse: Warehouse, postgres_database: str
+) -> None:
+    """Data sources come from the service's ledger: the author's records on the submitting
+    server's stream (scrubbed, deduplicated with the clean run's), never those another OS user
+    shipped, even under the same server id and claiming to be the author, nor those of the
+    author's other servers."""
+    import shutil
+    import subprocess
+
+    from boundary_support import ensure_user, spawn_as, users_python
+
+    sockets = Path(tempfile.mkdtemp(prefix="pd-sock-", dir="/tmp"))
+    sockets.chmod(0o755)
+    svc = start_service(
+        tmp_path,
+        postgres_database,
+        vault_addr=openbao.address,
+        vault_token=service_token(openbao, warehouse.profiles()),
+        profiles=warehouse.profiles(),
+        socket_dir=sockets,
+        extra_config=sandbox_settings(),
+    )
+    other = "pdauthor2"
+    try:
+        ensure_user(other)
+        # Another user, same server id, claiming to be root: the service records it as theirs.
+        forged = _datasource_lines(
+            1,
+            "root",
+            [
+                {"kind": "file", "target": "/home/pdauthor2/private.csv", "count": 1},
+                {"kind": "dbapi", "target": "psycopg postgresql://10.9.9.9:5432/theirs"},
+            ],
+        )
+        code = (
+            "import sys\n"
+            "from jupyter_prod_discovery.service.client import ServiceClient\n"
+            f"print(ServiceClient('{svc.url}', 'server-ds').ship(sys.stdin.read().split('\\n')))"
+        )
+        proc = spawn_as(
+            other,
+            [users_python(), "-c", code],
+            {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            cwd="/",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        out, _ = proc.communicate(forged.encode(), timeout=120)
+        assert proc.returncode == 0 and "'acknowledged': 2" in out.decode(), out
+        # The author's own records: on this server, and on another server of theirs.
+        client = svc.client("server-ds")
+        shipped = client.ship(
+            _datasource_lines(
+                1,
+                "root",
+                [
+                    {"kind": "dbapi", "target": customers_source(warehouse), "count": 3},
+                    {"kind": "file", "target": "/srv/data/sales.csv", "count": 2},
+                    {"kind": "dbapi", "target": "psycopg host=db password=hunter2 dbname=x"},
+                    {"kind": "dropped", "target": "*", "count": 9},
+                ],
+            ).split("\n")
+        )
+        assert shipped["acknowledged"] == 4
+        elsewhere = svc.client("server-elsewhere")
+        elsewhere.ship(
+            _datasource_lines(1, "root", [{"kind": "file", "target": "/elsewhere.csv"}]).split("\n")
+        )
+
+        job = client.create_export(
+            {"notebook": notebook(READ_CUSTOMERS), "path": "c.ipynb", "profiles": ["warehouse"]}
+        )
+        job = wait_job(client, job["id"])
+        assert job["state"] == "exported", job["gates"]
+        fields = statement_fields(write_bundle(job, tmp_path / "bundle"))
+        sources = {(s["kind"], s["target"]): s for s in fields["session"]["data_sources"]}
+        customers = sources[("dbapi", customers_source(warehouse))]
+        # Seen in the author's kernels (3 times) and in the clean run (once): one entry.
+        assert customers["seen_in"] == ["author_session", "clean_run"]
+        assert customers["count"] == 4
+        assert sources[("file", "/srv/data/sales.csv")]["seen_in"] == ["author_session"]
+        assert ("dbapi", "psycopg host=db password=*** dbname=x") in sources
+        text = json.dumps(fields)
+        for absent in ("hunter2", "pdauthor2", "10.9.9.9", "/elsewhere.csv", '"dropped"'):
+            assert absent not in text, absent
     finally:
         svc.stop()
         shutil.rmtree(sockets, ignore_errors=True)

@@ -15,7 +15,10 @@ What it sees
 - ``socket.connect`` from Python sockets (host:port, or the AF_UNIX path): HTTP clients,
   requests, pure-Python database drivers (pymysql, pg8000, ...);
 - DB-API ``connect`` of psycopg, psycopg2, pymysql, mysql.connector, oracledb, cx_Oracle,
-  pyodbc and snowflake.connector when imported after start (the target without the password);
+  pyodbc and snowflake.connector when imported after start (the target without the password;
+  for psycopg and psycopg2 the server and database libpq actually reached,
+  ``postgresql://host:port/dbname``, which names the database even when the arguments are
+  empty and libpq read ``PG*`` variables);
 - the same in Python subprocesses started by the kernel (they inherit the environment).
 
 What it cannot see
@@ -47,7 +50,7 @@ import sys
 import threading
 from typing import Any
 
-__all__ = ["ENV_ADDR", "ENV_INTERVAL", "ENV_TOKEN", "Collector", "install"]
+__all__ = ["ENV_ADDR", "ENV_INTERVAL", "ENV_TOKEN", "Collector", "install", "scrub_target"]
 
 ENV_ADDR = "PROD_DISCOVERY_AUDIT_SHIM"
 ENV_TOKEN = "PROD_DISCOVERY_AUDIT_SHIM_TOKEN"  # noqa: S105 - a variable name
@@ -76,7 +79,7 @@ def _ignored_prefixes() -> tuple[str, ...]:
     return tuple(p.rstrip("/") + "/" for p in prefixes if p)
 
 
-def _scrub(target: str) -> str:
+def scrub_target(target: str) -> str:
     """A connection target without credentials (key=value pairs and URL user:pass@)."""
     out = []
     for part in target.split():
@@ -155,7 +158,13 @@ class Collector:
                 self._dropped += 1
 
     def record_dbapi(self, module: str, target: str) -> None:
-        self._count(("dbapi", f"{module} {_scrub(target)}", ""))
+        self._count(("dbapi", f"{module} {scrub_target(target)}", ""))
+
+    def reset(self) -> None:
+        """Forget what was counted (the clean run calls it once the kernel has started: the
+        kernel's own start-up reads are not the notebook's)."""
+        with self._lock:
+            self._counts, self._dropped = {}, 0
 
     def flush(self) -> None:
         """Send what was counted since the last flush (one message, bounded size)."""
@@ -224,12 +233,35 @@ def _wrap_connect(module: Any, name: str, collector: Collector) -> None:
     def connect(*args: Any, **kwargs: Any) -> Any:
         parts = [str(a) for a in args[:1]]
         parts += [f"{k}={v}" for k, v in kwargs.items() if k.lower() not in _SECRET_KEYS]
-        collector.record_dbapi(name, " ".join(parts))
-        return original(*args, **kwargs)
+        try:
+            conn = original(*args, **kwargs)
+        except BaseException:
+            collector.record_dbapi(name, " ".join(parts))  # the attempt, as it was asked for
+            raise
+        collector.record_dbapi(name, _where(conn) or " ".join(parts))
+        return conn
 
     connect._prod_discovery = True  # type: ignore[attr-defined]
     connect.__doc__ = original.__doc__
     module.connect = connect
+
+
+def _where(conn: Any) -> str | None:
+    """A PostgreSQL connection's server and database as libpq resolved them.
+
+    Why: notebooks usually connect with ``psycopg.connect("")`` and let libpq read ``PG*``
+    variables (the credentials a kernel is issued), so the arguments name nothing; the
+    connection's ``info`` names the database actually reached. No user (each kernel's database
+    user is a fresh one) and no password.
+    """
+    try:
+        info = conn.info
+        host, port, dbname = info.host, info.port, info.dbname
+    except Exception:
+        return None
+    if not dbname:
+        return None
+    return f"postgresql://{host}:{port}/{dbname}"
 
 
 def _zmq_sender(address: str, token: str) -> Any:

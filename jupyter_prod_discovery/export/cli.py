@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_export"]
+__all__ = ["add_export", "describe_origin"]
 
 
 def _signer(args: argparse.Namespace) -> Any:
@@ -127,27 +127,88 @@ def _run_verify(args: argparse.Namespace) -> int:
         problems = verify_bundle_dev(bundle, _signer(args))
     else:
         problems = verify_bundle(bundle, _public_keys(args), args.require_gate)
+    import json
+
     if problems:
+        if args.json:
+            print(json.dumps({"valid": False, "bundle": args.extra, "problems": problems}))
         for problem in problems:
             print(f"INVALID: {problem}", file=sys.stderr)
         return 1
-    import json
 
     from .manifest import MANIFEST_FILE
     from .provenance import predicate_fields
 
     key = envelope_summary(bundle)["key_id"]
     fields = predicate_fields(json.loads((bundle / MANIFEST_FILE).read_text(encoding="utf-8")))
-    git = fields["git"] or {}
-    where = f"{git['path']} @ {git['commit'][:12]}" if git else fields["notebook"]["path"]
     gates = ", ".join(
         g["name"]
         + (" (overridden: " + str(g["override_reason"]) + ")" if g.get("overridden") else "")
         for g in fields["gates"]
     )
+    if args.json:
+        session = fields.get("session") or {}
+        print(
+            json.dumps(
+                {
+                    "valid": True,
+                    "bundle": args.extra,
+                    "key_id": key,
+                    "name": fields["name"],
+                    "notebook": fields["notebook"]["path"],
+                    "author": fields["author"],
+                    "git": fields["git"],
+                    "reported_by_server": fields["reported_by_server"],
+                    "data_sources": session.get("data_sources") or [],
+                    "data_sources_from": session.get("source"),
+                    "gates": fields["gates"],
+                },
+                indent=2,
+            )
+        )
+        return 0
     print(f"valid: {args.extra} (signed by key {key})")
-    print(f"  {fields['name']}: {where}, exported by {fields['author']}; gates: {gates}")
+    print(f"  {fields['name']}: {fields['notebook']['path']}, exported by {fields['author']}")
+    for line in describe_origin(fields):
+        print(f"  {line}")
+    print(f"  gates: {gates}")
     return 0
+
+
+def describe_origin(fields: dict[str, Any]) -> list[str]:
+    """Lines saying where a verified statement's notebook came from and what it touched, each
+    naming who vouches for it: the signer's own reading, or the submitting server's claim."""
+    lines = []
+    git = fields.get("git")
+    reported = fields.get("reported_by_server") or {}
+    claimed = reported.get("git")
+    if git:
+        state = "committed" if git.get("notebook_committed") else "not as committed"
+        lines.append(
+            f"git: {git['path']} @ {git['commit']} ({git.get('ref') or 'detached'}, {state}; "
+            "read by the exporter)"
+        )
+    elif claimed:
+        state = "modified since the commit" if claimed["dirty"] else "as committed"
+        lines.append(
+            f"git: {claimed['path']} @ {claimed['commit']} ({claimed.get('branch') or 'detached'}"
+            f", {state}; reported by server {reported.get('server')}, not checked by the signer)"
+        )
+    elif reported:
+        lines.append(f"git: none (server {reported.get('server')} reported no repository)")
+    else:
+        lines.append("git: none recorded")
+    session = fields.get("session") or {}
+    sources = session.get("data_sources") or []
+    lines.append(f"data sources ({len(sources)}, from {session.get('source', 'none')}):")
+    for src in sources:
+        seen = ", ".join(src.get("seen_in") or [])
+        lines.append(
+            f"  {src.get('kind')}: {src.get('target')}"
+            + (f" x{src['count']}" if src.get("count") else "")
+            + (f" [{seen}]" if seen else "")
+        )
+    return lines
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -254,6 +315,12 @@ def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=[],
         metavar="GATE",
         help="refuse a bundle whose statement does not record this gate (repeatable)",
+    )
+    v.add_argument(
+        "--json",
+        action="store_true",
+        help="print the verdict and the verified statement's origin (git, data sources, gates) "
+        "as JSON on stdout",
     )
     v.add_argument(
         "--dev-hmac",

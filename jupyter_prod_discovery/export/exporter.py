@@ -46,7 +46,8 @@ __all__ = ["ExportRefused", "ExportRequest", "ExportResult", "NotebookExporter",
 
 #: Optional provider of what the author's Discovery session touched: called with
 #: (author, notebook path) and returning {"data_sources": [...], "credential_profiles": [names or
-#: {"name", "mount", "role", "path", "policies"}]}. Through the server it reads the audit trail
+#: {"name", "mount", "role", "path", "policies"}], "source": where they come from (default
+#: "audit")}. Through the server it reads the audit trail
 #: and the credential broker (export/service.py); without it both lists are empty and the
 #: manifest says so.
 SessionProvider = Callable[[str, str], dict[str, Any]]
@@ -75,6 +76,12 @@ class ExportRequest:
     overrides: dict[str, str] = field(default_factory=dict)
     #: Path recorded in the manifest (relative to the server root when exported by the server).
     display_path: str = ""
+    #: Read the notebook's repository (dulwich, nothing of it runs) for the statement's ``git``.
+    #: False where the notebook is a copy of what a server submitted (the trusted service).
+    read_git: bool = True
+    #: What the submitting server reported and the builder cannot check ({"server", "git"}):
+    #: recorded as ``reportedByServer``, the server's claim (export/git_report.py).
+    reported_by_server: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -356,7 +363,7 @@ class NotebookExporter(LoggingConfigurable):
         session = {
             "data_sources": list(info.get("data_sources", [])),
             "credential_profiles": names,
-            "source": "audit",
+            "source": str(info.get("source") or "audit"),
         }
         return session, refs
 
@@ -397,7 +404,8 @@ class NotebookExporter(LoggingConfigurable):
                     "script": script_name,
                 },
                 files=file_hashes(tmp),
-                git=git_state(request.notebook.resolve()),
+                git=git_state(request.notebook.resolve()) if request.read_git else None,
+                reported_by_server=dict(request.reported_by_server),
                 author=request.author,
                 kernel=kinfo,
                 environment={

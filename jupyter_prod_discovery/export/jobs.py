@@ -6,7 +6,10 @@ Two implementations behind one interface (what ``/prod-discovery/api/export-jobs
   notebook as its user and *submits* its content and the request; the service runs the gates
   and signs. The server only relays progress and, once the service has signed, writes the files
   it got back into the user's folder. Nothing the server (or the user) could change reaches the
-  decision: the gates ran in the service on exactly the bytes it signed.
+  decision: the gates ran in the service on exactly the bytes it signed. With the submission go
+  the notebook's git state (read with dulwich: nothing of the repository runs), which the
+  service records as this server's claim, and before it every audit record so far (the
+  author's data sources, which the service reads back from its own ledger).
 - :class:`LocalExports` (same-user mode, evaluation only): the exporter runs in a worker thread
   of this server, reporting each gate through the same job shape.
 
@@ -22,11 +25,13 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ..service.client import ServiceClient
+from .git_report import git_report
 
 if TYPE_CHECKING:
     from ..extension import ProdDiscoveryApp
@@ -34,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["ExportJobs", "LocalExports", "ServiceExports", "check_files", "write_files"]
 
 DEFAULT_OUTPUT_DIR = ".prod-discovery/exports"
+#: Seconds a submission waits for the audit trail to ship what it holds.
+FLUSH_SECONDS = 10.0
 
 
 def _user_name(user: Any) -> str:
@@ -149,9 +156,18 @@ class ExportJobs(ABC):
 class ServiceExports(ExportJobs):
     """The trusted service decides; this server submits, relays and writes the signed files."""
 
-    def __init__(self, app: ProdDiscoveryApp, root: Path, client: ServiceClient) -> None:
+    def __init__(
+        self,
+        app: ProdDiscoveryApp,
+        root: Path,
+        client: ServiceClient,
+        flush_audit: Callable[[float], bool] | None = None,
+    ) -> None:
         super().__init__(app, root)
         self.client = client
+        # Ships what the audit trail holds (the author's data-source records among it) before
+        # a submission, so that the service's ledger has them when it writes the statement.
+        self.flush_audit = flush_audit
 
     def _declared_profiles(self, body: dict[str, Any], user: Any) -> list[str]:
         """The job's roles: as the request declares them, else those the author's kernels on
@@ -175,9 +191,17 @@ class ServiceExports(ExportJobs):
         if output.exists() and (not output.is_dir() or any(output.iterdir())):
             raise ValueError(f"output directory {body.get('output')} exists and is not empty")
         targets = body.get("targets") or [body.get("target") or "papermill"]
+        if self.flush_audit is not None and not self.flush_audit(FLUSH_SECONDS):
+            self.app.log.warning(
+                "export of %s: audit records not all shipped to the service within %g s; the "
+                "statement may miss the latest data sources",
+                body.get("path"),
+                FLUSH_SECONDS,
+            )
         submission = {
             "notebook": notebook.read_text(encoding="utf-8"),
             "path": notebook.relative_to(self.root).as_posix(),
+            "git": git_report(notebook),
             "targets": targets,
             "parameters": body.get("parameters") or {},
             "overrides": body.get("overrides") or {},

@@ -30,6 +30,7 @@ __all__ = [
     "file_hashes",
     "git_state",
     "load_schema",
+    "public_url",
     "sha256_file",
     "validate_manifest",
 ]
@@ -66,7 +67,7 @@ def file_hashes(bundle: Path) -> dict[str, str]:
     return out
 
 
-def _public_url(url: str) -> str:
+def public_url(url: str) -> str:
     """A remote URL without credentials (``https://user:token@host`` loses its userinfo)."""
     parts = urlsplit(url)
     if parts.scheme and "@" in parts.netloc:
@@ -115,7 +116,7 @@ def git_state(path: Path) -> dict[str, Any] | None:
         "notebook_committed": committed == blob,
     }
     if origin:
-        state["origin"] = _public_url(origin)
+        state["origin"] = public_url(origin)
     return state
 
 

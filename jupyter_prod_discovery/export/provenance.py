@@ -10,8 +10,13 @@ in-toto and SLSA verifiers) already knows where to look. The fields map as follo
 - ``buildDefinition.internalParameters``: what the exporter decided and read itself: the
   authenticated author, the gate results, the kernel and locked environment, and the data
   sources and credential profiles of the author's Discovery session;
+- ``buildDefinition.internalParameters.reportedByServer``: what the submitting server reported
+  and the builder could not check (the trusted service cannot read the author's repository):
+  the server's id and the notebook's git commit, path, branch, remote and dirty flag. A reader
+  must treat it as the server's claim, never as the builder's observation;
 - ``buildDefinition.resolvedDependencies``: the notebook's git commit and path (read without
-  running git), and the source notebook's sha256;
+  running git, or reported by the server: then annotated ``reportedBy: server``), and the source
+  notebook's sha256;
 - ``runDetails``: the builder (this exporter, its version) and when it ran.
 """
 
@@ -56,6 +61,9 @@ class ProvenanceInput:
     declared_roles: list[dict[str, Any]] = field(default_factory=list)
     overrides: dict[str, str] = field(default_factory=dict)
     git: dict[str, Any] | None = None
+    #: What the submitting server reported and the builder could not check: {"server": id,
+    #: "git": wire report or None} (export/git_report.py). Empty: nothing was reported.
+    reported_by_server: dict[str, Any] = field(default_factory=dict)
     started: datetime | None = None
     builder_id: str = BUILDER_ID
 
@@ -82,6 +90,31 @@ def build_statement(p: ProvenanceInput) -> dict[str, Any]:
                 },
             }
         )
+    reported_git = p.reported_by_server.get("git")
+    if reported_git:
+        deps.append(
+            {
+                "name": "notebook repository",
+                "uri": f"git+{reported_git.get('remote') or 'file:'}",
+                "digest": {"gitCommit": reported_git["commit"]},
+                "annotations": {
+                    "path": reported_git["path"],
+                    "branch": reported_git.get("branch"),
+                    "dirty": reported_git["dirty"],
+                    "reportedBy": "server",
+                },
+            }
+        )
+    internal: dict[str, Any] = {
+        "author": p.author,
+        "gates": p.gates,
+        "kernel": p.kernel,
+        "environment": p.environment,
+        "session": p.session,
+        "git": p.git,
+    }
+    if p.reported_by_server:
+        internal["reportedByServer"] = p.reported_by_server
     return {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": k, "digest": {"sha256": v}} for k, v in sorted(p.files.items())],
@@ -97,14 +130,7 @@ def build_statement(p: ProvenanceInput) -> dict[str, Any]:
                     "declaredRoles": p.declared_roles,
                     "overrides": dict(p.overrides),
                 },
-                "internalParameters": {
-                    "author": p.author,
-                    "gates": p.gates,
-                    "kernel": p.kernel,
-                    "environment": p.environment,
-                    "session": p.session,
-                    "git": p.git,
-                },
+                "internalParameters": internal,
                 "resolvedDependencies": deps,
             },
             "runDetails": {
@@ -136,5 +162,6 @@ def predicate_fields(statement: dict[str, Any]) -> dict[str, Any]:
         "environment": internal["environment"],
         "session": internal["session"],
         "git": internal["git"],
+        "reported_by_server": internal.get("reportedByServer") or {},
         "files": {s["name"]: s["digest"]["sha256"] for s in statement["subject"]},
     }

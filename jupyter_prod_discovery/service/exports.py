@@ -9,6 +9,14 @@ another OS user with the declared roles only), records the decision in its own l
 principal it authenticated, and signs only a bundle whose gates passed or whose failed gates
 were overridden by someone :attr:`ExportDesk.override_policy` allows.
 
+What the service signs about the notebook's origin and what it touched
+(``internalParameters`` of the statement): the principal it authenticated (``author``), the
+gates it ran, the declared roles, and the data sources from its own ledger and its own clean run
+(:mod:`.data_sources`). The notebook's git commit, path and branch it cannot observe (the
+repository is on the author's server): the server reports them, the service checks their shape
+and that they name the submitted notebook (:mod:`..export.git_report`), and records them under
+``reportedByServer``, the server's claim, in the statement and in the ledger's decision.
+
 Long work as a job: :meth:`ExportDesk.create` validates and returns a job at once; the job runs
 in a worker thread, and each gate's result is visible (``GET /api/exports/<id>``) as soon as it is
 known. Jobs belong to the principal that created them; nobody else can read them (404).
@@ -24,6 +32,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -34,10 +43,12 @@ from traitlets.config import LoggingConfigurable
 from ..credentials.records import AccessDenied
 from ..export.exporter import ExportRefused, ExportRequest, NotebookExporter
 from ..export.gates.base import GateResult
+from ..export.git_report import validate_report
 from ..export.manifest import SIGNATURE_FILE
 from ..export.notebook import validate_parameters as _checked_parameters
 from .credentials import CredentialDesk
-from .ledger import AuditLedger, Principal
+from .data_sources import AUTHOR_SESSION, CLEAN_RUN, merge_sources
+from .ledger import AuditLedger, Principal, read_data_sources
 from .sandbox import ExportSandbox
 
 __all__ = ["ExportDesk", "ExportInvalid", "ExportJob", "validate_parameters"]
@@ -78,6 +89,8 @@ class ExportJob:
     targets: list[str]
     profiles: list[str]
     writable: list[str]
+    #: The notebook's git state as the submitting server reported it (shape checked), or None.
+    git: dict[str, Any] | None = None
     state: str = "running"  # running | exported | refused | failed
     gates: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
@@ -98,6 +111,7 @@ class ExportJob:
             "targets": self.targets,
             "profiles": self.profiles,
             "writable": self.writable,
+            "git_reported_by_server": self.git,
             "author": self.principal.username,
             "gates": list(self.gates),
             "message": self.message,
@@ -127,6 +141,8 @@ class _LedgerRecorder:
             client_server=self._job.server_id,
             user={"username": principal.username, "groups": list(principal.groups)},
             principal={"username": principal.username, "via": principal.via},
+            # The server's claim, recorded as such beside the decision (export/git_report.py).
+            git_reported_by_server=self._job.git,
         )
         self._loop.call_soon_threadsafe(self._ledger.record_local, kind, payload)
         return 0
@@ -158,6 +174,14 @@ class ExportDesk(LoggingConfigurable):
         20 * 1024 * 1024,
         config=True,
         help="Largest notebook (JSON bytes) accepted for export. Default 20 MiB.",
+    )
+    data_source_window = Float(
+        7 * 24 * 3600.0,
+        config=True,
+        help="""Seconds before a submission whose data sources the statement lists: every
+        'datasource' record the service received from the author (the principal it
+        authenticated) on the submitting server's stream within this window, all kernels of
+        that server, stopped ones included. 0: no limit. Default 604800 (7 days).""",
     )
     max_running = Int(
         2,
@@ -230,6 +254,10 @@ class ExportDesk(LoggingConfigurable):
                     f"{principal.username!r} may not override gate {gate!r} "
                     "(c.ExportDesk.override_policy)"
                 )
+        try:
+            git = validate_report(body.get("git"), path)
+        except ValueError as exc:
+            raise ExportInvalid(str(exc)) from None
         profiles = _names(body.get("profiles"), "profiles")
         writable = _names(body.get("writable"), "writable")
         for name in profiles:
@@ -258,6 +286,7 @@ class ExportDesk(LoggingConfigurable):
             targets=targets,
             profiles=profiles,
             writable=writable,
+            git=git,
         )
         self._jobs[job.id] = job
         request = {
@@ -305,6 +334,8 @@ class ExportDesk(LoggingConfigurable):
         principal = job.principal
         secrets = self.desk.host.secrets.for_owner(principal.username)
         details = {p.name: p for p in self.desk.broker.profile_objects}
+        window = self.data_source_window
+        since = datetime.now(UTC) - timedelta(seconds=window) if window > 0 else None
 
         def session(_author: str, _path: str) -> dict[str, Any]:
             declared = []
@@ -319,7 +350,23 @@ class ExportDesk(LoggingConfigurable):
                         "policies": list(p.policies) or None,
                     }
                 )
-            return {"data_sources": [], "credential_profiles": declared}
+            author = read_data_sources(
+                self.ledger.dsn,
+                principal.username,
+                job.server_id,
+                since,
+                chain=self.ledger.chain,
+                table=self.ledger.table,
+            )
+            sources = merge_sources(
+                {AUTHOR_SESSION: author, CLEAN_RUN: sandbox.data_sources},
+                secrets | self.desk.host.secrets.for_owner(principal.username),
+            )
+            return {
+                "data_sources": sources,
+                "credential_profiles": declared,
+                "source": "service_ledger",
+            }
 
         def on_gate(result: GateResult) -> None:
             job.timings = dict(exporter.timings)
@@ -357,6 +404,8 @@ class ExportDesk(LoggingConfigurable):
                 parameters=request["parameters"],
                 overrides=request["overrides"],
                 display_path=job.path,
+                read_git=False,  # a copy in the service's temp dir: not the author's repository
+                reported_by_server={"server": job.server_id, "git": job.git},
             )
             user = {"username": principal.username, "groups": list(principal.groups)}
             try:

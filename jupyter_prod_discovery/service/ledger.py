@@ -41,7 +41,7 @@ from ..audit.recorder import AUDIT_KINDS
 from ..audit.signed_chain import checkpoint_message, head_message, record_hash
 from .signing import AuditSigner
 
-__all__ = ["AuditLedger", "LedgerError", "LedgerUnavailable", "Principal"]
+__all__ = ["AuditLedger", "LedgerError", "LedgerUnavailable", "Principal", "read_data_sources"]
 
 ALERT_SCHEMA = "https://events.prod-discovery.dev/alert/v1"
 # How a server's chain ends each line (audit/chain.py Chain._close): ,"hash":"<64>","mac":"<64>"}
@@ -659,6 +659,42 @@ class AuditLedger(LoggingConfigurable):
             "waiting": sum(len(r.events) for r in self._waiting),
             "up": self._conn is not None and not self._conn.closed,
         }
+
+
+def read_data_sources(
+    dsn: str,
+    username: str,
+    server_id: str,
+    since: datetime | None = None,
+    chain: str = "main",
+    table: str = "prod_discovery_service_audit",
+) -> list[dict[str, Any]]:
+    """``data`` of every ``datasource`` record of ``username``'s stream ``server_id``, oldest
+    first, received at or after ``since`` (None: all), on a connection of its own.
+
+    Selected by the columns the service wrote itself: ``username`` is the principal it
+    authenticated when the server shipped the record (never the record's own ``user``), and
+    ``received`` its own clock. What a record says it touched is the server's report.
+    """
+    import psycopg
+
+    t = _ident(table)
+    query = (
+        "SELECT record FROM {t} WHERE chain = %s AND username = %s AND server_id = %s "
+        "AND kind = 'datasource'"
+    )
+    args: list[Any] = [chain, username, server_id]
+    if since is not None:
+        query += " AND received >= %s"
+        args.append(since)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(_q(query + " ORDER BY seq", t), args).fetchall()
+    out = []
+    for (record,) in rows:
+        data = json.loads(record).get("data")
+        if isinstance(data, dict):
+            out.append(data)
+    return out
 
 
 def read_lines(

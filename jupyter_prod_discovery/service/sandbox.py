@@ -12,6 +12,13 @@ manifest names), checked against the author's own entitlements, under a kernel k
 (``<user>/export-run/<job id>``); they are revoked as soon as the run ends, whatever the outcome,
 so the database user a run had is gone afterwards.
 
+Data sources: the run's kernel carries the same audit shim as the author's kernels
+(``audit/kernel_shim.py``), reporting to a collector socket the service opens for this run alone
+(:class:`RunCollector`, one random token); what it reports goes into the statement as the
+``clean_run`` data sources. The shim's source travels with the run (the sandbox interpreter
+need not have this package), and its variables are taken out of the kernel's environment before
+the notebook's code runs.
+
 Writable profiles: a database profile the job declares writable is never given write access to
 its source. The run gets a throwaway copy instead: a PostgreSQL database created for the run from
 the source (``pg_dump | psql``, which unlike ``CREATE DATABASE ... TEMPLATE`` works while others
@@ -28,6 +35,7 @@ import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -40,13 +48,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from traitlets import Bool, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from ..audit import kernel_shim
+from ..audit.shim_listener import KINDS, MAX_MESSAGE_BYTES
 from ..export.gates.base import CleanRunOutcome, CleanRunSandbox, SandboxError
 
 if TYPE_CHECKING:
     from .credentials import CredentialDesk
     from .ledger import Principal
 
-__all__ = ["SANDBOX_RUNNER", "ExportSandbox", "UserSandbox", "drop_to"]
+__all__ = ["SANDBOX_RUNNER", "ExportSandbox", "RunCollector", "UserSandbox", "drop_to"]
 
 #: What the sandbox user runs (argv[1]: the parameters as JSON; stdin: the notebook; stdout:
 #: the executed notebook). It makes its own private directory, which is also the kernel's HOME
@@ -72,6 +82,39 @@ def end(*_):
 signal.signal(signal.SIGTERM, end)
 work = tempfile.mkdtemp(prefix="pd-run-")
 os.environ["HOME"] = os.environ["JUPYTER_RUNTIME_DIR"] = work
+shim = os.environ.pop("PD_RUN_SHIM", "")
+if shim:
+    # For the kernel only (this runner's own reads are not the notebook's): the shim module and
+    # a sitecustomize that installs it, then removes its variables before any cell runs.
+    shim = json.loads(shim)
+    site = os.path.join(work, "shim")
+    os.mkdir(site)
+    with open(os.path.join(site, "pd_kernel_shim.py"), "w", encoding="utf-8") as f:
+        f.write(shim["source"])
+    with open(os.path.join(site, "sitecustomize.py"), "w", encoding="utf-8") as f:
+        f.write(
+            "import os\\n"
+            "try:\\n"
+            "    import pd_kernel_shim\\n"
+            "    pd_kernel_shim.install()\\n"
+            "except Exception:\\n"
+            "    pass\\n"
+            "for _k in " + repr(sorted(shim["env"])) + ":\\n"
+            "    os.environ.pop(_k, None)\\n"
+        )
+    # IPython runs its startup files once the kernel is up, before the first cell: from there
+    # on what the kernel touches is the notebook's doing (not its connection file, history...).
+    startup = os.path.join(work, ".ipython", "profile_default", "startup")
+    os.makedirs(startup)
+    with open(os.path.join(startup, "00-pd-shim.py"), "w", encoding="utf-8") as f:
+        f.write(
+            "import sys\\n"
+            "_c = getattr(sys, '_prod_discovery_shim', None)\\n"
+            "if _c is not None:\\n"
+            "    _c.reset()\\n"
+        )
+    os.environ.update(shim["env"])
+    os.environ["PYTHONPATH"] = site
 src, out = os.path.join(work, "in.ipynb"), os.path.join(work, "out.ipynb")
 with open(src, "w", encoding="utf-8") as f:
     f.write(sys.stdin.read())
@@ -93,6 +136,81 @@ sys.exit(code)
 
 T = TypeVar("T")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class RunCollector:
+    """The datasource events of one clean run: a PULL socket on loopback, one random token.
+
+    Received after the run (ZMQ queues them meanwhile; the shim sends a summary a second and at
+    the kernel's exit), in this job's thread. Messages without the token are dropped, as the
+    server's collector drops them (``audit/shim_listener.py``); any local process can connect to
+    a loopback port, only the run's kernel knows the token.
+    """
+
+    def __init__(self, tmpdir: str) -> None:
+        import zmq
+
+        self._zmq = zmq
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.PULL)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.RCVHWM, 1000)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        port = self._sock.bind_to_random_port("tcp://127.0.0.1")
+        self.address = f"tcp://127.0.0.1:{port}"
+        self.token = secrets.token_hex(16)
+        # The run's own private directory (HOME, kernel files) is not a data source, nor is
+        # the probe file Python's tempfile writes once into TMPDIR (8 random characters).
+        self._work_prefix = str(Path(tmpdir) / "pd-run-")
+        self._probe = re.compile(re.escape(str(Path(tmpdir))) + r"/[a-z0-9_]{8}")
+        self.events: list[dict[str, Any]] = []
+
+    def shim(self) -> str:
+        """What the runner needs to load the shim into the run's kernel (``PD_RUN_SHIM``)."""
+        return json.dumps(
+            {
+                "source": Path(kernel_shim.__file__).read_text(encoding="utf-8"),
+                "env": {
+                    kernel_shim.ENV_ADDR: self.address,
+                    kernel_shim.ENV_TOKEN: self.token,
+                    kernel_shim.ENV_INTERVAL: "1",
+                },
+            }
+        )
+
+    def drain(self, quiet: float = 0.05) -> list[dict[str, Any]]:
+        """Take what arrived, until ``quiet`` seconds pass without a message.
+
+        Called once the runner has exited, which it does after its kernel: the kernel's last
+        summary (sent at its exit, lingering until delivered) is already queued here, so the
+        wait only catches stragglers; it adds ``quiet`` to every clean run."""
+        zmq = self._zmq
+        while self._sock.poll(int(quiet * 1000), zmq.POLLIN):
+            frames = self._sock.recv_multipart(zmq.NOBLOCK)
+            if len(frames) != 2 or frames[0] != self.token.encode():
+                continue
+            try:
+                events = json.loads(frames[1])["events"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            for event in events[:500] if isinstance(events, list) else []:
+                if not isinstance(event, dict) or event.get("kind") not in KINDS:
+                    continue
+                target = str(event.get("target", ""))[:500]
+                if event["kind"] == "file" and (
+                    target.startswith(self._work_prefix) or self._probe.fullmatch(target)
+                ):
+                    continue
+                try:
+                    count = max(1, int(event.get("count") or 1))
+                except (TypeError, ValueError):
+                    count = 1
+                self.events.append({"kind": event["kind"], "target": target, "count": count})
+        return self.events
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+        self._ctx.term()
 
 
 class ExportSandbox(LoggingConfigurable):
@@ -178,6 +296,8 @@ class UserSandbox(CleanRunSandbox):
         self.writable = writable
         #: What the last run was given, for the job's record (names only, never values).
         self.issued_profiles: list[str] = []
+        #: What the run's kernel touched (datasource event data), for the statement.
+        self.data_sources: list[dict[str, Any]] = []
         self.copies: list[str] = []
 
     def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -242,14 +362,35 @@ class UserSandbox(CleanRunSandbox):
         directory, so the service needs no right to create or chown files for another user."""
         me = account or pwd.getpwuid(os.getuid())
         python = self.config.python
+        tmpdir = self.config.work_dir or tempfile.gettempdir()
+        collector = RunCollector(tmpdir)
         env = {
             "USER": me.pw_name,
             "LOGNAME": me.pw_name,
             "PATH": f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
-            "TMPDIR": self.config.work_dir or tempfile.gettempdir(),
+            "TMPDIR": tmpdir,
+            "PD_RUN_SHIM": collector.shim(),
             **issued,
         }
+        try:
+            code, out = self._spawn(account, env, notebook, parameters, timeout)
+            # The kernel's last summary left at its exit, before the runner's.
+            self.data_sources = list(collector.drain())
+        finally:
+            collector.close()
+        return CleanRunOutcome(code, out.decode("utf-8", "replace") if out else None)
+
+    def _spawn(
+        self,
+        account: pwd.struct_passwd | None,
+        env: dict[str, str],
+        notebook: str,
+        parameters: dict[str, Any],
+        timeout: float,
+    ) -> tuple[int | None, bytes]:
+        """The runner's process: (exit code or None at the deadline, its stdout)."""
+        python = self.config.python
         prefix = drop_to(account) if account is not None else []
         argv = [*prefix, python, "-c", SANDBOX_RUNNER, json.dumps(parameters)]
         proc = subprocess.Popen(
@@ -278,7 +419,7 @@ class UserSandbox(CleanRunSandbox):
             if proc.poll() is None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.communicate(timeout=5)
-        return CleanRunOutcome(code, out.decode("utf-8", "replace") if out else None)
+        return code, out
 
     # -- writable profiles -----------------------------------------------------------------------
 
