@@ -191,12 +191,54 @@ def test_blocked_reply_keeps_its_structure() -> None:
 def test_raw_clean_refuses_digitless_names_and_tables() -> None:
     """Names are on by default: a digit-free output naming a person is scanned, not passed."""
     guard = PIIGuard()
-    for text in ("Maria Garcia", "<td>maria</td>"):
+    for text in ("Maria Garcia", "<td>maria</td>", "Zieli\u0144ski", "caf\u00e9 \uff11"):
         assert not guard.raw_clean(_packed(text), None), text
-    # Left to the other checks (the hot path's budget; live.py ``_split_gate``): an all-lowercase
-    # text table and a credential keyword without a digit or capital in its value.
-    assert guard.raw_clean(_packed("first  last\nmaria  garcia"), None)
     assert guard.content("stream", {"name": "stdout", "text": "Maria Garcia\n"}, None).content
+
+
+def test_raw_clean_passes_only_what_the_scanner_finds_nowhere() -> None:
+    """What the live gate leaves out (live.py ``_split_gate``: a text table's double spaces,
+    credential keywords) holds no finding in all-lowercase text: the scanner itself looks for
+    names and credentials only where a capital is (``scanner.may_hold_words``), on save and in
+    ``scan`` too. If the scanner learns to find these, this fails: the live gate must follow."""
+    guard = PIIGuard()
+    for text in (
+        "first  last\nmaria  garcia\n",
+        "first_name       city\n      anna    chicago\n",
+        "password = batterystaplexkcd\n",
+        "secret: wrongbatteryhorse\n",
+    ):
+        assert guard.raw_clean(_packed(text), None), text
+        assert not guard.policy.scan(text).findings, text
+
+
+def test_few_digits_shortcut_agrees_with_the_scanner() -> None:
+    """Texts of whitespace and at most eight digits skip the scanner (live.py ``_FEW_DIGITS``):
+    on every such text the scanner finds nothing, with every entity type on; a live secret
+    made of digits is still redacted."""
+    import random
+
+    from jupyter_prod_discovery.guard.live import _FEW_DIGITS
+    from jupyter_prod_discovery.pii.patterns import PATTERN_ENTITIES
+
+    every = PIIPolicy(entities=[*PIIPolicy().entities, *PATTERN_ENTITIES])
+    scanner = every.scanner()
+    rng = random.Random(19)
+    texts = ["12345678\n", "1234 5678\n", "123\t45\n678\n", "  12  34\n56  78\n", "0\n"]
+    for _ in range(3000):
+        n = rng.randint(1, 8)
+        texts.append("".join(rng.choice("0123456789" * 3 + " \n\t") for _ in range(n * 2)))
+    shortcut = 0
+    for text in texts:
+        if _FEW_DIGITS.fullmatch(text) is not None:
+            shortcut += 1
+            assert not scanner.scan(text), repr(text)
+    assert shortcut > 1000
+    assert _FEW_DIGITS.fullmatch("123456789\n") is None  # nine digits: scanned
+    assert _FEW_DIGITS.fullmatch("12.5\n") is None and _FEW_DIGITS.fullmatch("7 a\n") is None
+    registry = SecretRegistry()
+    registry.set("k1", ["48151623"])
+    assert PIIGuard(secrets=registry).text("48151623\n", "k1")[1] == "<SECRET>\n"
 
 
 def test_bundle_counts_each_value_once_across_representations() -> None:

@@ -8,6 +8,7 @@ the same for files. Nothing here logs or returns a matched value.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -17,6 +18,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..pii import Finding, PIIPolicy, Scanner, SecretMatcher, Verdict, redact
 from ..pii.secrets import KEYWORD_MARKERS, TOKEN_MARKERS
+from .bytescan import ByteSet
 from .normalize import active_reason, kind_of, render
 
 __all__ = [
@@ -84,10 +86,9 @@ ACTIVE_NOTICE = (
     "[Prod Discovery: removed {} (content that can show text the PII guard cannot scan)]"
 )
 # Raw JSON bytes without which no pattern entity can be displayed: every one holds an ASCII
-# digit or an '@' (the scanner's own gate), or a character NFKC maps to one (non-ASCII: ruled
-# out by ``bytes.isascii`` first) or an HTML entity naming one (``&commat;``). Single bytes
-# only: ``in`` is memchr-fast for them and ~200 times slower for a two-byte needle.
-_RAW_GATE = tuple(bytes([c]) for c in b"0123456789@&")
+# digit or an '@' (the scanner's own gate), or a character NFKC maps to one (non-ASCII: every
+# byte from 0x80 is a gate byte) or an HTML entity naming one (``&commat;``).
+_RAW_GATE = frozenset(b"0123456789@&") | frozenset(range(0x80, 0x100))
 _RANK = {"allow": 0, "warn": 1, "redact": 2, "block": 3}
 
 
@@ -107,29 +108,39 @@ def _rarest(marker: bytes) -> bytes:
 
 def _split_gate(
     policy_gate: tuple[bytes, ...] | None,
-) -> tuple[tuple[bytes, ...] | None, tuple[tuple[bytes, tuple[bytes, ...]], ...]]:
-    """The raw gate as (single bytes, markers grouped by their least common byte): the guard's
-    own bytes (digits, '@', '&') plus what the policy names (``PIIPolicy.raw_gate``: capitals
-    where names or credentials are on, keywords, ``<t`` of an HTML table); (None, ()) when no
-    gate exists (NER finds names anywhere).
+) -> tuple[frozenset[int] | None, tuple[tuple[bytes, tuple[bytes, ...]], ...]]:
+    """The raw gate as (byte values, markers grouped by their least common byte): the guard's
+    own bytes (digits, '@', '&', every non-ASCII byte) plus what the policy names
+    (``PIIPolicy.raw_gate``: capitals where names or credentials are on, keywords, ``<t`` of
+    an HTML table); (None, ()) when no gate exists (NER finds names anywhere).
 
     Left out, because a needle of common bytes would cost the hot path ~60-100 us per 100 KB
-    each (measured; the budget is ~50 us): ``\\u`` (an escape standing for a digit or '@' holds a
-    digit itself, and a non-ASCII payload is never clean); the two spaces of a text table's
+    each (measured; the budget is ~50 us): ``\\u`` (an escape standing for a digit or '@' holds
+    a digit itself, and a non-ASCII payload is never clean); the two spaces of a text table's
     alignment (every packed message holds ``": "``); credential keywords and token prefixes (a
     token's random part holds a digit or a capital: 20 base62 characters without either, about
-    3e-8). So a text table whose every cell is lowercase letters, or ``password = hunter``,
-    passes live unscanned; saves, ``scan`` and the export gate scan everything.
+    3e-8). The scanner itself looks for names and credentials only in text holding a capital
+    or a non-ASCII character (``scanner.may_hold_words``), so an all-lowercase text table or
+    ``password = hunter`` is found nowhere, live or on save.
     """
     if policy_gate is None:
         return None, ()
-    single = dict.fromkeys([*_RAW_GATE, *(b for b in policy_gate if len(b) == 1)])
+    single = _RAW_GATE | {b[0] for b in policy_gate if len(b) == 1}
     groups: dict[bytes, list[bytes]] = {}
     for marker in dict.fromkeys(b for b in policy_gate if len(b) > 1):
         if marker in _UNGATED:
             continue
         groups.setdefault(_rarest(marker), []).append(marker)
-    return tuple(single), tuple((b, tuple(ms)) for b, ms in groups.items())
+    return frozenset(single), tuple((b, tuple(ms)) for b, ms in groups.items())
+
+
+# Text of spaces, tabs, line breaks and at most eight ASCII digits: a counter, a length, a small
+# result, most of what loops print. No finding of the policy can be in it (without NER): every
+# pattern entity holds a letter, an '@', a separator (``. : / - +``) or nine digits (the scanner
+# reads a number only from nine digits on), names and credentials a letter, a table's column a
+# header word; and it displays as itself in every kind. Only a live secret can be there.
+# ``tests/test_guard_live.py`` checks this against the scanner.
+_FEW_DIGITS = re.compile(r"[ \t\n]*(?:[0-9][ \t\n]*){0,8}")
 
 
 BUDGET_NOTICE = (
@@ -273,6 +284,9 @@ class PIIGuard(LoggingConfigurable):
     )
     policy = Instance(PIIPolicy)
 
+    #: (secrets version, matcher, raw gate) per kernel key (see ``_live``).
+    _matchers: dict[str, tuple[int, SecretMatcher, ByteSet | None]]
+
     # ``on`` mirrors ``enabled`` as a plain attribute: it is read for every outgoing message.
     on = True
 
@@ -283,6 +297,11 @@ class PIIGuard(LoggingConfigurable):
     @observe("passthrough_mime")
     def _mirror_passthrough(self, change: Any = None) -> None:
         self._passthrough = frozenset(m.lower() for m in self.passthrough_mime)
+
+    @observe("secrets_scope")
+    def _mirror_scope(self, change: Any = None) -> None:
+        self._scope_server = self.secrets_scope == "server"
+        self._matchers = {}
 
     @default("policy")
     def _default_policy(self) -> PIIPolicy:
@@ -295,16 +314,26 @@ class PIIGuard(LoggingConfigurable):
         self.secrets = secrets
         self.scanner: Scanner = self.policy.scanner()
         self._raw_single, self._raw_multi = _split_gate(self.policy.raw_gate())
-        self._matchers: dict[str, tuple[int, SecretMatcher]] = {}
+        self._matchers = {}
+        self._no_secrets: tuple[int, SecretMatcher, ByteSet | None] | None = None
+        self._mirror_scope()
         self._executor: ThreadPoolExecutor | None = None
 
     # --- secrets --------------------------------------------------------------------------
     def matcher(self, kernel_id: str | None) -> SecretMatcher:
         """The compiled matcher for a kernel's output: every live secret of the server (or,
         with ``secrets_scope = 'kernel'``, the kernel's own and the server's tokens)."""
+        return self._live(kernel_id)[1]
+
+    def _live(self, kernel_id: str | None) -> tuple[int, SecretMatcher, ByteSet | None]:
+        """(secrets version, matcher, raw gate) for a kernel's output, rebuilt when a secret
+        changes. The raw gate is the policy's bytes plus one byte of each live secret
+        (``SecretMatcher.gate``); None when no raw gate exists."""
         if self.secrets is None:
-            return SecretMatcher(())
-        if self.secrets_scope == "server":
+            if self._no_secrets is None:
+                self._no_secrets = self._entry(-1, SecretMatcher(()))
+            return self._no_secrets
+        if self._scope_server:
             kernel_id = None
         key = kernel_id or "*"
         version = self.secrets.version
@@ -315,38 +344,40 @@ class PIIGuard(LoggingConfigurable):
                 if kernel_id
                 else self.secrets.all()
             )
-            hit = (version, SecretMatcher(values))
+            hit = self._entry(version, SecretMatcher(values))
             self._matchers[key] = hit
-        return hit[1]
+        return hit
+
+    def _entry(
+        self, version: int, matcher: SecretMatcher
+    ) -> tuple[int, SecretMatcher, ByteSet | None]:
+        gate = matcher.gate
+        if self._raw_single is None or gate is None:
+            return version, matcher, None
+        # A secret's gate byte that is not ASCII is covered by the non-ASCII bytes already.
+        return version, matcher, ByteSet(self._raw_single | {g[0] for g in gate if len(g) == 1})
 
     def raw_clean(self, raw: bytes, kernel_id: str | None) -> bool:
         """True when a packed JSON payload provably holds no finding: no decode, no scan needed.
 
         Sound because jupyter_client packs JSON with ``ensure_ascii=False``: every non-ASCII
-        character is in ``raw`` as UTF-8 (``isascii`` rules out fullwidth digits, zero-width
-        and other characters the display rewrites), and an ASCII one as itself or as an escape
-        (``\\n``, ``\\r``, ``\\b``, ``\\u001b``...). No ASCII digit, '@' or '&' means no pattern
-        entity as sent nor as displayed (overstrike and ANSI codes only remove characters; a
-        ``\\u`` escape of another packer that could stand for a digit or '@' holds a digit
-        itself), and no gate byte of any live secret means no secret and no fragment of one
-        (so none can straddle into a neighbouring message either). NER finds names without
-        such markers, so with ``ner`` on nothing is clean. A dozen memchr-speed ``in`` tests:
-        ~10 us per 100 KB, far below a JSON decode.
+        character is in ``raw`` as UTF-8 (non-ASCII bytes are gate bytes: fullwidth digits,
+        zero-width and other characters the display rewrites are never clean), and an ASCII
+        one as itself or as an escape (``\\n``, ``\\r``, ``\\b``, ``\\u001b``...). No ASCII
+        digit, '@' or '&' means no pattern entity as sent nor as displayed (overstrike and
+        ANSI codes only remove characters; a ``\\u`` escape of another packer that could stand
+        for a digit or '@' holds a digit itself), and no gate byte of any live secret means no
+        secret and no fragment of one (so none can straddle into a neighbouring message
+        either). NER finds names without such markers, so with ``ner`` on nothing is clean.
+        The bytes are tested in one pass (``bytescan.ByteSet``: ~20 us per 100 KB).
         """
-        if self._raw_single is None or not raw.isascii():
+        gate = self._live(kernel_id)[2]
+        if gate is None or not gate.absent_from(raw):
             return False
-        gate = self.matcher(kernel_id).gate
-        if gate is None:
-            return False
-        for b in self._raw_single:
-            if b in raw:
-                return False
-        if not all(b not in raw for b in gate):
-            return False
-        # The policy's multi-byte markers (credential keywords and prefixes, ``://``, ``<t``)
-        # last, each behind a memchr test of its least common byte: a needle of two or more
-        # bytes costs ~60-100 us per 100 KB against ~2 us for one byte (measured), and a payload
-        # without that byte cannot hold the needle.
+        # The policy's multi-byte markers (``<t`` of an HTML table) last, each behind a memchr
+        # test of its least common byte: a needle of two or more bytes costs ~60-100 us per
+        # 100 KB against ~1 us for one byte (measured), and a payload without that byte cannot
+        # hold the needle.
         return not any(b in raw and any(m in raw for m in group) for b, group in self._raw_multi)
 
     def seam_closed(self, before: str, after: str, kernel_id: str | None) -> bool:
@@ -372,6 +403,8 @@ class PIIGuard(LoggingConfigurable):
         counted twice.
         """
         matcher = self.matcher(kernel_id)
+        if _FEW_DIGITS.fullmatch(text) is not None and not self.scanner.ner:
+            return matcher.find(text)
         found = self.scanner.scan(text) + matcher.find(text)
         rendered = render(text, kind)
         if rendered is None:
