@@ -197,18 +197,31 @@ def test_raw_clean_refuses_digitless_names_and_tables() -> None:
 
 
 def test_raw_clean_passes_only_what_the_scanner_finds_nowhere() -> None:
-    """What the live gate leaves out (live.py ``_split_gate``: a text table's double spaces,
-    credential keywords) holds no finding in all-lowercase text: the scanner itself looks for
-    names and credentials only where a capital is (``scanner.may_hold_words``), on save and in
-    ``scan`` too. If the scanner learns to find these, this fails: the live gate must follow."""
+    """What the live gate leaves out (live.py ``_split_gate``: a text table's double spaces)
+    holds no finding in all-lowercase text: the scanner looks for names only where a capital
+    is (``scanner.may_hold_words``), on save and in ``scan`` too. If the scanner learns to find
+    these, this fails: the live gate must follow."""
     guard = PIIGuard()
-    for text in (
-        "first  last\nmaria  garcia\n",
-        "first_name       city\n      anna    chicago\n",
-        "password = batterystaplexkcd\n",
-        "secret: wrongbatteryhorse\n",
-    ):
+    for text in ("first  last\nmaria  garcia\n", "first_name       city\n      anna    chicago\n"):
         assert guard.raw_clean(_packed(text), None), text
+        assert not guard.policy.scan(text).findings, text
+
+
+def test_lowercase_keyword_credentials() -> None:
+    """A keyword's value with no digit or capital is a credential to the scanner (saves,
+    ``scan``, the export gate), and live where an '=' opens the raw gate; after ':' it is the
+    live gate's documented gap (every packed message holds ': ')."""
+    guard = PIIGuard()
+    for text in ("password = batterystaplexkcd\n", "db_password=wrongbatteryhorse\n"):
+        assert not guard.raw_clean(_packed(text), None), text
+        assert [f.entity_type for f in guard.policy.scan(text).findings] == ["CREDENTIAL"], text
+        out = guard.content("stream", {"name": "stdout", "text": text}, None).content
+        assert out is not None and "battery" not in json.dumps(out), (text, out)
+    gap = "secret: wrongbatteryhorse\n"
+    assert [f.entity_type for f in guard.policy.scan(gap).findings] == ["CREDENTIAL"]
+    assert guard.raw_clean(_packed(gap), None)
+    # Placeholders and low-entropy values stay clear.
+    for text in ("password = changeme\n", "token: xxxxxxxxxxxx\n", "width=aaaaaaaaaaaa\n"):
         assert not guard.policy.scan(text).findings, text
 
 

@@ -119,9 +119,11 @@ def _split_gate(
     a digit itself, and a non-ASCII payload is never clean); the two spaces of a text table's
     alignment (every packed message holds ``": "``); credential keywords and token prefixes (a
     token's random part holds a digit or a capital: 20 base62 characters without either, about
-    3e-8). The scanner itself looks for names and credentials only in text holding a capital
-    or a non-ASCII character (``scanner.may_hold_words``), so an all-lowercase text table or
-    ``password = hunter`` is found nowhere, live or on save.
+    3e-8). A keyword's value without digit or capital passes the gate through the policy's '='
+    (``password = hunterhunter``); after ':' (``secret: hunterhunter``) it is found on save,
+    by ``scan`` and the export gate, not live. The scanner looks for names only in text
+    holding a capital or a non-ASCII character (``scanner.may_hold_words``), so an
+    all-lowercase text table is found nowhere, live or on save.
     """
     if policy_gate is None:
         return None, ()

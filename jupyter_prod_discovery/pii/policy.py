@@ -209,7 +209,7 @@ class PIIPolicy(Configurable):
         Pattern entities hold an ASCII digit or '@' (the scanner requires a digit in MAC,
         UUID and IPv6 candidates for that reason); names a capital (ASCII, or a Latin-1 /
         Latin Extended-A one, whose UTF-8 lead bytes are 0xC3-0xC5); credentials a digit, a
-        capital, a keyword or a token prefix; column-aware tables their alignment or tags.
+        capital, a keyword, a token prefix or (a keyword's value) '='; column-aware tables their alignment or tags.
         The live guard skips decoding payloads with none of these bytes.
         """
         if self.ner:
@@ -220,6 +220,9 @@ class PIIPolicy(Configurable):
             gate += [b"\xc3", b"\xc4", b"\xc5"]
         if CREDENTIAL in self.entities:
             gate += [m.encode() for m in (*KEYWORD_MARKERS, *TOKEN_MARKERS) if m.lower() == m]
+            # A keyword value without digit or capital (``password = hunter``): its '='. The
+            # ':' of ``key: value`` is in every packed message, so it cannot serve here.
+            gate.append(b"=")
         if "URL" in self.entities:
             gate.append(b"://")
         if self.tables:  # a text table aligns with 2+ spaces; an HTML table has <td>/<th>

@@ -160,7 +160,9 @@ class Scanner:
                 # cannot hold an entity: the other passes see blanks there.
                 scanned = _mask(text, cells)
                 cells = [f for f in cells if f.entity_type]
-        if words and self.credentials:
+        # A keyword credential needs no capital (``db_password = "hunter2hunter2"`` in a
+        # lowercase config dump): its '=' or ':' opens the credential pass too.
+        if self.credentials and (words or "=" in text or ":" in text):
             # On the masked text: a settled cell is redacted whole already, and blanks are
             # skipped at C speed by the marker search.
             out.extend(find_credentials(scanned))
