@@ -255,6 +255,20 @@ def run_lab(options: LabOptions) -> Iterator[Lab]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run_in_new_notebook(page: Any, code: str) -> None:
+    """Open a new Python notebook from the launcher, wait until its kernel is idle (its
+    credentials are issued before that), and run ``code`` in its first cell."""
+    page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
+    editor = page.locator(".jp-NotebookPanel:visible .jp-Cell .cm-content").first
+    editor.wait_for(state="visible")
+    page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\| Idle$")).first.wait_for(
+        timeout=120_000
+    )
+    editor.click()
+    page.keyboard.insert_text(code)
+    page.keyboard.press("Shift+Enter")
+
+
 def shot(page: Any, name: str) -> None:
     """Save a screenshot under artifacts/ (git-ignored) for the CI artefacts."""
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))

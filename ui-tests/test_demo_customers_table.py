@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from lab_support import LOAD_TIMEOUT, demo_dsn, shot
+from lab_support import LOAD_TIMEOUT, demo_dsn, run_in_new_notebook, shot
 from PIL import Image
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -102,16 +102,7 @@ def test_demo_customers_table_redacted_marked_and_counted(demo_page: Any, tmp_pa
     rows = database_rows()
     assert len(rows) >= 100, "the demo seeds its customers table"
 
-    # A new notebook from the launcher; the kernel is ready once its credentials are issued.
-    page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
-    editor = page.locator(".jp-NotebookPanel:visible .jp-Cell .cm-content").first
-    editor.wait_for(state="visible")
-    page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\| Idle$")).first.wait_for(
-        timeout=120_000
-    )
-    editor.click()
-    page.keyboard.insert_text(CELL)
-    page.keyboard.press("Shift+Enter")
+    run_in_new_notebook(page, CELL)
     table = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output table").first
     table.wait_for(state="visible", timeout=120_000)
     marker = page.locator(".jp-NotebookPanel:visible .jp-ProdDiscovery-piiMarker").first

@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from lab_support import LOAD_TIMEOUT, shot
+from lab_support import LOAD_TIMEOUT, run_in_new_notebook, shot
 
 from jupyter_prod_discovery.demo.process import DemoProcess
 from jupyter_prod_discovery.demo.runner import DEFAULT_DSN, EXPORT_PUBLIC_KEY
@@ -86,16 +86,7 @@ def test_first_hour_with_the_demo(browser: Any, stop: int) -> None:
         page.locator(".jp-ProdDiscovery-indicator").first.wait_for(timeout=LOAD_TIMEOUT)
 
         # "Open a notebook and run ...": a new Python notebook from the launcher.
-        page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
-        editor = page.locator(".jp-NotebookPanel:visible .jp-Cell .cm-content").first
-        editor.wait_for(state="visible")
-        # The kernel is ready once the status bar says so (its credentials issued first).
-        page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\| Idle$")).first.wait_for(
-            timeout=120_000
-        )
-        editor.click()
-        page.keyboard.insert_text(EXAMPLE)
-        page.keyboard.press("Shift+Enter")
+        run_in_new_notebook(page, EXAMPLE)
         output = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output").first
         output.wait_for(state="visible", timeout=120_000)
         page.wait_for_function(
