@@ -42,7 +42,9 @@ _EXTRA_RECOGNIZERS = (
     "UkNinoRecognizer", "EsNifRecognizer", "EsNieRecognizer", "ItFiscalCodeRecognizer",
     "PlPeselRecognizer", "FiPersonalIdentityCodeRecognizer", "ItDriverLicenseRecognizer",
     "ItVatCodeRecognizer", "ItPassportRecognizer", "ItIdentityCardRecognizer",
-    "EsPassportRecognizer", "SePersonnummerRecognizer",
+    "EsPassportRecognizer", "SePersonnummerRecognizer", "DeTaxIdRecognizer",
+    "DeSocialSecurityRecognizer", "DeIdCardRecognizer", "DePassportRecognizer",
+    "DeHealthInsuranceRecognizer", "DeFuehrerscheinRecognizer",
 )  # fmt: skip
 
 

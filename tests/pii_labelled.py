@@ -95,7 +95,9 @@ ENTITIES = (
     "UK_NHS", "CRYPTO", "MAC_ADDRESS", "MEDICAL_LICENSE", "US_BANK_NUMBER", "US_DRIVER_LICENSE",
     "US_ITIN", "US_PASSPORT", "UK_NINO", "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "PL_PESEL",
     "FI_PERSONAL_IDENTITY_CODE", "IT_DRIVER_LICENSE", "IT_VAT_CODE", "IT_PASSPORT",
-    "IT_IDENTITY_CARD", "ES_PASSPORT", "SE_PERSONNUMMER", "PERSON", "LOCATION", "DATE_OF_BIRTH",
+    "IT_IDENTITY_CARD", "ES_PASSPORT", "SE_PERSONNUMMER", "DE_TAX_ID", "DE_SOCIAL_SECURITY",
+    "DE_ID_CARD", "DE_PASSPORT", "DE_HEALTH_INSURANCE", "DE_FUEHRERSCHEIN", "PERSON", "LOCATION",
+    "DATE_OF_BIRTH",
 )  # fmt: skip
 # Values that identify themselves (checksums, distinctive shapes): labelled in header-less tables.
 SELF_EVIDENT = frozenset(
@@ -277,6 +279,58 @@ def personnummer(rng: random.Random) -> str:
     )
 
 
+def de_tax_id(rng: random.Random) -> str:
+    """A Steuer-ID: 10 digits (first not 0, none more than three times), ISO 7064 mod 11,10."""
+    while True:
+        body = str(rng.randint(1, 9)) + _digits(rng, 9)
+        if max(body.count(c) for c in body) <= 3:
+            break
+    product = 10
+    for c in body:
+        total = (int(c) + product) % 10 or 10
+        product = total * 2 % 11
+    return body + str((11 - product) % 10)
+
+
+def _cross_sum(n: int) -> int:
+    return n // 10 + n % 10
+
+
+def de_social_security(rng: random.Random) -> str:
+    """A Rentenversicherungsnummer: area, birth date, surname initial, serial, check digit."""
+    letter = rng.choice(string.ascii_uppercase)
+    head = f"{rng.randint(2, 89):02d}{rng.randint(1, 28):02d}{rng.randint(1, 12):02d}"
+    head += f"{rng.randint(0, 99):02d}"
+    serial = _digits(rng, 2)
+    digits = head + f"{ord(letter) - 64:02d}" + serial
+    weights = (2, 1, 2, 5, 7, 1, 2, 1, 2, 1, 2, 1)
+    check = sum(_cross_sum(int(c) * w) for c, w in zip(digits, weights, strict=True)) % 10
+    return f"{head}{letter}{serial}{check}"
+
+
+_ICAO = "CFGHJKLMNPRTVWXYZ"
+
+
+def de_document(rng: random.Random, old: bool = False) -> str:
+    """A German identity card or passport number: 8 characters of the ICAO set and the ICAO
+    7-3-1 check digit; ``old``: an identity card before 2010 (T and 8 digits)."""
+    if old:
+        return "T" + _digits(rng, 8)
+    body = rng.choice(_ICAO) + "".join(rng.choice(_ICAO + "0123456789") for _ in range(7))
+    vals = [int(c) if c.isdigit() else ord(c) - 55 for c in body]
+    return body + str(sum(v * (7, 3, 1)[i % 3] for i, v in enumerate(vals)) % 10)
+
+
+def de_health_insurance(rng: random.Random) -> str:
+    """A KVNR: surname initial, 8 digits, the GKV check digit (factors 1, 2 over the
+    letter's two digits and the first 8 digits, cross sums)."""
+    letter = rng.choice(string.ascii_uppercase)
+    body = _digits(rng, 8)
+    digits = f"{ord(letter) - 64:02d}" + body
+    check = sum(_cross_sum(int(c) * (1 + i % 2)) for i, c in enumerate(digits)) % 10
+    return f"{letter}{body}{check}"
+
+
 def _letters(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(string.ascii_uppercase) for _ in range(n))
 
@@ -335,6 +389,18 @@ def value(entity: str, rng: random.Random, loc: str = "us") -> str:
         return f"{_letters(rng, 3)}{_digits(rng, 6)}"
     if entity == "SE_PERSONNUMMER":
         return personnummer(rng)
+    if entity == "DE_TAX_ID":
+        return de_tax_id(rng)
+    if entity == "DE_SOCIAL_SECURITY":
+        return de_social_security(rng)
+    if entity == "DE_ID_CARD":
+        return de_document(rng, old=rng.random() < 0.25)
+    if entity == "DE_PASSPORT":
+        return de_document(rng)
+    if entity == "DE_HEALTH_INSURANCE":
+        return de_health_insurance(rng)
+    if entity == "DE_FUEHRERSCHEIN":
+        return f"{_letters(rng, 2)}{_digits(rng, 8)}{rng.choice(string.ascii_uppercase + '0123456789')}"
     if entity == "PERSON":
         return f"{rng.choice(FIRST[loc])} {rng.choice(LAST[loc])}"
     if entity == "LOCATION":
@@ -372,6 +438,17 @@ SENTENCES = {
     "IT_IDENTITY_CARD": ["Carta d'identità {} valida.", "Identity card {} checked at the desk."],
     "ES_PASSPORT": ["Número de pasaporte {} del titular.", "Spanish passport {} scanned."],
     "SE_PERSONNUMMER": ["Personnummer {} registrerat.", "Her personal identity number is {}."],
+    "DE_TAX_ID": ["Steuer-ID {} beim Finanzamt hinterlegt.", "Her German tax ID is {}.",
+                  "Die steuerliche Identifikationsnummer lautet {}."],
+    "DE_SOCIAL_SECURITY": ["Rentenversicherungsnummer {} gespeichert.",
+                           "Sozialversicherungsnummer: {} (Arbeitgeber).",
+                           "German social security number {} on file."],
+    "DE_ID_CARD": ["Personalausweis Nr. {} geprüft.", "German ID card {} checked at the desk."],
+    "DE_PASSPORT": ["Reisepassnummer {} erfasst.", "German passport {} scanned at the gate."],
+    "DE_HEALTH_INSURANCE": ["Krankenversichertennummer {} der AOK.",
+                            "German health insurance number {} verified."],
+    "DE_FUEHRERSCHEIN": ["Führerscheinnummer {} ausgestellt in München.",
+                         "German driving licence {} on file."],
     "PERSON": ["Yesterday {} signed the contract.", "I met {} at the branch office.",
                "The account belongs to {}, who moved last year.", "Ask {} about the refund."],
 }  # fmt: skip
@@ -385,7 +462,9 @@ LOG_KEYS = {
     "FI_PERSONAL_IDENTITY_CODE": "hetu", "IT_DRIVER_LICENSE": "patente",
     "IT_VAT_CODE": "partita_iva", "IT_PASSPORT": "passaporto",
     "IT_IDENTITY_CARD": "carta_identita", "ES_PASSPORT": "pasaporte",
-    "SE_PERSONNUMMER": "personnummer",
+    "SE_PERSONNUMMER": "personnummer", "DE_TAX_ID": "steuer_id", "DE_SOCIAL_SECURITY": "rvnr",
+    "DE_ID_CARD": "personalausweis", "DE_PASSPORT": "reisepass", "DE_HEALTH_INSURANCE": "kvnr",
+    "DE_FUEHRERSCHEIN": "fuehrerschein",
 }  # fmt: skip
 HEADERS = {
     **{k: v for k, v in LOG_KEYS.items() if k != "EMAIL_ADDRESS"},

@@ -122,6 +122,19 @@ def test_luhn_invalid_and_id_columns_are_not_cards() -> None:
         ("personnummer 811228+9874", "SE_PERSONNUMMER"),
         ("Personnummer: 19811228-9874", "SE_PERSONNUMMER"),
         ("personnummer=198112289874", "SE_PERSONNUMMER"),
+        ("Steuer-ID: 86095742719", "DE_TAX_ID"),
+        ("Her German tax ID is 86095742719.", "DE_TAX_ID"),
+        ("Rentenversicherungsnummer 15070649C103", "DE_SOCIAL_SECURITY"),
+        ("rvnr=15070649C103 status=200", "DE_SOCIAL_SECURITY"),
+        ("Personalausweis L01X00T44", "DE_ID_CARD"),
+        ("Personalausweis (alt) T22000124", "DE_ID_CARD"),
+        ("German ID card L01X00T44 checked", "DE_ID_CARD"),
+        ("Reisepass C01X00T41", "DE_PASSPORT"),
+        ("German passport F20400481 scanned", "DE_PASSPORT"),
+        ("Krankenversichertennummer A000500015", "DE_HEALTH_INSURANCE"),
+        ("kvnr=A000500015", "DE_HEALTH_INSURANCE"),
+        ("Führerscheinnummer BO12345678A", "DE_FUEHRERSCHEIN"),
+        ("German driving licence MU12345678B on file", "DE_FUEHRERSCHEIN"),
         ("Driver license 1234567 expires soon.", "US_DRIVER_LICENSE"),
         ("driver_license=650000 status=200", "US_DRIVER_LICENSE"),
         ("Verified driver's license no. 07654321.", "US_DRIVER_LICENSE"),
@@ -142,6 +155,21 @@ def test_weak_ids_need_context() -> None:
     # A personnummer's shape in a build name; one whose Luhn digit is wrong; a bare passport.
     quiet = "release-19811228-9874 ref AAA123456; personnummer 811228-9875"
     assert _spans(PIIPolicy(), quiet) == []
+    # German shapes without their words (all with valid check digits), then with their words
+    # but a wrong check digit (tax id, pension, identity card, passport, health insurance).
+    quiet = "job 86095742719 ref 15070649C103 L01X00T44 C01X00T41 A000500015 BO12345678A"
+    assert _spans(PIIPolicy(), quiet) == []
+    for text in (
+        "Steuer-ID 86095742718",
+        "Rentenversicherungsnummer 15070649C104",
+        "Personalausweis L01X00T45",
+        "Reisepass C01X00T42",
+        "Krankenversichertennummer A000500016",
+        # Forbidden ICAO letters; a passport's shape after the US word only.
+        "Reisepass A01X00T41",
+        "passport C01X00T41",
+    ):
+        assert _spans(PIIPolicy(), text) == [], text
 
 
 @pytest.mark.parametrize(
@@ -176,6 +204,21 @@ def test_italian_ids_in_columns_and_a_generic_header_yields_to_their_shape() -> 
         text = L._table(kind, header, rows, [None] * 3).text
         found = PIIPolicy().scan(text).entities
         assert found == {"IT_PASSPORT": 2, "IT_IDENTITY_CARD": 2, "IT_VAT_CODE": 2}, kind
+
+
+def test_german_ids_in_columns_named_for_them_and_not_in_untold_ones() -> None:
+    rows = [
+        ["86095742719", "15070649C103", "L01X00T44", "C01X00T41", "A000500015", "BO12345678A"],
+        ["39141777639", "63110709C411", "T22000124", "F20400481", "L858590267", "MU12345678B"],
+    ]
+    header = ["steuer_id", "rvnr", "personalausweis", "reisepass", "kvnr", "fuehrerschein"]
+    want = {e: 2 for e in ("DE_TAX_ID", "DE_SOCIAL_SECURITY", "DE_ID_CARD", "DE_PASSPORT",
+                           "DE_HEALTH_INSURANCE", "DE_FUEHRERSCHEIN")}  # fmt: skip
+    for kind in ("dataframe", "html"):
+        text = L._table(kind, header, rows, [None] * 6).text
+        assert PIIPolicy().scan(text).entities == want, kind
+        text = L._table(kind, [f"c{i}" for i in range(6)], rows, [None] * 6).text
+        assert PIIPolicy().scan(text).entities == {}, kind
 
 
 def test_optional_entities_only_when_the_policy_lists_them() -> None:

@@ -2,8 +2,8 @@
 
 The scanner finds candidates with a few class-first regular expressions (see ``NUMERIC``), then
 validates each small candidate with Presidio's own rules (Luhn, IBAN mod-97, SSN invalidation,
-base58check, DEA, NIF/NIE, codice fiscale, partita IVA, PESEL, HETU and personnummer checksums) and
-``phonenumbers``. Ids of 6 to 8 digits (too short for a candidate run, and everywhere in logs)
+base58check, DEA, NIF/NIE, codice fiscale, partita IVA, PESEL, HETU, personnummer, and the German
+tax id, pension and health insurance numbers' and ICAO check digits) and ``phonenumbers``. Ids of 6 to 8 digits (too short for a candidate run, and everywhere in logs)
 are looked for only after a word that names them (``SHORT_ID_KEYS``). Presidio is imported
 lazily and fully offline.
 """
@@ -64,6 +64,12 @@ PATTERN_ENTITIES = (
     "IT_IDENTITY_CARD",
     "ES_PASSPORT",
     "SE_PERSONNUMMER",
+    "DE_TAX_ID",
+    "DE_SOCIAL_SECURITY",
+    "DE_ID_CARD",
+    "DE_PASSPORT",
+    "DE_HEALTH_INSURANCE",
+    "DE_FUEHRERSCHEIN",
 )
 # Reported only when a policy lists them: common in technical output, rarely personal.
 OPTIONAL_ENTITIES = ("DATE_TIME", "URL", "UUID")
@@ -85,7 +91,7 @@ _REST = r"(?:[\d().-]|[ ](?=[\d(])){7,}\d(?![\w]|[.,]\d)"
 NUMERIC = re.compile(
     rf"""
     (?P<ipv4>\d(?<![\w.]\d)\d{{0,2}}\.\d{{1,3}}\.\d{{1,3}}\.\d{{1,3}}(?![\w]|\.\d))
-  | (?P<alnumd>\d(?<![\w]\d)(?:\d{{7}}-?[A-Z]|\d{{5}}[-+A-FU-Y]\d{{3}}[0-9A-Y]|\d{{6}}[A-Z]{{2}})\b)
+  | (?P<alnumd>\d(?<![\w]\d)(?:\d{{7}}[A-Z]\d{{3}}|\d{{7}}-?[A-Z]|\d{{5}}[-+A-FU-Y]\d{{3}}[0-9A-Y]|\d{{6}}[A-Z]{{2}})\b)
   | (?P<num>\+(?<![\w.,+-]\+)\d{{1,3}}[ .-]?\(?\d{_REST}
         |\((?<![\w.,+-]\()\d{_REST}
         |\d(?<![\w.,+-]\d){_REST}
@@ -104,6 +110,7 @@ UPPER = re.compile(
       | [A-Z][ ]\d{7}
       | [A-Z]\d{5}[A-Z]{2}
       | 1[B-HJ-NPR-UW-Z0-9]{7}[A-Z]
+      | [CFGHJKLMNPRTVWXYZ0-9]{7}[0-9]
       )\b)
     """,
     re.VERBOSE | re.ASCII,
@@ -236,6 +243,22 @@ CONTEXT_WORDS: dict[str, tuple[str, ...]] = {
     "ES_PASSPORT": ("pasaporte", "passport"),
     "SE_PERSONNUMMER": ("personnummer", "samordningsnummer", "personal identity number",
                         "svensk id", "swedish id"),
+    # Presidio's German words (it has them in German only) and their English equivalents; not
+    # Presidio's "pass" (in "password") nor plain "passport" / "identity card" / "driving
+    # licence", which name the US and Italian documents of the same shapes.
+    "DE_TAX_ID": ("steueridentifikation", "steuer-id", "steuerid", "steuer id", "steuer_id",
+                  "steuer-idnr", "identifikationsnummer", "idnr", "steuernummer", "bzst",
+                  "german tax id", "tax identification number"),
+    "DE_SOCIAL_SECURITY": ("rentenversicherung", "sozialversicherung", "versicherungsnummer",
+                           "rvnr", "svnr", "sv-nummer", "sv nummer", "sv_nummer",
+                           "social security", "social insurance", "pension insurance"),
+    "DE_ID_CARD": ("personalausweis", "ausweis", "german id", "german identity",
+                   "national id"),
+    "DE_PASSPORT": ("reisepass", "passnummer", "pass-nr", "german passport"),
+    "DE_HEALTH_INSURANCE": ("krankenversicher", "versichertennummer", "kvnr", "krankenkasse",
+                            "gesundheitskarte", "egk", "health insurance"),
+    "DE_FUEHRERSCHEIN": ("führerschein", "fuehrerschein", "fahrerlaubnis",
+                         "german driving licen", "german driver"),
     "CRYPTO": ("wallet", "btc", "bitcoin", "crypto"),
     "MAC_ADDRESS": ("mac", "hardware", "ethernet"),
 }  # fmt: skip
@@ -248,6 +271,11 @@ def _presidio() -> dict[str, Any]:
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer,
         CryptoRecognizer,
+        DeHealthInsuranceRecognizer,
+        DeIdCardRecognizer,
+        DePassportRecognizer,
+        DeSocialSecurityRecognizer,
+        DeTaxIdRecognizer,
         EsNieRecognizer,
         EsNifRecognizer,
         FiPersonalIdentityCodeRecognizer,
@@ -275,6 +303,11 @@ def _presidio() -> dict[str, Any]:
         "fi": FiPersonalIdentityCodeRecognizer(),
         "vat": ItVatCodeRecognizer(),
         "se": SePersonnummerRecognizer(),
+        "de_tax": DeTaxIdRecognizer(supported_language="en"),
+        "de_sv": DeSocialSecurityRecognizer(supported_language="en"),
+        "de_id": DeIdCardRecognizer(supported_language="en"),
+        "de_pass": DePassportRecognizer(supported_language="en"),
+        "de_kv": DeHealthInsuranceRecognizer(supported_language="en"),
     }
 
 
@@ -283,6 +316,10 @@ def presidio_check(name: str, text: str) -> bool:
     rec = _presidio()[name]
     if name == "mac":
         return not rec.invalidate_result(text)
+    if name == "de_id" and text[:1] == "T" and text[1:].isdigit():
+        # The identity card before 2010 (T and 8 digits) has no check digit: Presidio's
+        # validator leaves it at the pattern's score (None), so its context decides.
+        return True
     try:
         return rec.validate_result(text) is True
     except (ValueError, IndexError, KeyError):

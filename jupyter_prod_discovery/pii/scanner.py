@@ -66,6 +66,17 @@ _ALNUM: tuple[tuple[str, re.Pattern[str], str | None, float, float], ...] = (
     ("UK_NINO", re.compile(r"(?!BG|GB|NK|KN|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
                            r" ?\d{2} ?\d{2} ?\d{2} ?[A-D]"), None, 0.7, 0.95),
     ("MEDICAL_LICENSE", re.compile(r"[ABCDEFGHJKLMPRSTUX][A-Z9]\d{7}"), "dea", 0.6, 0.95),
+    # Presidio's German ids: check digits that pass one in ten (ICAO 7-3-1, the pension and
+    # health insurance numbers' weighted sums) or none (the driving licence), so their words
+    # decide. Before the Italian and US shapes they share: a tie of context goes to the
+    # German id, whose words are German (or say "German").
+    ("DE_SOCIAL_SECURITY", re.compile(r"\d{8}[A-Z]\d{3}"), "de_sv", 0.1, 0.8),
+    ("DE_ID_CARD", re.compile(r"[CFGHJKLMNPRTVWXYZ][CFGHJKLMNPRTVWXYZ0-9]{7}[0-9]|T\d{8}"),
+     "de_id", 0.1, 0.8),
+    ("DE_PASSPORT", re.compile(r"[CFGHJKLMNPRTVWXYZ][CFGHJKLMNPRTVWXYZ0-9]{7}[0-9]"), "de_pass",
+     0.1, 0.8),
+    ("DE_HEALTH_INSURANCE", re.compile(r"[A-Z]\d{9}"), "de_kv", 0.1, 0.8),
+    ("DE_FUEHRERSCHEIN", re.compile(r"[A-Z]{2}\d{8}[A-Z0-9]"), None, 0.1, 0.8),
     # Presidio's Italian shapes; all but the VAT code have no checksum, and the passport and
     # the paper identity card share one shape: only their context tells them apart.
     ("IT_VAT_CODE", re.compile(r"IT\d{11}"), "vat", 0.3, 0.95),
@@ -396,6 +407,14 @@ class Scanner:
             and P.presidio_check("vat", w)
         ):
             cands.append(Finding("IT_VAT_CODE", 0, len(w), 0.85))
+        if (
+            "DE_TAX_ID" in ents
+            and digits_only
+            and len(w) == 11
+            and has("DE_TAX_ID")
+            and P.presidio_check("de_tax", w)
+        ):
+            cands.append(Finding("DE_TAX_ID", 0, len(w), 0.85))
         if digits_only:
             for entity, rx in (
                 ("US_BANK_NUMBER", P.BANK_RE),

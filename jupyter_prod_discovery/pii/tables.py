@@ -34,6 +34,16 @@ HEADER_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bitin\b", "US_ITIN"),
         (r"\bnino\b|national insurance|\bni (number|no)\b", "UK_NINO"),
         (r"\bnhs\b", "UK_NHS"),
+        # German ids: health insurance before the pension insurance's "versicherungsnummer".
+        (r"steuer ?id|steueridentifikation|identifikationsnummer|\bidnr\b", "DE_TAX_ID"),
+        (r"krankenversicher|versichertennummer|\bkvnr\b|gesundheitskarte", "DE_HEALTH_INSURANCE"),
+        (
+            r"rentenversicherung|sozialversicherung|versicherungsnummer|\brvnr\b|\bsvnr\b",
+            "DE_SOCIAL_SECURITY",
+        ),
+        (r"personalausweis|ausweis", "DE_ID_CARD"),
+        (r"reisepass|passnummer", "DE_PASSPORT"),
+        (r"f(?:ü|ue)hrerschein|fahrerlaubnis", "DE_FUEHRERSCHEIN"),
         # Italian ids before the generic words their headers may also hold.
         (r"passaporto", "IT_PASSPORT"),
         (r"patente", "IT_DRIVER_LICENSE"),
