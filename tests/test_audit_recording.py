@@ -368,3 +368,43 @@ def test_hash_file_reuses_digest_only_of_settled_unchanged_file(
     f.write_bytes(b"b" * 5000)
     os.utime(f, ns=(key[3], key[3]))
     assert hash_file(f) == (5000, hashlib.sha256(b"b" * 5000).hexdigest())
+
+
+def test_contents_wrapper_survives_being_stepped_in_another_context() -> None:
+    """A caller may step the audited coroutine in one context and finish it in another (seen
+    with jupyter-server-documents' rooms): the wrapper must return the call's result, not
+    raise ``ValueError: <Token> was created in a different Context`` from its nesting flag."""
+    import contextvars
+
+    from jupyter_prod_discovery.audit.recording import _ContentsAuditor
+
+    loop = asyncio.new_event_loop()
+    try:
+        pending: asyncio.Future[None] = loop.create_future()
+        written: list[dict[str, Any]] = []
+
+        class Trail:  # what the wrapper asks of a trail on the common path
+            def refusing(self) -> bool:
+                return False
+
+            def write_now(self, kind: str, data: dict[str, Any], user: Any = None) -> bool:
+                written.append(dict(data))
+                return True
+
+        class Manager:
+            async def delete(self, path: str) -> str:
+                await pending
+                return f"deleted {path}"
+
+        cm = Manager()
+        _ContentsAuditor(cm, Trail()).wrap("delete", "delete")  # type: ignore[arg-type]
+        coro = cm.delete("a.txt")
+        first, second = contextvars.copy_context(), contextvars.copy_context()
+        assert first.run(coro.send, None) is pending  # suspended inside the call
+        pending.set_result(None)
+        with pytest.raises(StopIteration) as done:
+            second.run(coro.send, None)
+        assert done.value.value == "deleted a.txt"
+        assert written == [{"operation": "delete", "path": "a.txt", "status": "ok"}]
+    finally:
+        loop.close()
