@@ -49,8 +49,12 @@ async def test_documents_websocket_redacts_and_audits(
     kc = KernelClient(ws, V1)
     # The kernel's iopub reaches this websocket only once its subscription is in place (ZMQ's
     # slow joiner: outputs printed before that are lost, not leaked; seen under load in CI).
-    for _ in range(20):
-        ready, _reply = await kc.execute("print('iopub-ready')")
+    # A probe whose idle status was lost with its output never completes: each gets 5 s.
+    for _ in range(24):
+        try:
+            ready, _reply = await kc.execute("print('iopub-ready')", timeout=5)
+        except TimeoutError:
+            continue
         if "iopub-ready" in stream_text(ready):
             break
     iopub, reply = await kc.execute(PII_CODE)
