@@ -41,6 +41,15 @@ def may_hold_words(text: str) -> bool:
     return any(c in text for c in _UPPER) or not text.isascii()
 
 
+# Whole-word ids with a checksum that many random numbers pass, so each also needs its context:
+# (entity, digits only, shape, Presidio validator, score).
+_ELEVEN = re.compile(r"(?s).{11}")
+_CHECKSUMMED: tuple[tuple[str, bool, re.Pattern[str], str, float], ...] = (
+    ("PL_PESEL", True, P.PESEL_RE, "pesel", 0.9),
+    ("SE_PERSONNUMMER", False, P.SE_PNR_RE, "se", 0.95),
+    ("IT_VAT_CODE", True, _ELEVEN, "vat", 0.85),
+    ("DE_TAX_ID", True, _ELEVEN, "de_tax", 0.85),
+)
 _TH = re.compile(r"<th[^>]*>(.*?)</th>", re.S | re.I)
 _PHONE_BASE = {"intl": 0.75, "paren": 0.75, "sep": 0.75, "space": 0.5, "plain": 0.3}
 _PRIORITY = {
@@ -171,8 +180,8 @@ class Scanner:
                 # cannot hold an entity: the other passes see blanks there.
                 scanned = _mask(text, cells)
                 cells = [f for f in cells if f.entity_type]
-        # A keyword credential needs no capital (``db_password = "hunter2hunter2"`` in a
-        # lowercase config dump): its '=' or ':' opens the credential pass too.
+        # A keyword credential needs no capital (a ``db_password = ...`` line in a lowercase
+        # config dump): its '=' or ':' opens the credential pass too.
         if self.credentials and (words or "=" in text or ":" in text):
             # On the masked text: a settled cell is redacted whole already, and blanks are
             # skipped at C speed by the marker search.
@@ -384,37 +393,15 @@ class Scanner:
             for m in P.ITIN_RE.finditer(w):
                 score = (0.5 if m.group(1) else 0.3) + (0.4 if has("US_ITIN") else 0.0)
                 cands.append(Finding("US_ITIN", m.start(), m.end(), score))
-        if (
-            "PL_PESEL" in ents
-            and digits_only
-            and P.PESEL_RE.fullmatch(w)
-            and P.presidio_check("pesel", w)
-            and has("PL_PESEL")
-        ):
-            cands.append(Finding("PL_PESEL", 0, len(w), 0.9))
-        if (
-            "SE_PERSONNUMMER" in ents
-            and P.SE_PNR_RE.fullmatch(w)
-            and has("SE_PERSONNUMMER")
-            and P.presidio_check("se", w)
-        ):
-            cands.append(Finding("SE_PERSONNUMMER", 0, len(w), 0.95))
-        if (
-            "IT_VAT_CODE" in ents
-            and digits_only
-            and len(w) == 11
-            and has("IT_VAT_CODE")
-            and P.presidio_check("vat", w)
-        ):
-            cands.append(Finding("IT_VAT_CODE", 0, len(w), 0.85))
-        if (
-            "DE_TAX_ID" in ents
-            and digits_only
-            and len(w) == 11
-            and has("DE_TAX_ID")
-            and P.presidio_check("de_tax", w)
-        ):
-            cands.append(Finding("DE_TAX_ID", 0, len(w), 0.85))
+        for entity, needs_digits, shape, check, score in _CHECKSUMMED:
+            if (
+                entity in ents
+                and (digits_only or not needs_digits)
+                and shape.fullmatch(w)
+                and has(entity)
+                and P.presidio_check(check, w)
+            ):
+                cands.append(Finding(entity, 0, len(w), score))
         if digits_only:
             for entity, rx in (
                 ("US_BANK_NUMBER", P.BANK_RE),
