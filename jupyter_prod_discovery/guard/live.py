@@ -371,7 +371,7 @@ class PIIGuard(LoggingConfigurable):
         for a digit or '@' holds a digit itself), and no gate byte of any live secret means no
         secret and no fragment of one (so none can straddle into a neighbouring message
         either). NER finds names without such markers, so with ``ner`` on nothing is clean.
-        The bytes are tested in one pass (``bytescan.ByteSet``: ~20 us per 100 KB).
+        The bytes are tested in one SIMD pass (``bytescan.ByteSet``: ~6 us per 100 KB).
         """
         gate = self._live(kernel_id)[2]
         if gate is None or not gate.absent_from(raw):
