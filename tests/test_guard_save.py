@@ -93,6 +93,29 @@ async def test_save_passes_when_guard_disabled(
     assert (jp_root_dir / "d2.txt").read_text() == "<EMAIL_ADDRESS>"
 
 
+async def test_second_save_of_same_notebook_is_the_same_save(
+    jp_fetch: Any, jp_root_dir: Path, jp_serverapp: Any, recorder: Recorder
+) -> None:
+    """The second save scans nothing again (``guard/scancache.py``), yet writes and records
+    exactly what the first did; a secret issued in between is redacted at the third."""
+    token = "qwertyuiopasdfghzx"
+    nb = _notebook("clean", f"ssn {SSN}", f"build {token}")
+    # Created first: jupyter_server hands a new file's path to the save with a leading '/'.
+    await _put(jp_fetch, "s.ipynb", {"type": "notebook", "content": _notebook()})
+    recorder.events.clear()
+    await _put(jp_fetch, "s.ipynb", {"type": "notebook", "content": nb})
+    first, first_events = (jp_root_dir / "s.ipynb").read_text(), recorder.of("pii")
+    recorder.events.clear()
+    guard = jp_serverapp.web_app.settings["prod_discovery"].pii_guard
+    assert len(guard._save_cache) > 0
+    await _put(jp_fetch, "s.ipynb", {"type": "notebook", "content": nb})
+    assert (jp_root_dir / "s.ipynb").read_text() == first and recorder.of("pii") == first_events
+    assert SSN not in first and token in first
+    guard.secrets.set("k1", [token])
+    await _put(jp_fetch, "s.ipynb", {"type": "notebook", "content": nb})
+    assert token not in (jp_root_dir / "s.ipynb").read_text()
+
+
 async def test_save_redacts_injected_secret(
     jp_fetch: Any, jp_root_dir: Path, jp_serverapp: Any
 ) -> None:

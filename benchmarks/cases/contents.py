@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import nbformat
 
 from benchmarks.core import BenchServer, Measure, case
+
+#: Save numbers across runs of ``contents_put_1mb_changed``: no two of its saves are alike.
+_SAVES = itertools.count()
 
 
 def _notebook(target_bytes: int) -> dict:
@@ -52,3 +57,36 @@ async def contents_put_1mb(server: BenchServer, measure: Measure) -> None:
     async with measure(ops=n):
         for _ in range(n):
             await server.request("PUT", "/api/contents/big.ipynb", body)
+
+
+@case(
+    "contents_put_1mb_changed",
+    description="PUT /api/contents of a 1 MB notebook whose every output differs at each save",
+)
+async def contents_put_1mb_changed(server: BenchServer, measure: Measure) -> None:
+    """What a save costs when no output was scanned before (no scan can be reused): every
+    output text gets a line naming the save and the cell, so each differs from all others
+    (``contents_put_1mb`` saves the same outputs again, as an autosave does)."""
+    import json
+
+    nb = _notebook(1_000_000)
+    n = 5
+
+    def body(save: int) -> bytes:
+        cells = [
+            {
+                **cell,
+                "outputs": [
+                    {**out, "text": f"save {save} cell {ci}\n{out['text']}"}
+                    for out in cell["outputs"]
+                ],
+            }
+            for ci, cell in enumerate(nb["cells"])
+        ]
+        return json.dumps({"type": "notebook", "content": {**nb, "cells": cells}}).encode()
+
+    bodies = [body(next(_SAVES)) for _ in range(n + 1)]
+    await server.request("PUT", "/api/contents/big-changed.ipynb", bodies[0])
+    async with measure(ops=n):
+        for b in bodies[1:]:
+            await server.request("PUT", "/api/contents/big-changed.ipynb", b)

@@ -20,6 +20,7 @@ from ..pii import Finding, PIIPolicy, Scanner, SecretMatcher, Verdict, redact
 from ..pii.secrets import KEYWORD_MARKERS, TOKEN_MARKERS
 from .bytescan import ByteSet
 from .normalize import active_reason, kind_of, render
+from .scancache import Memo, ScanCache
 
 __all__ = [
     "MARKED_TYPES",
@@ -284,6 +285,16 @@ class PIIGuard(LoggingConfigurable):
         own tokens, in every kernel's output. 'kernel': only those issued to that kernel (and
         the server's tokens).""",
     )
+    save_cache_chars = Int(
+        20_000_000,
+        config=True,
+        help="""Characters of output text whose scan results the save guard keeps, so that a
+        save of outputs already scanned (JupyterLab saves the whole notebook on every save and
+        autosave) does not scan them again. Keyed by the exact text and everything its result
+        depends on (the policy, the guard's settings, the live secrets); the least recently
+        used are evicted first. Default 20,000,000 (about 20 MB of ASCII text, up to 4 bytes
+        a character otherwise). 0 turns the cache off.""",
+    )
     policy = Instance(PIIPolicy)
 
     #: (secrets version, matcher, raw gate) per kernel key (see ``_live``).
@@ -305,6 +316,18 @@ class PIIGuard(LoggingConfigurable):
         self._scope_server = self.secrets_scope == "server"
         self._matchers = {}
 
+    @observe("save_cache_chars")
+    def _resize_cache(self, change: Any) -> None:
+        cache = self.__dict__.get("_save_cache")  # None while configured: built with the value
+        if cache is not None:
+            cache.resize(int(change["new"]))
+
+    def _bump_config(self, change: Any) -> None:
+        """Any trait of the guard or its policy changed: cached save scans are stale."""
+        self.config_version += 1
+        if change["name"] == "policy" and change["owner"] is self:
+            change["new"].observe(self._bump_config)
+
     @default("policy")
     def _default_policy(self) -> PIIPolicy:
         return PIIPolicy(parent=self)
@@ -320,6 +343,11 @@ class PIIGuard(LoggingConfigurable):
         self._no_secrets: tuple[int, SecretMatcher, ByteSet | None] | None = None
         self._mirror_scope()
         self._executor: ThreadPoolExecutor | None = None
+        #: Bumped on every trait change of the guard or its policy (``scancache.generation``).
+        self.config_version = 0
+        self._save_cache = ScanCache(self.save_cache_chars)
+        self.observe(self._bump_config)
+        self.policy.observe(self._bump_config)
 
     # --- secrets --------------------------------------------------------------------------
     def matcher(self, kernel_id: str | None) -> SecretMatcher:
@@ -395,6 +423,10 @@ class PIIGuard(LoggingConfigurable):
             return False
         return not self.matcher(kernel_id).multiline
 
+    def save_memo(self) -> Memo | None:
+        """A memo of text scans for one save (``scancache``), or None with the cache off."""
+        return self._save_cache.begin(self)
+
     # --- text -----------------------------------------------------------------------------
     def find(self, text: str, kernel_id: str | None, kind: str = "plain") -> list[Finding]:
         """Policy-relevant findings plus exact secrets in one text, as sent and as displayed.
@@ -428,7 +460,13 @@ class PIIGuard(LoggingConfigurable):
         return verdict, redact(text, self.policy.to_redact(verdict))
 
     # --- payloads -------------------------------------------------------------------------
-    def content(self, msg_type: str, content: dict[str, Any], kernel_id: str | None) -> Scan:
+    def content(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        kernel_id: str | None,
+        memo: Memo | None = None,
+    ) -> Scan:
         """Scan one message content; ``Scan.content`` is the new content, None if unchanged.
 
         Every string of the content is scanned (and every long number, and every key of JSON
@@ -437,8 +475,9 @@ class PIIGuard(LoggingConfigurable):
         ``history_reply``), ``input_request`` prompts, comm data, debugger replies. MIME bundles
         follow :meth:`_bundle`. Identifiers (``IDENTIFIER_KEYS``) are left as they are, and
         ``prod_discovery`` keys a kernel put in metadata are removed: only the server sets them.
+        ``memo`` (a save's, for no kernel) gives the text scans of earlier saves.
         """
-        walk = _Walk(self, kernel_id)
+        walk = _Walk(self, kernel_id, memo=memo)
         new = walk.value(content, None)
         action = walk.action
         entities = walk.entities
@@ -457,11 +496,11 @@ class PIIGuard(LoggingConfigurable):
         changed = walk.changed or action != "allow" or (msg_type in MARKED_TYPES and entities)
         return Scan(verdict, new if changed else None)
 
-    def data(self, value: Any, kernel_id: str | None = None) -> Scan:
+    def data(self, value: Any, kernel_id: str | None = None, memo: Memo | None = None) -> Scan:
         """Scan a JSON value kept in a file (notebook or cell metadata, a JSON file): every
         string, key and long number; MIME bundles (dicts keyed by MIME types) by ``_bundle``.
         Unlike :meth:`content` it keeps ``prod_discovery`` keys (they are data here)."""
-        walk = _Walk(self, kernel_id, strip_markers=False)
+        walk = _Walk(self, kernel_id, strip_markers=False, memo=memo)
         new = walk.value(value, None, json_data=True)
         verdict = Verdict(walk.action, [])
         verdict.entities = walk.entities
@@ -617,11 +656,20 @@ def _notice_strings(obj: Any, notice: str) -> Any:
 class _Walk:
     """One pass over a message content: scans, rewrites, and adds up verdicts."""
 
-    __slots__ = ("action", "changed", "entities", "guard", "kernel_id", "strip_markers")
+    __slots__ = ("action", "changed", "entities", "guard", "kernel_id", "memo", "strip_markers")
 
-    def __init__(self, guard: PIIGuard, kernel_id: str | None, strip_markers: bool = True) -> None:
+    def __init__(
+        self,
+        guard: PIIGuard,
+        kernel_id: str | None,
+        strip_markers: bool = True,
+        memo: Memo | None = None,
+    ) -> None:
+        if memo is not None and kernel_id is not None:
+            raise ValueError("a save memo holds scans for no kernel (every live secret)")
         self.guard = guard
         self.kernel_id = kernel_id
+        self.memo = memo
         self.strip_markers = strip_markers
         self.action = "allow"
         self.entities: dict[str, int] = {}
@@ -633,7 +681,10 @@ class _Walk:
             self.action = action
 
     def text(self, text: str, kind: str = "plain") -> str:
-        verdict, out = self.guard.text(text, self.kernel_id, kind=kind)
+        if self.memo is not None:
+            verdict, out = self.memo.text(text, kind)
+        else:
+            verdict, out = self.guard.text(text, self.kernel_id, kind=kind)
         for k, v in verdict.entities.items():
             self.entities[k] = self.entities.get(k, 0) + v
         if _RANK[verdict.action] > _RANK[self.action]:

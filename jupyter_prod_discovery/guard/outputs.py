@@ -23,6 +23,7 @@ from typing import Any
 from ..pii import Finding, PIIPolicy, Verdict
 from ..pii.notebook import SCANNED_MIME, places, scan_notebook
 from .live import NOTICE, PIIGuard, map_strings, summary
+from .scancache import Memo
 
 __all__ = ["Located", "apply_to_notebook", "iter_texts", "locate", "rewrite_output"]
 
@@ -147,13 +148,14 @@ def _blocked(output: dict[str, Any], entities: dict[str, int]) -> dict[str, Any]
 
 
 def apply_to_notebook(
-    guard: PIIGuard, nb: dict[str, Any]
+    guard: PIIGuard, nb: dict[str, Any], memo: Memo | None = None
 ) -> list[tuple[int | None, int | str | None, str, dict[str, int]]]:
     """Rewrite outputs in place by policy; report every place with findings.
 
     Returns (cell, output, action, entities) per place: ``output`` is the output index, or the
     part's name (``source``, ``metadata``, ``attachment``) for the user's own text, which is
-    reported with its action but never rewritten.
+    reported with its action but never rewritten. ``memo`` (the save guard's) gives the scans
+    of texts an earlier save scanned (``scancache``).
     """
     policy = guard.policy
     secrets = _secrets(guard)
@@ -163,7 +165,10 @@ def apply_to_notebook(
             continue
         verdict = Verdict("allow", [])
         for text in bundle.values():
-            verdict.merge(policy.scan(text, secrets(text) if secrets else ()))
+            if memo is not None:
+                verdict.merge(memo.scan(text))
+            else:
+                verdict.merge(policy.scan(text, secrets(text) if secrets else ()))
         if verdict.entities:
             results.append((place.cell, place.part, verdict.action, dict(verdict.entities)))
     for ci, cell in enumerate(nb.get("cells") or []):
@@ -183,7 +188,7 @@ def apply_to_notebook(
                     if isinstance(value, list) and all(isinstance(x, str) for x in value):
                         data[mime] = "".join(value)
                 content["data"] = data
-            scan = guard.content(kind, content, None)
+            scan = guard.content(kind, content, None, memo)
             if not scan.verdict.entities:
                 continue
             results.append((ci, oi, scan.verdict.action, dict(scan.verdict.entities)))

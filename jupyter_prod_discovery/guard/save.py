@@ -12,6 +12,10 @@ any error refuses the save, nothing is ever written unscanned. What it scans:
   Latin-1; HTML, SVG, Markdown and LaTeX files also as rendered, JSON files (``.ipynb`` sent as
   text included) also after decoding their ``\\u`` escapes.
 
+A notebook's texts are scanned through a memo (``scancache.py``, bounded by
+``PIIGuard.save_cache_chars``): a text an earlier save scanned, under the same policy and live
+secrets, is not scanned again, which is most of every autosave.
+
 Two ways in. ``GuardedContentsManager`` (installed as ``ServerApp.contents_manager_class``
 unless one is configured) scans on a worker thread, so a large save does not stop the server,
 and also guards chunked uploads (spooled privately, scanned whole before the file is written),
@@ -42,6 +46,7 @@ from ..pii import Verdict
 from .live import PIIGuard, summary
 from .normalize import kind_of
 from .outputs import apply_to_notebook
+from .scancache import Memo
 from .tree import copy_scanned, scan_tree
 
 __all__ = [
@@ -114,10 +119,12 @@ class SaveScanner:
         if not self.guard.enabled:
             return
         blocked = job.blocked
+        memo = None
         try:
             kind = model.get("type")
             if kind == "notebook":
-                self._notebook(model.get("content"), path, job)
+                memo = self.guard.save_memo()
+                self._notebook(model.get("content"), path, job, memo)
             elif kind == "file" and model.get("content") is not None:
                 self._file(model, path, job)
             elif kind not in ("directory", "file", None):
@@ -132,6 +139,8 @@ class SaveScanner:
                 f"Save refused: {path} could not be scanned for PII ({reason}).",
                 reason="Save refused by the PII guard",
             ) from None
+        if memo is not None:
+            memo.commit()  # only a save scanned whole without an error adds to the cache
         if blocked:
             raise HTTPError(
                 403,
@@ -147,9 +156,11 @@ class SaveScanner:
             self.guard.audit(self.app.audit, {"source": "save", **where}, verdict, user)
         job.records.clear()
 
-    def _notebook(self, nb: Any, path: str, job: Job) -> None:
+    def _notebook(self, nb: Any, path: str, job: Job, memo: Memo | None = None) -> None:
+        """Every place of a notebook (module docstring); ``memo`` gives the text scans of
+        earlier saves (``scancache``): only the scans, numbering and records are this save's."""
         _check_notebook(nb)
-        for ci, oi, action, entities in apply_to_notebook(self.guard, nb):
+        for ci, oi, action, entities in apply_to_notebook(self.guard, nb, memo):
             verdict = Verdict(action, [])
             verdict.entities = entities
             # Numbered from 1 as JupyterLab shows cells (a part's name stays a name).
@@ -162,26 +173,29 @@ class SaveScanner:
                 fmt = str((cell.get("metadata") or {}).get("format") or "")
                 kind = "markdown" if ctype == "markdown" else (kind_of(fmt) or "plain")
                 source = _lines(cell["source"], f"cell {ci + 1} source")
-                verdict, text = self.guard.text(source, None, kind=kind)
+                if memo is not None:
+                    verdict, text = memo.text(source, kind)
+                else:
+                    verdict, text = self.guard.text(source, None, kind=kind)
                 if verdict.entities:
                     job.add({"path": path, "cell": ci + 1, "output": "source"}, verdict)
                     cell["source"] = text
             for field in ("metadata", "attachments"):
                 if cell.get(field):
-                    scan = self.guard.data(cell[field])
+                    scan = self.guard.data(cell[field], memo=memo)
                     if scan.verdict.entities:
                         job.add({"path": path, "cell": ci + 1, "output": field}, scan.verdict)
                     if scan.content is not None:
                         cell[field] = scan.content
             for oi, out in enumerate(cell.get("outputs") or []):
                 if out.get("metadata"):
-                    scan = self.guard.data(out["metadata"])
+                    scan = self.guard.data(out["metadata"], memo=memo)
                     if scan.verdict.entities:
                         job.add({"path": path, "cell": ci + 1, "output": oi + 1}, scan.verdict)
                         if scan.content is not None:
                             out["metadata"] = scan.content
         if nb.get("metadata"):
-            scan = self.guard.data(nb["metadata"])
+            scan = self.guard.data(nb["metadata"], memo=memo)
             if scan.verdict.entities:
                 job.add({"path": path, "cell": None, "output": "metadata"}, scan.verdict)
                 if scan.content is not None:

@@ -55,6 +55,15 @@ class Verdict:
         # counts as a loop over the findings.
         self.entities: dict[str, int] = dict(Counter(map(_TYPE, findings)))
 
+    @classmethod
+    def known(cls, action: str, findings: list[Finding], entities: dict[str, int]) -> Verdict:
+        """A verdict whose counts are already known (a cached scan's): built without recounting."""
+        verdict = cls.__new__(cls)
+        verdict.action = action
+        verdict.findings = findings
+        verdict.entities = entities
+        return verdict
+
     def merge(self, other: Verdict, per_value: bool = False) -> None:
         """Fold ``other`` in: the most severe action; counts summed, or (``per_value``, for two
         representations of one value) the larger of the two per entity."""
