@@ -64,6 +64,40 @@ async def test_save_redacts_notebook_outputs(
     assert events[0]["entities"] == {"US_SSN": 1} and events[0]["path"] == "a.ipynb"
 
 
+@pytest.mark.parametrize("size", ["small", "large", "attachment"])
+async def test_notebook_scanned_on_the_loop_only_when_small(
+    jp_fetch: Any, jp_root_dir: Path, monkeypatch: pytest.MonkeyPatch, size: str
+) -> None:
+    """A small notebook is scanned on the event loop, a large one (or one with attachments,
+    whose size is not plain to see) on a worker thread; both are redacted alike."""
+    from jupyter_prod_discovery.guard import save as save_module
+
+    threaded: list[str] = []
+    to_thread = save_module.asyncio.to_thread
+
+    async def spy(fn: Any, *args: Any) -> Any:
+        threaded.append(getattr(fn, "__name__", ""))
+        return await to_thread(fn, *args)
+
+    monkeypatch.setattr(save_module.asyncio, "to_thread", spy)
+    filler = "plain words without anything to find\n" * (3000 if size == "large" else 1)
+    nb = _notebook(filler, f"ssn {SSN}")
+    if size == "attachment":
+        nb["cells"].append(
+            {
+                "cell_type": "markdown",
+                "id": "att",
+                "metadata": {},
+                "source": "![x](attachment:x)",
+                "attachments": {"x": {"text/plain": "tiny"}},
+            }
+        )
+    await _put(jp_fetch, f"{size}.ipynb", {"type": "notebook", "content": nb})
+    saved = (jp_root_dir / f"{size}.ipynb").read_text()
+    assert SSN not in saved and "<US_SSN>" in saved
+    assert threaded == ([] if size == "small" else ["scan_model"])
+
+
 @pytest.mark.parametrize("guard_config", [{"PIIPolicy": {"actions": {"US_SSN": "block"}}}])
 async def test_save_refuses_blocked_notebook(jp_fetch: Any, jp_root_dir: Path) -> None:
     with pytest.raises(HTTPClientError) as err:

@@ -255,6 +255,43 @@ class SaveScanner:
         return json.dumps(scan.content, indent=1, ensure_ascii=False) + "\n"
 
 
+def _notebook_chars(nb: Any, limit: int) -> int:
+    """About how many characters a save of notebook ``nb`` scans, counted until ``limit`` is
+    passed: cell sources and output texts. Why: a small notebook is scanned on the event loop
+    (the hand-off to a worker thread and back cost more than its scan, which mostly hits the
+    scan memo on an autosave); a large one, or one whose size is not plain to see (attachments,
+    JSON outputs, anything malformed), goes to the worker thread, where a malformed notebook is
+    refused by the scan itself."""
+    over = limit + 1
+    try:
+        total = 0
+        for cell in nb["cells"]:
+            if cell.get("attachments"):
+                return over
+            total += _chars(cell.get("source"))
+            for out in cell.get("outputs") or ():
+                total += _chars(out.get("text"))
+                for value in (out.get("data") or {}).values():
+                    total += _chars(value)
+            if total > limit:
+                return total
+        return total
+    except Exception:
+        return over
+
+
+def _chars(value: Any) -> int:
+    """Characters of a notebook text (a string or a list of lines); anything else counts as
+    too large to scan inline."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return sum(map(len, value))
+    return 1 << 62
+
+
 def _looks_json(text: str, ext: str) -> bool:
     return ext in (".ipynb", ".json", ".geojson") or text.lstrip()[:1] in ("{", "[")
 
@@ -323,7 +360,8 @@ def make_pre_save_hook(guard: PIIGuard, app: Any) -> Any:
 class GuardedContentsManager(AsyncLargeFileManager):
     """jupyter_server's default contents manager with the save guard on every write path.
 
-    ``save`` scans on a worker thread (a multi-megabyte file does not hold the event loop);
+    ``save`` scans on a worker thread when the content is larger than ``pd_inline`` characters
+    (a multi-megabyte file does not hold the event loop), a small one on the event loop;
     chunked uploads are spooled outside the served directory and scanned whole at the last
     chunk, before anything is written there; ``rename_file`` scans the file under its new
     name and ``copy`` saves through ``save``. Without the extension (``pd_scanner`` unset) it
@@ -345,9 +383,12 @@ class GuardedContentsManager(AsyncLargeFileManager):
         user = _current_user()  # read at request time, on the request's own context
         job = Job()
         content = model.get("content")
-        size = len(content) if isinstance(content, str) else 0
+        if model.get("type") == "notebook":
+            size = _notebook_chars(content, self.pd_inline)
+        else:
+            size = len(content) if isinstance(content, str) else 0
         try:
-            if model.get("type") == "notebook" or size > self.pd_inline:
+            if size > self.pd_inline:
                 await asyncio.to_thread(scanner.scan_model, model, path, job)
             else:
                 scanner.scan_model(model, path, job)
