@@ -399,3 +399,34 @@ async def test_stream_key_flags_lines_not_sealed_with_it(
         assert await again.session_key(ALICE, "srv") == key
     finally:
         await again.stop()
+
+
+async def test_any_json_in_column_fields_is_stored_and_fails_no_round(
+    postgres_database: str, signer: KeyFileSigner
+) -> None:
+    """What a server reports in the fields copied into columns (path, kernel_id, user) can be
+    any JSON: it is stored, and the other server's events committed in the same round with it
+    are too. A lone surrogate (no UTF-8 holds one) is refused for its request alone."""
+    odd_data: list[dict[str, Any]] = [
+        {"path": {"a": 1}},
+        {"path": "a\x00b\\c\td"},
+        {"user": "bob", "kernel_id": [1, 2]},
+        {"user": {"username": None}, "path": 3.5},
+    ]
+    odd = [json.dumps({**json.loads(event(i)), "data": d}) for i, d in enumerate(odd_data, 1)]
+    ledger = await started(postgres_database, signer)
+    try:
+        with pytest.raises(LedgerError, match="surrogate"):
+            await ledger.append(BOB, "srv", [event(1).replace("data.csv", "\\ud800")])
+        mine, bobs = await asyncio.gather(
+            ledger.append(ALICE, "srv", odd), ledger.append(BOB, "srv", [event(1, user="bob")])
+        )
+    finally:
+        await ledger.stop()
+    assert mine["acknowledged"] == 4 and bobs["acknowledged"] == 1
+    records = [json.loads(line) for line in read_lines(postgres_database)]
+    assert [r["data"] for r in records if r["principal"]["username"] == "alice"] == odd_data
+    with psycopg.connect(postgres_database) as conn:
+        paths = conn.execute(f"SELECT path FROM {T} WHERE username = 'alice' ORDER BY seq")
+        assert [p for (p,) in paths] == ['{"a":1}', "a\ufffdb\\c\td", None, "3.5"]
+    assert check(postgres_database, signer).ok

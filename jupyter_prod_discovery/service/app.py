@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import stat
@@ -194,6 +195,12 @@ class ProdDiscoveryService(Application):
             self.desk.host.vault_error = "Vault is not configured (VAULT_ADDR)"
         await self.ledger.start()
         await self.desk.start()
+        # What exists now (modules, classes, config: ~190,000 objects) lives as long as the
+        # process. Frozen, it is no longer walked by each full collection, which the events
+        # waiting for their round trigger every ~20,000 events: measured with gc.callbacks
+        # over benchmarks.service_throughput (160,000 events), 8-10 full collections took
+        # 0.35-0.48 s of the service's ~4.6 s of CPU; frozen, 0.11 s.
+        gc.freeze()
         servers: list[httpserver.HTTPServer] = []
         if self.socket_path:
             sock = netutil.bind_unix_socket(self.socket_path, mode=0o666)
