@@ -22,18 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from traitlets.config import Config
+
+from benchmarks.standalone_service import DEFAULT_DSN, ledger_service
 
 DATA = {
     "operation": "get",
@@ -94,33 +90,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--records", type=int, default=200)
     p.add_argument("--blocks", type=int, default=10)
-    p.add_argument(
-        "--dsn",
-        default=os.environ.get(
-            "PROD_DISCOVERY_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    p.add_argument("--dsn", default=DEFAULT_DSN)
     args = p.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from service_support import start_service
-
-    name = "pd_bench_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(args.dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(args.dsn)
-    params["dbname"] = name
-    dsn = make_conninfo(**params)  # type: ignore[arg-type]
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            svc = start_service(Path(tmp), dsn)
-            try:
-                result = asyncio.run(run(svc.url, Path(tmp), args.records, args.blocks))
-            finally:
-                svc.stop()
-        print(json.dumps({"records_per_block": args.records, **result}, indent=1))
-    finally:
-        with psycopg.connect(args.dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with ledger_service(args.dsn) as (svc, tmp):
+        result = asyncio.run(run(svc.url, tmp, args.records, args.blocks))
+    print(json.dumps({"records_per_block": args.records, **result}, indent=1))
 
 
 if __name__ == "__main__":

@@ -18,17 +18,14 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import os
 import pstats
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 from benchmarks.service_throughput import body
+from benchmarks.standalone_service import DEFAULT_DSN
+from jupyter_prod_discovery.pytest_plugin import throwaway_database
 
 
 def run(dsn: str, servers: int, events: int, batch: int, profile: bool) -> dict[str, object]:
@@ -85,29 +82,10 @@ def main() -> None:
     p.add_argument("--events", type=int, default=5000, help="events per server")
     p.add_argument("--batch", type=int, default=200)
     p.add_argument("--profile", action="store_true")
-    p.add_argument(
-        "--dsn",
-        default=os.environ.get(
-            "PROD_DISCOVERY_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    p.add_argument("--dsn", default=DEFAULT_DSN)
     args = p.parse_args()
-    name = "pd_bench_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(args.dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(args.dsn)
-    params["dbname"] = name
-    try:
-        result = run(
-            make_conninfo(**params),  # type: ignore[arg-type]
-            args.servers,
-            args.events,
-            args.batch,
-            args.profile,
-        )
-    finally:
-        with psycopg.connect(args.dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(args.dsn, prefix="pd_bench_") as dsn:
+        result = run(dsn, args.servers, args.events, args.batch, args.profile)
     print(json.dumps(result))
 
 

@@ -19,13 +19,11 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from benchmarks.standalone_service import DEFAULT_DSN, ledger_service
 
 
 def body(seq: int, user: str) -> dict[str, object]:
@@ -77,77 +75,51 @@ def main() -> None:
     p.add_argument("--servers", type=int, default=8)
     p.add_argument("--events", type=int, default=20000, help="events per server")
     p.add_argument("--batch", type=int, default=200)
-    p.add_argument(
-        "--dsn",
-        default=os.environ.get(
-            "PROD_DISCOVERY_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    p.add_argument("--dsn", default=DEFAULT_DSN)
     args = p.parse_args()
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from service_support import start_service
-
     from jupyter_prod_discovery.audit.signed_chain import verify_signed
     from jupyter_prod_discovery.service.client import ServiceClient
     from jupyter_prod_discovery.service.ledger import read_checkpoints, read_lines
     from jupyter_prod_discovery.service.signing import PublicKeys
 
-    name = "pd_bench_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(args.dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(args.dsn)
-    params["dbname"] = name
-    dsn = make_conninfo(**params)  # type: ignore[arg-type]
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            svc = start_service(Path(tmp), dsn)
-            try:
-                start, out = mp.Event(), mp.Queue()
-                procs = [
-                    mp.Process(
-                        target=server, args=(svc.url, i, args.events, args.batch, start, out)
-                    )
-                    for i in range(args.servers)
-                ]
-                for proc in procs:
-                    proc.start()
-                time.sleep(2.0)  # every client has built its batches and connected
-                cpu0 = cpu_seconds(svc.proc.pid)
-                t0 = time.perf_counter()
-                start.set()
-                ends = [out.get(timeout=600) for _ in procs]
-                wall = max(end for _, end, _ in ends) - t0
-                cpu = cpu_seconds(svc.proc.pid) - cpu0
-                for proc in procs:
-                    proc.join()
-                total = args.servers * args.events
-                probe = ServiceClient(svc.url, "bench-verify")
-                keys = PublicKeys([probe.public_key()["public_key_pem"]])
-                result = verify_signed(
-                    read_lines(dsn), read_checkpoints(dsn), keys, chain="main", head=probe.head()
-                )
-                probe.close()
-                print(
-                    json.dumps(
-                        {
-                            "servers": args.servers,
-                            "events": total,
-                            "batch": args.batch,
-                            "wall_s": round(wall, 2),
-                            "events_per_s": round(total / wall),
-                            "service_cpu_s_per_1000": round(1000 * cpu / total, 3),
-                            "verify": result.summary(),
-                        },
-                        indent=1,
-                    )
-                )
-            finally:
-                svc.stop()
-    finally:
-        with psycopg.connect(args.dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with ledger_service(args.dsn) as (svc, _):
+        start, out = mp.Event(), mp.Queue()
+        procs = [
+            mp.Process(target=server, args=(svc.url, i, args.events, args.batch, start, out))
+            for i in range(args.servers)
+        ]
+        for proc in procs:
+            proc.start()
+        time.sleep(2.0)  # every client has built its batches and connected
+        cpu0 = cpu_seconds(svc.proc.pid)
+        t0 = time.perf_counter()
+        start.set()
+        ends = [out.get(timeout=600) for _ in procs]
+        wall = max(end for _, end, _ in ends) - t0
+        cpu = cpu_seconds(svc.proc.pid) - cpu0
+        for proc in procs:
+            proc.join()
+        total = args.servers * args.events
+        probe = ServiceClient(svc.url, "bench-verify")
+        keys = PublicKeys([probe.public_key()["public_key_pem"]])
+        result = verify_signed(
+            read_lines(svc.dsn), read_checkpoints(svc.dsn), keys, chain="main", head=probe.head()
+        )
+        probe.close()
+        print(
+            json.dumps(
+                {
+                    "servers": args.servers,
+                    "events": total,
+                    "batch": args.batch,
+                    "wall_s": round(wall, 2),
+                    "events_per_s": round(total / wall),
+                    "service_cpu_s_per_1000": round(1000 * cpu / total, 3),
+                    "verify": result.summary(),
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -83,14 +83,15 @@ def reachable_dsn() -> str:
 
 
 @contextlib.contextmanager
-def throwaway_database(admin_dsn: str) -> Iterator[str]:
+def throwaway_database(admin_dsn: str, prefix: str = "pd_test_") -> Iterator[str]:
     """A fresh database on ``admin_dsn``'s server, dropped (with its sessions and the group
-    roles that held privileges in it) afterwards."""
+    roles that held privileges in it) afterwards. Its name is ``prefix`` and 12 hex digits, so
+    that one a killed run left behind says whose it was (the benchmarks use ``pd_bench_``)."""
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    name = "pd_test_" + uuid.uuid4().hex[:12]
+    name = prefix + uuid.uuid4().hex[:12]
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     params = conninfo_to_dict(admin_dsn)

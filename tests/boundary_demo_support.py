@@ -26,14 +26,12 @@ import os
 import re
 import runpy
 import secrets
-import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import psutil
 import requests
-from boundary_support import PROBE, ProbeFiles, UserServer, spawn_as, stop, users_python
+from boundary_support import PROBE, ReachedServer
 
 from jupyter_prod_discovery.demo.process import DemoProcess
 
@@ -42,11 +40,12 @@ _ANONYMOUS = ("[heap]", "[stack", "[anon")
 _WORD = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
-class DemoLab(UserServer):
+class DemoLab(ReachedServer):
     """The demo's JupyterLab as a ``UserServer``: its URL and token from the demo's banner.
 
     Nothing is started or stopped here (the demo owns JupyterLab); each instance runs its own
-    kernel, started on first use, and shuts it down on ``stop``.
+    kernel, started on first use, and shuts it down on ``stop`` (the service revokes its
+    credentials).
     """
 
     def __init__(self, demo: DemoProcess, user: str, log_path: Path) -> None:
@@ -58,17 +57,6 @@ class DemoLab(UserServer):
     @property
     def pid(self) -> int:
         return self.demo.parts["lab"][1]
-
-    def start(self, timeout: float = 60.0) -> DemoLab:
-        self.api("GET", "/api/status", timeout=timeout)
-        return self
-
-    def stop(self) -> None:
-        """Shut this instance's kernel down (the service revokes its credentials)."""
-        if self.kernel_id is not None:
-            with contextlib.suppress(requests.RequestException):
-                self.api("DELETE", f"/api/kernels/{self.kernel_id}")
-            self.kernel_id = None
 
     def kernel_pid(self) -> int:
         """The pid of this instance's kernel: the lab's child with its id on the command line."""
@@ -188,24 +176,3 @@ def lab_tree(demo: DemoProcess) -> list[int]:
     """JupyterLab and every process under it (kernels, terminal shells, what they started)."""
     lab = psutil.Process(demo.parts["lab"][1])
     return [lab.pid, *(p.pid for p in lab.children(recursive=True))]
-
-
-# --------------------------------------------------------------------------------------------
-# the probe as the service's user
-
-
-def probe_as_system_user(user: str, config: Mapping[str, Any], timeout: float = 60.0) -> Any:
-    """``boundary_support.probe_as`` for a system user whose home does not exist (the demo's
-    ``pd-demo-svc``, home ``/nonexistent``): the probe runs from ``/``."""
-    files = ProbeFiles(user, config)
-    try:
-        proc = spawn_as(
-            user, [users_python(), str(PROBE), *files.args()], cwd="/", stdout=subprocess.PIPE
-        )
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-        finally:
-            stop(proc)
-        return files.report(out.decode(errors="replace"))
-    finally:
-        files.cleanup()

@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, Self
 
 import psutil
 import requests
@@ -435,11 +435,15 @@ class ProbeFiles:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def probe_as(user: str, config: Mapping[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    """Run the probe as a plain process of ``user`` (no Jupyter in between)."""
+def probe_as(
+    user: str, config: Mapping[str, Any], timeout: float = 60.0, cwd: str | None = None
+) -> dict[str, Any]:
+    """Run the probe as a plain process of ``user`` (no Jupyter in between), in ``cwd`` (by
+    default the user's home; ``/`` for a system user whose home does not exist)."""
     files = ProbeFiles(user, config)
     try:
-        proc = spawn_as(user, [users_python(), str(PROBE), *files.args()], stdout=subprocess.PIPE)
+        argv = [users_python(), str(PROBE), *files.args()]
+        proc = spawn_as(user, argv, cwd=cwd, stdout=subprocess.PIPE)
         try:
             out, _ = proc.communicate(timeout=timeout)
         finally:
@@ -761,11 +765,28 @@ class UserServer:
             files.cleanup()
 
 
+class ReachedServer(UserServer):
+    """A server someone else started and owns (the demo, a JupyterHub), reached at its URL with
+    a token: ``start`` only checks that it answers, ``stop`` only shuts down the kernel this
+    object started. A subclass sets ``url``, ``token`` and ``port`` and says its ``pid``."""
+
+    def start(self, timeout: float = 60.0) -> Self:
+        self.api("GET", "/api/status", timeout=timeout)
+        return self
+
+    def stop(self) -> None:
+        if self.kernel_id is not None:
+            with contextlib.suppress(requests.RequestException):
+                self.api("DELETE", f"/api/kernels/{self.kernel_id}")
+            self.kernel_id = None
+
+
 __all__ = [
     "DECOY_FINDS",
     "PROBE",
     "USERS_VENV",
     "ProbeFiles",
+    "ReachedServer",
     "SecretHolder",
     "TrustedSide",
     "TrustedStandIn",

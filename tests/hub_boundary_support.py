@@ -12,16 +12,14 @@ users' venv): what her kernel can do with Vault and the database with everything
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
-import requests
-from boundary_support import UserServer
+from boundary_support import ReachedServer
 
 __all__ = ["KERNEL_HOLDINGS", "HubServer", "hub_token_needle"]
 
 
-class HubServer(UserServer):
+class HubServer(ReachedServer):
     """``user``'s server as the hub spawned it, reached at ``url`` (``<hub>/user/<name>``).
 
     ``start`` only checks that it answers; ``stop`` only shuts down the kernel this object
@@ -39,16 +37,6 @@ class HubServer(UserServer):
     def pid(self) -> int:
         """The single-user server process the hub spawned (the probe's expected ancestor)."""
         return self._pid
-
-    def start(self, timeout: float = 60.0) -> HubServer:
-        self.api("GET", "/api/status", timeout=timeout)
-        return self
-
-    def stop(self) -> None:
-        if self.kernel_id is not None:
-            with contextlib.suppress(requests.RequestException):
-                self.api("DELETE", f"/api/kernels/{self.kernel_id}")
-            self.kernel_id = None
 
 
 def hub_token_needle(token: str) -> str:

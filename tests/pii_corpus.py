@@ -4,6 +4,7 @@ Positives: sentences, DataFrame text reprs, DataFrame HTML reprs and log lines, 
 generated values of EMAIL_ADDRESS, US_SSN, CREDIT_CARD, IBAN_CODE, IP_ADDRESS and PHONE_NUMBER
 (valid ones: real checksums, assignable area codes). Negatives: numeric tables, numpy-style
 arrays, tracebacks, code, URLs, hashes and UUIDs, which must produce (almost) no findings.
+Its document builders (``Doc``, ``table``, ``log_doc``, ``fill``) serve ``pii_labelled`` too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import random
 import string
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 ENTITIES = ("EMAIL_ADDRESS", "US_SSN", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "PHONE_NUMBER")
@@ -132,34 +134,43 @@ def positives(seed: int = 7, n: int = 200) -> list[Doc]:
                 for _ in range(10)
             ]
             header = ["id", "amount"] + [cols[e] for e in ents]
-            docs.append(_table(kind, header, rows, ents))
+            # A row-number column 4 wide with its separator, as this corpus was first written.
+            docs.append(table(kind, header, rows, [None, None, *ents], index_width=2))
+    key = {"IP_ADDRESS": "remote_addr", "CREDIT_CARD": "card", "PHONE_NUMBER": "phone"}
     for _ in range(n):
         ent = rng.choice(ENTITIES)
-        v = value(ent, rng)
-        pre = f"2026-11-{rng.randint(1, 28):02d} 0{rng.randint(0, 9)}:{rng.randint(10, 59)}:11,"
-        pre += f"{rng.randint(100, 999)} INFO app.request "
-        key = {"IP_ADDRESS": "remote_addr", "CREDIT_CARD": "card", "PHONE_NUMBER": "phone"}
-        text = f"{pre}{key.get(ent, 'user')}={v} status=200 took={rng.randint(1, 900)}ms"
-        i = text.index(v)
-        docs.append(Doc("log", text, [(ent, i, i + len(v))]))
+        docs.append(log_doc(rng, key.get(ent, "user"), ent, value(ent, rng)))
     return docs
 
 
-def _table(kind: str, header: list[str], rows: list[list[str]], ents: list[str]) -> Doc:
+def table(
+    kind: str,
+    header: list[str],
+    rows: list[list[str]],
+    ents: list[str | None],
+    index_width: int | None = None,
+) -> Doc:
+    """``rows`` under ``header`` as pandas shows a DataFrame (``kind`` "dataframe": its text
+    repr; otherwise its HTML table), each cell of a column whose ``ents`` entry is an entity
+    labelled with it. ``index_width``: the width of the row-number column of the text repr (by
+    default that of the last row's number, as pandas pads it)."""
     labels: list[tuple[str, int, int]] = []
     if kind == "dataframe":
         widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(header)]
-        lines = ["    " + "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+        idx = len(str(len(rows) - 1)) if index_width is None else index_width
+        lines = [
+            " " * idx + "  " + "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))
+        ]
         pos = len(lines[0]) + 1
         for i, r in enumerate(rows):
-            line = f"{i:<4}"
+            line = f"{i}".ljust(idx)
             for c, (cell, w) in enumerate(zip(r, widths, strict=True)):
-                if c:
-                    line += "  "
+                line += "  "
                 start = pos + len(line) + (w - len(cell))
                 line += cell.rjust(w)
-                if c >= 2:
-                    labels.append((ents[c - 2], start, start + len(cell)))
+                ent = ents[c]
+                if ent:
+                    labels.append((ent, start, start + len(cell)))
             lines.append(line)
             pos += len(line) + 1
         return Doc("dataframe", "\n".join(lines) + "\n", labels)
@@ -170,19 +181,40 @@ def _table(kind: str, header: list[str], rows: list[list[str]], ents: list[str])
         out += f"\n    <tr>\n      <th>{i}</th>"
         for c, cell in enumerate(r):
             out += "\n      <td>"
-            if c >= 2:
-                labels.append((ents[c - 2], len(out), len(out) + len(cell)))
+            ent = ents[c]
+            if ent:
+                labels.append((ent, len(out), len(out) + len(cell)))
             out += f"{cell}</td>"
         out += "\n    </tr>"
     return Doc("html", out + "\n  </tbody>\n</table>", labels)
 
 
+def log_doc(rng: random.Random, key: str, ent: str, v: str) -> Doc:
+    """An application log line (``key=v``, a date, a level) with ``v`` labelled ``ent``."""
+    pre = f"2026-11-{rng.randint(1, 28):02d} 0{rng.randint(0, 9)}:{rng.randint(10, 59)}:11,"
+    pre += f"{rng.randint(100, 999)} INFO app.request "
+    text = f"{pre}{key}={v} status=200 took={rng.randint(1, 900)}ms"
+    i = text.index(v)
+    return Doc("log", text, [(ent, i, i + len(v))])
+
+
 def negatives(seed: int = 11, size: int = 200_000) -> list[Doc]:
     """About ``size`` characters of PII-free text that naive detectors flag."""
     rng = random.Random(seed)
-    docs: list[Doc] = []
-    total = 0
     makers = [_numeric_table, _numpy_array, _traceback, _code, _urls, _hashes, _uuids]
+    return fill(rng, makers, size)
+
+
+def fill(
+    rng: random.Random,
+    makers: list[Callable[[random.Random], str]],
+    size: int,
+    docs: list[Doc] | None = None,
+) -> list[Doc]:
+    """``docs``, then negatives of ``makers`` (each picked with ``rng``) until the documents
+    hold at least ``size`` characters."""
+    docs = list(docs or [])
+    total = sum(len(d.text) for d in docs)
     while total < size:
         text = rng.choice(makers)(rng)
         docs.append(Doc("negative", text))

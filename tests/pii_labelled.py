@@ -25,9 +25,9 @@ from __future__ import annotations
 import hashlib
 import random
 import string
-from dataclasses import dataclass, field
 
 from tests import pii_corpus as base
+from tests.pii_corpus import Doc, fill, log_doc, table
 
 FIRST = {
     "us": ["James", "Mary", "Robert", "Patricia", "Michael", "Jennifer", "David", "Linda",
@@ -104,13 +104,6 @@ SELF_EVIDENT = frozenset(
     {"EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "MAC_ADDRESS", "CRYPTO",
      "ES_NIF", "ES_NIE", "IT_FISCAL_CODE", "FI_PERSONAL_IDENTITY_CODE", "UK_NINO", "PERSON"}
 )  # fmt: skip
-
-
-@dataclass
-class Doc:
-    kind: str
-    text: str
-    labels: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -473,42 +466,6 @@ HEADERS = {
 }  # fmt: skip
 
 
-def _table(kind: str, header: list[str], rows: list[list[str]], ents: list[str | None]) -> Doc:
-    labels: list[tuple[str, int, int]] = []
-    if kind == "dataframe":
-        widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(header)]
-        idx = len(str(len(rows) - 1))
-        lines = [
-            " " * idx + "  " + "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))
-        ]
-        pos = len(lines[0]) + 1
-        for i, r in enumerate(rows):
-            line = f"{i}".ljust(idx)
-            for c, (cell, w) in enumerate(zip(r, widths, strict=True)):
-                line += "  "
-                start = pos + len(line) + (w - len(cell))
-                line += cell.rjust(w)
-                ent = ents[c]
-                if ent:
-                    labels.append((ent, start, start + len(cell)))
-            lines.append(line)
-            pos += len(line) + 1
-        return Doc("dataframe", "\n".join(lines) + "\n", labels)
-    out = '<table border="1" class="dataframe">\n  <thead>\n    <tr style="text-align: right;">'
-    out += "\n      <th></th>" + "".join(f"\n      <th>{h}</th>" for h in header)
-    out += "\n    </tr>\n  </thead>\n  <tbody>"
-    for i, r in enumerate(rows):
-        out += f"\n    <tr>\n      <th>{i}</th>"
-        for c, cell in enumerate(r):
-            out += "\n      <td>"
-            ent = ents[c]
-            if ent:
-                labels.append((ent, len(out), len(out) + len(cell)))
-            out += f"{cell}</td>"
-        out += "\n    </tr>"
-    return Doc("html", out + "\n  </tbody>\n</table>", labels)
-
-
 def positives(seed: int = 7, n: int = 40) -> list[Doc]:
     """Per entity ``n`` sentences and ``n`` log lines; tables of every layout and locale."""
     rng = random.Random(seed)
@@ -522,12 +479,7 @@ def positives(seed: int = 7, n: int = 40) -> list[Doc]:
                 s = text.index(v)
                 docs.append(Doc("sentence", text, [(ent, s, s + len(v))]))
             if ent in LOG_KEYS:
-                v = value(ent, rng, loc)
-                pre = f"2026-11-{rng.randint(1, 28):02d} 0{rng.randint(0, 9)}:{rng.randint(10, 59)}"
-                pre += f":11,{rng.randint(100, 999)} INFO app.request "
-                text = f"{pre}{LOG_KEYS[ent]}={v} status=200 took={rng.randint(1, 900)}ms"
-                s = text.index(v)
-                docs.append(Doc("log", text, [(ent, s, s + len(v))]))
+                docs.append(log_doc(rng, LOG_KEYS[ent], ent, value(ent, rng, loc)))
     table_ents = [e for e in ENTITIES if e in HEADERS]
     for t in range(n):
         loc = LOCALES[t % len(LOCALES)]
@@ -543,7 +495,7 @@ def positives(seed: int = 7, n: int = 40) -> list[Doc]:
                     + [value(e, rng, loc) for e in ents]
                     for _ in range(8)
                 ]
-                docs.append(_table(kind, header, rows, [None, None, *ents]))
+                docs.append(table(kind, header, rows, [None, None, *ents]))
     return docs
 
 
@@ -567,10 +519,10 @@ def customers(rows: int = 1000, seed: int = 3) -> list[list[str]]:
 
 def customers_doc(kind: str, rows: int = 1000) -> Doc:
     """The customers table as a DataFrame text repr or HTML table, labelled."""
-    table = customers(rows)
+    data = customers(rows)
     ents: list[str | None] = [None, "PERSON", "PERSON", "DATE_OF_BIRTH", "LOCATION",
                               "EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", None]  # fmt: skip
-    return _table(kind, table[0], table[1:], ents)
+    return table(kind, data[0], data[1:], ents)
 
 
 def negatives(seed: int = 11, size: int = 300_000) -> list[Doc]:
@@ -579,13 +531,7 @@ def negatives(seed: int = 11, size: int = 300_000) -> list[Doc]:
     makers = [
         _pip_list, _training_log, _config, _prose_about_code, _metrics_table, _k8s, _jobs_log,
     ]  # fmt: skip
-    docs = base.negatives(seed, size // 2)
-    total = sum(len(d.text) for d in docs)
-    while total < size:
-        text = rng.choice(makers)(rng)
-        docs.append(Doc("negative", text))
-        total += len(text)
-    return docs
+    return fill(rng, makers, size, base.negatives(seed, size // 2))
 
 
 def _pip_list(rng: random.Random) -> str:

@@ -1,18 +1,23 @@
-"""Helpers for the tests of promotion through the trusted service: notebooks, the sandbox user,
-polling a job, and writing a returned bundle out to verify it."""
+"""Helpers for the tests of promotion through the trusted service: the service as they run it,
+notebooks, the sandbox user, polling a job, and writing a returned bundle out to verify it."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 from boundary_support import ensure_user, users_python
+from credentials_support import Warehouse
+from service_support import ServiceProcess, service_token, start_service
 
 from jupyter_prod_discovery.service.client import ServiceClient
 
@@ -31,6 +36,47 @@ def sandbox_settings(python: str | None = None) -> dict[str, Any]:
         },
         "CleanRunGate": {"timeout": 240},
     }
+
+
+@contextlib.contextmanager
+def export_service(
+    tmp: Path,
+    dsn: str,
+    openbao: Any,
+    warehouse: Warehouse,
+    *,
+    vault_token: str = "",
+    config: dict[str, Any] | None = None,
+    shared_socket: bool = False,
+) -> Iterator[ServiceProcess]:
+    """The service over ``dsn`` with the warehouse's profiles, a least-privilege Vault token
+    (``vault_token``, or one made now) and the export sandbox (``sandbox_settings``), sections of
+    ``config`` replacing its own; stopped afterwards.
+
+    ``shared_socket``: its socket in a directory of its own under /tmp that every user may enter
+    (removed afterwards), so that another OS user's process can try it.
+    """
+    sockets = None
+    if shared_socket:
+        sockets = Path(tempfile.mkdtemp(prefix="pd-sock-", dir="/tmp"))
+        sockets.chmod(0o755)
+    try:
+        svc = start_service(
+            tmp,
+            dsn,
+            vault_addr=openbao.address,
+            vault_token=vault_token or service_token(openbao, warehouse.profiles()),
+            profiles=warehouse.profiles(),
+            socket_dir=sockets,
+            extra_config={**sandbox_settings(), **(config or {})},
+        )
+        try:
+            yield svc
+        finally:
+            svc.stop()
+    finally:
+        if sockets is not None:
+            shutil.rmtree(sockets, ignore_errors=True)
 
 
 def notebook(*sources: str, outputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:

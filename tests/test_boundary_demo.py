@@ -50,7 +50,6 @@ from boundary_demo_support import (
     cleanup_token_of,
     held_by,
     lab_tree,
-    probe_as_system_user,
     revoked_tokens_in_openbao,
     token_shape,
 )
@@ -69,6 +68,7 @@ from boundary_support import (
     foreign_access,
     leaks,
     misses,
+    probe_as,
     probe_config,
     users_python,
 )
@@ -335,7 +335,8 @@ def test_probe_as_service_user_finds_service_secrets(world: DemoWorld) -> None:
         unix=world.service.unix(),
     )
     config["mem_cap"] = WHOLE_HEAP
-    report = probe_as_system_user(SERVICE_USER, config)
+    # pd-demo-svc's home (/nonexistent) does not exist: the probe runs from /.
+    report = probe_as(SERVICE_USER, config, cwd="/")
     assert report["uid"] == pwd.getpwnam(SERVICE_USER).pw_uid
     probes = by_name(report)
     # The service starts with CAP_SETUID/CAP_SETGID (it runs clean runs as the sandbox user),

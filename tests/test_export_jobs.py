@@ -14,8 +14,8 @@ import nbformat
 import pytest
 from credentials_support import Warehouse
 from export_helpers import HMAC_KEY as LOCAL_KEY
-from service_export_support import notebook, sandbox_settings
-from service_support import ServiceProcess, service_token, start_service
+from service_export_support import export_service, notebook
+from service_support import ServiceProcess
 from tornado.httpclient import HTTPClientError
 
 from jupyter_prod_discovery.export.signing import HMACSigner
@@ -55,18 +55,8 @@ class TestThroughTheService:
     def service(
         self, tmp_path: Path, openbao: Any, warehouse: Warehouse, postgres_database: str
     ) -> Iterator[ServiceProcess]:
-        svc = start_service(
-            tmp_path,
-            postgres_database,
-            vault_addr=openbao.address,
-            vault_token=service_token(openbao, warehouse.profiles()),
-            profiles=warehouse.profiles(),
-            extra_config=sandbox_settings(),
-        )
-        try:
+        with export_service(tmp_path, postgres_database, openbao, warehouse) as svc:
             yield svc
-        finally:
-            svc.stop()
 
     @pytest.fixture
     def prod_discovery_extension_config(

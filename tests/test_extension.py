@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from jupyter_prod_discovery.demo.openbao import free_even_port
 
@@ -24,29 +25,34 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_server_extension_is_enabled_and_ok(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [JUPYTER, "server", "extension", "list"],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        timeout=60,
-        check=True,
+def _jupyter(
+    tmp_path: Path, *args: str, timeout: float = 60, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """``jupyter *args`` in the isolated environment of ``_env`` (``env`` replaces it)."""
+    kwargs.setdefault("env", _env(tmp_path))
+    return subprocess.run(
+        [JUPYTER, *args], capture_output=True, text=True, timeout=timeout, **kwargs
     )
+
+
+def _start_server(tmp_path: Path, vault_addr: str, vault_token: str) -> str:
+    """Start ``jupyter server`` against that Vault; it must exit (fail closed): its output."""
+    env = _env(tmp_path, VAULT_ADDR=vault_addr, VAULT_TOKEN=vault_token)
+    argv = ("server", "--no-browser", f"--port={free_even_port()}")
+    proc = _jupyter(tmp_path, *argv, env=env, timeout=90, cwd=tmp_path)
+    assert proc.returncode != 0
+    return proc.stderr + proc.stdout
+
+
+def test_server_extension_is_enabled_and_ok(tmp_path: Path) -> None:
+    out = _jupyter(tmp_path, "server", "extension", "list", check=True)
     text = out.stdout + out.stderr
     assert "jupyter_prod_discovery enabled" in " ".join(text.replace("\x1b[32m", "").split())
     assert "jupyter_prod_discovery 0." in text and "OK" in text
 
 
 def test_labextension_is_enabled_and_ok(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [JUPYTER, "labextension", "list"],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        timeout=60,
-        check=True,
-    )
+    out = _jupyter(tmp_path, "labextension", "list", check=True)
     line = next(
         (ln for ln in (out.stdout + out.stderr).splitlines() if "jupyter-prod-discovery" in ln),
         "",
@@ -56,45 +62,20 @@ def test_labextension_is_enabled_and_ok(tmp_path: Path) -> None:
 
 def test_server_refuses_to_start_when_vault_unreachable(tmp_path: Path) -> None:
     port = free_even_port()
-    env = _env(tmp_path, VAULT_ADDR=f"http://127.0.0.1:{port}", VAULT_TOKEN="whatever")
-    proc = subprocess.run(
-        [JUPYTER, "server", "--no-browser", f"--port={free_even_port()}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=90,
-        cwd=tmp_path,
-    )
-    assert proc.returncode != 0
-    assert f"Vault at http://127.0.0.1:{port} is unreachable" in proc.stderr + proc.stdout
-    assert "whatever" not in proc.stderr + proc.stdout
+    out = _start_server(tmp_path, f"http://127.0.0.1:{port}", "whatever")
+    assert f"Vault at http://127.0.0.1:{port} is unreachable" in out
+    assert "whatever" not in out
 
 
 def test_server_refuses_to_start_with_invalid_token(tmp_path: Path, openbao: object) -> None:
     address = openbao.address  # type: ignore[attr-defined]
-    env = _env(tmp_path, VAULT_ADDR=address, VAULT_TOKEN="s.invalid-token-value")
-    proc = subprocess.run(
-        [JUPYTER, "server", "--no-browser", f"--port={free_even_port()}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=90,
-        cwd=tmp_path,
-    )
-    assert proc.returncode != 0
-    assert "refused the server's token: invalid" in proc.stderr + proc.stdout
-    assert "s.invalid-token-value" not in proc.stderr + proc.stdout
+    out = _start_server(tmp_path, address, "s.invalid-token-value")
+    assert "refused the server's token: invalid" in out
+    assert "s.invalid-token-value" not in out
 
 
 def test_help_all_documents_every_option(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [JUPYTER, "server", "--help-all"],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        timeout=60,
-        check=True,
-    ).stdout
+    out = _jupyter(tmp_path, "server", "--help-all", check=True).stdout
     from jupyter_prod_discovery.extension import ProdDiscoveryApp
 
     for cls in [ProdDiscoveryApp, *ProdDiscoveryApp.classes]:

@@ -192,7 +192,7 @@ def test_short_ids_need_their_key_next_to_them(text: str) -> None:
 def test_short_ids_in_a_table_column_named_for_them() -> None:
     rows = [["1", "1234567", "12345678"], ["2", "650001", "87654321"]]
     for kind in ("dataframe", "html"):
-        text = L._table(kind, ["id", "driver_license", "bank_account"], rows, [None] * 3).text
+        text = L.table(kind, ["id", "driver_license", "bank_account"], rows, [None] * 3).text
         found = PIIPolicy().scan(text).entities
         assert found == {"US_DRIVER_LICENSE": 2, "US_BANK_NUMBER": 2}, kind
 
@@ -201,7 +201,7 @@ def test_italian_ids_in_columns_and_a_generic_header_yields_to_their_shape() -> 
     rows = [["YA1234567", "1234567AB", "01234567897"], ["YB7654321", "CA12345AB", "IT01234567897"]]
     header = ["passport", "carta_identita", "partita_iva"]
     for kind in ("dataframe", "html"):
-        text = L._table(kind, header, rows, [None] * 3).text
+        text = L.table(kind, header, rows, [None] * 3).text
         found = PIIPolicy().scan(text).entities
         assert found == {"IT_PASSPORT": 2, "IT_IDENTITY_CARD": 2, "IT_VAT_CODE": 2}, kind
 
@@ -215,9 +215,9 @@ def test_german_ids_in_columns_named_for_them_and_not_in_untold_ones() -> None:
     want = {e: 2 for e in ("DE_TAX_ID", "DE_SOCIAL_SECURITY", "DE_ID_CARD", "DE_PASSPORT",
                            "DE_HEALTH_INSURANCE", "DE_FUEHRERSCHEIN")}  # fmt: skip
     for kind in ("dataframe", "html"):
-        text = L._table(kind, header, rows, [None] * 6).text
+        text = L.table(kind, header, rows, [None] * 6).text
         assert PIIPolicy().scan(text).entities == want, kind
-        text = L._table(kind, [f"c{i}" for i in range(6)], rows, [None] * 6).text
+        text = L.table(kind, [f"c{i}" for i in range(6)], rows, [None] * 6).text
         assert PIIPolicy().scan(text).entities == {}, kind
 
 
@@ -238,7 +238,7 @@ def test_names_in_prose_but_not_in_technical_words() -> None:
 
 
 def _df(header: list[str], rows: list[list[str]]) -> str:
-    return L._table("dataframe", header, rows, [None] * len(header)).text
+    return L.table("dataframe", header, rows, [None] * len(header)).text
 
 
 def test_column_aware_table_by_header() -> None:
@@ -246,7 +246,7 @@ def test_column_aware_table_by_header() -> None:
             ["Rubén", "Garcia", "1990-11-23", "3 Rue Neuve", "Lyon"]]  # fmt: skip
     header = ["first_name", "surname", "date_of_birth", "address", "city"]
     for kind in ("dataframe", "html"):
-        text = L._table(kind, header, rows, [None] * 5).text
+        text = L.table(kind, header, rows, [None] * 5).text
         found = PIIPolicy().scan(text)
         assert found.entities == {"PERSON": 4, "DATE_OF_BIRTH": 2, "LOCATION": 4}, kind
 
@@ -329,7 +329,7 @@ def test_bundle_counts_per_value_not_per_representation() -> None:
     rows = [[f"user{i}@example.com"] for i in range(10)]
     data = {
         "text/plain": _df(["email"], rows),
-        "text/html": L._table("html", ["email"], rows, [None]).text,
+        "text/html": L.table("html", ["email"], rows, [None]).text,
     }
     verdict, out = PIIPolicy().scan_bundle(data)
     assert verdict.entities == {"EMAIL_ADDRESS": 10}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +17,14 @@ from credentials_support import Warehouse
 from export_helpers import statement_fields
 from service_export_support import (
     SANDBOX_USER,
+    export_service,
     notebook,
     report_dir,
     sandbox_settings,
     wait_job,
     write_bundle,
 )
-from service_support import ServiceProcess, service_token, start_service
+from service_support import ServiceProcess, service_token
 
 from jupyter_prod_discovery.export.attestation import key_id_of_pem
 from jupyter_prod_discovery.export.verify import verify_bundle
@@ -61,24 +61,16 @@ def vault_token(openbao: Any, warehouse: Warehouse) -> str:
 def service(
     tmp_path: Path, openbao: Any, warehouse: Warehouse, postgres_database: str, vault_token: str
 ) -> Iterator[ServiceProcess]:
-    svc = start_service(
+    sandbox = {**sandbox_settings()["ExportSandbox"], "admin_dsn": postgres_database}
+    with export_service(
         tmp_path,
         postgres_database,
-        vault_addr=openbao.address,
+        openbao,
+        warehouse,
         vault_token=vault_token,
-        profiles=warehouse.profiles(),
-        extra_config={
-            **sandbox_settings(),
-            "ExportSandbox": {
-                **sandbox_settings()["ExportSandbox"],
-                "admin_dsn": postgres_database,
-            },
-        },
-    )
-    try:
+        config={"ExportSandbox": sandbox},
+    ) as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 @pytest.fixture
@@ -281,18 +273,14 @@ def test_override_by_an_allowed_user_is_signed_and_recorded_with_its_reason(
 ) -> None:
     """The policy lets root override no_interactive and nobody else anything more: the bundle is
     signed with the override and its reason in the manifest and the ledger."""
-    svc = start_service(
+    policy = {"no_interactive": ["user:root"]}
+    with export_service(
         tmp_path,
         postgres_database,
-        vault_addr=openbao.address,
-        vault_token=service_token(openbao, warehouse.profiles()),
-        profiles=warehouse.profiles(),
-        extra_config={
-            **sandbox_settings(),
-            "ExportDesk": {"override_policy": {"no_interactive": ["user:root"]}},
-        },
-    )
-    try:
+        openbao,
+        warehouse,
+        config={"ExportDesk": {"override_policy": policy}},
+    ) as svc:
         client = svc.client("server-2")
         with pytest.raises(ServiceRefused) as refused:  # no longer anyone's to override
             client.create_export(
@@ -320,8 +308,6 @@ def test_override_by_an_allowed_user_is_signed_and_recorded_with_its_reason(
         (override,) = overrides
         assert override["data"]["reason"] == "%who needs no person"
         assert override["data"]["principal"]["username"] == "root"
-    finally:
-        svc.stop()
 
 
 def test_clean_run_past_its_deadline_leaves_no_process_and_no_login(
@@ -331,16 +317,9 @@ def test_clean_run_past_its_deadline_leaves_no_process_and_no_login(
     kernel (which runs in a session of its own) are gone, and so is the run's database login."""
     import pwd
 
-    settings = sandbox_settings()
-    svc = start_service(
-        tmp_path,
-        postgres_database,
-        vault_addr=openbao.address,
-        vault_token=service_token(openbao, warehouse.profiles()),
-        profiles=warehouse.profiles(),
-        extra_config={**settings, "CleanRunGate": {"timeout": 25}},
-    )
-    try:
+    with export_service(
+        tmp_path, postgres_database, openbao, warehouse, config={"CleanRunGate": {"timeout": 25}}
+    ) as svc:
         client = svc.client("server-3")
         sleeper = "import psycopg, time\nconn = psycopg.connect('')\ntime.sleep(600)"
         job = submit(client, notebook(sleeper), profiles=["warehouse"])
@@ -360,8 +339,6 @@ def test_clean_run_past_its_deadline_leaves_no_process_and_no_login(
             time.sleep(0.2)
         assert left() == []
         assert warehouse.roles() == set() and warehouse.leases() == []
-    finally:
-        svc.stop()
 
 
 def _uid_of(pid: str) -> int | None:
@@ -379,23 +356,11 @@ def test_the_sandbox_account_is_nobodys_client(
 ) -> None:
     """Code in a clean run runs as the sandbox user: were the service's socket reachable, it
     would still be refused (no credentials, no exports), while other users are served."""
-    import shutil
     import subprocess
 
     from boundary_support import spawn_as, users_python
 
-    sockets = Path(tempfile.mkdtemp(prefix="pd-sock-", dir="/tmp"))
-    sockets.chmod(0o755)
-    svc = start_service(
-        tmp_path,
-        postgres_database,
-        vault_addr=openbao.address,
-        vault_token=service_token(openbao, warehouse.profiles()),
-        profiles=warehouse.profiles(),
-        socket_dir=sockets,
-        extra_config=sandbox_settings(),
-    )
-    try:
+    with export_service(tmp_path, postgres_database, openbao, warehouse, shared_socket=True) as svc:
         code = (
             "import sys\n"
             "from jupyter_prod_discovery.service.client import ServiceClient, ServiceRefused\n"
@@ -422,9 +387,6 @@ def test_the_sandbox_account_is_nobodys_client(
         assert svc.client("server-4").request("GET", "/api/status")["principal"]["username"] == (
             "root"
         )
-    finally:
-        svc.stop()
-        shutil.rmtree(sockets, ignore_errors=True)
 
 
 def _ledger_records(dsn: str, kind: str, wanted: int = 1) -> list[dict[str, Any]]:
@@ -546,24 +508,12 @@ def test_statement_lists_the_authors_data_sources_and_no_one_elses(
     server's stream (scrubbed, deduplicated with the clean run's), never those another OS user
     shipped, even under the same server id and claiming to be the author, nor those of the
     author's other servers."""
-    import shutil
     import subprocess
 
     from boundary_support import ensure_user, spawn_as, users_python
 
-    sockets = Path(tempfile.mkdtemp(prefix="pd-sock-", dir="/tmp"))
-    sockets.chmod(0o755)
-    svc = start_service(
-        tmp_path,
-        postgres_database,
-        vault_addr=openbao.address,
-        vault_token=service_token(openbao, warehouse.profiles()),
-        profiles=warehouse.profiles(),
-        socket_dir=sockets,
-        extra_config=sandbox_settings(),
-    )
     other = "pdauthor2"
-    try:
+    with export_service(tmp_path, postgres_database, openbao, warehouse, shared_socket=True) as svc:
         ensure_user(other)
         # Another user, same server id, claiming to be root: the service records it as theirs.
         forged = _datasource_lines(
@@ -625,6 +575,3 @@ def test_statement_lists_the_authors_data_sources_and_no_one_elses(
         text = json.dumps(fields)
         for absent in ("hunter2", "pdauthor2", "10.9.9.9", "/elsewhere.csv", '"dropped"'):
             assert absent not in text, absent
-    finally:
-        svc.stop()
-        shutil.rmtree(sockets, ignore_errors=True)
