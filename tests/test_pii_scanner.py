@@ -167,3 +167,60 @@ def test_ner_chunks_long_text_at_line_ends() -> None:
     chunks = _chunks(text)
     assert "".join(c for _, c in chunks) == text
     assert all(len(c) <= 10_000 and c.endswith("\n") for _, c in chunks)
+
+
+def test_context_block_prefilter_agrees_with_context_words() -> None:
+    # A long text is read in blocks: an entity whose words are in no block (nor header) of a
+    # value is skipped without building its context. The answer must be the context's own,
+    # for every entity, near block edges, across the header junction ("tax" + "id"), and
+    # around non-ASCII, final sigma and lone surrogates.
+    import random
+    import re
+
+    from jupyter_prod_discovery.pii import patterns as P
+    from jupyter_prod_discovery.pii.scanner import _BLOCK, _has, _Header
+
+    rng = random.Random(5)
+    words = sorted({w for ws in P.CONTEXT_WORDS.values() for w in ws})
+    fillers = ["x", "ΣΑΣ", "İd", "ö", "\ud800", "rows", "ms", "TAX", "Phone:"]
+    # Words with a space are also found across the junction of the line and the header:
+    # "social" ending the line's slice, "security" the header's.
+    glued = ["tax", "social", "national", "partita", "ni", "id", "german", "vat", "cc"]
+    lines = ["  id  security  iva  number  health  insurance  card  value"]
+    while sum(map(len, lines)) < 40_000:
+        parts = [
+            rng.choice(words) if rng.random() < 0.03 else rng.choice(fillers)
+            for _ in range(rng.randint(0, 3))
+        ]
+        number = str(rng.randint(10**8, 10**16))
+        parts.append(rng.choice(glued) + number if rng.random() < 0.2 else number)
+        lines.append(" ".join(parts))
+    text = "\n".join(lines)
+    header = _Header(text)
+    agreed = found = 0
+    for m in re.finditer(r"\d{9,}", text):
+        ctx = header.context(m.start(), m.end())
+        for entity in P.CONTEXT_WORDS:
+            want = _has(ctx, entity)
+            assert header.has(m.start(), m.end(), entity) == want, (entity, ctx)
+            agreed += 1
+            found += want
+    assert header._blocks and agreed > 10_000 and found > 100
+    # A value at the very start of a block, its word at the end of the one before.
+    pad = "rows 12\n" * (_BLOCK // 8)
+    edge = pad[: _BLOCK - len("call ")] + "call 5551234567 done\n" + pad
+    header = _Header(edge)
+    assert header.has(_BLOCK, _BLOCK + 10, "PHONE_NUMBER")
+    assert not header.has(_BLOCK, _BLOCK + 10, "UK_NHS")
+
+
+def test_luhn_prefilter_agrees_with_presidio() -> None:
+    import random
+
+    from jupyter_prod_discovery.pii import patterns as P
+
+    card = P._presidio()["card"]
+    rng = random.Random(3)
+    for _ in range(20_000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 22)))
+        assert P._luhn_sum_ok(digits) == bool(card.validate_result(digits)), digits
