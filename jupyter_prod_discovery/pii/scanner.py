@@ -173,6 +173,10 @@ class Scanner:
     def scan(self, text: str) -> list[Finding]:
         """Findings in ``text``, sorted by position, overlaps resolved by score."""
         if len(text) >= 64:
+            # By length and hash, not the text: 512 texts of up to megabytes would stay alive.
+            # str's hash is SipHash under a per-process random key, so two texts of one length
+            # collide by accident with probability 2**-64; the guard protects against accidental
+            # exposure (a user set on leaking can encode the value), so that risk is accepted.
             key = (len(text), hash(text))
             with self._lock:
                 hit = self._cache.get(key)
