@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
 
 from benchmarks.pii_scanner import log_text
+from benchmarks.stats import best_cpu
 from jupyter_prod_discovery.pii import PIIPolicy, patterns
 from tests import pii_labelled as L
 
@@ -117,17 +117,6 @@ def quality(
     }
 
 
-def _best(fn: Callable[[], Any], reps: int) -> float:
-    """Least CPU time of this process over ``reps`` runs: on a shared machine the wall time
-    of one side can double while the other runs, CPU time does not (both are one thread)."""
-    best = float("inf")
-    for _ in range(reps):
-        t = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t)
-    return best
-
-
 def speed(policy: PIIPolicy, engine: Any) -> dict[str, Any]:
     scanner = policy.shared_scanner
     out: dict[str, Any] = {}
@@ -143,8 +132,8 @@ def speed(policy: PIIPolicy, engine: Any) -> dict[str, Any]:
             patterns._NANP_MEMO.clear()
             policy.scan(text)
 
-        t_ours = _best(ours, 5)
-        t_pres = _best(lambda text=text: engine.analyze(text, language="en"), 2)
+        t_ours = best_cpu(ours, 5)
+        t_pres = best_cpu(lambda text=text: engine.analyze(text, language="en"), 2)
         out[name] = {
             "chars": len(text),
             "ours_cpu_s": round(t_ours, 4),

@@ -26,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
+from benchmarks.stats import best_cpu
 from jupyter_prod_discovery.pii import PIIPolicy, patterns
 from tests import pii_corpus as C
 
@@ -38,6 +39,17 @@ def presidio_engine() -> Any:
 
     nlp = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
     return AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
+
+
+def _table_repr(header: list[str], data: list[list[str]], index: int) -> str:
+    """The rows as pandas prints a DataFrame: right-aligned columns, an index ``index`` wide."""
+    w = [max(len(h), *(len(r[i]) for r in data)) for i, h in enumerate(header)]
+    lines = [" " * index + "  ".join(h.rjust(x) for h, x in zip(header, w, strict=True))]
+    lines += [
+        f"{i:<{index}}" + "  ".join(c.rjust(x) for c, x in zip(r, w, strict=True))
+        for i, r in enumerate(data)
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def dataframe_repr(rows: int = 1000, seed: int = 3) -> str:
@@ -56,13 +68,7 @@ def dataframe_repr(rows: int = 1000, seed: int = 3) -> str:
         ]
         for _ in range(rows)
     ]
-    w = [max(len(h), *(len(r[i]) for r in data)) for i, h in enumerate(header)]
-    lines = ["     " + "  ".join(h.rjust(x) for h, x in zip(header, w, strict=True))]
-    lines += [
-        f"{i:<5}" + "  ".join(c.rjust(x) for c, x in zip(r, w, strict=True))
-        for i, r in enumerate(data)
-    ]
-    return "\n".join(lines) + "\n"
+    return _table_repr(header, data, 5)
 
 
 def log_text(size: int = 1_000_000, seed: int = 5) -> str:
@@ -122,13 +128,7 @@ def numeric_dataframe(rows: int = 10_000, seed: int = 9) -> str:
         ]
         for _ in range(rows)
     ]
-    w = [max(len(h), *(len(r[i]) for r in data)) for i, h in enumerate(header)]
-    lines = ["      " + "  ".join(h.rjust(x) for h, x in zip(header, w, strict=True))]
-    lines += [
-        f"{i:<6}" + "  ".join(c.rjust(x) for c, x in zip(r, w, strict=True))
-        for i, r in enumerate(data)
-    ]
-    return "\n".join(lines) + "\n"
+    return _table_repr(header, data, 6)
 
 
 NUMERIC_CASES = {
@@ -136,16 +136,6 @@ NUMERIC_CASES = {
     "measurement_log_1MB": measurement_log,
     "numeric_dataframe_10000_rows": numeric_dataframe,
 }
-
-
-def _cpu_best(fn: Any, reps: int) -> float:
-    """Least process CPU time over ``reps`` runs (steadier than wall time on a shared host)."""
-    best = float("inf")
-    for _ in range(reps):
-        t = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t)
-    return best
 
 
 def numeric_speed(reps: int = 3) -> dict[str, Any]:
@@ -160,7 +150,7 @@ def numeric_speed(reps: int = 3) -> dict[str, Any]:
             patterns._NANP_MEMO.clear()
             scanner.scan(text)
 
-        t = _cpu_best(once, reps)
+        t = best_cpu(once, reps)
         out[name] = {
             "chars": len(text),
             "ours_cpu_s": round(t, 4),
@@ -176,15 +166,6 @@ def _print_numeric(res: dict[str, Any]) -> None:
             f"{name}: ours {s['ours_MB_per_s']:.2f} MB/s ({s['ours_cpu_s']} s CPU for "
             f"{s['chars'] / 1e6:.2f} MB, {s['findings']} findings)"
         )
-
-
-def _best(fn: Any, reps: int) -> float:
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def run() -> dict[str, Any]:
@@ -218,8 +199,12 @@ def run() -> dict[str, Any]:
             patterns._NANP_MEMO.clear()
             scanner.scan(text)
 
-        t_ours = _best(ours_once, 3)
-        t_pres = _best(lambda text=text: engine.analyze(text, language="en", entities=ents), 1)
+        t_ours = best_cpu(ours_once, 3, time.perf_counter)
+        t_pres = best_cpu(
+            lambda text=text: engine.analyze(text, language="en", entities=ents),
+            1,
+            time.perf_counter,
+        )
         speed[name] = {
             "chars": len(text),
             "ours_chars_per_s": len(text) / t_ours,
