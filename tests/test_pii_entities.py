@@ -258,6 +258,24 @@ def test_column_aware_table_without_telling_headers() -> None:
     assert found.entities == {"PERSON": 12}
 
 
+def test_column_of_bare_nine_digit_numbers_is_no_ssn_column_by_its_values() -> None:
+    """Most 9-digit numbers pass the SSN rules; a column of them (timings, ids) is an SSN
+    column only when its header says so or its cells look like SSNs (dashes)."""
+    rng = random.Random(9)
+    numbers = [str(rng.randint(10**8, 10**9 - 1)) for _ in range(20)]
+    timings = PIIPolicy().scan(
+        _df(["count", "latency_us"], [[str(i), n] for i, n in enumerate(numbers)])
+    )
+    assert timings.entities == {}
+    by_header = PIIPolicy().scan(
+        _df(["count", "ssn"], [[str(i), n] for i, n in enumerate(numbers)])
+    )
+    assert by_header.entities.get("US_SSN", 0) >= 15
+    dashed = [f"{n[:3]}-{n[3:5]}-{n[5:]}" for n in numbers]
+    by_shape = PIIPolicy().scan(_df(["count", "c3"], [[str(i), n] for i, n in enumerate(dashed)]))
+    assert by_shape.entities.get("US_SSN", 0) >= 15
+
+
 def test_column_consistency_redacts_cells_a_validator_rejects() -> None:
     rows = [["(212) 555-0134"], ["(415) 555-0199"], ["(999) 000-0000"]]
     text = _df(["phone"], rows)

@@ -71,6 +71,9 @@ _CHECKSUMMED: tuple[tuple[str, bool, re.Pattern[str], str, float], ...] = (
     ("DE_TAX_ID", True, _ELEVEN, "de_tax", 0.85),
 )
 _TH = re.compile(r"<th[^>]*>(.*?)</th>", re.S | re.I)
+#: Least score of a table cell's finding that says what its column holds (``Scanner.value_type``):
+#: the policy's default threshold, the score at which the finding is reported on its own.
+CELL_MIN_SCORE = 0.5
 _PHONE_BASE = {"intl": 0.75, "paren": 0.75, "sep": 0.75, "space": 0.5, "plain": 0.3}
 _PRIORITY = {
     "CREDENTIAL": 9,
@@ -256,14 +259,21 @@ class Scanner:
         """The entity one table cell validates as (a finding over most of it), or None.
 
         The column header is put before the cell, as on a ``key: value`` line, so that it is
-        the cell's context (an NHS number is a phone number until its column says "nhs").
+        the cell's context (an NHS number is a phone number until its column says "nhs"). Only
+        a finding that would be reported on its own counts (score >= ``CELL_MIN_SCORE``): a
+        bare 9-digit number is an SSN at 0.3, and so is most any 9-digit number, so a column of
+        microsecond timings or ids must not become an SSN column by its values alone.
         """
         cell = cell.strip()
         if not may_match(cell):
             return None
         head = header.strip().lower().replace("_", " ")[:60] + ": " if header else ""
         for f in self._patterns(head + cell):
-            if f.start >= len(head) and f.end - f.start >= len(cell) * 0.7:
+            if (
+                f.start >= len(head)
+                and f.end - f.start >= len(cell) * 0.7
+                and f.score >= CELL_MIN_SCORE
+            ):
                 return f.entity_type
         return None
 
