@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import random
 import string
+from collections.abc import Callable
 
 from tests import pii_corpus as base
 from tests.pii_corpus import Doc, fill, log_doc, table
@@ -356,44 +357,9 @@ def value(entity: str, rng: random.Random, loc: str = "us") -> str:
         return f"9{_digits(rng, 2)}-{rng.choice(['70', '78', '81', '90', '94'])}-{_digits(rng, 4)}"
     if entity == "US_PASSPORT":
         return rng.choice([_digits(rng, 9), rng.choice(string.ascii_uppercase) + _digits(rng, 8)])
-    if entity == "UK_NHS":
-        return nhs(rng)
-    if entity == "UK_NINO":
-        return nino(rng)
-    if entity == "ES_NIF":
-        return nif(rng)
-    if entity == "ES_NIE":
-        return nie(rng)
-    if entity == "IT_FISCAL_CODE":
-        return fiscal_code(rng)
-    if entity == "PL_PESEL":
-        return pesel(rng)
-    if entity == "FI_PERSONAL_IDENTITY_CODE":
-        return fi_code(rng)
-    if entity == "IT_DRIVER_LICENSE":
-        return it_driver_license(rng)
-    if entity == "IT_VAT_CODE":
-        return it_vat_code(rng)
-    if entity == "IT_PASSPORT":
-        return f"{_letters(rng, 2)}{_digits(rng, 7)}"
-    if entity == "IT_IDENTITY_CARD":
-        return it_identity_card(rng)
-    if entity == "ES_PASSPORT":
-        return f"{_letters(rng, 3)}{_digits(rng, 6)}"
-    if entity == "SE_PERSONNUMMER":
-        return personnummer(rng)
-    if entity == "DE_TAX_ID":
-        return de_tax_id(rng)
-    if entity == "DE_SOCIAL_SECURITY":
-        return de_social_security(rng)
-    if entity == "DE_ID_CARD":
-        return de_document(rng, old=rng.random() < 0.25)
-    if entity == "DE_PASSPORT":
-        return de_document(rng)
-    if entity == "DE_HEALTH_INSURANCE":
-        return de_health_insurance(rng)
-    if entity == "DE_FUEHRERSCHEIN":
-        return f"{_letters(rng, 2)}{_digits(rng, 8)}{rng.choice(string.ascii_uppercase + '0123456789')}"
+    make = _GENERATED.get(entity)
+    if make is not None:
+        return make(rng)
     if entity == "PERSON":
         return f"{rng.choice(FIRST[loc])} {rng.choice(LAST[loc])}"
     if entity == "LOCATION":
@@ -401,6 +367,32 @@ def value(entity: str, rng: random.Random, loc: str = "us") -> str:
     if entity == "DATE_OF_BIRTH":
         return f"{rng.randint(1940, 2005)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
     raise ValueError(entity)
+
+
+# Ids made by one generator of their own (the rest are built in ``value``).
+_GENERATED: dict[str, Callable[[random.Random], str]] = {
+    "UK_NHS": nhs,
+    "UK_NINO": nino,
+    "ES_NIF": nif,
+    "ES_NIE": nie,
+    "IT_FISCAL_CODE": fiscal_code,
+    "PL_PESEL": pesel,
+    "FI_PERSONAL_IDENTITY_CODE": fi_code,
+    "IT_DRIVER_LICENSE": it_driver_license,
+    "IT_VAT_CODE": it_vat_code,
+    "IT_PASSPORT": lambda rng: f"{_letters(rng, 2)}{_digits(rng, 7)}",
+    "IT_IDENTITY_CARD": it_identity_card,
+    "ES_PASSPORT": lambda rng: f"{_letters(rng, 3)}{_digits(rng, 6)}",
+    "SE_PERSONNUMMER": personnummer,
+    "DE_TAX_ID": de_tax_id,
+    "DE_SOCIAL_SECURITY": de_social_security,
+    "DE_ID_CARD": lambda rng: de_document(rng, old=rng.random() < 0.25),
+    "DE_PASSPORT": de_document,
+    "DE_HEALTH_INSURANCE": de_health_insurance,
+    "DE_FUEHRERSCHEIN": lambda rng: (
+        f"{_letters(rng, 2)}{_digits(rng, 8)}{rng.choice(string.ascii_uppercase + '0123456789')}"
+    ),
+}
 
 
 # --- documents ------------------------------------------------------------------------------

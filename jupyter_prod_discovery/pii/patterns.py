@@ -3,9 +3,10 @@
 The scanner finds candidates with a few class-first regular expressions (see ``NUMERIC``), then
 validates each small candidate with Presidio's own rules (Luhn, IBAN mod-97, SSN invalidation,
 base58check, DEA, NIF/NIE, codice fiscale, partita IVA, PESEL, HETU, personnummer, and the German
-tax id, pension and health insurance numbers' and ICAO check digits) and ``phonenumbers``. Ids of 6 to 8 digits (too short for a candidate run, and everywhere in logs)
-are looked for only after a word that names them (``SHORT_ID_KEYS``). Presidio is imported
-lazily and fully offline.
+tax id, pension and health insurance numbers' and ICAO check digits) and ``phonenumbers``. Ids
+of 6 to 8 digits (too short for a candidate run, and everywhere in logs) are looked for only
+after a word that names them (``SHORT_ID_KEYS``). Presidio is imported lazily and fully
+offline.
 """
 
 from __future__ import annotations
