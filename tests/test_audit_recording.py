@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 from audit_support import KEY, writer_role
 from credentials_support import eventually, run_code
@@ -183,6 +184,47 @@ async def test_record_files_over_inline_limit_hashed_in_thread(
     assert {d["sha256"] for d in got} == {hashlib.sha256(content).hexdigest()}
     assert {d["size"] for d in got} == {len(content)}
     assert [fn for fn in threads if fn is recording.hash_file] == [recording.hash_file] * 2
+
+
+async def test_notebook_read_hashed_by_the_manager_from_the_bytes_it_read(
+    jp_fetch: Any, jp_serverapp: Any, jp_root_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook read takes its sha256 from the manager (``require_hash``): of the very bytes
+    it parsed, CRLF line ends and all, without reading the file again; the model the client
+    gets has a hash only when the client asked for one."""
+    from jupyter_prod_discovery.audit import recording
+
+    def no_second_read(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a notebook read was hashed by reading the file again")
+
+    monkeypatch.setattr(recording, "hash_file", no_second_read)
+    trail = trail_of(jp_serverapp)
+    raw = json.dumps(nbformat.v4.new_notebook(), indent=1).replace("\n", "\r\n").encode()
+    (jp_root_dir / "crlf.ipynb").write_bytes(raw)
+    plain = json.loads((await jp_fetch("api", "contents", "crlf.ipynb", method="GET")).body)
+    asked = json.loads(
+        (await jp_fetch("api", "contents", "crlf.ipynb", method="GET", params={"hash": "1"})).body
+    )
+    sha = hashlib.sha256(raw).hexdigest()
+    assert (plain["hash"], plain["hash_algorithm"]) == (None, None)
+    assert (asked["hash"], asked["hash_algorithm"]) == (sha, "sha256")
+    got = [e["data"] for e in events(trail, "contents")]
+    assert [(d["operation"], d["sha256"], d["size"]) for d in got] == [("get", sha, len(raw))] * 2
+
+
+async def test_notebook_read_hashed_again_when_the_manager_hashes_otherwise(
+    jp_fetch: Any, jp_serverapp: Any, jp_root_dir: Path
+) -> None:
+    """The trail's sha256 stays a sha256 when the manager is set to hash with another algorithm
+    (the file is read again, as for any other file)."""
+    jp_serverapp.contents_manager.hash_algorithm = "md5"
+    trail = trail_of(jp_serverapp)
+    raw = json.dumps(nbformat.v4.new_notebook()).encode()
+    (jp_root_dir / "md5.ipynb").write_bytes(raw)
+    model = json.loads((await jp_fetch("api", "contents", "md5.ipynb", method="GET")).body)
+    assert model["hash"] is None
+    got = [e["data"] for e in events(trail, "contents")]
+    assert [(d["sha256"], d["size"]) for d in got] == [(hashlib.sha256(raw).hexdigest(), len(raw))]
 
 
 async def test_record_kernel_lifecycle(jp_fetch: Any, jp_serverapp: Any) -> None:
