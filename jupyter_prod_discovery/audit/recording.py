@@ -204,11 +204,11 @@ class _ContentsAuditor:
         """Whether this notebook read can take its sha256 from the manager (``require_hash``)
         instead of reading the file again once the manager has read it.
 
-        Why: the manager hashes the very bytes it parsed: no window in which the file could
-        change between the read and its hash, and no second open and read (measured on this
-        VM, 100 alternated pairs of servers: 48 us less CPU per read of a small notebook just
-        saved, net of an A/A run; about even for a file whose digest ``hash_file`` had cached,
-        which a notebook is once unchanged for two seconds). Only for notebooks: jupyter_server
+        Why: the manager hashes the very bytes it parsed, so the record names exactly what the
+        client got (reading the file again left a window in which it could change), without a
+        second open and read. Its CPU is within the noise either way: one pair of runs of
+        ``benchmarks.paired`` (100 pairs each) read 1.8 % less per small-notebook read just
+        saved, net of an A/A run, and another none. Only for notebooks: jupyter_server
         hashes on the event loop, where it parses and validates the same notebook anyway (far
         more work than its hash); other files keep ``hash_file``, in a thread when large. Not
         when the caller passes ``require_hash`` positionally or the manager hashes otherwise.
