@@ -208,8 +208,11 @@ async def test_notebook_read_hashed_by_the_manager_from_the_bytes_it_read(
     sha = hashlib.sha256(raw).hexdigest()
     assert (plain["hash"], plain["hash_algorithm"]) == (None, None)
     assert (asked["hash"], asked["hash_algorithm"]) == (sha, "sha256")
+    # A notebook behind a symlink: the size of what was read, not of the link.
+    (jp_root_dir / "link.ipynb").symlink_to(jp_root_dir / "crlf.ipynb")
+    await jp_fetch("api", "contents", "link.ipynb", method="GET")
     got = [e["data"] for e in events(trail, "contents")]
-    assert [(d["operation"], d["sha256"], d["size"]) for d in got] == [("get", sha, len(raw))] * 2
+    assert [(d["operation"], d["sha256"], d["size"]) for d in got] == [("get", sha, len(raw))] * 3
 
 
 async def test_notebook_read_hashed_again_when_the_manager_hashes_otherwise(

@@ -220,6 +220,16 @@ class _ContentsAuditor:
             and getattr(self.cm, "hash_algorithm", None) == "sha256"
         )
 
+    def read_size(self, path: str) -> int | None:
+        """Size of the file a hashed read read: its target's when ``path`` is a symlink (the
+        model's own ``size`` is the link's, from ``lstat``). Taken just after the read; a write
+        in between would make it disagree with the hash, which stays the exact one."""
+        os_path = self.os_path(path)
+        try:
+            return None if os_path is None else os.stat(os_path).st_size  # noqa: PTH116
+        except OSError:
+            return None
+
     def wrap(self, method: str, operation: str, path_arg: int = 0) -> None:
         """Replace ``cm.<method>`` by an audited one (one coroutine: no await of helpers on the
         common path, since every frame in the chain is crossed again at each resumption)."""
@@ -275,7 +285,7 @@ class _ContentsAuditor:
                         data["to_path"] = result.get("path")
                     data["content_type"] = result.get("type")
                 if hashed_read and isinstance(result, dict) and result.get("hash"):
-                    data["size"], data["sha256"] = result.get("size"), result["hash"]
+                    data["size"], data["sha256"] = self.read_size(path), result["hash"]
                     if not asked:  # the model the caller gets is the one it asked for
                         result["hash"] = result["hash_algorithm"] = None
                 elif hashed:
