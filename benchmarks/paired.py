@@ -1,6 +1,6 @@
 """Two long-lived servers, many alternated blocks: small differences in contents CPU, resolved.
 
-``python -m benchmarks.paired [--op get|put] [--pairs 100] [--ops 200] [--settle S]
+``python -m benchmarks.paired [--op get|put] [--pairs 100] [--ops 200] [--rounds 2] [--settle S]
 [--baseline plain|extension] [--baseline-set Section.trait=VALUE ...] [--set ...]
 [--baseline-pythonpath DIR] [--aa] [--no-openbao]``
 
@@ -21,8 +21,8 @@ package is imported before the installed one). ``--aa`` runs side A exactly as s
 the harness's own bias before trusting a small difference.
 
 ``--op get`` saves the notebook then reads it ``--ops`` times per block (as ``contents_get_small``
-does; ``--settle`` waits that long between the save and the reads, e.g. 2.5 s, after which the
-audit's cache of file digests applies); ``--op put`` saves it ``--ops`` times.
+does; ``--settle`` waits that long between the save and the reads, for a notebook read some
+seconds after its save); ``--op put`` saves it ``--ops`` times.
 """
 
 from __future__ import annotations
