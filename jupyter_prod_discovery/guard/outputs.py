@@ -159,16 +159,17 @@ def apply_to_notebook(
     """
     policy = guard.policy
     secrets = _secrets(guard)
+
+    def judge(text: str) -> Verdict:
+        return policy.scan(text, secrets(text) if secrets else ())
+
     results: list[tuple[int | None, int | str | None, str, dict[str, int]]] = []
     for place, bundle in places(nb):
         if place.part == "output":
             continue
         verdict = Verdict("allow", [])
         for text in bundle.values():
-            if memo is not None:
-                verdict.merge(memo.scan(text))
-            else:
-                verdict.merge(policy.scan(text, secrets(text) if secrets else ()))
+            verdict.merge(memo.scan(text, judge) if memo is not None else judge(text))
         if verdict.entities:
             results.append((place.cell, place.part, verdict.action, dict(verdict.entities)))
     for ci, cell in enumerate(nb.get("cells") or []):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from traitlets import Container, Dict
@@ -179,14 +180,13 @@ class Memo:
             return verdict, out
         return _verdict(entry), text if entry[3] is None else entry[3]
 
-    def scan(self, text: str) -> Verdict:
-        """``policy.scan`` of a place's text with the live secrets (``outputs.apply_to_notebook``)."""
+    def scan(self, text: str, judge: Callable[[str], Verdict]) -> Verdict:
+        """``judge(text)``, a place's verdict (``outputs.apply_to_notebook`` passes how it
+        judges one), from the cache when this text was judged."""
         key = (_PLACE, text)
         entry = self._lookup(key)
         if entry is None:
-            guard = self._guard
-            extra = guard.matcher(None).find(text) if guard.secrets is not None else ()
-            verdict = guard.policy.scan(text, extra)
+            verdict = judge(text)
             self._keep(key, _entry(verdict, None))
             return verdict
         return _verdict(entry)

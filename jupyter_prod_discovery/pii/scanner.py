@@ -289,7 +289,7 @@ class Scanner:
         matches: list[Iterable[re.Match[str]]] = [_numeric(text)]
         if not text.isdigit():
             matches.append(_within(P.UPPER_RUN, P.UPPER, text))
-            matches.append(_hex(text))
+            matches.append(_within(P.HEX_RUN, P.HEX, text, _HEX_SEPARATOR))
             matches.append(P.BASE58.finditer(text))
             if "::" in text:
                 matches.append(P.IPV6_SHORT.finditer(text))
@@ -540,24 +540,23 @@ def _numeric(text: str) -> Iterator[re.Match[str]]:
             yield from P.NUMERIC.finditer(text, s, min(n, e + P.RUN_MARGIN))
 
 
-def _within(runs: re.Pattern[str], rx: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
-    """``rx``'s matches inside the spans ``runs`` finds (see :func:`_numeric`)."""
+def _within(
+    runs: re.Pattern[str],
+    rx: re.Pattern[str],
+    text: str,
+    needs: re.Pattern[str] | None = None,
+) -> Iterator[re.Match[str]]:
+    """``rx``'s matches inside the spans ``runs`` finds (see :func:`_numeric`); with ``needs``,
+    only in the spans where ``needs`` finds something every match of ``rx`` holds."""
     n = len(text)
     for run in runs.finditer(text):
-        yield from rx.finditer(text, run.start(), min(n, run.end() + 3))
-
-
-def _hex(text: str) -> Iterator[re.Match[str]]:
-    """HEX's matches (as :func:`_within`). Each holds a ':', '-' or '.' (a UUID's, a MAC's or an
-    IPv6 address's separators), so a run without one, such as every long number of numeric
-    output, is not searched."""
-    n = len(text)
-    for run in P.HEX_RUN.finditer(text):
         s, e = run.start(), min(n, run.end() + 3)
-        if _HEX_SEPARATOR.search(text, s, e):
-            yield from P.HEX.finditer(text, s, e)
+        if needs is None or needs.search(text, s, e):
+            yield from rx.finditer(text, s, e)
 
 
+# Every HEX match holds a ':', '-' or '.' (a UUID's, a MAC's or an IPv6 address's separators),
+# so a run without one, such as every long number of numeric output, is not searched.
 _HEX_SEPARATOR = re.compile(r"[:.-]")
 
 
