@@ -151,6 +151,23 @@ def extra_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return config
 
 
+def server_config_for(
+    extension: bool,
+    env: BenchEnv | None = None,
+    extra: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """A side's server config: the base, the extension on or off, and for the extension the
+    capabilities' hooks (which need ``env``) and ``extra`` on top."""
+    config: dict[str, dict[str, Any]] = json.loads(json.dumps(BASE_CONFIG))
+    merge_config(config, {"ServerApp": {"jpserver_extensions": {EXTENSION: extension}}})
+    if extension:
+        assert env is not None
+        for hook in CONFIG_HOOKS:
+            merge_config(config, hook(env))
+        merge_config(config, extra or {})
+    return config
+
+
 def select(args: argparse.Namespace) -> list[Case]:
     names = [n for item in args.only for n in item.split(",") if n]
     if not names:
@@ -393,16 +410,11 @@ async def main_async(args: argparse.Namespace) -> int:
                 env.extension_env.update(
                     {"VAULT_ADDR": openbao.address, "VAULT_TOKEN": openbao.root_token}
                 )
-        plain_cfg = json.loads(json.dumps(BASE_CONFIG))
-        merge_config(plain_cfg, {"ServerApp": {"jpserver_extensions": {EXTENSION: False}}})
+        plain_cfg = server_config_for(False)
         if args.aa:  # the capabilities' hooks (seeding OpenBao, database roles) are not run
             ext_cfg = json.loads(json.dumps(plain_cfg))
         else:
-            ext_cfg = json.loads(json.dumps(BASE_CONFIG))
-            merge_config(ext_cfg, {"ServerApp": {"jpserver_extensions": {EXTENSION: True}}})
-            for hook in CONFIG_HOOKS:
-                merge_config(ext_cfg, hook(env))
-            merge_config(ext_cfg, extra_config(args))
+            ext_cfg = server_config_for(True, env, extra_config(args))
         if service is not None:
             # What the service configures (the profiles, Vault) moves to its config file; the
             # server keeps only the service's address.

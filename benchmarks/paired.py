@@ -36,16 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import benchmarks.cases  # noqa: F401 - registers the extension's config hooks
-from benchmarks.__main__ import BASE_CONFIG, EXTENSION, extra_config
+from benchmarks.__main__ import extra_config, server_config_for
 from benchmarks.cases.contents import _notebook
-from benchmarks.core import (
-    CONFIG_HOOKS,
-    BenchEnv,
-    BenchServer,
-    _thread_cpu,
-    merge_config,
-    pin_cpus,
-)
+from benchmarks.core import BenchEnv, BenchServer, _thread_cpu, pin_cpus
 from benchmarks.stats import bootstrap_ci, pair_ratios
 
 PATH = "/api/contents/paired.ipynb"
@@ -73,24 +66,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def configs(args: argparse.Namespace, env: BenchEnv) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Side A's and side B's server config (the same hooks as the main harness)."""
+    """Side A's and side B's server config (as the main harness builds them)."""
 
     def extension(sets: list[str]) -> dict[str, Any]:
-        config = json.loads(json.dumps(BASE_CONFIG))
-        merge_config(config, {"ServerApp": {"jpserver_extensions": {EXTENSION: True}}})
-        for hook in CONFIG_HOOKS:
-            merge_config(config, hook(env))
-        merge_config(config, extra_config(argparse.Namespace(ext_config=[], set=sets)))
-        return config
+        return server_config_for(
+            True, env, extra_config(argparse.Namespace(ext_config=[], set=sets))
+        )
 
     b = extension(args.set)
     if args.aa:
         return json.loads(json.dumps(b)), b
     if args.baseline == "extension":
         return extension(args.baseline_set), b
-    a = json.loads(json.dumps(BASE_CONFIG))
-    merge_config(a, {"ServerApp": {"jpserver_extensions": {EXTENSION: False}}})
-    return a, b
+    return server_config_for(False), b
 
 
 def cpu_ns(server: BenchServer) -> int:
