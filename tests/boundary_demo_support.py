@@ -172,6 +172,19 @@ def held_by(pids: Sequence[int], needles: Mapping[str, str]) -> dict[str, list[i
     return {label: sorted(int(p) for p in where) for label, where in found.items()}
 
 
+def real_uids(pids: list[int]) -> dict[int, int]:
+    """The real uid of each process still alive: one that exited since it was listed holds nothing.
+
+    A short-lived child (a shell's subprocess, a kernel's helper) can end between the listing and
+    this look; skipping it is not a gap, since a process that no longer exists holds no secret.
+    """
+    owners: dict[int, int] = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            owners[pid] = psutil.Process(pid).uids().real
+    return owners
+
+
 def lab_tree(demo: DemoProcess) -> list[int]:
     """JupyterLab and every process under it (kernels, terminal shells, what they started)."""
     lab = psutil.Process(demo.parts["lab"][1])
