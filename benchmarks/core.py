@@ -199,6 +199,27 @@ def _thread_cpu(pid: int) -> dict[int, int] | None:
     return out
 
 
+#: One reading of a process's CPU: per-thread nanoseconds (None without schedstat) and the
+#: coarse process total in seconds.
+CpuReading = tuple[dict[int, int] | None, float]
+
+
+def cpu_reading(process: psutil.Process) -> CpuReading:
+    """A reading for :func:`cpu_between`: each thread's exact run time and the coarse total."""
+    t = process.cpu_times()
+    return _thread_cpu(process.pid), float(t.user + t.system)
+
+
+def cpu_between(before: CpuReading, after: CpuReading) -> float:
+    """CPU seconds of the process between two readings: the threads' exact run times, or the
+    coarse total (10 ms ticks, which keeps what exited threads ran) when a thread exited in
+    between or schedstat is missing."""
+    (fine0, coarse0), (fine1, coarse1) = before, after
+    if fine0 is None or fine1 is None or set(fine0) - set(fine1):
+        return coarse1 - coarse0
+    return sum(ns - fine0.get(tid, 0) for tid, ns in fine1.items()) / 1e9
+
+
 def _main_thread_cpu(
     pid: int, before: dict[int, int] | None, after: dict[int, int] | None
 ) -> float | None:
@@ -247,24 +268,8 @@ class Measure:
         # --profile: the same for each companion, by companion name.
         self.companion_threads: dict[str, dict[str, float]] = {}
 
-    @staticmethod
-    def _coarse(process: psutil.Process) -> float:
-        t = process.cpu_times()
-        return float(t.user + t.system)
-
-    @staticmethod
-    def _cpu_between(
-        before: tuple[dict[int, int] | None, float],
-        after: tuple[dict[int, int] | None, float],
-    ) -> float:
-        (fine0, coarse0), (fine1, coarse1) = before, after
-        if fine0 is None or fine1 is None or set(fine0) - set(fine1):
-            return coarse1 - coarse0
-        return sum(ns - fine0.get(tid, 0) for tid, ns in fine1.items()) / 1e9
-
-    def _cpu(self, process: psutil.Process | None = None) -> tuple[dict[int, int] | None, float]:
-        process = process or self._process
-        return _thread_cpu(process.pid), self._coarse(process)
+    def _cpu(self, process: psutil.Process | None = None) -> CpuReading:
+        return cpu_reading(process or self._process)
 
     def _signal_profilers(self, sig: int) -> None:
         if not self._profile:
@@ -293,7 +298,7 @@ class Measure:
         await asyncio.sleep(0.02 if self._callgrind_dir is None else 1.0)
         cpu1 = self._cpu()
         side1 = [self._cpu(c.process) for c in self._companions]
-        cpu = self._cpu_between(cpu0, cpu1)
+        cpu = cpu_between(cpu0, cpu1)
         loop_cpu = _main_thread_cpu(self._process.pid, cpu0[0], cpu1[0])
         if self._profile and cpu0[0] is not None and cpu1[0] is not None:
             self.threads = _by_thread_name(self._process.pid, cpu0[0], cpu1[0], ops)
@@ -301,9 +306,7 @@ class Measure:
         companion_loops: dict[str, float] = {}
         for c, before, after in zip(self._companions, side0, side1, strict=True):
             pid = c.process.pid
-            companions[c.name] = (
-                companions.get(c.name, 0.0) + self._cpu_between(before, after) / ops
-            )
+            companions[c.name] = companions.get(c.name, 0.0) + cpu_between(before, after) / ops
             c_loop = _main_thread_cpu(pid, before[0], after[0])
             if c_loop is not None:
                 companion_loops[c.name] = companion_loops.get(c.name, 0.0) + c_loop / ops

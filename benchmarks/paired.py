@@ -12,7 +12,8 @@ Here each of ``--rounds`` pairs of servers (2; pinned to one CPU, the client to 
 started A first, then B first, since the server started first runs slower: one pair's A/A read
 0.985 over 100 pairs) answers alternated blocks of ``--ops`` requests (200), ``--pairs`` blocks
 per side in all; each side's CPU per request is read from every thread's schedstat around its
-block, and the median of the per-block ratios B/A is reported with its bootstrap interval.
+block (as the main harness reads it: its coarse total when a thread exited meanwhile), and the
+median of the per-block ratios B/A is reported with its bootstrap interval.
 
 What it compares: side A is plain jupyter-server (``--baseline plain``, the default) or the
 extension with ``--baseline-set`` on top; side B the extension with ``--set``. An earlier checkout
@@ -38,7 +39,7 @@ from typing import Any
 import benchmarks.cases  # noqa: F401 - registers the extension's config hooks
 from benchmarks.__main__ import extra_config, server_config_for
 from benchmarks.cases.contents import _notebook
-from benchmarks.core import BenchEnv, BenchServer, _thread_cpu, pin_cpus
+from benchmarks.core import BenchEnv, BenchServer, cpu_between, cpu_reading, pin_cpus
 from benchmarks.stats import bootstrap_ci, pair_ratios
 
 PATH = "/api/contents/paired.ipynb"
@@ -81,24 +82,21 @@ def configs(args: argparse.Namespace, env: BenchEnv) -> tuple[dict[str, Any], di
     return server_config_for(False), b
 
 
-def cpu_ns(server: BenchServer) -> int:
-    assert server.proc is not None
-    return sum((_thread_cpu(server.proc.pid) or {}).values())
-
-
 async def block(server: BenchServer, args: argparse.Namespace, body: bytes) -> float:
     """Server CPU (us) per request over one block."""
     if args.op == "get":
         await server.request("PUT", PATH, body)
         if args.settle:
             await asyncio.sleep(args.settle)
-    start = cpu_ns(server)
+    ps = server.ps
+    assert ps is not None, "the server is not started"
+    start = cpu_reading(ps)
     for _ in range(args.ops):
         if args.op == "get":
             await server.request("GET", PATH + "?content=1")
         else:
             await server.request("PUT", PATH, body)
-    return (cpu_ns(server) - start) / args.ops / 1e3
+    return cpu_between(start, cpu_reading(ps)) / args.ops * 1e6
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
