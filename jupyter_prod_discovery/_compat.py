@@ -15,6 +15,7 @@ relies on exactly that: whatever terminado set itself stays, the inherited rest 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from jupyter_server_terminals.terminalmanager import TerminalManager
@@ -23,7 +24,7 @@ from terminado import management as _terminado
 from .credentials.environment import KernelEnvironment
 from .credentials.provisioner import find_app
 
-__all__ = ["TERMINADO_OWN_ENV", "FilteredTerminalManager"]
+__all__ = ["TERMINADO_OWN_ENV", "FilteredTerminalManager", "tap_hashed_bytes"]
 
 _PREFIX = getattr(_terminado, "ENV_PREFIX", "PYXTERM_")
 #: The variables terminado sets for every terminal itself (not inherited from the server).
@@ -130,3 +131,25 @@ def guarded_documents_connection(base: type) -> type:
     GuardedDocumentsConnection.__name__ = f"Guarded{base.__name__}"
     GuardedDocumentsConnection.__qualname__ = GuardedDocumentsConnection.__name__
     return GuardedDocumentsConnection
+
+
+# --- jupyter_server's contents hashing ----------------------------------------------------------
+# The file managers (2.11+) hash what a read read with the private ``_get_hash(byte_content)``
+# when ``require_hash`` is asked: ``_notebook_model`` and ``_file_model`` call it once with the
+# very bytes they parsed or returned. The audit takes the size of those bytes from that call,
+# instead of a stat of the file after the read (which could disagree with the hash).
+
+
+def tap_hashed_bytes(cm: Any, note: Callable[[int], None]) -> bool:
+    """Wrap ``cm._get_hash`` (on the instance) to pass the length of what it hashes to
+    ``note``; False when the manager has no such method."""
+    original = getattr(cm, "_get_hash", None)
+    if not callable(original):
+        return False
+
+    def _get_hash(byte_content: bytes, *args: Any, **kwargs: Any) -> Any:
+        note(len(byte_content))
+        return original(byte_content, *args, **kwargs)
+
+    cm._get_hash = _get_hash
+    return True

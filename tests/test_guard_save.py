@@ -575,3 +575,17 @@ def test_scan_cli_scans_a_folder_recursively(tmp_path: Path, capsys: Any) -> Non
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["scan", str(empty)]) == 0
+
+
+def test_contents_handler_gated_only_for_a_manager_not_ours() -> None:
+    """The directory-copy gate wraps jupyter_server's contents handler only when the contents
+    manager is not the guarded one (which scans each copied file itself)."""
+    from jupyter_server.services.contents.handlers import ContentsHandler
+    from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+
+    from jupyter_prod_discovery.guard.save import DirectoryCopyRefusal, gate_for
+
+    assert gate_for(ContentsHandler, GuardedContentsManager()) is None
+    assert gate_for(ContentsHandler, AsyncLargeFileManager()) is DirectoryCopyRefusal
+    assert gate_for(ContentsHandler) is DirectoryCopyRefusal
+    assert gate_for(type("Other", (), {}), AsyncLargeFileManager()) is None

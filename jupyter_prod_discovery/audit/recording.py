@@ -37,6 +37,8 @@ from jupyter_server.files.handlers import FilesHandler
 from jupyter_server.utils import ensure_async
 from tornado import web
 
+from . import written
+
 if TYPE_CHECKING:
     from .trail import AuditTrail
 
@@ -173,6 +175,13 @@ class _ContentsAuditor:
         except (AttributeError, TypeError, ValueError):
             params = {}
         self.native_hash = "require_hash" in params
+        # What a save wrote, digested as it is written (``written``), and the length of what a
+        # hashed read hashed (``_compat.tap_hashed_bytes``): no file read back or stat after.
+        self.digests_writes = self.on_disk and written.watch_writes(cm)
+        if self.native_hash:
+            from .._compat import tap_hashed_bytes
+
+            self.native_hash = tap_hashed_bytes(cm, written.note_read)
         # API path -> OS path, a pure function of the path and the (fixed) root directory;
         # resolving it costs more than hashing a small notebook, and a notebook is read often.
         self._os_paths: dict[str, str] = {}
@@ -240,6 +249,8 @@ class _ContentsAuditor:
         to_name = "new_path" if operation == "rename" else "to_path"
         with_model = operation in ("save", "new")
         hashed = operation in ("get", "save", "new", "new_untitled", "copy")
+        # Digests of what the operation writes (saves) or the size of what it read (gets).
+        collects = hashed and (self.digests_writes or (is_get and self.native_hash))
 
         @functools.wraps(original)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -248,6 +259,7 @@ class _ContentsAuditor:
                 result = original(*args, **kwargs)
                 return await result if _awaitable(result) else result
             _in_audited_call.set(True)
+            sink = written.begin() if collects else None
             try:
                 user = current_user()
                 path = str(_arg(args, kwargs, path_arg, "path", "") or "").strip("/")
@@ -285,7 +297,9 @@ class _ContentsAuditor:
                         data["to_path"] = result.get("path")
                     data["content_type"] = result.get("type")
                 if hashed_read and isinstance(result, dict) and result.get("hash"):
-                    data["size"], data["sha256"] = self.read_size(path), result["hash"]
+                    size = None if sink is None else written.read_size(sink)
+                    data["size"] = self.read_size(path) if size is None else size
+                    data["sha256"] = result["hash"]
                     if not asked:  # the model the caller gets is the one it asked for
                         result["hash"] = result["hash_algorithm"] = None
                 elif hashed:
@@ -293,7 +307,11 @@ class _ContentsAuditor:
                         (data.get("to_path") if operation == "copy" else data["path"]) or ""
                     )
                     source = result if isinstance(result, dict) else model
-                    digest = self.digest(target, source)
+                    digest = None
+                    if sink and source is not None and source.get("type") != "directory":
+                        digest = written.written(sink, self.os_path(target))
+                    if digest is None:
+                        digest = self.digest(target, source)
                     if digest is _TOO_BIG:  # only from a file on disk: its path is known
                         big = self.os_path(target)
                         assert big is not None
@@ -310,6 +328,8 @@ class _ContentsAuditor:
                 # reset(token): a caller that steps this coroutine in another context (seen with
                 # jupyter-server-documents' rooms) would make reset raise and lose the result.
                 _in_audited_call.set(False)
+                if collects:
+                    written.end()
 
         setattr(self.cm, method, wrapper)
 

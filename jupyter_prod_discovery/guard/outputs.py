@@ -164,9 +164,7 @@ def apply_to_notebook(
         return policy.scan(text, secrets(text) if secrets else ())
 
     results: list[tuple[int | None, int | str | None, str, dict[str, int]]] = []
-    for place, bundle in places(nb):
-        if place.part == "output":
-            continue
+    for place, bundle in places(nb, outputs=False):  # outputs: below, as the live guard does
         verdict = Verdict("allow", [])
         for text in bundle.values():
             verdict.merge(memo.scan(text, judge) if memo is not None else judge(text))

@@ -193,11 +193,16 @@ class ExecutionPaths(LoggingConfigurable):
         from .._compat import wrap_route_targets
         from . import save, terminals
 
+        cm = getattr(app.serverapp, "contents_manager", None)
+
         def wrap(cls: type) -> type | None:
             if getattr(cls, "pd_gated", False):
                 return None
             gate = (
-                _gate_for(cls) or terminals.gate_for(cls) or save.gate_for(cls) or mcp.gate_for(cls)
+                _gate_for(cls)
+                or terminals.gate_for(cls)
+                or save.gate_for(cls, cm)
+                or mcp.gate_for(cls)
             )
             if gate is None:
                 return None

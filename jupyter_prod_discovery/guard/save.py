@@ -568,8 +568,12 @@ class DirectoryCopyRefusal(_Handler):
             raise HTTPError(403, COPY_DIR_REASON, reason="Directory copy refused by the PII guard")
 
 
-def gate_for(cls: type) -> type | None:
-    """The mixin for jupyter_server's contents handler (see ``paths.install_gates``), or None."""
+def gate_for(cls: type, cm: Any = None) -> type | None:
+    """The mixin for jupyter_server's contents handler (see ``paths.install_gates``), or None:
+    none with a :class:`GuardedContentsManager` ``cm``, which scans each copied file itself
+    (the mixin's check would only cost every contents request a coroutine more)."""
+    if isinstance(cm, GuardedContentsManager):
+        return None
     if cls.__module__ == "jupyter_server.services.contents.handlers" and (
         cls.__name__ == "ContentsHandler"
     ):

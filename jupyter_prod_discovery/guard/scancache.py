@@ -54,8 +54,10 @@ def generation(guard: PIIGuard) -> tuple[Any, ...]:
 
     Objects compare by identity (the cache holds them, so an id is never reused). A trait set
     anew bumps ``guard.config_version``; a dict, list or set trait changed in place sends no
-    event, so those values are compared by their ``repr``. Only those: the ``repr`` of every
-    config value cost ~42 us per call, twice per save, more than a small save's whole scan.
+    event, so those values are compared by their items (:func:`_snapshot`). Only those: the
+    ``repr`` of every config value cost ~42 us per call, more than a small save's whole scan,
+    and the ``repr`` of the containers alone ~8 us of the ~10 us this took (against ~3 us for
+    their items, measured with ``timeit`` on the default policy).
     """
     policy = guard.policy
     secrets = guard.secrets
@@ -70,7 +72,7 @@ def generation(guard: PIIGuard) -> tuple[Any, ...]:
     )
 
 
-def _containers(obj: Any) -> str:
+def _containers(obj: Any) -> tuple[Any, ...]:
     names = _CONTAINER_TRAITS.get(type(obj))
     if names is None:
         names = _CONTAINER_TRAITS[type(obj)] = tuple(
@@ -80,7 +82,20 @@ def _containers(obj: Any) -> str:
                 if isinstance(trait, Container | Dict)
             )
         )
-    return repr([getattr(obj, name) for name in names])
+    return tuple(_snapshot(getattr(obj, name)) for name in names)
+
+
+def _snapshot(value: Any) -> Any:
+    """A container's items, equal to another snapshot exactly when the items are: the items of
+    these traits are strings and numbers (the traits validate them so), which cannot change in
+    place themselves. Anything else is compared by its ``repr``."""
+    if isinstance(value, dict):
+        return tuple(value.items())
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    if isinstance(value, set | frozenset):
+        return frozenset(value)
+    return repr(value)
 
 
 #: Config traits whose values can change in place (dicts, lists, sets, tuples), per class.

@@ -87,8 +87,9 @@ def _attachment_text(attachments: Any) -> str:
     return "\n".join(parts)
 
 
-def places(nb: dict[str, Any]) -> Iterator[tuple[Place, dict[str, str]]]:
-    """(place, {field: text}) for every text of a notebook; outputs are one bundle each."""
+def places(nb: dict[str, Any], outputs: bool = True) -> Iterator[tuple[Place, dict[str, str]]]:
+    """(place, {field: text}) for every text of a notebook; outputs are one bundle each (not
+    built with ``outputs=False``, for a caller that judges outputs its own way)."""
     meta = nb.get("metadata")
     if meta:
         yield Place(None, "metadata"), {"metadata": json.dumps(meta, sort_keys=True)}
@@ -98,7 +99,7 @@ def places(nb: dict[str, Any]) -> Iterator[tuple[Place, dict[str, str]]]:
             yield Place(ci, "metadata"), {"metadata": json.dumps(cell["metadata"], sort_keys=True)}
         if cell.get("attachments"):
             yield Place(ci, "attachment"), {"attachment": _attachment_text(cell["attachments"])}
-        for oi, out in enumerate(cell.get("outputs") or []):
+        for oi, out in enumerate((cell.get("outputs") or []) if outputs else ()):
             bundle = bundle_text(out)
             if bundle:
                 yield Place(ci, "output", oi), bundle
