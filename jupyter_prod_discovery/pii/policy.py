@@ -52,8 +52,9 @@ class Verdict:
         self.action = action
         self.findings = findings
         # Counted in C (a 1,000-row table yields thousands of findings): same order and
-        # counts as a loop over the findings.
-        self.entities: dict[str, int] = dict(Counter(map(_TYPE, findings)))
+        # counts as a loop over the findings. Most verdicts have none (every clean output,
+        # several per save): an empty dict without a Counter (~1.5 us less each).
+        self.entities: dict[str, int] = dict(Counter(map(_TYPE, findings))) if findings else {}
 
     @classmethod
     def known(cls, action: str, findings: list[Finding], entities: dict[str, int]) -> Verdict:
