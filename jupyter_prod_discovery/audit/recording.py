@@ -5,7 +5,8 @@ contents manager's methods are wrapped on the instance instead: the wrapper take
 ``CallContext`` (the handler of the current request), records success or failure with the size
 and sha256 of what was read or written (a save's as it is written: ``written``; a notebook read's
 from the bytes the manager parsed; otherwise by reading the file), and
-(``AuditTrail.wait_for_write``) holds the answer until the record is acknowledged. Nested calls (``copy`` calling ``get`` and ``save``) record once.
+(``AuditTrail.wait_for_write``) holds the answer until the record is acknowledged. Nested calls
+(``copy`` calling ``get`` and ``save``) record once.
 ``/files/`` downloads are served by an auditing subclass of the files handler (set in
 ``link``), kernels by wrappers on the kernel manager, and 401/403 answers of any handler through
 the server's ``log_function``.
