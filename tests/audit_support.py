@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from jupyter_prod_discovery.audit.sinks.postgres import provision
+from jupyter_prod_discovery.audit.trail import AuditTrail
 
 KEY = "test-audit-key-0123456789"
 
@@ -43,3 +46,23 @@ def closed_port_dsn(dsn: str) -> str:
     params = conninfo_to_dict(dsn)
     params.update(host="127.0.0.1", port=str(port))
     return make_conninfo(**params)  # type: ignore[arg-type]
+
+
+def trail_of(serverapp: Any) -> AuditTrail:
+    """The server's trail, its writer started (pytest-jupyter never runs the start hooks)."""
+    trail = serverapp.web_app.settings["prod_discovery"].audit
+    assert isinstance(trail, AuditTrail)
+    trail.start()
+    return trail
+
+
+def events(trail: AuditTrail, kind: str | None = None) -> list[dict[str, Any]]:
+    """Every record the trail's first sink holds (of ``kind``), once all are written."""
+    assert trail.flush()
+    recs = [json.loads(x) for x in trail.sinks[0].read_lines()]
+    return [r for r in recs if kind is None or r["kind"] == kind]
+
+
+def event_data(trail: AuditTrail, kind: str) -> list[dict[str, Any]]:
+    """The ``data`` of every record of ``kind``."""
+    return [r["data"] for r in events(trail, kind)]

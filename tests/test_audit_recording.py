@@ -15,13 +15,12 @@ from typing import Any
 
 import nbformat
 import pytest
-from audit_support import KEY, writer_role
+from audit_support import KEY, events, trail_of, writer_role
 from credentials_support import eventually, run_code
 from tornado.httpclient import HTTPClientError
 
 from jupyter_prod_discovery.audit.recording import hash_file
 from jupyter_prod_discovery.audit.sinks import JSONLSink, PostgresSink
-from jupyter_prod_discovery.audit.trail import AuditTrail
 
 
 @pytest.fixture(params=["jsonl", "postgres"])
@@ -53,20 +52,6 @@ def prod_discovery_extension_config(sink_config: dict[str, Any], tmp_path: Path)
         "compliance_users": [],
     }
     return config
-
-
-def trail_of(serverapp: Any) -> AuditTrail:
-    """The server's trail, its writer started (pytest-jupyter never runs the start hooks)."""
-    trail = serverapp.web_app.settings["prod_discovery"].audit
-    assert isinstance(trail, AuditTrail)
-    trail.start()
-    return trail
-
-
-def events(trail: AuditTrail, kind: str | None = None) -> list[dict[str, Any]]:
-    assert trail.flush()
-    recs = [json.loads(x) for x in trail.sinks[0].read_lines()]
-    return [r for r in recs if kind is None or r["kind"] == kind]
 
 
 async def test_record_contents_operations(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import zmq
-from audit_support import KEY
+from audit_support import KEY, event_data
 from credentials_support import run_code
 from traitlets.config import Config
 
@@ -33,9 +33,7 @@ def make_trail(tmp_path: Path) -> AuditTrail:
 
 
 def datasource(trail: AuditTrail) -> list[dict[str, Any]]:
-    assert trail.flush()
-    recs = [json.loads(x) for x in trail.sinks[0].read_lines()]
-    return [r["data"] for r in recs if r["kind"] == "datasource"]
+    return event_data(trail, "datasource")
 
 
 async def wait_for(trail: AuditTrail, predicate: Any) -> list[dict[str, Any]]:

@@ -16,12 +16,11 @@ from typing import Any
 
 import nbformat
 import pytest
-from audit_support import KEY
+from audit_support import KEY, event_data, trail_of
 from tornado.httpclient import HTTPClientError
 
 from jupyter_prod_discovery.audit import recording, written
 from jupyter_prod_discovery.audit.sinks import JSONLSink
-from jupyter_prod_discovery.audit.trail import AuditTrail
 
 
 @pytest.fixture
@@ -38,19 +37,6 @@ def prod_discovery_extension_config(tmp_path: Path) -> Any:
             "checkpoint_path": str(tmp_path / "cp" / "cp.jsonl"),
         },
     }
-
-
-def trail_of(serverapp: Any) -> AuditTrail:
-    trail = serverapp.web_app.settings["prod_discovery"].audit
-    assert isinstance(trail, AuditTrail)
-    trail.start()
-    return trail
-
-
-def contents_records(trail: AuditTrail) -> list[dict[str, Any]]:
-    assert trail.flush()
-    recs = [json.loads(x) for x in trail.sinks[0].read_lines()]
-    return [r["data"] for r in recs if r["kind"] == "contents"]
 
 
 def on_disk(path: Path) -> tuple[int, str]:
@@ -94,7 +80,7 @@ async def test_saves_digested_as_written(
     )
     nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
     await put(jp_fetch, "n.ipynb", {"type": "notebook", "content": nb})
-    got = contents_records(trail)
+    got = event_data(trail, "contents")
     assert [(d["operation"], d["path"]) for d in got] == [
         ("new", "n.ipynb"),
         ("new", "t.txt"),
@@ -115,7 +101,7 @@ async def test_copy_digested_as_written(
     trail = trail_of(jp_serverapp)
     (jp_root_dir / "src.txt").write_text("copied\n")
     await jp_fetch("api", "contents", "", method="POST", body=json.dumps({"copy_from": "src.txt"}))
-    got = contents_records(trail)
+    got = event_data(trail, "contents")
     assert [d["operation"] for d in got] == ["copy"]
     assert (got[0]["size"], got[0]["sha256"]) == on_disk(jp_root_dir / got[0]["to_path"])
     assert hashed_files == []
@@ -128,7 +114,7 @@ async def test_save_through_a_symlink_names_what_it_wrote(
     (jp_root_dir / "target.txt").write_text("old\n")
     (jp_root_dir / "link.txt").symlink_to(jp_root_dir / "target.txt")
     await put(jp_fetch, "link.txt", {"type": "file", "format": "text", "content": "new text\n"})
-    got = contents_records(trail)
+    got = event_data(trail, "contents")
     assert (got[0]["size"], got[0]["sha256"]) == on_disk(jp_root_dir / "target.txt")
     assert hashed_files == []
 
@@ -153,7 +139,7 @@ async def test_writer_going_around_write_is_hashed_from_the_file(
     monkeypatch.setattr(cm, "_save_notebook", save_notebook)
     trail = trail_of(jp_serverapp)
     await put(jp_fetch, "around.ipynb", {"type": "notebook", "content": nbformat.v4.new_notebook()})
-    got = contents_records(trail)
+    got = event_data(trail, "contents")
     assert (got[0]["size"], got[0]["sha256"]) == on_disk(jp_root_dir / "around.ipynb")
     assert hashed_files == [str(jp_root_dir / "around.ipynb")]
 
@@ -177,7 +163,7 @@ async def test_failed_write_leaves_no_digest(
         await put(jp_fetch, "keep.txt", {"type": "file", "format": "text", "content": "lost\n"})
     assert err.value.code == 500
     assert (jp_root_dir / "keep.txt").read_text() == "kept\n"
-    got = contents_records(trail)
+    got = event_data(trail, "contents")
     assert [(d["operation"], d["status"]) for d in got] == [("save", "error")]
     assert "sha256" not in got[0] and "size" not in got[0]
 
@@ -197,7 +183,7 @@ async def test_notebook_read_size_is_what_was_hashed(
     (jp_root_dir / "l.ipynb").symlink_to(jp_root_dir / "r.ipynb")
     for name in ("r.ipynb", "l.ipynb"):
         await jp_fetch("api", "contents", name, method="GET")
-    got = contents_records(trail)
+    got = event_data(trail, "contents")
     want = (len(raw), hashlib.sha256(raw).hexdigest())
     assert [(d["size"], d["sha256"]) for d in got] == [want, want]
 
