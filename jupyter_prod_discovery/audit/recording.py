@@ -251,8 +251,8 @@ class _ContentsAuditor:
         to_name = "new_path" if operation == "rename" else "to_path"
         with_model = operation in ("save", "new")
         hashed = operation in ("get", "save", "new", "new_untitled", "copy")
-        # Digests of what the operation writes (saves) or the size of what it read (gets).
-        collects = hashed and (self.digests_writes or (is_get and self.native_hash))
+        # Digests of what the operation writes, taken as it writes (``written``).
+        digests = hashed and not is_get and self.digests_writes
 
         @functools.wraps(original)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -261,7 +261,7 @@ class _ContentsAuditor:
                 result = original(*args, **kwargs)
                 return await result if _awaitable(result) else result
             _in_audited_call.set(True)
-            sink = written.begin() if collects else None
+            sink = None
             try:
                 user = current_user()
                 path = str(_arg(args, kwargs, path_arg, "path", "") or "").strip("/")
@@ -280,6 +280,8 @@ class _ContentsAuditor:
                 if hashed_read:
                     asked = kwargs.get("require_hash", False)
                     kwargs = {**kwargs, "require_hash": True}
+                if digests or hashed_read:  # a hashed read notes the size of what it hashed
+                    sink = written.begin()
                 try:
                     result = original(*args, **kwargs)
                     if _awaitable(result):
@@ -299,7 +301,7 @@ class _ContentsAuditor:
                         data["to_path"] = result.get("path")
                     data["content_type"] = result.get("type")
                 if hashed_read and isinstance(result, dict) and result.get("hash"):
-                    size = None if sink is None else written.read_size(sink)
+                    size = written.read_size(sink) if sink is not None else None
                     data["size"] = self.read_size(path) if size is None else size
                     data["sha256"] = result["hash"]
                     if not asked:  # the model the caller gets is the one it asked for
@@ -309,9 +311,9 @@ class _ContentsAuditor:
                         (data.get("to_path") if operation == "copy" else data["path"]) or ""
                     )
                     source = result if isinstance(result, dict) else model
-                    digest = None
-                    if sink and source is not None and source.get("type") != "directory":
-                        digest = written.written(sink, self.os_path(target))
+                    # What this operation wrote there, else (not written through the
+                    # manager's atomic_writing, or not exactly) the file or model as before.
+                    digest = written.written(sink, self.os_path(target)) if sink else None
                     if digest is None:
                         digest = self.digest(target, source)
                     if digest is _TOO_BIG:  # only from a file on disk: its path is known
@@ -330,7 +332,7 @@ class _ContentsAuditor:
                 # reset(token): a caller that steps this coroutine in another context (seen with
                 # jupyter-server-documents' rooms) would make reset raise and lose the result.
                 _in_audited_call.set(False)
-                if collects:
+                if sink is not None:
                     written.end()
 
         setattr(self.cm, method, wrapper)
