@@ -365,7 +365,9 @@ class AuditTrail(LoggingConfigurable):
     def _payload(self, kind: str, data: dict[str, Any], user: Any) -> dict[str, Any]:
         if kind not in AUDIT_KINDS:
             raise ValueError(f"unknown audit event kind {kind!r}")
-        payload = {k: v for k, v in data.items() if v is not None}
+        payload = dict(data)
+        if None in payload.values():  # a C scan; most records carry no None to drop
+            payload = {k: v for k, v in data.items() if v is not None}
         if kind == "execution" and not self._record_code:
             payload.pop("code", None)
         payload["user"] = user_info(user)

@@ -173,6 +173,7 @@ class CredentialBroker(
         # Calls that outlive the start that made them (a late issue revoking its own lease).
         self._background: set[asyncio.Future[Any]] = set()
         self._lock = asyncio.Lock()
+        self._running = False  # renewal started (start); its pass runs only while needed
         self._stopped = False
 
     # -- state ----------------------------------------------------------------------------------
@@ -213,6 +214,7 @@ class CredentialBroker(
         if lease.profile and lease.profile not in record.profiles:
             record.profiles.append(lease.profile)
         self._write_state()
+        self._wake()
         return record
 
     def outstanding(self) -> int:
@@ -246,6 +248,7 @@ class CredentialBroker(
 
     async def stop(self) -> None:
         """Stop renewing and revoke everything (server stop)."""
+        self._running = False
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

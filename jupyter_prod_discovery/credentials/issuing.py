@@ -129,6 +129,7 @@ class CredentialIssuing(BrokerState):
         )
         self._kernels[kernel_id] = record
         self._write_state()
+        self._wake()
         self.app.secrets.set(kernel_id, secrets, owner=owner)
         for lease in issued:
             self._audit_lease(

@@ -51,6 +51,7 @@ class LeaseRevocation(BrokerState):
                 self._audit_lease("revoke", kernel_id, user, lease, reason=reason)
             else:
                 self._pending_revoke.append((kernel_id, lease))
+                self._wake()
                 self._audit_lease(
                     "failure",
                     kernel_id,
