@@ -45,7 +45,11 @@ SITE = Path(__file__).with_name("opcode_site")
 
 @dataclass
 class Counts:
-    """Bytecodes and calls of one side, by function (``name file:line``)."""
+    """Bytecodes and calls of one side, by function (``name dir/file.py``).
+
+    Without the line number: a function moved by an edit stays one row when two checkouts are
+    compared; functions of one name in one file (``<genexpr>``, ``<lambda>``) share their row.
+    """
 
     ops: Counter[str] = field(default_factory=Counter)
     calls: Counter[str] = field(default_factory=Counter)
@@ -62,8 +66,8 @@ class Counts:
 def load(rows: list[list[Any]]) -> Counts:
     """The site module's dump, keyed by function (the last two path parts of its file)."""
     out = Counts()
-    for filename, line, name, ops, calls in rows:
-        key = f"{name} {'/'.join(str(filename).split('/')[-2:])}:{line}"
+    for filename, _line, name, ops, calls in rows:
+        key = f"{name} {'/'.join(str(filename).split('/')[-2:])}"
         out.ops[key] += int(ops)
         out.calls[key] += int(calls)
     return out
