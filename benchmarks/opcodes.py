@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import signal
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +36,8 @@ from typing import Any
 
 import benchmarks.cases  # noqa: F401 - registers the extension's config hooks
 from benchmarks.cases.contents import _notebook
-from benchmarks.core import BenchEnv, BenchServer
-from benchmarks.paired import PATH, configs
+from benchmarks.core import BenchServer
+from benchmarks.paired import PATH, configs, side_a_env, start_env
 
 SITE = Path(__file__).with_name("opcode_site")
 
@@ -121,23 +120,17 @@ async def _count(server: BenchServer, op: str, requests: int, body: bytes, out: 
 
 
 async def run(args: argparse.Namespace) -> tuple[Counts, Counts]:
-    workdir = Path(tempfile.mkdtemp(prefix="pd-opcodes-"))
-    env = BenchEnv(workdir=workdir, postgres_dsn=None)
-    openbao = None
-    if not args.no_openbao:
-        from jupyter_prod_discovery.demo.openbao import DevServer
-
-        openbao = DevServer().start()
-        env.openbao = openbao
-        env.extension_env.update({"VAULT_ADDR": openbao.address, "VAULT_TOKEN": openbao.root_token})
     args.aa = False
+    env, openbao = start_env("pd-opcodes-", args.no_openbao)
+    workdir = env.workdir
     a_config, b_config = configs(args, env)
     out = workdir / "counts"
     site = {"PYTHONPATH": str(SITE), "PD_OPCODES_OUT": str(out), "PYTHONHASHSEED": "1"}
-    a_env = dict(env.extension_env) if args.baseline == "extension" else {}
+    a_env = side_a_env(args, env)
+    baseline = a_env.get("PYTHONPATH")  # an earlier checkout, imported after the site hook
     a_env.update(site)
-    if args.baseline_pythonpath:
-        a_env["PYTHONPATH"] += os.pathsep + str(Path(args.baseline_pythonpath).resolve())
+    if baseline:
+        a_env["PYTHONPATH"] += os.pathsep + baseline
     body = json.dumps({"type": "notebook", "content": _notebook(4_000)}).encode()
     sides = {
         "A": BenchServer("A", a_config, workdir, env=a_env),

@@ -99,20 +99,34 @@ async def block(server: BenchServer, args: argparse.Namespace, body: bytes) -> f
     return cpu_between(start, cpu_reading(ps)) / args.ops * 1e6
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="pd-paired-"))
-    env = BenchEnv(workdir=workdir, postgres_dsn=None)
+def start_env(prefix: str, no_openbao: bool) -> tuple[BenchEnv, Any]:
+    """A fresh work directory for two servers and, unless ``no_openbao``, an OpenBao dev server
+    (returned, to stop) whose address and token go into the extension side's environment."""
+    env = BenchEnv(workdir=Path(tempfile.mkdtemp(prefix=prefix)), postgres_dsn=None)
     openbao = None
-    if not args.no_openbao:
+    if not no_openbao:
         from jupyter_prod_discovery.demo.openbao import DevServer
 
         openbao = DevServer().start()
         env.openbao = openbao
         env.extension_env.update({"VAULT_ADDR": openbao.address, "VAULT_TOKEN": openbao.root_token})
-    a_config, b_config = configs(args, env)
+    return env, openbao
+
+
+def side_a_env(args: argparse.Namespace, env: BenchEnv) -> dict[str, str]:
+    """Side A's environment: the extension's when A runs it, an earlier checkout's package
+    first on ``PYTHONPATH`` with ``--baseline-pythonpath``."""
     a_env = dict(env.extension_env) if args.aa or args.baseline == "extension" else {}
     if args.baseline_pythonpath:
         a_env["PYTHONPATH"] = str(Path(args.baseline_pythonpath).resolve())
+    return a_env
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    env, openbao = start_env("pd-paired-", args.no_openbao)
+    workdir = env.workdir
+    a_config, b_config = configs(args, env)
+    a_env = side_a_env(args, env)
     pin_cpus()
     samples: dict[str, list[float]] = {"A": [], "B": []}
     body = json.dumps({"type": "notebook", "content": _notebook(4_000)}).encode()
