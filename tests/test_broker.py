@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,12 +25,24 @@ class Server:
 
     def __init__(self, tmp: Path, openbao: Any, warehouse: Warehouse) -> None:
         self.tmp = tmp
-        self.port = free_even_port(30000, 40000)
         self.token = "t-" + os.urandom(8).hex()
-        self.base = f"http://127.0.0.1:{self.port}"
-        config_dir = tmp / "config"
-        config_dir.mkdir(exist_ok=True)
+        self.profiles = warehouse.profiles()
         (tmp / "root").mkdir(exist_ok=True)
+        self.env = {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+            "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+            "VAULT_ADDR": openbao.address,
+            "VAULT_TOKEN": openbao.root_token,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._choose_port()
+
+    def _choose_port(self) -> None:
+        """A free port, written into the server's config (the only place it reads it from)."""
+        self.port = free_even_port(30000, 40000)
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = self.tmp / f"server-{self.port}.log"
         config = {
             "ServerApp": {
                 "jpserver_extensions": {"jupyter_prod_discovery": True},
@@ -37,23 +50,29 @@ class Server:
                 "port_retries": 0,
                 "allow_root": True,
                 "open_browser": False,
-                "root_dir": str(tmp / "root"),
+                "root_dir": str(self.tmp / "root"),
             },
             "IdentityProvider": {"token": self.token},
-            "CredentialBroker": {"profiles": warehouse.profiles()},
+            "CredentialBroker": {"profiles": self.profiles},
         }
+        config_dir = self.tmp / "config"
+        config_dir.mkdir(exist_ok=True)
         (config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
-        self.env = {
-            **os.environ,
-            "JUPYTER_CONFIG_DIR": str(config_dir),
-            "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-            "VAULT_ADDR": openbao.address,
-            "VAULT_TOKEN": openbao.root_token,
-        }
-        self.log = tmp / f"server-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
+        """Start the server; on another port when its port was taken before it could listen.
+
+        Why: the port is free when chosen, but it lies in the ephemeral range, where an outgoing
+        connection (the server's own to OpenBao, made before it listens) may take it first; the
+        server then exits with "port ... is not available" (seen once in CI, 6 December 2026).
+        """
+        for _ in range(3):
+            if self._launch():
+                return self
+            self._choose_port()
+        raise AssertionError("no free port for jupyter server: " + self.log.read_text()[-3000:])
+
+    def _launch(self) -> bool:
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "jupyter_server"],
@@ -64,10 +83,13 @@ class Server:
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            if self.proc.poll() is not None:
+                text = self.log.read_text()
+                assert f"port {self.port} is not available" in text, text[-3000:]
+                return False
             try:
                 if self.get("/api/status").status_code == 200:
-                    return self
+                    return True
             except requests.RequestException:
                 pass
             time.sleep(0.2)
@@ -149,4 +171,23 @@ def test_server_sigterm_revokes_and_sigkill_orphans_are_revoked_at_next_start(
         third.stop(signal.SIGTERM)
     finally:
         for server in servers:
+            server.kill_if_running()
+
+
+def test_server_helper_moves_to_another_port_when_its_port_is_taken(
+    tmp_path: Path, openbao: Any, warehouse: Warehouse
+) -> None:
+    server = Server(tmp_path, openbao, warehouse)
+    taken = server.port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", taken))
+        s.listen()
+        try:
+            server.start()
+            assert server.port != taken
+            assert server.get("/api/status").status_code == 200
+            assert (
+                f"port {taken} is not available" in (tmp_path / f"server-{taken}.log").read_text()
+            )
+        finally:
             server.kill_if_running()
