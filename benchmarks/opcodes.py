@@ -37,7 +37,7 @@ from typing import Any
 import benchmarks.cases  # noqa: F401 - registers the extension's config hooks
 from benchmarks.cases.contents import _notebook
 from benchmarks.core import BenchServer
-from benchmarks.paired import PATH, configs, side_a_env, start_env
+from benchmarks.paired import PATH, configs, one_request, side_a_env, start_env
 
 SITE = Path(__file__).with_name("opcode_site")
 
@@ -94,23 +94,16 @@ def report(a: Counts, b: Counts, requests: int, top: int) -> str:
 
 async def _count(server: BenchServer, op: str, requests: int, body: bytes, out: Path) -> Counts:
     """Warm the server, then count ``requests`` requests of ``op`` on its event loop."""
-
-    async def one() -> None:
-        if op == "get":
-            await server.request("GET", PATH + "?content=1")
-        else:
-            await server.request("PUT", PATH, body)
-
     await server.request("PUT", PATH, body)
     for _ in range(50):
-        await one()
+        await one_request(server, op, body)
     assert server.proc is not None
     pid = server.proc.pid
     dump = Path(f"{out}.{pid}.json")
     os.kill(pid, signal.SIGUSR2)
     await asyncio.sleep(0.2)  # the handler runs at the loop's next bytecode
     for _ in range(requests):
-        await one()
+        await one_request(server, op, body)
     os.kill(pid, signal.SIGUSR2)
     for _ in range(200):
         if dump.exists():
@@ -120,7 +113,6 @@ async def _count(server: BenchServer, op: str, requests: int, body: bytes, out: 
 
 
 async def run(args: argparse.Namespace) -> tuple[Counts, Counts]:
-    args.aa = False
     env, openbao = start_env("pd-opcodes-", args.no_openbao)
     workdir = env.workdir
     a_config, b_config = configs(args, env)
@@ -161,6 +153,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baseline-pythonpath", default=None, metavar="DIR")
     p.add_argument("--no-openbao", action="store_true", help="no OpenBao dev server")
     p.add_argument("--json", type=Path, default=None, help="also write both sides' counts here")
+    p.set_defaults(aa=False)  # configs() reads it: side A is never B's copy here
     args = p.parse_args(argv)
     if args.requests < 1:
         p.error("--requests must be at least 1")

@@ -82,6 +82,14 @@ def configs(args: argparse.Namespace, env: BenchEnv) -> tuple[dict[str, Any], di
     return server_config_for(False), b
 
 
+async def one_request(server: BenchServer, op: str, body: bytes) -> None:
+    """The operation measured: a read of the notebook with its content, or a save of ``body``."""
+    if op == "get":
+        await server.request("GET", PATH + "?content=1")
+    else:
+        await server.request("PUT", PATH, body)
+
+
 async def block(server: BenchServer, args: argparse.Namespace, body: bytes) -> float:
     """Server CPU (us) per request over one block."""
     if args.op == "get":
@@ -92,10 +100,7 @@ async def block(server: BenchServer, args: argparse.Namespace, body: bytes) -> f
     assert ps is not None, "the server is not started"
     start = cpu_reading(ps)
     for _ in range(args.ops):
-        if args.op == "get":
-            await server.request("GET", PATH + "?content=1")
-        else:
-            await server.request("PUT", PATH, body)
+        await one_request(server, args.op, body)
     return cpu_between(start, cpu_reading(ps)) / args.ops * 1e6
 
 
