@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from credentials_support import eventually
 from traitlets.config import Config
 
 from jupyter_prod_discovery.credentials.broker import CredentialBroker
@@ -65,10 +66,7 @@ async def test_idle_pass_waits_without_a_timer_and_wakes_for_a_kernel(tmp_path: 
         assert ticks == []
         assert _idle(broker)
         broker.adopt("k1", "alice", _lease())  # a kernel holding a lease: work to do
-        for _ in range(200):
-            if len(ticks) >= 3:
-                break
-            await asyncio.sleep(INTERVAL)
+        await eventually(lambda: len(ticks) >= 3, timeout=200 * INTERVAL, what="a renewal pass")
         assert len(ticks) >= 3
     finally:
         await _stop(broker)
@@ -79,10 +77,7 @@ async def test_pass_goes_idle_again_once_the_kernel_is_gone(tmp_path: Path) -> N
     broker.adopt("k1", "alice", _lease())
     broker.start()
     try:
-        for _ in range(200):
-            if ticks:
-                break
-            await asyncio.sleep(INTERVAL)
+        await eventually(lambda: ticks, timeout=200 * INTERVAL, what="a renewal pass")
         assert ticks
         broker._kernels.clear()
         await asyncio.sleep(INTERVAL * 3)
@@ -91,10 +86,7 @@ async def test_pass_goes_idle_again_once_the_kernel_is_gone(tmp_path: Path) -> N
         assert len(ticks) == seen
         assert _idle(broker)
         broker.adopt("k2", "bob", _lease("database/creds/r/def"))  # and runs again
-        for _ in range(200):
-            if len(ticks) > seen:
-                break
-            await asyncio.sleep(INTERVAL)
+        await eventually(lambda: len(ticks) > seen, timeout=200 * INTERVAL, what="a renewal pass")
         assert len(ticks) > seen
     finally:
         await _stop(broker)
@@ -114,10 +106,7 @@ async def test_a_failed_revocation_wakes_the_pass_to_retry_it(tmp_path: Path) ->
         assert ticks == []
         await broker._revoke_leases("k1", [_lease()], None)
         assert broker._pending_revoke
-        for _ in range(200):
-            if ticks:
-                break
-            await asyncio.sleep(INTERVAL)
+        await eventually(lambda: ticks, timeout=200 * INTERVAL, what="a renewal pass")
         assert ticks
     finally:
         await _stop(broker)
