@@ -440,6 +440,27 @@ class BenchServer:
         # Processes doing part of this server's work (--service), read around every measure().
         self.companions: list[Companion] = []
 
+    def server_env(self) -> dict[str, str]:
+        """The server's environment: this process's, less every Jupyter, Vault and OpenBao
+        setting, with the server's own directories and token."""
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "JUPYTER"))
+        }
+        env.update(
+            {
+                "JUPYTER_CONFIG_DIR": str(self.dir / "config"),
+                # Its own data directory, as every user's server has: the audit trail, the
+                # notebook notary's and the file ID manager's databases are the server's own,
+                # not shared with the other side of the comparison (or with earlier runs).
+                "JUPYTER_DATA_DIR": str(self.dir / "data"),
+                "JUPYTER_RUNTIME_DIR": str(self.dir / "runtime"),
+                "JUPYTER_TOKEN": self.token,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self._extra_env)
+        return env
+
     async def start(self, timeout: float = 60.0) -> None:
         for d in ("root", "config", "data", "runtime"):
             (self.dir / d).mkdir(parents=True, exist_ok=True)
@@ -458,18 +479,7 @@ class BenchServer:
         )
         cfg_file = self.dir / "config" / "jupyter_server_config.json"
         cfg_file.write_text(json.dumps(config, indent=1))
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "JUPYTER"))
-        }
-        env.update(
-            {
-                "JUPYTER_CONFIG_DIR": str(self.dir / "config"),
-                "JUPYTER_RUNTIME_DIR": str(self.dir / "runtime"),
-                "JUPYTER_TOKEN": self.token,
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        env.update(self._extra_env)
+        env = self.server_env()
         self._log = (self.dir / "server.log").open("wb")
         command = [sys.executable, "-m", "jupyter_server", f"--config={cfg_file}"]
         if self.profile is not None:
