@@ -11,6 +11,21 @@ from jupyter_client.provisioning.factory import KernelProvisionerFactory
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_jupyter_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Jupyter's data directory of this session, not the runner's home.
+
+    Why: a server a test starts without its own ``JUPYTER_DATA_DIR`` writes there: the audit
+    trail's default file (``prod_discovery/audit.jsonl``, whose chains then meet those of other
+    tests and of earlier or concurrent runs), the notebook notary's and the file ID manager's
+    databases. Tests that need their own directory still set one (pytest-jupyter's fixtures do).
+    """
+    patch = pytest.MonkeyPatch()
+    patch.setenv("JUPYTER_DATA_DIR", str(tmp_path_factory.mktemp("jupyter-data")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_provisioner_factory() -> Iterator[None]:
     """A process singleton: each test's server must configure its own default provisioner."""

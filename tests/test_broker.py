@@ -31,6 +31,7 @@ class Server:
         self.env = {
             **os.environ,
             "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+            "JUPYTER_DATA_DIR": str(tmp / "data"),
             "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
             "VAULT_ADDR": openbao.address,
             "VAULT_TOKEN": openbao.root_token,
