@@ -37,7 +37,7 @@ from typing import Any
 import benchmarks.cases  # noqa: F401 - registers the extension's config hooks
 from benchmarks.cases.contents import _notebook
 from benchmarks.core import BenchServer
-from benchmarks.paired import PATH, configs, one_request, side_a_env, start_env
+from benchmarks.paired import PATH, bench_env, configs, one_request, side_a_env
 
 SITE = Path(__file__).with_name("opcode_site")
 
@@ -113,32 +113,27 @@ async def _count(server: BenchServer, op: str, requests: int, body: bytes, out: 
 
 
 async def run(args: argparse.Namespace) -> tuple[Counts, Counts]:
-    env, openbao = start_env("pd-opcodes-", args.no_openbao)
-    workdir = env.workdir
-    a_config, b_config = configs(args, env)
-    out = workdir / "counts"
-    site = {"PYTHONPATH": str(SITE), "PD_OPCODES_OUT": str(out), "PYTHONHASHSEED": "1"}
-    a_env = side_a_env(args, env)
-    baseline = a_env.get("PYTHONPATH")  # an earlier checkout, imported after the site hook
-    a_env.update(site)
-    if baseline:
-        a_env["PYTHONPATH"] += os.pathsep + baseline
     body = json.dumps({"type": "notebook", "content": _notebook(4_000)}).encode()
-    sides = {
-        "A": BenchServer("A", a_config, workdir, env=a_env),
-        "B": BenchServer("B", b_config, workdir, env={**env.extension_env, **site}),
-    }
     counts: dict[str, Counts] = {}
-    try:
+    with bench_env("pd-opcodes-", args.no_openbao) as env:
+        a_config, b_config = configs(args, env)
+        out = env.workdir / "counts"
+        site = {"PYTHONPATH": str(SITE), "PD_OPCODES_OUT": str(out), "PYTHONHASHSEED": "1"}
+        a_env = side_a_env(args, env)
+        baseline = a_env.get("PYTHONPATH")  # an earlier checkout, imported after the site hook
+        a_env.update(site)
+        if baseline:
+            a_env["PYTHONPATH"] += os.pathsep + baseline
+        sides = {
+            "A": BenchServer("A", a_config, env.workdir, env=a_env),
+            "B": BenchServer("B", b_config, env.workdir, env={**env.extension_env, **site}),
+        }
         for label, server in sides.items():
             await server.start()
             try:
                 counts[label] = await _count(server, args.op, args.requests, body, out)
             finally:
                 await server.stop()
-    finally:
-        if openbao is not None:
-            openbao.stop()
     return counts["A"], counts["B"]
 
 

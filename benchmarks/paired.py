@@ -30,9 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import shutil
 import statistics
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,18 +108,32 @@ async def block(server: BenchServer, args: argparse.Namespace, body: bytes) -> f
     return cpu_between(start, cpu_reading(ps)) / args.ops * 1e6
 
 
-def start_env(prefix: str, no_openbao: bool) -> tuple[BenchEnv, Any]:
+@contextlib.contextmanager
+def bench_env(prefix: str, no_openbao: bool) -> Iterator[BenchEnv]:
     """A fresh work directory for two servers and, unless ``no_openbao``, an OpenBao dev server
-    (returned, to stop) whose address and token go into the extension side's environment."""
+    whose address and token go into the extension side's environment; both go at the end. The
+    directory (the servers' logs, audit trails and databases) stays when the run failed, as the
+    main harness keeps it, and its path is printed."""
     env = BenchEnv(workdir=Path(tempfile.mkdtemp(prefix=prefix)), postgres_dsn=None)
     openbao = None
-    if not no_openbao:
-        from jupyter_prod_discovery.demo.openbao import DevServer
+    try:
+        if not no_openbao:
+            from jupyter_prod_discovery.demo.openbao import DevServer
 
-        openbao = DevServer().start()
-        env.openbao = openbao
-        env.extension_env.update({"VAULT_ADDR": openbao.address, "VAULT_TOKEN": openbao.root_token})
-    return env, openbao
+            openbao = DevServer().start()
+            env.openbao = openbao
+            env.extension_env.update(
+                {"VAULT_ADDR": openbao.address, "VAULT_TOKEN": openbao.root_token}
+            )
+        yield env
+    except BaseException:
+        print(f"work directory kept: {env.workdir}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(env.workdir, ignore_errors=True)
+    finally:
+        if openbao is not None:
+            openbao.stop()
 
 
 def side_a_env(args: argparse.Namespace, env: BenchEnv) -> dict[str, str]:
@@ -128,23 +146,20 @@ def side_a_env(args: argparse.Namespace, env: BenchEnv) -> dict[str, str]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    env, openbao = start_env("pd-paired-", args.no_openbao)
-    workdir = env.workdir
-    a_config, b_config = configs(args, env)
-    a_env = side_a_env(args, env)
     pin_cpus()
     samples: dict[str, list[float]] = {"A": [], "B": []}
     body = json.dumps({"type": "notebook", "content": _notebook(4_000)}).encode()
-    try:
+    with bench_env("pd-paired-", args.no_openbao) as env:
+        a_config, b_config = configs(args, env)
+        a_env = side_a_env(args, env)
         for rnd in range(args.rounds):
             # Fresh processes each round, started in turn A first then B first: the server
             # started first runs measurably slower (A/A runs of one pair read 0.985 here).
             seed = {"PYTHONHASHSEED": str(rnd + 1)}
+            workdir = env.workdir / f"r{rnd}"
             sides = {
-                "A": BenchServer("A", a_config, workdir / f"r{rnd}", env={**a_env, **seed}),
-                "B": BenchServer(
-                    "B", b_config, workdir / f"r{rnd}", env={**env.extension_env, **seed}
-                ),
+                "A": BenchServer("A", a_config, workdir, env={**a_env, **seed}),
+                "B": BenchServer("B", b_config, workdir, env={**env.extension_env, **seed}),
             }
             order = ("A", "B") if rnd % 2 == 0 else ("B", "A")
             try:
@@ -160,9 +175,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 for server in sides.values():
                     await server.stop()
-    finally:
-        if openbao is not None:
-            openbao.stop()
     ratios = pair_ratios(samples["A"], samples["B"])
     lo, hi = bootstrap_ci(ratios)
     return {
