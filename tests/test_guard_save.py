@@ -75,9 +75,9 @@ async def test_notebook_scanned_on_the_loop_only_when_small(
     threaded: list[str] = []
     to_thread = save_module.asyncio.to_thread
 
-    async def spy(fn: Any, *args: Any) -> Any:
+    async def spy(fn: Any, *args: Any, **kwargs: Any) -> Any:
         threaded.append(getattr(fn, "__name__", ""))
-        return await to_thread(fn, *args)
+        return await to_thread(fn, *args, **kwargs)
 
     monkeypatch.setattr(save_module.asyncio, "to_thread", spy)
     filler = "plain words without anything to find\n" * (3000 if size == "large" else 1)
@@ -425,9 +425,9 @@ async def test_large_save_is_scanned_off_the_event_loop(
     threads: list[str] = []
     real = save.SaveScanner.scan_model
 
-    def spy(self: Any, *args: Any) -> None:
+    def spy(self: Any, *args: Any, **kwargs: Any) -> None:
         threads.append(threading.current_thread().name)
-        real(self, *args)
+        real(self, *args, **kwargs)
 
     monkeypatch.setattr(save.SaveScanner, "scan_model", spy)
     big = ("row 12.5 ok\n" * 20_000) + EMAIL

@@ -195,3 +195,25 @@ async def test_concurrent_server_side_executions_attributed_by_request_not_order
     assert found[bob_run["msg_id"]] == ({"EMAIL_ADDRESS": 1}, "bob")
     replies = {d["msg_id"]: u.username for d, u in executions(recorder, "reply")}
     assert replies[ann_run["msg_id"]] == "ann" and replies[bob_run["msg_id"]] == "bob"
+
+
+async def test_notebook_written_outside_loads_redacted_into_the_document(
+    jp_serverapp: Any, jp_root_dir: Any
+) -> None:
+    """The shared document is loaded through the contents manager: a notebook kernel code or
+    papermill wrote with PII in its outputs reaches the room (and every browser in it)
+    redacted; the file itself is not changed by loading it."""
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("df.head()", id="out-cell")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"{SSN} {EMAIL}\n")]
+    nb.cells.append(cell)
+    nbformat.write(nb, str(jp_root_dir / "papermill-out.ipynb"))
+    on_disk = (jp_root_dir / "papermill-out.ipynb").read_text()
+    settings = jp_serverapp.web_app.settings
+    room_id = f"json:notebook:{settings['file_id_manager'].index('papermill-out.ipynb')}"
+    ydoc = await settings["yroom_manager"].get_room(room_id).get_jupyter_ydoc()
+    await wait_for(lambda: len(ydoc.ycells) == 1)
+    outputs = json.dumps(ydoc.ycells[0].to_py().get("outputs", []))
+    assert SSN not in outputs and EMAIL not in outputs
+    assert "<US_SSN>" in outputs and "<EMAIL_ADDRESS>" in outputs
+    assert (jp_root_dir / "papermill-out.ipynb").read_text() == on_disk

@@ -295,6 +295,15 @@ class PIIGuard(LoggingConfigurable):
         used are evicted first. Default 20,000,000 (about 20 MB of ASCII text, up to 4 bytes
         a character otherwise). 0 turns the cache off.""",
     )
+    scan_reads = Bool(
+        True,
+        config=True,
+        help="""Scan what the contents API returns, as a save is scanned, before it reaches the
+        browser: a notebook or text file written outside this server (by kernel code, a
+        terminal, papermill, git) is shown redacted, or refused with a 403 when the policy
+        blocks what it holds; the file on disk is not changed. Needs the Prod Discovery
+        contents manager (with another one only saves are scanned). Default True.""",
+    )
     policy = Instance(PIIPolicy)
 
     #: (secrets version, matcher, raw gate) per kernel key (see ``_live``).

@@ -110,14 +110,18 @@ class SaveScanner:
         self.app = app
 
     # --- entry point -------------------------------------------------------------------------
-    def scan_model(self, model: dict[str, Any], path: str, job: Job) -> None:
-        """Scan (and redact in place) one model to be saved; raise HTTPError to refuse it.
+    def scan_model(
+        self, model: dict[str, Any], path: str, job: Job, *, reading: bool = False
+    ) -> None:
+        """Scan (and redact in place) one model to be saved, or with ``reading`` one the
+        contents API is about to return; raise HTTPError to refuse it.
 
         Audit records go to ``job`` (written by the caller on the event loop, also when the
-        save is refused); this method may run on a worker thread.
+        save or read is refused); this method may run on a worker thread.
         """
         if not self.guard.enabled:
             return
+        what = "Read" if reading else "Save"
         blocked = job.blocked
         memo = None
         try:
@@ -136,11 +140,19 @@ class SaveScanner:
             reason = str(exc) if isinstance(exc, Unscannable) else type(exc).__name__
             raise HTTPError(
                 400,
-                f"Save refused: {path} could not be scanned for PII ({reason}).",
-                reason="Save refused by the PII guard",
+                f"{what} refused: {path} could not be scanned for PII ({reason}).",
+                reason=f"{what} refused by the PII guard",
             ) from None
         if memo is not None:
             memo.commit()  # only a save scanned whole without an error adds to the cache
+        if blocked and reading:
+            raise HTTPError(
+                403,
+                f"Read refused by the Prod Discovery PII policy: {path} holds {summary(blocked)}"
+                ", written to it outside the contents API. Remove these values from a terminal "
+                "(for a notebook: jupyter nbconvert --clear-output --inplace).",
+                reason="Read refused by the PII policy",
+            )
         if blocked:
             raise HTTPError(
                 403,
@@ -150,10 +162,11 @@ class SaveScanner:
             )
 
     # --- parts ------------------------------------------------------------------------------
-    def record(self, job: Job, user: Any) -> None:
-        """Write the audit records of one scan (types and counts, never values)."""
+    def record(self, job: Job, user: Any, source: str = "save") -> None:
+        """Write the audit records of one scan (types and counts, never values); ``source``
+        says whether a save or a read was scanned."""
         for where, verdict in job.records:
-            self.guard.audit(self.app.audit, {"source": "save", **where}, verdict, user)
+            self.guard.audit(self.app.audit, {"source": source, **where}, verdict, user)
         job.records.clear()
 
     def _notebook(self, nb: Any, path: str, job: Job, memo: Memo | None = None) -> None:
@@ -364,8 +377,10 @@ class GuardedContentsManager(AsyncLargeFileManager):
     (a multi-megabyte file does not hold the event loop), a small one on the event loop;
     chunked uploads are spooled outside the served directory and scanned whole at the last
     chunk, before anything is written there; ``rename_file`` scans the file under its new
-    name and ``copy`` saves through ``save``. Without the extension (``pd_scanner`` unset) it
-    behaves as its base class.
+    name and ``copy`` saves through ``save``. ``get`` with content scans what it returns
+    (``PIIGuard.scan_reads``): files reach the disk by other ways than this manager (kernel
+    code, terminals), and what it returns is shown in the browser. Without the extension
+    (``pd_scanner`` unset) it behaves as its base class.
     """
 
     pd_scanner: SaveScanner | None = None
@@ -376,7 +391,7 @@ class GuardedContentsManager(AsyncLargeFileManager):
         super().__init__(**kwargs)
         self._pd_spools: dict[str, tuple[IO[bytes], str]] = {}
 
-    async def _pd_scan(self, model: dict[str, Any], path: str) -> None:
+    async def _pd_scan(self, model: dict[str, Any], path: str, *, reading: bool = False) -> None:
         scanner = self.pd_scanner
         if scanner is None or not scanner.guard.enabled:
             return
@@ -389,11 +404,36 @@ class GuardedContentsManager(AsyncLargeFileManager):
             size = len(content) if isinstance(content, str) else 0
         try:
             if size > self.pd_inline:
-                await asyncio.to_thread(scanner.scan_model, model, path, job)
+                await asyncio.to_thread(scanner.scan_model, model, path, job, reading=reading)
             else:
-                scanner.scan_model(model, path, job)
+                scanner.scan_model(model, path, job, reading=reading)
         finally:
-            scanner.record(job, user)
+            scanner.record(job, user, "read" if reading else "save")
+
+    async def get(
+        self,
+        path: str,
+        content: bool = True,
+        type: str | None = None,
+        format: str | None = None,
+        require_hash: bool = False,
+    ) -> dict[str, Any]:
+        """The base class's model, its content scanned (redacted in the model only, never on
+        disk) before it is returned, when ``PIIGuard.scan_reads`` is on."""
+        model: dict[str, Any] = await super().get(
+            path, content=content, type=type, format=format, require_hash=require_hash
+        )
+        scanner = self.pd_scanner
+        if (
+            content
+            and scanner is not None
+            and scanner.guard.enabled
+            and scanner.guard.scan_reads
+            and model.get("type") in ("notebook", "file")
+            and model.get("content") is not None
+        ):
+            await self._pd_scan(model, path.strip("/"), reading=True)
+        return model
 
     async def save(self, model: dict[str, Any], path: str = "") -> dict[str, Any]:
         chunk = model.get("chunk")
@@ -526,7 +566,8 @@ class GuardedContentsManager(AsyncLargeFileManager):
                 for job in jobs:
                     scanner.record(job, user)
             return
-        model = await self.get(new, content=True)
+        # The base class's read: this scan is the save guard's, with its messages and records.
+        model = await super().get(new, content=True)
         before = model.get("content")
         try:
             await self._pd_scan(model, new)

@@ -1,0 +1,179 @@
+"""The read guard: what the contents API returns is scanned before it reaches the browser.
+
+Files reach the served directory by other ways than the contents API (kernel code writing a
+notebook or a CSV, papermill in a terminal, git): each test writes one there directly, then
+reads it through the real server as JupyterLab does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from guard_support import Recorder
+from tornado.httpclient import HTTPClientError
+
+SSN, EMAIL = "536-22-1234", "ann.smith@example.com"
+
+
+@pytest.fixture
+def prod_discovery_extension_config(guard_config: dict[str, Any]) -> dict[str, Any]:
+    return guard_config
+
+
+@pytest.fixture
+def recorder(jp_serverapp: Any) -> Iterator[Recorder]:
+    app = jp_serverapp.web_app.settings["prod_discovery"]
+    original, app.audit = app.audit, Recorder()
+    yield app.audit
+    app.audit = original
+
+
+def _write_notebook(root: Path, name: str) -> str:
+    """A notebook as kernel code or papermill would leave it: PII in an output and in a
+    markdown cell, written without the contents API."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell(f"Contact {EMAIL}"))
+    code = nbformat.v4.new_code_cell("df.head()")
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"ssn {SSN}\n")]
+    nb.cells.append(code)
+    text = nbformat.writes(nb)
+    (root / name).write_text(text)
+    return text
+
+
+async def _get(jp_fetch: Any, path: str, **params: str) -> dict[str, Any]:
+    response = await jp_fetch("api", "contents", path, method="GET", params=params)
+    return dict(json.loads(response.body))
+
+
+async def _refused(jp_fetch: Any, path: str, code: int) -> str:
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("api", "contents", path, method="GET")
+    assert err.value.code == code
+    return str(err.value.response.body.decode())  # type: ignore[union-attr]
+
+
+async def test_notebook_written_outside_is_returned_redacted(
+    jp_fetch: Any, jp_root_dir: Path, recorder: Recorder
+) -> None:
+    on_disk = _write_notebook(jp_root_dir, "report.ipynb")
+    model = await _get(jp_fetch, "report.ipynb")
+    body = json.dumps(model)
+    assert SSN not in body and EMAIL not in body
+    assert "<US_SSN>" in body and "<EMAIL_ADDRESS>" in body
+    # Redacted in what was returned only: the file is left as it was written.
+    assert (jp_root_dir / "report.ipynb").read_text() == on_disk
+    events = recorder.of("pii")
+    assert {(e["source"], e["path"], e["cell"]) for e in events} == {
+        ("read", "report.ipynb", 1),
+        ("read", "report.ipynb", 2),
+    }
+
+
+@pytest.mark.parametrize("fmt", ["text", "base64"])
+async def test_text_file_written_outside_is_returned_redacted(
+    jp_fetch: Any, jp_root_dir: Path, recorder: Recorder, fmt: str
+) -> None:
+    import base64
+
+    (jp_root_dir / "extract.csv").write_text(f"name,email\nAnn,{EMAIL}\n")
+    model = await _get(jp_fetch, "extract.csv", type="file", format=fmt)
+    content = model["content"]
+    text = base64.b64decode(content).decode() if fmt == "base64" else content
+    assert EMAIL not in text and "<EMAIL_ADDRESS>" in text
+    assert [e["source"] for e in recorder.of("pii")] == ["read"]
+
+
+async def test_metadata_only_reads_are_not_scanned(
+    jp_fetch: Any, jp_root_dir: Path, recorder: Recorder
+) -> None:
+    _write_notebook(jp_root_dir, "report.ipynb")
+    model = await _get(jp_fetch, "report.ipynb", content="0")
+    assert model["content"] is None
+    listing = await _get(jp_fetch, "")
+    assert "report.ipynb" in {m["name"] for m in listing["content"]}
+    assert recorder.of("pii") == []
+
+
+@pytest.mark.parametrize("guard_config", [{"PIIPolicy": {"actions": {"US_SSN": "block"}}}])
+async def test_read_of_blocked_values_is_refused(
+    jp_fetch: Any, jp_root_dir: Path, recorder: Recorder
+) -> None:
+    _write_notebook(jp_root_dir, "report.ipynb")
+    body = await _refused(jp_fetch, "report.ipynb", 403)
+    assert "Read refused by the Prod Discovery PII policy" in body and "US_SSN x1" in body
+    assert SSN not in body and EMAIL not in body
+    assert {e["action"] for e in recorder.of("pii") if e["cell"] == 2} == {"block"}
+
+
+async def test_malformed_notebook_read_is_refused(jp_fetch: Any, jp_root_dir: Path) -> None:
+    """A structure the scan cannot walk is refused (400 naming it), never returned unscanned."""
+    nb = json.loads(nbformat.writes(nbformat.v4.new_notebook()))
+    nb["cells"] = [
+        {"id": "a", "cell_type": "markdown", "metadata": {}, "source": "notes", "outputs": [None]},
+        {
+            "id": "b",
+            "cell_type": "code",
+            "metadata": {},
+            "source": "x",
+            "execution_count": 1,
+            "outputs": [{"output_type": "stream", "name": "stdout", "text": f"ssn {SSN}"}],
+        },
+    ]
+    (jp_root_dir / "m.ipynb").write_text(json.dumps(nb))
+    body = await _refused(jp_fetch, "m.ipynb", 400)
+    assert "Read refused" in body and "could not be scanned" in body and "cell 1" in body
+    assert SSN not in body
+
+
+async def test_a_failing_scan_refuses_the_read(
+    jp_fetch: Any, jp_root_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_prod_discovery.guard.save import SaveScanner
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("scanner bug")
+
+    monkeypatch.setattr(SaveScanner, "_notebook", broken)
+    _write_notebook(jp_root_dir, "report.ipynb")
+    body = await _refused(jp_fetch, "report.ipynb", 400)
+    assert "could not be scanned for PII (RuntimeError)" in body and SSN not in body
+
+
+@pytest.mark.parametrize("guard_config", [{"PIIGuard": {"scan_reads": False}}])
+async def test_scan_reads_off_returns_the_file_as_written(
+    jp_fetch: Any, jp_root_dir: Path, recorder: Recorder
+) -> None:
+    _write_notebook(jp_root_dir, "report.ipynb")
+    body = json.dumps(await _get(jp_fetch, "report.ipynb"))
+    assert SSN in body and EMAIL in body
+    assert recorder.of("pii") == []
+
+
+async def test_nbconvert_of_a_notebook_written_outside_is_redacted(
+    jp_fetch: Any, jp_root_dir: Path
+) -> None:
+    """jupyter_server's nbconvert handler reads through the contents manager: the HTML it
+    renders for the browser holds the redacted outputs."""
+    _write_notebook(jp_root_dir, "report.ipynb")
+    response = await jp_fetch("nbconvert", "html", "report.ipynb", method="GET")
+    html = response.body.decode()
+    assert SSN not in html and EMAIL not in html and "US_SSN" in html
+
+
+async def test_rename_still_scans_and_redacts_the_file_on_disk(
+    jp_fetch: Any, jp_root_dir: Path
+) -> None:
+    """A rename into a scanned name rewrites the file itself (the save guard's own read, not
+    the read guard's, whose redaction never reaches the disk)."""
+    (jp_root_dir / "notes.dat").write_text(f"ssn {SSN}\n")
+    await jp_fetch(
+        "api", "contents", "notes.dat", method="PATCH", body=json.dumps({"path": "notes.txt"})
+    )
+    on_disk = (jp_root_dir / "notes.txt").read_text()
+    assert SSN not in on_disk and "<US_SSN>" in on_disk
