@@ -177,3 +177,66 @@ async def test_rename_still_scans_and_redacts_the_file_on_disk(
     )
     on_disk = (jp_root_dir / "notes.txt").read_text()
     assert SSN not in on_disk and "<US_SSN>" in on_disk
+
+
+@pytest.fixture
+def read_scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths whose reads were scanned (the read guard's calls of ``scan_model``)."""
+    from jupyter_prod_discovery.guard.save import SaveScanner
+
+    scanned: list[str] = []
+    real = SaveScanner.scan_model
+
+    def spy(self: Any, model: Any, path: str, job: Any, *, reading: bool = False) -> None:
+        if reading:
+            scanned.append(path)
+        real(self, model, path, job, reading=reading)
+
+    monkeypatch.setattr(SaveScanner, "scan_model", spy)
+    return scanned
+
+
+def _clean_notebook() -> dict[str, Any]:
+    nb = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell("df.describe()")
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="count 12.5\n")]
+    nb.cells.append(code)
+    return dict(nb)
+
+
+async def test_bytes_scanned_clean_are_not_scanned_again(
+    jp_fetch: Any, jp_root_dir: Path, jp_serverapp: Any, read_scans: list[str]
+) -> None:
+    """A notebook read clean once is read again without a scan, as long as its bytes, the
+    policy and the live secrets are what they were; any change of either scans again."""
+    body = json.dumps({"type": "notebook", "content": _clean_notebook()})
+    await jp_fetch("api", "contents", "clean.ipynb", method="PUT", body=body)
+    await _get(jp_fetch, "clean.ipynb")
+    await _get(jp_fetch, "clean.ipynb")
+    assert read_scans == ["clean.ipynb"]  # scanned once: the same bytes since
+    # Rewritten outside the server, with PII: the digest differs, the read is scanned, and
+    # every read of it again (findings are never taken as known).
+    _write_notebook(jp_root_dir, "clean.ipynb")
+    assert SSN not in json.dumps(await _get(jp_fetch, "clean.ipynb"))
+    assert SSN not in json.dumps(await _get(jp_fetch, "clean.ipynb"))
+    assert read_scans == ["clean.ipynb"] * 3
+    # Back to clean bytes written outside: scanned once, then known clean.
+    (jp_root_dir / "clean.ipynb").write_text(nbformat.writes(nbformat.from_dict(_clean_notebook())))
+    await _get(jp_fetch, "clean.ipynb")
+    await _get(jp_fetch, "clean.ipynb")
+    assert read_scans == ["clean.ipynb"] * 4
+    # A policy change is a new generation: scanned again.
+    guard = jp_serverapp.web_app.settings["prod_discovery"].pii_guard
+    guard.policy.allow_list = [*guard.policy.allow_list, "nobody@example.com"]
+    await _get(jp_fetch, "clean.ipynb")
+    assert read_scans == ["clean.ipynb"] * 5
+
+
+async def test_a_file_with_findings_is_scanned_on_every_read(
+    jp_fetch: Any, jp_root_dir: Path, recorder: Recorder, read_scans: list[str]
+) -> None:
+    _write_notebook(jp_root_dir, "report.ipynb")
+    for _ in range(2):
+        assert SSN not in json.dumps(await _get(jp_fetch, "report.ipynb"))
+    assert read_scans == ["report.ipynb"] * 2
+    assert len([e for e in recorder.of("pii") if e["source"] == "read"]) == 4  # 2 places x 2

@@ -386,8 +386,22 @@ async def test_save_scans_every_part_of_a_notebook(
     assert not _leaks(saved), saved
     assert nb["cells"][0]["attachments"]["a.png"] == {"image/png": "iVBOR"}
     assert "".join(nb["cells"][2]["source"]) == "x = 1"  # code is the user's, audited at execution
-    outputs = {e["output"] for e in recorder.of("pii")}
-    assert {"source", "attachments", "metadata", 1} <= outputs
+    places = [(e["cell"], e["output"]) for e in recorder.of("pii")]
+    # Each place once (the notebook's metadata, the markdown's source as rendered and its
+    # attachments, the raw cell's source, the code cell's metadata and its output).
+    assert sorted(places, key=str) == sorted(
+        [
+            (None, "metadata"),
+            (1, "source"),
+            (1, "attachments"),
+            (2, "source"),
+            (3, "metadata"),
+            (3, 1),
+        ],
+        key=str,
+    )
+    ((md,),) = [[e for e in recorder.of("pii") if (e["cell"], e["output"]) == (1, "source")]]
+    assert md["entities"] == {"US_SSN": 1, "EMAIL_ADDRESS": 1}  # as rendered: the SSN too
 
 
 async def test_save_scans_notebook_sent_as_text_with_escapes(

@@ -46,7 +46,7 @@ from ..pii import Verdict
 from .live import PIIGuard, summary
 from .normalize import kind_of
 from .outputs import apply_to_notebook
-from .scancache import Memo
+from .scancache import Memo, generation
 from .tree import copy_scanned, scan_tree
 
 __all__ = [
@@ -173,7 +173,14 @@ class SaveScanner:
         """Every place of a notebook (module docstring); ``memo`` gives the text scans of
         earlier saves (``scancache``): only the scans, numbering and records are this save's."""
         _check_notebook(nb)
+        cells = nb["cells"]
         for ci, oi, action, entities in apply_to_notebook(self.guard, nb, memo):
+            if (
+                ci is None
+                or oi in ("metadata", "attachment")
+                or (oi == "source" and cells[ci].get("cell_type") in ("markdown", "raw"))
+            ):
+                continue  # judged as rendered, recorded and rewritten by the walk below
             verdict = Verdict(action, [])
             verdict.entities = entities
             # Numbered from 1 as JupyterLab shows cells (a part's name stays a name).
@@ -390,11 +397,15 @@ class GuardedContentsManager(AsyncLargeFileManager):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._pd_spools: dict[str, tuple[IO[bytes], str]] = {}
+        # Path -> (sha256, scan generation) of bytes found clean there: see ``_pd_known_clean``.
+        self._pd_clean: dict[str, tuple[str, tuple[Any, ...]]] = {}
 
-    async def _pd_scan(self, model: dict[str, Any], path: str, *, reading: bool = False) -> None:
+    async def _pd_scan(self, model: dict[str, Any], path: str, *, reading: bool = False) -> bool:
+        """Scan ``model`` (redacting it in place) and record the findings; True when the scan
+        found nothing at all (no record, nothing changed)."""
         scanner = self.pd_scanner
         if scanner is None or not scanner.guard.enabled:
-            return
+            return False
         user = _current_user()  # read at request time, on the request's own context
         job = Job()
         content = model.get("content")
@@ -407,8 +418,36 @@ class GuardedContentsManager(AsyncLargeFileManager):
                 await asyncio.to_thread(scanner.scan_model, model, path, job, reading=reading)
             else:
                 scanner.scan_model(model, path, job, reading=reading)
+            clean = not job.records
         finally:
             scanner.record(job, user, "read" if reading else "save")
+        return clean
+
+    def _pd_known_clean(self, path: str, sha256: str | None, remember: bool = False) -> bool:
+        """Whether the bytes with this sha256 at ``path`` were scanned and found clean under
+        the guard's current generation (policy, settings, live secrets: ``scancache``); with
+        ``remember``, note that they just were.
+
+        Why: the same file is read again and again unchanged (every open tab on each reload
+        of the page, a reopened notebook, a collaboration room loading it), and the same bytes
+        scan the same way under the same generation. Keyed by the exact digest of the bytes
+        read (jupyter_server's ``require_hash``, which the audit asks for on every notebook
+        read; without it every read is scanned), so any change to the file, the policy or the
+        secrets means a full scan. Only clean results are kept: a read with findings is scanned
+        (and recorded) every time. Bounded like the audit's caches. Not filled by saves: a
+        save's digest would cost every save (far more frequent than reads) to spare one read.
+        """
+        scanner = self.pd_scanner
+        if not sha256 or scanner is None:
+            return False
+        gen = generation(scanner.guard)
+        if remember:
+            if len(self._pd_clean) >= 4096:
+                self._pd_clean.clear()
+            self._pd_clean[path] = (sha256, gen)
+            return True
+        entry = self._pd_clean.get(path)
+        return entry is not None and entry[0] == sha256 and entry[1] == gen
 
     async def get(
         self,
@@ -432,7 +471,12 @@ class GuardedContentsManager(AsyncLargeFileManager):
             and model.get("type") in ("notebook", "file")
             and model.get("content") is not None
         ):
-            await self._pd_scan(model, path.strip("/"), reading=True)
+            path = path.strip("/")
+            digest = model.get("hash") if model.get("hash_algorithm") == "sha256" else None
+            if not self._pd_known_clean(path, digest) and await self._pd_scan(
+                model, path, reading=True
+            ):
+                self._pd_known_clean(path, digest, remember=True)
         return model
 
     async def save(self, model: dict[str, Any], path: str = "") -> dict[str, Any]:
