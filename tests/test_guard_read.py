@@ -240,3 +240,16 @@ async def test_a_file_with_findings_is_scanned_on_every_read(
         assert SSN not in json.dumps(await _get(jp_fetch, "report.ipynb"))
     assert read_scans == ["report.ipynb"] * 2
     assert len([e for e in recorder.of("pii") if e["source"] == "read"]) == 4  # 2 places x 2
+
+
+async def test_scan_reads_and_enabled_switched_at_run_time(
+    jp_fetch: Any, jp_root_dir: Path, jp_serverapp: Any
+) -> None:
+    guard = jp_serverapp.web_app.settings["prod_discovery"].pii_guard
+    _write_notebook(jp_root_dir, "report.ipynb")
+    guard.scan_reads = False
+    assert SSN in json.dumps(await _get(jp_fetch, "report.ipynb"))
+    guard.scan_reads = True
+    assert SSN not in json.dumps(await _get(jp_fetch, "report.ipynb"))
+    guard.enabled = False
+    assert SSN in json.dumps(await _get(jp_fetch, "report.ipynb"))

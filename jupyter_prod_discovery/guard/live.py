@@ -316,6 +316,13 @@ class PIIGuard(LoggingConfigurable):
     def _mirror_enabled(self, change: Any = None) -> None:
         self.on = bool(self.enabled)
 
+    # ``reads_on`` mirrors ``enabled and scan_reads``: it is read for every contents read.
+    reads_on = True
+
+    @observe("enabled", "scan_reads")
+    def _mirror_reads(self, change: Any = None) -> None:
+        self.reads_on = bool(self.enabled and self.scan_reads)
+
     @observe("passthrough_mime")
     def _mirror_passthrough(self, change: Any = None) -> None:
         self._passthrough = frozenset(m.lower() for m in self.passthrough_mime)
@@ -344,6 +351,7 @@ class PIIGuard(LoggingConfigurable):
     def __init__(self, secrets: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._mirror_enabled()
+        self._mirror_reads()
         self._mirror_passthrough()
         self.secrets = secrets
         self.scanner: Scanner = self.policy.scanner()

@@ -466,8 +466,7 @@ class GuardedContentsManager(AsyncLargeFileManager):
         if (
             content
             and scanner is not None
-            and scanner.guard.enabled
-            and scanner.guard.scan_reads
+            and scanner.guard.reads_on
             and model.get("type") in ("notebook", "file")
             and model.get("content") is not None
         ):
