@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from jupyter_client.session import Session
 from jupyter_server.services.kernels.connection.base import (
     deserialize_binary_message,
@@ -28,6 +30,21 @@ class Recorder:
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [d for k, d, _ in self.events if k == kind]
+
+
+@pytest.fixture
+def recorder(jp_serverapp: Any) -> Iterator[Recorder]:
+    """The app's audit seam replaced by an in-memory recorder for the test (then restored)."""
+    app = jp_serverapp.web_app.settings["prod_discovery"]
+    original, app.audit = app.audit, Recorder()
+    yield app.audit
+    app.audit = original
+
+
+@pytest.fixture
+def prod_discovery_extension_config(guard_config: dict[str, Any]) -> dict[str, Any]:
+    """The server config of a guard test: its ``guard_config`` (a test overrides that)."""
+    return guard_config
 
 
 class KernelClient:

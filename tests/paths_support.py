@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from guard_support import Recorder
+from guard_support import Recorder, recorder  # noqa: F401 - the fixture, re-exported
 from jupyter_server.auth.identity import IdentityProvider, User
 
 SSN, EMAIL = "536-22-1234", "ann.smith@example.com"
@@ -67,22 +65,13 @@ def server_config(*extensions: str, **sections: dict[str, Any]) -> dict[str, Any
     return config
 
 
-@pytest.fixture
-def recorder(jp_serverapp: Any) -> Iterator[Recorder]:
-    """The app's audit seam replaced by an in-memory recorder for the test (then restored)."""
-    app = jp_serverapp.web_app.settings["prod_discovery"]
-    original, app.audit = app.audit, Recorder()
-    yield app.audit
-    app.audit = original
-
-
 async def start_kernel(jp_fetch: Any) -> str:
     kernel = json.loads((await jp_fetch("api", "kernels", method="POST", body="{}")).body)
     return str(kernel["id"])
 
 
-def executions(recorder: Recorder, phase: str = "request") -> list[tuple[dict[str, Any], Any]]:
-    return [(d, u) for k, d, u in recorder.events if k == "execution" and d["phase"] == phase]
+def executions(events: Recorder, phase: str = "request") -> list[tuple[dict[str, Any], Any]]:
+    return [(d, u) for k, d, u in events.events if k == "execution" and d["phase"] == phase]
 
 
 async def wait_for(predicate: Any, timeout: float = 60.0) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from guard_support import V1, KernelClient, Recorder, open_kernel, stream_text
+from guard_support import V1, KernelClient, Recorder, open_kernel, recorder, stream_text
 
 from jupyter_prod_discovery.guard.connection import GuardedWebsocketConnection
+
+__all__ = ["recorder"]  # the fixtures, imported
 
 SSN, EMAIL, CARD = "536-22-1234", "ann.smith@example.com", "4111 1111 1111 1111"
 SECRET = "tok-3f9a8b7c6d5e4f30aa"
@@ -26,14 +27,6 @@ def prod_discovery_extension_config(guard_config: dict[str, Any]) -> dict[str, A
         "PIIGuard": {"stream_hold_timeout": 5.0, **guard_config.get("PIIGuard", {})},
         **{k: v for k, v in guard_config.items() if k != "PIIGuard"},
     }
-
-
-@pytest.fixture
-def recorder(jp_serverapp: Any) -> Iterator[Recorder]:
-    app = jp_serverapp.web_app.settings["prod_discovery"]
-    original, app.audit = app.audit, Recorder()
-    yield app.audit
-    app.audit = original
 
 
 async def test_link_installs_guarded_connection(jp_serverapp: Any) -> None:

@@ -8,29 +8,17 @@ reads it through the real server as JupyterLab does.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from guard_support import Recorder
+from guard_support import Recorder, prod_discovery_extension_config, recorder
 from tornado.httpclient import HTTPClientError
 
+__all__ = ["prod_discovery_extension_config", "recorder"]  # the fixtures, imported
+
 SSN, EMAIL = "536-22-1234", "ann.smith@example.com"
-
-
-@pytest.fixture
-def prod_discovery_extension_config(guard_config: dict[str, Any]) -> dict[str, Any]:
-    return guard_config
-
-
-@pytest.fixture
-def recorder(jp_serverapp: Any) -> Iterator[Recorder]:
-    app = jp_serverapp.web_app.settings["prod_discovery"]
-    original, app.audit = app.audit, Recorder()
-    yield app.audit
-    app.audit = original
 
 
 def _write_notebook(root: Path, name: str) -> str:

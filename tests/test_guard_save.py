@@ -4,32 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from guard_support import Recorder
+from guard_support import Recorder, prod_discovery_extension_config, recorder
 from tornado.httpclient import HTTPClientError
 
 from jupyter_prod_discovery.cli import main
 from jupyter_prod_discovery.guard.save import COPY_DIR_REASON, GuardedContentsManager
 
+__all__ = ["prod_discovery_extension_config", "recorder"]  # the fixtures, imported
+
 SSN, EMAIL = "536-22-1234", "ann.smith@example.com"
-
-
-@pytest.fixture
-def prod_discovery_extension_config(guard_config: dict[str, Any]) -> dict[str, Any]:
-    return guard_config
-
-
-@pytest.fixture
-def recorder(jp_serverapp: Any) -> Iterator[Recorder]:
-    app = jp_serverapp.web_app.settings["prod_discovery"]
-    original, app.audit = app.audit, Recorder()
-    yield app.audit
-    app.audit = original
 
 
 def _notebook(*texts: str) -> dict[str, Any]:
@@ -393,7 +381,7 @@ async def test_save_scans_every_part_of_a_notebook(
         [
             (None, "metadata"),
             (1, "source"),
-            (1, "attachments"),
+            (1, "attachment"),
             (2, "source"),
             (3, "metadata"),
             (3, 1),

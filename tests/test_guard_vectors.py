@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from guard_support import KernelClient, Recorder, open_kernel
+from guard_support import KernelClient, Recorder, open_kernel, recorder
+
+__all__ = ["recorder"]  # the fixtures, imported
 
 SSN, EMAIL = "536-22-1234", "ann.smith@example.com"
 SECRET = "tok-3f9a8b7c6d5e4f30aa"
@@ -32,14 +34,6 @@ def prod_discovery_extension_config(guard_config: dict[str, Any]) -> dict[str, A
         "ServerApp": {"log_level": "WARN"},
         **guard_config,
     }
-
-
-@pytest.fixture
-def recorder(jp_serverapp: Any) -> Iterator[Recorder]:
-    app = jp_serverapp.web_app.settings["prod_discovery"]
-    original, app.audit = app.audit, Recorder()
-    yield app.audit
-    app.audit = original
 
 
 # --- the oracle: what a person would see -------------------------------------------------------

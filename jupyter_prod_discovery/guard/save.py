@@ -173,20 +173,20 @@ class SaveScanner:
         """Every place of a notebook (module docstring); ``memo`` gives the text scans of
         earlier saves (``scancache``): only the scans, numbering and records are this save's."""
         _check_notebook(nb)
-        cells = nb["cells"]
-        for ci, oi, action, entities in apply_to_notebook(self.guard, nb, memo):
-            if (
-                ci is None
-                or oi in ("metadata", "attachment")
-                or (oi == "source" and cells[ci].get("cell_type") in ("markdown", "raw"))
-            ):
-                continue  # judged as rendered, recorded and rewritten by the walk below
-            verdict = Verdict(action, [])
-            verdict.entities = entities
-            # Numbered from 1 as JupyterLab shows cells (a part's name stays a name).
+        # Outputs are rewritten here; every other place is only reported by this walk (as
+        # ``scan`` and the export gate judge it: attachments decoded, sources as written).
+        reported = apply_to_notebook(self.guard, nb, memo)
+        # Places the walk below judges itself (as rendered, and rewrites): (cell index, part).
+        walked: set[tuple[int | None, str]] = set()
+
+        def add(ci: int | None, part: str | int, verdict: Verdict) -> None:
+            # Numbered from 1 as JupyterLab shows cells and outputs (a part's name stays a name).
             cell = None if ci is None else ci + 1
-            output = oi + 1 if isinstance(oi, int) else oi
+            output = part + 1 if isinstance(part, int) else part
             job.add({"path": path, "cell": cell, "output": output}, verdict)
+            if isinstance(part, str):
+                walked.add((ci, part))
+
         for ci, cell in enumerate(nb["cells"]):
             ctype = cell.get("cell_type")
             if ctype in ("markdown", "raw") and "source" in cell:
@@ -198,28 +198,34 @@ class SaveScanner:
                 else:
                     verdict, text = self.guard.text(source, None, kind=kind)
                 if verdict.entities:
-                    job.add({"path": path, "cell": ci + 1, "output": "source"}, verdict)
+                    add(ci, "source", verdict)
                     cell["source"] = text
-            for field in ("metadata", "attachments"):
+            for field, name in (("metadata", "metadata"), ("attachments", "attachment")):
                 if cell.get(field):
                     scan = self.guard.data(cell[field], memo=memo)
                     if scan.verdict.entities:
-                        job.add({"path": path, "cell": ci + 1, "output": field}, scan.verdict)
+                        add(ci, name, scan.verdict)
                     if scan.content is not None:
                         cell[field] = scan.content
             for oi, out in enumerate(cell.get("outputs") or []):
                 if out.get("metadata"):
                     scan = self.guard.data(out["metadata"], memo=memo)
                     if scan.verdict.entities:
-                        job.add({"path": path, "cell": ci + 1, "output": oi + 1}, scan.verdict)
+                        add(ci, oi, scan.verdict)
                         if scan.content is not None:
                             out["metadata"] = scan.content
         if nb.get("metadata"):
             scan = self.guard.data(nb["metadata"], memo=memo)
             if scan.verdict.entities:
-                job.add({"path": path, "cell": None, "output": "metadata"}, scan.verdict)
+                add(None, "metadata", scan.verdict)
                 if scan.content is not None:
                     nb["metadata"] = scan.content
+        for at, part, action, entities in reported:
+            if isinstance(part, str) and (at, part) in walked:
+                continue  # each place once: the walk's verdict, which rewrote it
+            verdict = Verdict(action, [])
+            verdict.entities = entities
+            add(at, "" if part is None else part, verdict)
 
     def _file(self, model: dict[str, Any], path: str, job: Job) -> None:
         fmt = model.get("format")
