@@ -591,3 +591,27 @@ def test_contents_handler_gated_only_for_a_manager_not_ours() -> None:
     assert gate_for(ContentsHandler, AsyncLargeFileManager()) is DirectoryCopyRefusal
     assert gate_for(ContentsHandler) is DirectoryCopyRefusal
     assert gate_for(type("Other", (), {}), AsyncLargeFileManager()) is None
+
+
+async def test_base64_text_attachment_is_redacted_decoded(
+    jp_fetch: Any, jp_root_dir: Path, recorder: Recorder
+) -> None:
+    """nbformat stores attachments as base64: a text one is judged and redacted decoded (its
+    base64 alone shows no SSN), then stored encoded again; an image is left as it was."""
+    md = nbformat.v4.new_markdown_cell("![notes](attachment:notes.txt)")
+    md.attachments = {
+        "notes.txt": {"text/plain": _b64(f"ssn {SSN}".encode())},
+        "a.png": {"image/png": "iVBORw0KGgo="},
+    }
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [md]
+    await _put(jp_fetch, "att.ipynb", {"type": "notebook", "content": dict(nb)})
+    saved = json.loads((jp_root_dir / "att.ipynb").read_text())
+    atts = saved["cells"][0]["attachments"]
+    value = atts["notes.txt"]["text/plain"]  # nbformat writes text/* values as lists of lines
+    text = base64.b64decode("".join(value) if isinstance(value, list) else value).decode()
+    assert SSN not in text and "<US_SSN>" in text
+    assert atts["a.png"] == {"image/png": "iVBORw0KGgo="}
+    assert [(e["cell"], e["output"], e["entities"]) for e in recorder.of("pii")] == [
+        (1, "attachment", {"US_SSN": 1})
+    ]

@@ -203,10 +203,14 @@ class SaveScanner:
             for field, name in (("metadata", "metadata"), ("attachments", "attachment")):
                 if cell.get(field):
                     scan = self.guard.data(cell[field], memo=memo)
-                    if scan.verdict.entities:
-                        add(ci, name, scan.verdict)
+                    verdict = scan.verdict
                     if scan.content is not None:
                         cell[field] = scan.content
+                    if field == "attachments":
+                        decoded = self._encoded_attachments(cell[field], memo)
+                        verdict.merge(decoded)
+                    if verdict.entities:
+                        add(ci, name, verdict)
             for oi, out in enumerate(cell.get("outputs") or []):
                 if out.get("metadata"):
                     scan = self.guard.data(out["metadata"], memo=memo)
@@ -226,6 +230,33 @@ class SaveScanner:
             verdict = Verdict(action, [])
             verdict.entities = entities
             add(at, "" if part is None else part, verdict)
+
+    def _encoded_attachments(self, attachments: dict[str, Any], memo: Memo | None) -> Verdict:
+        """Text attachments held as base64 (as nbformat stores every attachment), scanned
+        decoded and, where the policy rewrites, encoded again in place: ``guard.data`` sees
+        only their base64 text."""
+        verdict = Verdict("allow", [])
+        for bundle in attachments.values():
+            if not isinstance(bundle, dict):
+                continue
+            for mime, value in bundle.items():
+                if not (mime.startswith("text/") or mime.endswith("json")):
+                    continue
+                raw = "".join(value) if isinstance(value, list) else value
+                if not isinstance(raw, str):
+                    continue
+                try:
+                    text = base64.b64decode(raw, validate=True).decode("utf-8")
+                except (binascii.Error, ValueError):
+                    continue  # not base64: guard.data judged it as it is
+                if memo is not None:
+                    found, new = memo.text(text, "plain")
+                else:
+                    found, new = self.guard.text(text, None, kind="plain")
+                verdict.merge(found)
+                if new != text:
+                    bundle[mime] = base64.b64encode(new.encode("utf-8")).decode("ascii")
+        return verdict
 
     def _file(self, model: dict[str, Any], path: str, job: Job) -> None:
         fmt = model.get("format")
