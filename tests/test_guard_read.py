@@ -241,3 +241,41 @@ async def test_scan_reads_and_enabled_switched_at_run_time(
     assert SSN not in json.dumps(await _get(jp_fetch, "report.ipynb"))
     guard.enabled = False
     assert SSN in json.dumps(await _get(jp_fetch, "report.ipynb"))
+
+
+async def test_active_content_is_a_finding_on_every_read(
+    jp_fetch: Any, jp_root_dir: Path, read_scans: list[str]
+) -> None:
+    """Active content in metadata is dropped and recorded (ACTIVE_CONTENT): a read with it is
+    scanned, and rewritten, every time."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "x = 1", metadata={"view": {"application/javascript": "document.title = 'x'"}}
+        )
+    )
+    (jp_root_dir / "active.ipynb").write_text(nbformat.writes(nb))
+    for _ in range(2):
+        assert "document.title" not in json.dumps(await _get(jp_fetch, "active.ipynb"))
+    assert read_scans == ["active.ipynb"] * 2
+
+
+async def test_a_read_rewritten_without_a_finding_is_not_taken_as_clean(
+    jp_fetch: Any, jp_root_dir: Path, monkeypatch: pytest.MonkeyPatch, read_scans: list[str]
+) -> None:
+    """Should the guard ever rewrite a value without reporting it, that read is not noted as
+    clean: the next read of the same bytes is scanned (and rewritten) again."""
+    from jupyter_prod_discovery.guard.live import PIIGuard, Scan
+    from jupyter_prod_discovery.pii import Verdict
+
+    def rewrites_silently(self: Any, value: Any, *args: Any, **kwargs: Any) -> Scan:
+        return Scan(Verdict("allow", []), {"rewritten": True})
+
+    monkeypatch.setattr(PIIGuard, "data", rewrites_silently)
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["kept?"]}))
+    (jp_root_dir / "silent.ipynb").write_text(nbformat.writes(nb))
+    for _ in range(2):
+        model = await _get(jp_fetch, "silent.ipynb")
+        assert model["content"]["cells"][0]["metadata"] == {"rewritten": True}
+    assert read_scans == ["silent.ipynb"] * 2

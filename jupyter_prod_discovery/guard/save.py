@@ -87,13 +87,16 @@ class Unscannable(ValueError):
 
 
 class Job:
-    """One save's scan results: audit records and what the policy blocked."""
+    """One save's scan results: audit records, what the policy blocked, and whether the scan
+    rewrote anything in the model (``changed``: it may without a finding, e.g. active content
+    dropped from metadata)."""
 
-    __slots__ = ("blocked", "records")
+    __slots__ = ("blocked", "changed", "records")
 
     def __init__(self) -> None:
         self.records: list[tuple[dict[str, Any], Verdict]] = []
         self.blocked: dict[str, int] = {}
+        self.changed = False
 
     def add(self, where: dict[str, Any], verdict: Verdict) -> None:
         self.records.append((where, verdict))
@@ -200,14 +203,16 @@ class SaveScanner:
                 if verdict.entities:
                     add(ci, "source", verdict)
                     cell["source"] = text
+                    job.changed = True
             for field, name in (("metadata", "metadata"), ("attachments", "attachment")):
                 if cell.get(field):
                     scan = self.guard.data(cell[field], memo=memo)
                     verdict = scan.verdict
                     if scan.content is not None:
                         cell[field] = scan.content
+                        job.changed = True
                     if field == "attachments":
-                        decoded = self._encoded_attachments(cell[field], memo)
+                        decoded = self._encoded_attachments(cell[field], memo, job)
                         verdict.merge(decoded)
                     if verdict.entities:
                         add(ci, name, verdict)
@@ -218,12 +223,14 @@ class SaveScanner:
                         add(ci, oi, scan.verdict)
                         if scan.content is not None:
                             out["metadata"] = scan.content
+                            job.changed = True
         if nb.get("metadata"):
             scan = self.guard.data(nb["metadata"], memo=memo)
             if scan.verdict.entities:
                 add(None, "metadata", scan.verdict)
                 if scan.content is not None:
                     nb["metadata"] = scan.content
+                    job.changed = True
         for at, part, action, entities in reported:
             if isinstance(part, str) and (at, part) in walked:
                 continue  # each place once: the walk's verdict, which rewrote it
@@ -231,7 +238,9 @@ class SaveScanner:
             verdict.entities = entities
             add(at, "" if part is None else part, verdict)
 
-    def _encoded_attachments(self, attachments: dict[str, Any], memo: Memo | None) -> Verdict:
+    def _encoded_attachments(
+        self, attachments: dict[str, Any], memo: Memo | None, job: Job
+    ) -> Verdict:
         """Text attachments held as base64 (as nbformat stores every attachment), scanned
         decoded and, where the policy rewrites, encoded again in place: ``guard.data`` sees
         only their base64 text."""
@@ -256,6 +265,7 @@ class SaveScanner:
                 verdict.merge(found)
                 if new != text:
                     bundle[mime] = base64.b64encode(new.encode("utf-8")).decode("ascii")
+                    job.changed = True
         return verdict
 
     def _file(self, model: dict[str, Any], path: str, job: Job) -> None:
@@ -287,6 +297,7 @@ class SaveScanner:
         if not job.blocked and _looks_json(new, ext):
             new = self._json_text(new, path, job)
         if not job.blocked and new != text:
+            job.changed = True
             if encoding is None:
                 model["content"] = new
             else:
@@ -455,36 +466,39 @@ class GuardedContentsManager(AsyncLargeFileManager):
                 await asyncio.to_thread(scanner.scan_model, model, path, job, reading=reading)
             else:
                 scanner.scan_model(model, path, job, reading=reading)
-            clean = not job.records
+            clean = not job.records and not job.changed
         finally:
             scanner.record(job, user, "read" if reading else "save")
         return clean
 
-    def _pd_known_clean(self, path: str, sha256: str | None, remember: bool = False) -> bool:
+    def _pd_known_clean(self, path: str, sha256: str | None) -> tuple[bool, tuple[Any, ...] | None]:
         """Whether the bytes with this sha256 at ``path`` were scanned and found clean under
-        the guard's current generation (policy, settings, live secrets: ``scancache``); with
-        ``remember``, note that they just were.
+        the guard's current generation (policy, settings, live secrets: ``scancache``), and
+        that generation (None without a digest), taken before a scan so that a secret issued
+        during it makes the next read scan again.
 
         Why: the same file is read again and again unchanged (every open tab on each reload
         of the page, a reopened notebook, a collaboration room loading it), and the same bytes
         scan the same way under the same generation. Keyed by the exact digest of the bytes
         read (jupyter_server's ``require_hash``, which the audit asks for on every notebook
         read; without it every read is scanned), so any change to the file, the policy or the
-        secrets means a full scan. Only clean results are kept: a read with findings is scanned
-        (and recorded) every time. Bounded like the audit's caches. Not filled by saves: a
-        save's digest would cost every save (far more frequent than reads) to spare one read.
+        secrets means a full scan. Only reads that found and changed nothing are kept
+        (``_pd_remember``): one with findings is scanned (and recorded) every time. Not filled
+        by saves: a save's digest would cost every save (far more frequent than reads) to
+        spare one read.
         """
         scanner = self.pd_scanner
         if not sha256 or scanner is None:
-            return False
+            return False, None
         gen = generation(scanner.guard)
-        if remember:
-            if len(self._pd_clean) >= 4096:
-                self._pd_clean.clear()
-            self._pd_clean[path] = (sha256, gen)
-            return True
         entry = self._pd_clean.get(path)
-        return entry is not None and entry[0] == sha256 and entry[1] == gen
+        return entry is not None and entry[0] == sha256 and entry[1] == gen, gen
+
+    def _pd_remember(self, path: str, sha256: str, gen: tuple[Any, ...]) -> None:
+        """Note a clean read (bounded like the audit's caches: emptied when full)."""
+        if len(self._pd_clean) >= 4096:
+            self._pd_clean.clear()
+        self._pd_clean[path] = (sha256, gen)
 
     async def get(
         self,
@@ -509,10 +523,9 @@ class GuardedContentsManager(AsyncLargeFileManager):
         ):
             path = path.strip("/")
             digest = model.get("hash") if model.get("hash_algorithm") == "sha256" else None
-            if not self._pd_known_clean(path, digest) and await self._pd_scan(
-                model, path, reading=True
-            ):
-                self._pd_known_clean(path, digest, remember=True)
+            known, gen = self._pd_known_clean(path, digest)
+            if not known and await self._pd_scan(model, path, reading=True) and gen is not None:
+                self._pd_remember(path, str(digest), gen)
         return model
 
     async def save(self, model: dict[str, Any], path: str = "") -> dict[str, Any]:
