@@ -43,6 +43,7 @@ from jupyter_server.utils import ensure_async
 from tornado.web import HTTPError
 
 from ..pii import Verdict
+from ..pii.notebook import attachment_texts
 from .live import PIIGuard, summary
 from .normalize import kind_of
 from .outputs import apply_to_notebook
@@ -248,15 +249,8 @@ class SaveScanner:
         for bundle in attachments.values():
             if not isinstance(bundle, dict):
                 continue
-            for mime, value in bundle.items():
-                if not (mime.startswith("text/") or mime.endswith("json")):
-                    continue
-                raw = "".join(value) if isinstance(value, list) else value
-                if not isinstance(raw, str):
-                    continue
-                try:
-                    text = base64.b64decode(raw, validate=True).decode("utf-8")
-                except (binascii.Error, ValueError):
+            for mime, text, encoded in list(attachment_texts(bundle)):
+                if not encoded:
                     continue  # not base64: guard.data judged it as it is
                 if memo is not None:
                     found, new = memo.text(text, "plain")

@@ -20,7 +20,7 @@ from typing import Any
 from .findings import Finding
 from .policy import PIIPolicy, Verdict
 
-__all__ = ["SCANNED_MIME", "Place", "bundle_text", "places", "scan_notebook"]
+__all__ = ["SCANNED_MIME", "Place", "attachment_texts", "bundle_text", "places", "scan_notebook"]
 
 # MIME types of display bundles whose text is scanned.
 SCANNED_MIME = ("text/plain", "text/html", "text/markdown", "text/latex", "application/json")
@@ -72,18 +72,25 @@ def bundle_text(output: dict[str, Any]) -> dict[str, str]:
     return {mime: _text(data[mime]) for mime in SCANNED_MIME if mime in data}
 
 
+def attachment_texts(bundle: dict[str, Any]) -> Iterator[tuple[str, str, bool]]:
+    """(MIME type, text, whether it was base64) for each text value of one attachment's
+    bundle: nbformat stores attachments base64-encoded, so a value that decodes as base64
+    UTF-8 is given decoded, any other as it is. Binary types are skipped."""
+    for mime, value in bundle.items():
+        if not (mime.startswith("text/") or mime.endswith("json")):
+            continue
+        raw = _text(value)
+        try:
+            yield mime, base64.b64decode(raw, validate=True).decode("utf-8"), True
+        except (binascii.Error, ValueError):
+            yield mime, raw, False
+
+
 def _attachment_text(attachments: Any) -> str:
     parts: list[str] = []
     for name, bundle in (attachments or {}).items():
         parts.append(str(name))
-        for mime, value in (bundle or {}).items():
-            if not (mime.startswith("text/") or mime.endswith("json")):
-                continue
-            raw = _text(value)
-            try:
-                parts.append(base64.b64decode(raw, validate=True).decode("utf-8"))
-            except (binascii.Error, ValueError):
-                parts.append(raw)
+        parts.extend(text for _mime, text, _encoded in attachment_texts(bundle or {}))
     return "\n".join(parts)
 
 
